@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages doppel needs to build and test, if missing.
+# Usage: scripts/install-deps.sh [build|test|demo|torch]
+set -e
+what=${1:-build}
+pkgs="build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg-dev libwebp-dev libcmocka-dev"
+case "$what" in
+  test) pkgs="$pkgs clang libclang-rt-14-dev dataset-fashion-mnist" ;;
+  demo) pkgs="$pkgs dataset-fashion-mnist" ;;
+  torch) pkgs="$pkgs python3-torch python3-numpy" ;;
+esac
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

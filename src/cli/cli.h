@@ -1,0 +1,14 @@
+/* Shared declarations of the CLI's subcommands. */
+#ifndef DOPPEL_CLI_H
+#define DOPPEL_CLI_H
+
+typedef struct cli_command {
+    const char *name;
+    const char *help;
+    int (*fn)(int argc, char **argv); /* argv[0] is the subcommand's name */
+} cli_command;
+
+int cmd_version(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+
+#endif

@@ -1,0 +1,171 @@
+/* Contexts, errors, allocation and arenas. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+static const char *const status_names[DP_STATUS_COUNT] = {
+    "DP_OK",           "DP_ERR_NULL",    "DP_ERR_ARG",     "DP_ERR_SHAPE",       "DP_ERR_DTYPE",     "DP_ERR_NOMEM",
+    "DP_ERR_IO",       "DP_ERR_FORMAT",  "DP_ERR_STATE",   "DP_ERR_NUMERIC",     "DP_ERR_UNSUPPORTED", "DP_ERR_NOT_FOUND",
+};
+
+const char *dp_status_name(dp_status s) {
+    return ((unsigned)s < DP_STATUS_COUNT) ? status_names[s] : "DP_ERR_UNKNOWN";
+}
+
+static void *default_alloc(size_t size, size_t align, void *user) {
+    (void)user;
+    void *p = NULL;
+    if (size == 0) size = 1;
+    size = (size + align - 1) / align * align; /* aligned_alloc wants a multiple */
+    p = aligned_alloc(align, size);
+    return p;
+}
+static void default_free(void *p, void *user) {
+    (void)user;
+    free(p);
+}
+static const dp_allocator default_allocator = {default_alloc, default_free, NULL};
+
+dp_status dp_verror(dp_ctx *ctx, dp_status s, const char *fmt, va_list ap) {
+    if (ctx) {
+        ctx->last_status = s;
+        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    }
+    return s;
+}
+
+dp_status dp_error(dp_ctx *ctx, dp_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    dp_verror(ctx, s, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *dp_ctx_error(const dp_ctx *ctx) { return ctx ? ctx->err : "no context (NULL)"; }
+void dp_ctx_clear_error(dp_ctx *ctx) {
+    if (ctx) {
+        ctx->err[0] = 0;
+        ctx->last_status = DP_OK;
+    }
+}
+int dp_ctx_threads(const dp_ctx *ctx) { return ctx ? ctx->threads : 0; }
+uint64_t dp_ctx_seed(const dp_ctx *ctx) { return ctx ? ctx->seed : 0; }
+
+void *dp_malloc(dp_ctx *ctx, size_t size) { return ctx->alloc.alloc(size, DP_ALIGN, ctx->alloc.user); }
+void *dp_calloc(dp_ctx *ctx, size_t size) {
+    void *p = dp_malloc(ctx, size);
+    if (p) memset(p, 0, size);
+    return p;
+}
+void dp_free(dp_ctx *ctx, void *p) {
+    if (p) ctx->alloc.free(p, ctx->alloc.user);
+}
+
+dp_status dp_ctx_new(const dp_ctx_opts *opts, dp_ctx **out) {
+    if (!out) return DP_ERR_NULL;
+    *out = NULL;
+    const dp_allocator *al = (opts && opts->allocator) ? opts->allocator : &default_allocator;
+    if (!al->alloc || !al->free) return DP_ERR_ARG;
+    dp_ctx *ctx = al->alloc(sizeof *ctx, DP_ALIGN, al->user);
+    if (!ctx) return DP_ERR_NOMEM;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->alloc = *al;
+    int threads = opts ? opts->threads : 0;
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    if (threads > 256) threads = 256;
+    ctx->threads = threads;
+    ctx->seed = opts ? opts->seed : 0;
+    ctx->max_tensor_bytes = (opts && opts->max_tensor_bytes) ? opts->max_tensor_bytes : ((size_t)16 << 30);
+    dp_arena_init(&ctx->arena, &ctx->alloc, (size_t)1 << 20);
+    dp_status s = dp_pool_new(&ctx->alloc, threads, &ctx->pool);
+    if (s != DP_OK) {
+        al->free(ctx, al->user);
+        return s;
+    }
+    *out = ctx;
+    return DP_OK;
+}
+
+void dp_ctx_free(dp_ctx *ctx) {
+    if (!ctx) return;
+    dp_pool_free(ctx->pool, &ctx->alloc);
+    dp_arena_release(&ctx->arena);
+    dp_allocator al = ctx->alloc;
+    al.free(ctx, al.user);
+}
+
+/* ------------------------------------------------------------ arena */
+struct dp_arena_chunk {
+    dp_arena_chunk *next;
+    size_t size, used;
+    /* data follows, 64-byte aligned */
+};
+#define CHUNK_HDR ((sizeof(dp_arena_chunk) + DP_ALIGN - 1) / DP_ALIGN * DP_ALIGN)
+
+void dp_arena_init(dp_arena *a, const dp_allocator *alloc, size_t chunk_size) {
+    a->head = NULL;
+    a->alloc = alloc;
+    a->chunk_size = chunk_size;
+    a->total = 0;
+}
+
+void *dp_arena_alloc(dp_arena *a, size_t size, size_t align) {
+    if (align < 8) align = 8;
+    dp_arena_chunk *c = a->head;
+    if (c) {
+        size_t off = (c->used + align - 1) / align * align;
+        if (off <= c->size && size <= c->size - off) {
+            c->used = off + size;
+            void *p = (char *)c + CHUNK_HDR + off;
+            memset(p, 0, size);
+            return p;
+        }
+    }
+    /* A new chunk; big requests get a chunk of their own, put behind the head
+     * so the head's free tail stays usable. */
+    size_t need = size + align;
+    size_t csize = need > a->chunk_size ? need : a->chunk_size;
+    if (csize > SIZE_MAX - CHUNK_HDR) return NULL;
+    dp_arena_chunk *n = a->alloc->alloc(CHUNK_HDR + csize, DP_ALIGN, a->alloc->user);
+    if (!n) return NULL;
+    a->total += CHUNK_HDR + csize;
+    n->size = csize;
+    n->used = 0;
+    if (c && csize > a->chunk_size) {
+        n->next = c->next;
+        c->next = n;
+    } else {
+        n->next = c;
+        a->head = n;
+    }
+    size_t off = 0;
+    n->used = size;
+    void *p = (char *)n + CHUNK_HDR + off;
+    memset(p, 0, size);
+    return p;
+}
+
+char *dp_arena_strdup(dp_arena *a, const char *s) {
+    if (!s) s = "";
+    size_t n = strlen(s) + 1;
+    char *p = dp_arena_alloc(a, n, 1);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+void dp_arena_release(dp_arena *a) {
+    dp_arena_chunk *c = a->head;
+    while (c) {
+        dp_arena_chunk *n = c->next;
+        a->alloc->free(c, a->alloc->user);
+        c = n;
+    }
+    a->head = NULL;
+    a->total = 0;
+}

@@ -1,0 +1,514 @@
+/* Static graphs: building, memory planning, forward passes and reverse-mode autodiff. */
+#include <stdio.h>
+
+#include "core/internal.h"
+
+/* ------------------------------------------------------------ errors */
+void dp_graph_fail(dp_graph *g, dp_status s, const char *fmt, ...) {
+    if (!g || g->status != DP_OK) return; /* the first error is the one worth reading */
+    g->status = s;
+    va_list ap;
+    va_start(ap, fmt);
+    dp_verror(g->ctx, s, fmt, ap);
+    va_end(ap);
+}
+
+dp_status dp_node_error(dp_graph *g, dp_node *n, dp_status s, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    dp_graph_fail(g, s, "%s (node %d%s%s): %s", dp_op_get(n->op)->name, n->id, n->name ? " " : "", n->name ? n->name : "",
+                  msg);
+    return s;
+}
+
+/* ------------------------------------------------------------ life cycle */
+dp_status dp_graph_new(dp_ctx *ctx, dp_graph **out) {
+    if (!ctx) return DP_ERR_NULL;
+    if (!out) return dp_error(ctx, DP_ERR_NULL, "dp_graph_new: out is NULL");
+    dp_graph *g = dp_calloc(ctx, sizeof *g);
+    if (!g) return dp_error(ctx, DP_ERR_NOMEM, "out of memory");
+    g->ctx = ctx;
+    dp_arena_init(&g->arena, &ctx->alloc, 64 << 10);
+    dp_rng_stream(&g->rng, ctx->seed, 0x67726170680ull);
+    *out = g;
+    return DP_OK;
+}
+
+void dp_graph_free(dp_graph *g) {
+    if (!g) return;
+    dp_ctx *ctx = g->ctx;
+    dp_free(ctx, g->block);
+    dp_free(ctx, g->nodes);
+    dp_arena_release(&g->arena);
+    dp_free(ctx, g);
+}
+
+dp_ctx *dp_graph_ctx(dp_graph *g) { return g ? g->ctx : NULL; }
+dp_status dp_graph_status(const dp_graph *g) { return g ? g->status : DP_ERR_NULL; }
+int dp_graph_node_count(const dp_graph *g) { return g ? g->n_nodes : 0; }
+size_t dp_graph_memory_bytes(const dp_graph *g) { return g ? g->block_bytes : 0; }
+int dp_graph_training(const dp_graph *g) { return g ? g->training : 0; }
+
+dp_status dp_graph_set_training(dp_graph *g, int training) {
+    if (!g) return DP_ERR_NULL;
+    g->training = training ? 1 : 0;
+    return DP_OK;
+}
+
+dp_status dp_graph_seed(dp_graph *g, uint64_t seed) {
+    if (!g) return DP_ERR_NULL;
+    dp_rng_stream(&g->rng, seed, 0x67726170680ull);
+    return DP_OK;
+}
+
+/* ------------------------------------------------------------ building */
+dp_node *dp_node_begin(dp_graph *g, int op, int n_in, dp_node *const *in) {
+    if (!g || g->status != DP_OK) return NULL;
+    const dp_op_def *def = dp_op_get(op);
+    if (g->compiled) {
+        dp_graph_fail(g, DP_ERR_STATE, "%s: the graph is already compiled; build a new graph to add nodes", def->name);
+        return NULL;
+    }
+    for (int i = 0; i < n_in; i++) {
+        if (!in || !in[i]) {
+            dp_graph_fail(g, DP_ERR_NULL, "%s: input %d is NULL", def->name, i);
+            return NULL;
+        }
+        if (in[i]->id >= g->n_nodes || g->nodes[in[i]->id] != in[i]) {
+            dp_graph_fail(g, DP_ERR_ARG, "%s: input %d belongs to another graph", def->name, i);
+            return NULL;
+        }
+    }
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? g->cap_nodes * 2 : 64;
+        dp_node **nn = dp_malloc(g->ctx, sizeof(dp_node *) * (size_t)cap);
+        if (!nn) {
+            dp_graph_fail(g, DP_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        if (g->nodes) memcpy(nn, g->nodes, sizeof(dp_node *) * (size_t)g->n_nodes);
+        dp_free(g->ctx, g->nodes);
+        g->nodes = nn;
+        g->cap_nodes = cap;
+    }
+    dp_node *n = dp_arena_alloc(&g->arena, sizeof *n, 8);
+    dp_node **ins = n_in ? dp_arena_alloc(&g->arena, sizeof(dp_node *) * (size_t)n_in, 8) : NULL;
+    if (!n || (n_in && !ins)) {
+        dp_graph_fail(g, DP_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    n->id = g->n_nodes;
+    n->op = op;
+    n->n_in = n_in;
+    n->in = ins;
+    for (int i = 0; i < n_in; i++) ins[i] = in[i];
+    n->buf = -1;
+    n->root = n;
+    n->val.ctx = n->grad.ctx = g->ctx;
+    n->val.name = n->grad.name = "";
+    return n; /* registered by dp_node_finish */
+}
+
+dp_node *dp_node_finish(dp_graph *g, dp_node *n) {
+    if (!n) return NULL;
+    const dp_op_def *def = dp_op_get(n->op);
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i]->val.dtype != DP_F32) {
+            dp_node_error(g, n, DP_ERR_DTYPE, "input %d is %s; only F32 is computed", i, dp_dtype_name(n->in[i]->val.dtype));
+            return NULL;
+        }
+    if (def->shape(g, n) != DP_OK) {
+        if (g->status == DP_OK) dp_node_error(g, n, DP_ERR_SHAPE, "shape rule failed");
+        return NULL;
+    }
+    int64_t bytes = dp_numel(&n->val) * (int64_t)sizeof(float);
+    if ((size_t)bytes > g->ctx->max_tensor_bytes) {
+        dp_node_error(g, n, DP_ERR_NOMEM, "the output would take %lld bytes, over the limit", (long long)bytes);
+        return NULL;
+    }
+    g->nodes[g->n_nodes++] = n;
+    return n;
+}
+
+static dp_status leaf_shape(dp_graph *g, dp_node *n) {
+    (void)g;
+    (void)n;
+    return DP_OK;
+}
+static void leaf_forward(dp_graph *g, dp_node *n) {
+    (void)g;
+    (void)n;
+}
+const dp_op_def dp_op_input = {"input", leaf_shape, leaf_forward, NULL, DP_OPF_LEAF};
+const dp_op_def dp_op_param = {"param", leaf_shape, leaf_forward, NULL, DP_OPF_LEAF};
+
+dp_node *dp_input(dp_graph *g, const char *name, int ndim, const int64_t *shape) {
+    dp_node *n = dp_node_begin(g, DP_OP_INPUT, 0, NULL);
+    if (!n) return NULL;
+    if (ndim < 0 || ndim > DP_MAX_DIMS || (ndim > 0 && !shape)) {
+        dp_node_error(g, n, DP_ERR_ARG, "rank %d is outside 0..%d (or shape is NULL)", ndim, DP_MAX_DIMS);
+        return NULL;
+    }
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] <= 0) {
+            dp_node_error(g, n, DP_ERR_SHAPE, "dimension %d of input '%s' is %lld", i, name ? name : "", (long long)shape[i]);
+            return NULL;
+        }
+    n->name = dp_arena_strdup(&g->arena, name ? name : "");
+    dp_tensor_set_contiguous(&n->val, DP_F32, ndim, shape);
+    n->val.name = n->name;
+    return dp_node_finish(g, n);
+}
+
+dp_status dp_input_requires_grad(dp_graph *g, dp_node *input) {
+    if (!g) return DP_ERR_NULL;
+    if (!input) return dp_error(g->ctx, DP_ERR_NULL, "dp_input_requires_grad: node is NULL");
+    if (input->op != DP_OP_INPUT) return dp_error(g->ctx, DP_ERR_ARG, "dp_input_requires_grad: node %d is not an input", input->id);
+    if (g->compiled) return dp_error(g->ctx, DP_ERR_STATE, "dp_input_requires_grad: call it before dp_graph_compile");
+    input->flags |= DP_NF_REQ_GRAD;
+    return DP_OK;
+}
+
+dp_node *dp_param(dp_graph *g, dp_tensor *t) {
+    dp_node *n = dp_node_begin(g, DP_OP_PARAM, 0, NULL);
+    if (!n) return NULL;
+    if (!t) {
+        dp_node_error(g, n, DP_ERR_NULL, "the parameter tensor is NULL");
+        return NULL;
+    }
+    if (t->ctx != g->ctx) {
+        dp_node_error(g, n, DP_ERR_ARG, "parameter '%s' belongs to another context", t->name);
+        return NULL;
+    }
+    if (t->dtype != DP_F32) {
+        dp_node_error(g, n, DP_ERR_DTYPE, "parameter '%s' is %s; only F32 is computed", t->name, dp_dtype_name(t->dtype));
+        return NULL;
+    }
+    if (!dp_tensor_is_contiguous(t)) {
+        dp_node_error(g, n, DP_ERR_ARG, "parameter '%s' is a non-contiguous view", t->name);
+        return NULL;
+    }
+    n->param = t;
+    n->name = t->name;
+    n->val = *t;
+    n->val.grad = NULL;
+    return dp_node_finish(g, n);
+}
+
+dp_status dp_graph_mark_output(dp_graph *g, dp_node *n) {
+    if (!g) return DP_ERR_NULL;
+    if (!n) return dp_error(g->ctx, DP_ERR_NULL, "dp_graph_mark_output: node is NULL (an earlier builder failed: %s)",
+                            g->status ? dp_ctx_error(g->ctx) : "no error recorded");
+    if (g->compiled) return dp_error(g->ctx, DP_ERR_STATE, "dp_graph_mark_output: the graph is already compiled");
+    n->flags |= DP_NF_OUTPUT;
+    return DP_OK;
+}
+
+/* ------------------------------------------------------------ planning */
+static int is_trainable_leaf(const dp_node *n) {
+    return (n->op == DP_OP_PARAM && !(n->param->flags & DP_TF_BUFFER)) || (n->op == DP_OP_INPUT && (n->flags & DP_NF_REQ_GRAD));
+}
+
+#define ALIGN_UP(x) (((x) + DP_ALIGN - 1) / DP_ALIGN * DP_ALIGN)
+
+dp_status dp_graph_compile(dp_graph *g) {
+    if (!g) return DP_ERR_NULL;
+    if (g->status != DP_OK) return g->status; /* message already in ctx */
+    if (g->compiled) return DP_OK;
+    if (g->n_nodes == 0) return dp_error(g->ctx, DP_ERR_STATE, "dp_graph_compile: the graph is empty");
+    dp_ctx *ctx = g->ctx;
+
+    /* Which nodes may carry a gradient: reachable from a trainable leaf. */
+    int any_grad = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *n = g->nodes[i];
+        const dp_op_def *def = dp_op_get(n->op);
+        int may = is_trainable_leaf(n);
+        if (!(def->flags & DP_OPF_NO_GRAD) && def->backward)
+            for (int k = 0; k < n->n_in; k++) may |= (n->in[k]->flags & DP_NF_MAY_GRAD) != 0;
+        if (def->flags & DP_OPF_GRAD_ALIAS) may = (n->in[0]->flags & DP_NF_MAY_GRAD) != 0;
+        if (may) n->flags |= DP_NF_MAY_GRAD;
+        any_grad |= may;
+        if (def->flags & DP_OPF_VIEW) n->root = n->in[0]->root;
+        n->last_use = i;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *n = g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            dp_node *r = n->in[k]->root;
+            if (r->last_use < i) r->last_use = i;
+        }
+        if (n->flags & DP_NF_OUTPUT) n->root->last_use = g->n_nodes; /* outputs live to the end */
+    }
+
+    /* Value storage. A graph that computes gradients keeps every activation
+     * (backward reads them); an inference graph reuses buffers whose last
+     * reader has run (greedy best fit). Sizes are in bytes, 64-aligned. */
+    int nb = 0, cap = g->n_nodes;
+    size_t *buf_size = dp_calloc(ctx, sizeof(size_t) * (size_t)cap);
+    int *buf_free_at = dp_calloc(ctx, sizeof(int) * (size_t)cap); /* node index after which it is free; -1 = busy */
+    if (!buf_size || !buf_free_at) {
+        dp_free(ctx, buf_size);
+        dp_free(ctx, buf_free_at);
+        return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
+    }
+    size_t ws = 0, aux = 0, grads = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *n = g->nodes[i];
+        if (n->ws_bytes > ws) ws = n->ws_bytes;
+        aux += ALIGN_UP(n->aux_bytes);
+        if ((n->flags & DP_NF_MAY_GRAD) && n->op != DP_OP_PARAM && !(dp_op_get(n->op)->flags & DP_OPF_GRAD_ALIAS))
+            grads += ALIGN_UP((size_t)dp_numel(&n->val) * sizeof(float));
+        if (n->op == DP_OP_PARAM || n->root != n) continue;
+        size_t need = ALIGN_UP((size_t)dp_numel(&n->val) * sizeof(float));
+        int best = -1;
+        if (!any_grad)
+            for (int b = 0; b < nb; b++)
+                if (buf_free_at[b] >= 0 && buf_free_at[b] < i && buf_size[b] >= need &&
+                    (best < 0 || buf_size[b] < buf_size[best]))
+                    best = b;
+        if (best < 0) {
+            best = nb++;
+            buf_size[best] = need;
+        }
+        n->buf = best;
+        buf_free_at[best] = n->last_use >= g->n_nodes ? -1 : n->last_use; /* stays busy until its last reader */
+        if (n->last_use < g->n_nodes) buf_free_at[best] = n->last_use;
+    }
+    /* Note: a buffer freed after node j is reusable by nodes > j only, and a
+     * node never gets a buffer still read by a later node (free_at < i). */
+    size_t vals = 0;
+    size_t *buf_off = dp_calloc(ctx, sizeof(size_t) * (size_t)(nb ? nb : 1));
+    if (!buf_off) {
+        dp_free(ctx, buf_size);
+        dp_free(ctx, buf_free_at);
+        return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
+    }
+    for (int b = 0; b < nb; b++) {
+        buf_off[b] = vals;
+        vals += buf_size[b];
+    }
+    size_t total = vals + grads + aux + ALIGN_UP(ws) + (size_t)nb * sizeof(dp_node *) + DP_ALIGN;
+    g->block = dp_calloc(ctx, total);
+    if (!g->block) {
+        dp_free(ctx, buf_size);
+        dp_free(ctx, buf_free_at);
+        dp_free(ctx, buf_off);
+        return dp_error(ctx, DP_ERR_NOMEM, "out of memory: the graph needs %zu bytes of activations", total);
+    }
+    g->block_bytes = total;
+    char *p = g->block;
+    char *gp = p + vals, *ap = gp + grads, *wp = ap + aux;
+    g->ws = ws ? wp : NULL;
+    g->ws_bytes = ws;
+    g->buf_owner = (dp_node **)(wp + ALIGN_UP(ws));
+    g->n_bufs = nb;
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *n = g->nodes[i];
+        const dp_op_def *def = dp_op_get(n->op);
+        if (n->op == DP_OP_PARAM) {
+            n->val.data = n->param->data;
+        } else if (n->root != n) {
+            n->val.data = n->root->val.data; /* views come after their root */
+        } else {
+            n->val.data = p + buf_off[n->buf];
+        }
+        if (n->aux_bytes) {
+            n->aux = ap;
+            ap += ALIGN_UP(n->aux_bytes);
+        }
+        n->grad.data = NULL;
+        if (n->flags & DP_NF_MAY_GRAD) {
+            dp_tensor_set_contiguous(&n->grad, DP_F32, n->val.ndim, n->val.shape);
+            if (n->op == DP_OP_PARAM) {
+                dp_tensor *gt = dp_param_grad(n->param);
+                if (!gt) {
+                    dp_free(ctx, buf_size);
+                    dp_free(ctx, buf_free_at);
+                    dp_free(ctx, buf_off);
+                    return dp_error(ctx, DP_ERR_NOMEM, "out of memory for the gradient of '%s'", n->param->name);
+                }
+                n->grad.data = gt->data;
+            } else if (def->flags & DP_OPF_GRAD_ALIAS) {
+                n->grad.data = n->in[0]->grad.data;
+            } else {
+                n->grad.data = gp;
+                n->flags |= DP_NF_OWN_GRAD;
+                gp += ALIGN_UP((size_t)dp_numel(&n->val) * sizeof(float));
+            }
+        }
+    }
+    dp_free(ctx, buf_size);
+    dp_free(ctx, buf_free_at);
+    dp_free(ctx, buf_off);
+    g->compiled = 1;
+    return DP_OK;
+}
+
+/* ------------------------------------------------------------ running */
+static dp_status need_compiled(dp_graph *g, const char *fn) {
+    if (!g) return DP_ERR_NULL;
+    if (g->status != DP_OK) return dp_error(g->ctx, g->status, "%s: the graph failed to build: %s", fn, g->ctx->err);
+    if (!g->compiled) return dp_error(g->ctx, DP_ERR_STATE, "%s: call dp_graph_compile first", fn);
+    return DP_OK;
+}
+
+dp_status dp_graph_invalidate(dp_graph *g) {
+    dp_status s = need_compiled(g, "dp_graph_invalidate");
+    if (s) return s;
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->flags &= ~DP_NF_FRESH;
+    return DP_OK;
+}
+
+static dp_status check_target(dp_graph *g, dp_node *t, const char *fn) {
+    if (!t) return dp_error(g->ctx, DP_ERR_NULL, "%s: target node is NULL", fn);
+    if (t->id >= g->n_nodes || g->nodes[t->id] != t) return dp_error(g->ctx, DP_ERR_ARG, "%s: node belongs to another graph", fn);
+    return DP_OK;
+}
+
+dp_status dp_graph_forward(dp_graph *g, int n_targets, dp_node *const *targets) {
+    dp_status s = need_compiled(g, "dp_graph_forward");
+    if (s) return s;
+    if (n_targets < 0 || (n_targets > 0 && !targets)) return dp_error(g->ctx, DP_ERR_ARG, "dp_graph_forward: bad target list");
+    int hi = -1;
+    for (int i = 0; i < n_targets; i++) {
+        if ((s = check_target(g, targets[i], "dp_graph_forward"))) return s;
+        targets[i]->flags |= DP_NF_MARK;
+        if (targets[i]->id > hi) hi = targets[i]->id;
+    }
+    /* Mark ancestors (walk down in reverse topological order). */
+    for (int i = hi; i >= 0; i--) {
+        dp_node *n = g->nodes[i];
+        if (!(n->flags & DP_NF_MARK)) continue;
+        for (int k = 0; k < n->n_in; k++) n->in[k]->flags |= DP_NF_MARK;
+    }
+    for (int i = 0; i <= hi; i++) {
+        dp_node *n = g->nodes[i];
+        if (!(n->flags & DP_NF_MARK)) continue;
+        n->flags &= ~DP_NF_MARK;
+        if (n->flags & DP_NF_FRESH) continue;
+        const dp_op_def *def = dp_op_get(n->op);
+        if (n->buf >= 0 && g->n_bufs) {
+            /* Taking a shared buffer evicts its previous holder (and views of it). */
+            dp_node *prev = g->buf_owner[n->buf];
+            if (prev && prev != n) prev->flags &= ~DP_NF_FRESH;
+            g->buf_owner[n->buf] = n;
+        }
+        if (n->root != n && !(n->root->flags & DP_NF_FRESH)) {
+            /* cannot happen: inputs are computed first */
+        }
+        if (!(def->flags & DP_OPF_VIEW) || def->forward) def->forward(g, n);
+        n->flags |= DP_NF_FRESH;
+    }
+    /* Views whose root was evicted are stale too. */
+    if (g->n_bufs)
+        for (int i = 0; i < g->n_nodes; i++) {
+            dp_node *n = g->nodes[i];
+            if (n->root != n && !(n->root->flags & DP_NF_FRESH)) n->flags &= ~DP_NF_FRESH;
+        }
+    return DP_OK;
+}
+
+dp_status dp_graph_run(dp_graph *g) {
+    dp_status s = dp_graph_invalidate(g);
+    if (s) return s;
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->flags & DP_NF_OUTPUT) n++;
+    if (n == 0) return dp_graph_forward(g, 1, &g->nodes[g->n_nodes - 1]);
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->flags & DP_NF_OUTPUT) {
+            s = dp_graph_forward(g, 1, &g->nodes[i]);
+            if (s) return s;
+        }
+    return DP_OK;
+}
+
+dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *const *wrt) {
+    dp_status s = need_compiled(g, "dp_graph_backward");
+    if (s) return s;
+    dp_ctx *ctx = g->ctx;
+    if ((s = check_target(g, loss, "dp_graph_backward"))) return s;
+    if (dp_numel(&loss->val) != 1) {
+        char b[64];
+        return dp_error(ctx, DP_ERR_SHAPE, "dp_graph_backward: the loss must be a scalar, node %d (%s) is %s", loss->id,
+                        dp_op_get(loss->op)->name, DP_SHAPE_STR(&loss->val, b));
+    }
+    if (!(loss->flags & DP_NF_FRESH))
+        return dp_error(ctx, DP_ERR_STATE, "dp_graph_backward: the loss was not computed in this pass; call dp_graph_forward first");
+    if (n_wrt < 0 || (n_wrt > 0 && !wrt)) return dp_error(ctx, DP_ERR_ARG, "dp_graph_backward: bad wrt list");
+    for (int i = 0; i < n_wrt; i++) {
+        if ((s = check_target(g, wrt[i], "dp_graph_backward"))) return s;
+        if (!wrt[i]->grad.data)
+            return dp_error(ctx, DP_ERR_ARG,
+                            "dp_graph_backward: no gradient can reach node %d (%s%s%s): a buffer, a detached value, or an "
+                            "input without dp_input_requires_grad",
+                            wrt[i]->id, dp_op_get(wrt[i]->op)->name, wrt[i]->name ? " " : "", wrt[i]->name ? wrt[i]->name : "");
+    }
+    /* 1. Nodes that depend on a requested leaf (forward sweep). */
+    for (int i = 0; i <= loss->id; i++) g->nodes[i]->flags &= ~(DP_NF_BWD | DP_NF_MARK);
+    for (int i = 0; i < n_wrt; i++) wrt[i]->flags |= DP_NF_BWD;
+    for (int i = 0; i <= loss->id; i++) {
+        dp_node *n = g->nodes[i];
+        if (!(n->flags & DP_NF_MAY_GRAD)) continue;
+        if (n->n_in == 0) {
+            if (n_wrt == 0 && is_trainable_leaf(n)) n->flags |= DP_NF_BWD;
+            continue;
+        }
+        const dp_op_def *def = dp_op_get(n->op);
+        if ((def->flags & DP_OPF_NO_GRAD) || !(def->backward || (def->flags & DP_OPF_GRAD_ALIAS))) continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k]->flags & DP_NF_BWD) n->flags |= DP_NF_BWD;
+    }
+    /* 2. Keep those that are also ancestors of the loss (backward sweep). */
+    loss->flags |= DP_NF_MARK;
+    for (int i = loss->id; i >= 0; i--) {
+        dp_node *n = g->nodes[i];
+        if (!(n->flags & DP_NF_MARK)) {
+            n->flags &= ~DP_NF_BWD;
+            continue;
+        }
+        n->flags &= ~DP_NF_MARK;
+        for (int k = 0; k < n->n_in; k++) n->in[k]->flags |= DP_NF_MARK;
+        if ((n->flags & DP_NF_BWD) && !(n->flags & DP_NF_FRESH))
+            return dp_error(ctx, DP_ERR_STATE, "dp_graph_backward: node %d (%s) on the gradient path is stale; run forward first",
+                            n->id, dp_op_get(n->op)->name);
+    }
+    if (!(loss->flags & DP_NF_BWD)) return DP_OK; /* the loss does not depend on what was asked: zero gradient */
+    /* 3. Zero the intermediate gradients (parameters accumulate), seed the loss. */
+    for (int i = 0; i <= loss->id; i++) {
+        dp_node *n = g->nodes[i];
+        if ((n->flags & DP_NF_BWD) && (n->flags & DP_NF_OWN_GRAD))
+            memset(n->grad.data, 0, (size_t)dp_numel(&n->grad) * sizeof(float));
+    }
+    dp_f(&loss->grad)[0] += 1.0f;
+    /* 4. Reverse sweep. */
+    for (int i = loss->id; i >= 0; i--) {
+        dp_node *n = g->nodes[i];
+        if (!(n->flags & DP_NF_BWD) || n->n_in == 0) continue;
+        const dp_op_def *def = dp_op_get(n->op);
+        if (def->backward && !(def->flags & DP_OPF_GRAD_ALIAS)) def->backward(g, n);
+    }
+    return DP_OK;
+}
+
+dp_tensor *dp_node_value(dp_node *n) { return n ? &n->val : NULL; }
+dp_tensor *dp_node_grad(dp_node *n) { return (n && n->grad.data) ? &n->grad : NULL; }
+const char *dp_node_op_name(const dp_node *n) { return n ? dp_op_get(n->op)->name : "?"; }
+
+void dp_graph_print(const dp_graph *g, void *file) {
+    FILE *f = file ? file : stdout;
+    if (!g) return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const dp_node *n = g->nodes[i];
+        char b[64];
+        fprintf(f, "%4d %-20s %-18s", n->id, dp_op_get(n->op)->name, DP_SHAPE_STR(&n->val, b));
+        for (int k = 0; k < n->n_in; k++) fprintf(f, " %d", n->in[k]->id);
+        if (n->name && *n->name) fprintf(f, "  '%s'", n->name);
+        if (n->flags & DP_NF_OUTPUT) fprintf(f, "  [output]");
+        fputc('\n', f);
+    }
+}

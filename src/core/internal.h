@@ -1,0 +1,200 @@
+/* doppel internals shared by core/, ops/, nn/, optim/, io/. Not installed. */
+#ifndef DOPPEL_INTERNAL_H
+#define DOPPEL_INTERNAL_H
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "doppel/doppel.h"
+
+#define DP_ALIGN 64
+
+#if defined(__GNUC__)
+#define DP_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define DP_PRINTF(a, b)
+#endif
+
+/* ------------------------------------------------------------ arena */
+/* A bump allocator made of chunks taken from the context's allocator. */
+typedef struct dp_arena_chunk dp_arena_chunk;
+typedef struct dp_arena {
+    dp_arena_chunk *head;
+    const dp_allocator *alloc;
+    size_t chunk_size;
+    size_t total; /* bytes reserved from the allocator */
+} dp_arena;
+
+void dp_arena_init(dp_arena *a, const dp_allocator *alloc, size_t chunk_size);
+void *dp_arena_alloc(dp_arena *a, size_t size, size_t align); /* zeroed; NULL on failure */
+char *dp_arena_strdup(dp_arena *a, const char *s);
+void dp_arena_release(dp_arena *a);
+
+/* ------------------------------------------------------------ thread pool */
+typedef struct dp_pool dp_pool;
+/* fn(arg, begin, end, tid) is called on [begin,end) ranges that split [0,n) into
+ * at most `threads` contiguous parts; part i always goes to the same range, so
+ * work that depends only on its range is deterministic. */
+typedef void (*dp_range_fn)(void *arg, int64_t begin, int64_t end, int tid);
+dp_status dp_pool_new(const dp_allocator *alloc, int threads, dp_pool **out);
+void dp_pool_free(dp_pool *p, const dp_allocator *alloc);
+void dp_parallel_for(dp_ctx *ctx, int64_t n, dp_range_fn fn, void *arg);
+/* Same, but never uses more than max_parts parts (e.g. to keep reductions fixed). */
+void dp_parallel_for_n(dp_ctx *ctx, int64_t n, int max_parts, dp_range_fn fn, void *arg);
+
+/* ------------------------------------------------------------ context */
+struct dp_ctx {
+    dp_allocator alloc;
+    int threads;
+    uint64_t seed;
+    size_t max_tensor_bytes;
+    dp_arena arena; /* tensors, names */
+    dp_pool *pool;
+    dp_status last_status;
+    char err[1024];
+};
+
+/* Record an error in ctx (printf-style) and return the status, so callers can
+ * write `return dp_error(ctx, DP_ERR_SHAPE, "...", ...);`. ctx may be NULL. */
+dp_status dp_error(dp_ctx *ctx, dp_status s, const char *fmt, ...) DP_PRINTF(3, 4);
+dp_status dp_verror(dp_ctx *ctx, dp_status s, const char *fmt, va_list ap);
+void *dp_malloc(dp_ctx *ctx, size_t size);  /* 64-byte aligned, via the ctx allocator; not zeroed */
+void *dp_calloc(dp_ctx *ctx, size_t size);  /* zeroed */
+void dp_free(dp_ctx *ctx, void *p);
+
+/* ------------------------------------------------------------ tensors */
+enum {
+    DP_TF_BUFFER = 1, /* non-trainable (running stats) */
+    DP_TF_PARAM = 2,  /* belongs to a paramset */
+};
+
+struct dp_tensor {
+    dp_dtype dtype;
+    int ndim;
+    int64_t shape[DP_MAX_DIMS];
+    int64_t stride[DP_MAX_DIMS]; /* elements */
+    void *data;
+    const char *name;
+    dp_ctx *ctx;
+    dp_tensor *grad; /* parameters: gradient buffer */
+    int flags;
+    dp_init init;
+};
+
+int64_t dp_shape_numel(int ndim, const int64_t *shape);
+void dp_tensor_set_contiguous(dp_tensor *t, dp_dtype dtype, int ndim, const int64_t *shape);
+/* "[2,3,4]" into buf. */
+const char *dp_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
+#define DP_SHAPE_STR(t, buf) dp_shape_str((t)->ndim, (t)->shape, buf, sizeof buf)
+/* Allocate storage for t from the ctx arena (checks the size limit). */
+dp_status dp_tensor_alloc_storage(dp_ctx *ctx, dp_tensor *t);
+
+/* ------------------------------------------------------------ graph */
+#define DP_NODE_IPARAMS 16
+#define DP_NODE_FPARAMS 4
+
+typedef struct dp_op_def dp_op_def;
+
+enum {
+    DP_NF_OUTPUT = 1 << 0,
+    DP_NF_REQ_GRAD = 1 << 1, /* input leaf that asked for its gradient */
+    DP_NF_FRESH = 1 << 2,    /* computed in this pass */
+    DP_NF_MARK = 1 << 3,     /* scratch mark for graph walks */
+    DP_NF_MAY_GRAD = 1 << 4, /* some gradient may flow through (has a grad buffer) */
+    DP_NF_BWD = 1 << 5,      /* on the path of the current backward call */
+    DP_NF_OWN_GRAD = 1 << 6, /* the grad buffer is this node's own (zeroed before backward) */
+};
+
+struct dp_node {
+    int id;
+    int op;
+    int n_in;
+    dp_node **in;
+    dp_tensor val;  /* value; data set by the planner */
+    dp_tensor grad; /* gradient; data NULL when no gradient passes */
+    dp_tensor *param;          /* DP_OP_PARAM: the parameter tensor */
+    dp_tensor *ext[2];         /* extra tensors an op updates (batch-norm running stats) */
+    int ip[DP_NODE_IPARAMS];   /* integer attributes (meaning per op) */
+    float fp[DP_NODE_FPARAMS]; /* float attributes */
+    size_t aux_bytes;          /* per-node memory kept from forward to backward */
+    void *aux;
+    size_t ws_bytes;           /* temporary workspace needed during forward/backward */
+    int flags;
+    int last_use;              /* planner: index of the last consumer */
+    int buf;                   /* planner: storage buffer index (-1: view or leaf) */
+    dp_node *root;             /* node whose storage the value lives in (itself unless a view) */
+    const char *name;
+};
+
+struct dp_graph {
+    dp_ctx *ctx;
+    dp_arena arena; /* nodes and their arrays */
+    dp_node **nodes;
+    int n_nodes, cap_nodes;
+    dp_status status; /* sticky build error */
+    int compiled;
+    int training;
+    dp_rng rng;
+    void *ws; /* shared workspace */
+    size_t ws_bytes;
+    void *block;  /* one allocation for all activations/grads/aux */
+    size_t block_bytes;
+    dp_node **buf_owner; /* planner: which node currently holds each reusable buffer */
+    int n_bufs;
+};
+
+/* Flags of an op. */
+enum {
+    DP_OPF_VIEW = 1 << 0,       /* the value aliases input 0's storage (no compute) */
+    DP_OPF_GRAD_ALIAS = 1 << 1, /* the gradient aliases input 0's gradient (backward is a no-op) */
+    DP_OPF_NO_GRAD = 1 << 2,    /* no gradient flows to the inputs */
+    DP_OPF_LEAF = 1 << 3,
+    DP_OPF_RANDOM = 1 << 4,     /* uses the graph's random stream */
+};
+
+struct dp_op_def {
+    const char *name;
+    /* Check inputs and attributes; set n->val's dtype/ndim/shape (contiguous)
+     * and n->aux_bytes / n->ws_bytes. Report problems with dp_node_error. */
+    dp_status (*shape)(dp_graph *g, dp_node *n);
+    /* Compute n->val from the inputs' values. */
+    void (*forward)(dp_graph *g, dp_node *n);
+    /* ADD d(loss)/d(input) into in[i]->grad for every input with dp_wants_grad(in[i]),
+     * from n->grad (and the saved values). NULL for ops without a gradient. */
+    void (*backward)(dp_graph *g, dp_node *n);
+    unsigned flags;
+};
+
+typedef enum dp_op_id {
+#define DP_OP(id, def) id,
+#include "ops/op_list.h"
+#undef DP_OP
+    DP_OP_COUNT
+} dp_op_id;
+
+const dp_op_def *dp_op_get(int op);
+
+/* Builders: start a node (checks g, the inputs and the sticky status), set
+ * attributes, then finish (runs the shape rule). Both return NULL on error. */
+dp_node *dp_node_begin(dp_graph *g, int op, int n_in, dp_node *const *in);
+dp_node *dp_node_finish(dp_graph *g, dp_node *n);
+/* Record a build error naming the node's op (returns s). */
+dp_status dp_node_error(dp_graph *g, dp_node *n, dp_status s, const char *fmt, ...) DP_PRINTF(4, 5);
+/* Record a sticky error in the graph (first one wins). */
+void dp_graph_fail(dp_graph *g, dp_status s, const char *fmt, ...) DP_PRINTF(3, 4);
+
+static inline float *dp_f(dp_tensor *t) { return (float *)t->data; }
+static inline int dp_wants_grad(const dp_node *n) { return (n->flags & DP_NF_BWD) && n->grad.data; }
+static inline int64_t dp_numel(const dp_tensor *t) { return dp_shape_numel(t->ndim, t->shape); }
+
+/* ------------------------------------------------------------ kernels */
+/* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major with leading dims. */
+void dp_sgemm(dp_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* Single-threaded variant (for callers that already parallelise). */
+void dp_sgemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif

@@ -1,0 +1,5 @@
+#include "test_ops_grad/cases.h"
+
+const gc_case gc_cases_softmax[] = {
+    {0},
+};
