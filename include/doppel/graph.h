@@ -131,6 +131,9 @@ dp_node *dp_l1(dp_graph *g, dp_node *a, dp_node *b);
 dp_node *dp_cross_entropy(dp_graph *g, dp_node *logits, dp_node *labels);
 
 /* ------------------------------------------------------------ compile and run */
+/* Mark a node whose value you will read after a run. In a graph without
+ * gradients the planner reuses activation buffers, so only outputs (and
+ * inputs) are sure to hold their values once later nodes have run. */
 dp_status dp_graph_mark_output(dp_graph *g, dp_node *n);
 /* Validate and plan memory. After this no nodes can be added. Activation
  * buffers are allocated here, once: running the graph allocates nothing. */

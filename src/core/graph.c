@@ -68,8 +68,8 @@ dp_status dp_graph_seed(dp_graph *g, uint64_t seed) {
 dp_node *dp_node_begin(dp_graph *g, int op, int n_in, dp_node *const *in) {
     if (!g || g->status != DP_OK) return NULL;
     const dp_op_def *def = dp_op_get(op);
-    if (g->compiled) {
-        dp_graph_fail(g, DP_ERR_STATE, "%s: the graph is already compiled; build a new graph to add nodes", def->name);
+    if (g->compiled) { /* misuse, but the compiled graph stays usable */
+        dp_error(g->ctx, DP_ERR_STATE, "%s: the graph is already compiled; build a new graph to add nodes", def->name);
         return NULL;
     }
     for (int i = 0; i < n_in; i++) {
@@ -241,7 +241,8 @@ dp_status dp_graph_compile(dp_graph *g) {
             dp_node *r = n->in[k]->root;
             if (r->last_use < i) r->last_use = i;
         }
-        if (n->flags & DP_NF_OUTPUT) n->root->last_use = g->n_nodes; /* outputs live to the end */
+        /* Outputs live to the end; so do inputs: the caller fills them once and may run several passes. */
+        if ((n->flags & DP_NF_OUTPUT) || n->op == DP_OP_INPUT) n->root->last_use = g->n_nodes;
     }
 
     /* Value storage. A graph that computes gradients keeps every activation
@@ -275,8 +276,7 @@ dp_status dp_graph_compile(dp_graph *g) {
             buf_size[best] = need;
         }
         n->buf = best;
-        buf_free_at[best] = n->last_use >= g->n_nodes ? -1 : n->last_use; /* stays busy until its last reader */
-        if (n->last_use < g->n_nodes) buf_free_at[best] = n->last_use;
+        buf_free_at[best] = n->last_use >= g->n_nodes ? -1 : n->last_use; /* busy until its last reader has run */
     }
     /* Note: a buffer freed after node j is reusable by nodes > j only, and a
      * node never gets a buffer still read by a later node (free_at < i). */

@@ -1,0 +1,244 @@
+/* Graph semantics: sticky build errors, state errors, autodiff bookkeeping
+ * (accumulation, wrt subsets, stop_gradient), partial forward passes, the
+ * memory planner. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "doppel/doppel.h"
+
+#define SH(...) ((const int64_t[]){__VA_ARGS__})
+
+typedef struct fx {
+    dp_ctx *ctx;
+    dp_graph *g;
+    dp_paramset *ps;
+} fx;
+
+static int setup(void **state) {
+    static fx f;
+    memset(&f, 0, sizeof f);
+    dp_ctx_opts o = {.threads = 2, .seed = 3};
+    if (dp_ctx_new(&o, &f.ctx) || dp_graph_new(f.ctx, &f.g) || dp_paramset_new(f.ctx, &f.ps)) return -1;
+    *state = &f;
+    return 0;
+}
+static int teardown(void **state) {
+    fx *f = *state;
+    dp_graph_free(f->g);
+    dp_paramset_free(f->ps);
+    dp_ctx_free(f->ctx);
+    return 0;
+}
+
+static dp_tensor *param(fx *f, const char *name, int nd, const int64_t *sh, float v) {
+    dp_tensor *t = NULL;
+    assert_int_equal(dp_paramset_get_or_add(f->ps, name, nd, sh, DP_PARAM_TRAINABLE, NULL, &t), DP_OK);
+    dp_tensor_fill(t, v);
+    return t;
+}
+
+static void sticky_shape_error(void **state) {
+    fx *f = *state;
+    dp_node *a = dp_input(f->g, "a", 2, SH(2, 3));
+    dp_node *b = dp_input(f->g, "b", 2, SH(4, 3));
+    dp_node *c = dp_add(f->g, a, b); /* [2,3] + [4,3] does not broadcast */
+    assert_null(c);
+    assert_null(dp_relu(f->g, c)); /* NULL in, NULL out */
+    assert_null(dp_relu(f->g, a)); /* the graph is failed: later builders refuse too */
+    assert_int_equal(dp_graph_status(f->g), DP_ERR_SHAPE);
+    assert_int_equal(dp_graph_compile(f->g), DP_ERR_SHAPE);
+    const char *msg = dp_ctx_error(f->ctx);
+    assert_non_null(strstr(msg, "add"));
+    assert_non_null(strstr(msg, "[2,3]"));
+    assert_non_null(strstr(msg, "[4,3]"));
+    assert_int_equal(dp_graph_run(f->g), DP_ERR_SHAPE);
+}
+
+static void state_errors(void **state) {
+    fx *f = *state;
+    dp_graph *other;
+    assert_int_equal(dp_graph_new(f->ctx, &other), DP_OK);
+    dp_node *x = dp_input(f->g, "x", 1, SH(4));
+    dp_node *y = dp_relu(f->g, x);
+    assert_int_equal(dp_graph_run(f->g), DP_ERR_STATE); /* not compiled */
+    assert_null(dp_relu(other, x));                     /* node of another graph */
+    assert_int_equal(dp_graph_status(other), DP_ERR_ARG);
+    dp_graph_free(other);
+    assert_int_equal(dp_graph_mark_output(f->g, NULL), DP_ERR_NULL);
+    assert_int_equal(dp_graph_mark_output(f->g, y), DP_OK);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    assert_null(dp_relu(f->g, y)); /* compiled: closed for additions */
+    assert_int_equal(dp_graph_backward(f->g, y, 0, NULL), DP_ERR_SHAPE); /* not a scalar */
+    assert_int_equal(dp_input_requires_grad(f->g, x), DP_ERR_STATE);
+    assert_null(dp_input(f->g, "bad", 2, SH(3, -1)));
+}
+
+static void backward_needs_fresh_loss(void **state) {
+    fx *f = *state;
+    dp_tensor *w = param(f, "w", 1, SH(3), 2.0f);
+    dp_node *x = dp_input(f->g, "x", 1, SH(3));
+    dp_node *loss = dp_sum(f->g, dp_mul(f->g, x, dp_param(f->g, w)), DP_AXIS_ALL, 0);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    assert_int_equal(dp_graph_backward(f->g, loss, 0, NULL), DP_ERR_STATE);
+    assert_non_null(strstr(dp_ctx_error(f->ctx), "forward"));
+}
+
+/* Parameter gradients accumulate across backward calls; wrt limits the work. */
+static void accumulate_and_wrt(void **state) {
+    fx *f = *state;
+    dp_tensor *w = param(f, "w", 1, SH(3), 2.0f), *v = param(f, "v", 1, SH(3), 5.0f);
+    dp_node *x = dp_input(f->g, "x", 1, SH(3));
+    dp_node *pw = dp_param(f->g, w), *pv = dp_param(f->g, v);
+    dp_node *loss = dp_sum(f->g, dp_add(f->g, dp_mul(f->g, x, pw), dp_mul(f->g, pv, pv)), DP_AXIS_ALL, 0);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    float xs[3] = {1, 2, 3};
+    dp_tensor_copy_from(dp_node_value(x), xs, 3);
+    assert_int_equal(dp_graph_run(f->g), DP_OK);
+    assert_true(fabsf(dp_tensor_f32(dp_node_value(loss))[0] - (12.0f + 75.0f)) < 1e-5f);
+    dp_paramset_zero_grad(f->ps);
+    assert_int_equal(dp_graph_backward(f->g, loss, 0, NULL), DP_OK);
+    assert_int_equal(dp_graph_backward(f->g, loss, 0, NULL), DP_OK);
+    const float *gw = dp_tensor_f32(dp_param_grad(w)), *gv = dp_tensor_f32(dp_param_grad(v));
+    for (int i = 0; i < 3; i++) {
+        assert_true(gw[i] == 2.0f * xs[i]);
+        assert_true(gv[i] == 2.0f * 10.0f);
+    }
+    dp_paramset_zero_grad(f->ps);
+    assert_int_equal(dp_graph_backward(f->g, loss, 1, &pv), DP_OK); /* only v */
+    for (int i = 0; i < 3; i++) {
+        assert_true(gw[i] == 0.0f);
+        assert_true(gv[i] == 10.0f);
+    }
+    /* x did not ask for its gradient */
+    assert_int_equal(dp_graph_backward(f->g, loss, 1, &x), DP_ERR_ARG);
+}
+
+/* y = stop_gradient(x) * w + 2x: dy/dx = 2, dy/dw = x. */
+static void stop_gradient_blocks(void **state) {
+    fx *f = *state;
+    dp_tensor *w = param(f, "w", 1, SH(2), 3.0f);
+    dp_node *x = dp_input(f->g, "x", 1, SH(2));
+    assert_int_equal(dp_input_requires_grad(f->g, x), DP_OK);
+    dp_node *y = dp_add(f->g, dp_mul(f->g, dp_stop_gradient(f->g, x), dp_param(f->g, w)), dp_scale(f->g, x, 2.0f));
+    dp_node *loss = dp_sum(f->g, y, DP_AXIS_ALL, 0);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    dp_tensor_copy_from(dp_node_value(x), (float[]){1.5f, -4.0f}, 2);
+    assert_int_equal(dp_graph_run(f->g), DP_OK);
+    dp_paramset_zero_grad(f->ps);
+    assert_int_equal(dp_graph_backward(f->g, loss, 0, NULL), DP_OK);
+    const float *gx = dp_tensor_f32(dp_node_grad(x)), *gw = dp_tensor_f32(dp_param_grad(w));
+    assert_true(gx[0] == 2.0f && gx[1] == 2.0f);
+    assert_true(gw[0] == 1.5f && gw[1] == -4.0f);
+    /* input gradients are overwritten, not accumulated */
+    assert_int_equal(dp_graph_backward(f->g, loss, 0, NULL), DP_OK);
+    assert_true(gx[0] == 2.0f);
+}
+
+/* A second forward in the same pass reuses what was computed (the dropout
+ * mask stays); a new pass recomputes it. */
+static void partial_forward_reuses(void **state) {
+    fx *f = *state;
+    dp_node *x = dp_input(f->g, "x", 1, SH(64));
+    dp_node *d = dp_dropout(f->g, x, 0.5f);
+    dp_node *a = dp_sum(f->g, d, DP_AXIS_ALL, 0);
+    dp_node *b = dp_sum(f->g, dp_scale(f->g, d, 2.0f), DP_AXIS_ALL, 0);
+    /* Only outputs are sure to keep their values after later ops ran (the planner reuses buffers). */
+    dp_graph_mark_output(f->g, a);
+    dp_graph_mark_output(f->g, b);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    dp_graph_set_training(f->g, 1);
+    dp_tensor_fill(dp_node_value(x), 1.0f);
+    assert_int_equal(dp_graph_invalidate(f->g), DP_OK);
+    assert_int_equal(dp_graph_forward(f->g, 1, &a), DP_OK);
+    assert_int_equal(dp_graph_forward(f->g, 1, &b), DP_OK);
+    float va = dp_tensor_f32(dp_node_value(a))[0], vb = dp_tensor_f32(dp_node_value(b))[0];
+    assert_true(vb == 2.0f * va);
+    assert_true(va > 0.0f && va < 128.0f); /* some dropped, some kept */
+    int changed = 0;
+    for (int i = 0; i < 5 && !changed; i++) {
+        dp_graph_run(f->g);
+        changed = dp_tensor_f32(dp_node_value(a))[0] != va;
+    }
+    assert_true(changed);
+    dp_graph_set_training(f->g, 0);
+    dp_graph_run(f->g);
+    assert_true(dp_tensor_f32(dp_node_value(a))[0] == 64.0f); /* eval: identity */
+}
+
+/* An inference graph reuses activation buffers: a chain of 12 ops needs ~2 buffers, not 12. */
+static void planner_reuses_buffers(void **state) {
+    fx *f = *state;
+    dp_node *x = dp_input(f->g, "x", 1, SH(1 << 16));
+    dp_node *y = x;
+    for (int i = 0; i < 12; i++) y = (i & 1) ? dp_relu(f->g, y) : dp_scale(f->g, y, 1.5f);
+    assert_int_equal(dp_graph_mark_output(f->g, y), DP_OK);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    size_t one = (size_t)(1 << 16) * sizeof(float);
+    assert_true(dp_graph_memory_bytes(f->g) < 5 * one);
+    dp_tensor_fill(dp_node_value(x), -1.0f);
+    dp_tensor_f32(dp_node_value(x))[7] = 2.0f;
+    assert_int_equal(dp_graph_run(f->g), DP_OK);
+    const float *o = dp_tensor_f32(dp_node_value(y));
+    assert_true(o[0] == 0.0f);
+    assert_true(fabsf(o[7] - 2.0f * powf(1.5f, 6)) < 1e-4f);
+    assert_true(dp_tensor_f32(dp_node_value(x))[7] == 2.0f); /* inputs are never overwritten */
+}
+
+/* Same seed, same thread count: bit-identical training (here: a tiny manual SGD loop with dropout). */
+static float train_tiny(uint64_t seed) {
+    dp_ctx *ctx;
+    dp_ctx_opts o = {.threads = 2, .seed = seed};
+    dp_ctx_new(&o, &ctx);
+    dp_graph *g;
+    dp_paramset *ps;
+    dp_graph_new(ctx, &g);
+    dp_paramset_new(ctx, &ps);
+    dp_tensor *w;
+    dp_init init = {DP_INIT_NORMAL, 0.0f, 1.0f};
+    dp_paramset_get_or_add(ps, "w", 1, SH(32), DP_PARAM_TRAINABLE, &init, &w);
+    dp_node *x = dp_input(g, "x", 1, SH(32));
+    dp_node *y = dp_dropout(g, dp_tanh(g, dp_mul(g, x, dp_param(g, w))), 0.25f);
+    dp_node *loss = dp_mean(g, dp_mul(g, y, y), DP_AXIS_ALL, 0);
+    dp_graph_compile(g);
+    dp_graph_set_training(g, 1);
+    dp_tensor_fill(dp_node_value(x), 0.7f);
+    for (int step = 0; step < 20; step++) {
+        dp_graph_run(g);
+        dp_paramset_zero_grad(ps);
+        dp_graph_backward(g, loss, 0, NULL);
+        float *pw = dp_tensor_f32(w), *gw = dp_tensor_f32(dp_param_grad(w));
+        for (int i = 0; i < 32; i++) pw[i] -= 0.5f * gw[i];
+    }
+    dp_graph_run(g);
+    float r = dp_tensor_f32(dp_node_value(loss))[0];
+    dp_graph_free(g);
+    dp_paramset_free(ps);
+    dp_ctx_free(ctx);
+    return r;
+}
+
+static void deterministic(void **state) {
+    (void)state;
+    float a = train_tiny(11), b = train_tiny(11), c = train_tiny(12);
+    assert_memory_equal(&a, &b, sizeof a);
+    assert_true(a != c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(sticky_shape_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(state_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(backward_needs_fresh_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(accumulate_and_wrt, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_gradient_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(partial_forward_reuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(planner_reuses_buffers, setup, teardown),
+        cmocka_unit_test(deterministic),
+    };
+    return cmocka_run_group_tests_name("graph", tests, NULL, NULL);
+}
