@@ -141,6 +141,10 @@ dp_status dp_graph_compile(dp_graph *g);
 /* Training mode (batch statistics, dropout on) or eval mode (the default). */
 dp_status dp_graph_set_training(dp_graph *g, int training);
 int dp_graph_training(const dp_graph *g);
+/* Dropout on (1, the default) or off (0). Off makes dropout the identity even in
+ * training mode, e.g. to compare gradients with a framework run without dropout
+ * while batch norm still uses batch statistics. */
+dp_status dp_graph_set_dropout(dp_graph *g, int enabled);
 /* Seed of the graph's own random stream (dropout). Defaults to the context seed. */
 dp_status dp_graph_seed(dp_graph *g, uint64_t seed);
 

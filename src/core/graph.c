@@ -58,6 +58,12 @@ dp_status dp_graph_set_training(dp_graph *g, int training) {
     return DP_OK;
 }
 
+dp_status dp_graph_set_dropout(dp_graph *g, int enabled) {
+    if (!g) return DP_ERR_NULL;
+    g->no_dropout = enabled ? 0 : 1;
+    return DP_OK;
+}
+
 dp_status dp_graph_seed(dp_graph *g, uint64_t seed) {
     if (!g) return DP_ERR_NULL;
     dp_rng_stream(&g->rng, seed, 0x67726170680ull);

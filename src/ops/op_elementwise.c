@@ -203,7 +203,7 @@ static void dropout_fwd(dp_graph *g, dp_node *n) {
     float *y = dp_f(&n->val), *m = n->aux;
     int64_t N = dp_numel(&n->val);
     float p = n->fp[0], keep = 1.0f / (1.0f - p);
-    n->ip[0] = g->training && p > 0.0f; /* remember which mode forward used */
+    n->ip[0] = g->training && !g->no_dropout && p > 0.0f; /* remember which mode forward used */
     if (!n->ip[0]) {
         memcpy(y, x, (size_t)N * sizeof(float));
         return;
