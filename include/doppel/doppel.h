@@ -7,4 +7,5 @@
 #include "nn.h"
 #include "optim.h"
 #include "io.h"
+#include "data.h"
 #endif
