@@ -1,12 +1,214 @@
-/* STUB: not implemented yet (returns DP_ERR_UNSUPPORTED at build time). Replace this whole file. */
+/* Batch normalisation (NCHW, statistics per channel over N,H,W).
+ *
+ * Inputs: in[0] = x, then gamma and/or beta when given; ip[0] / ip[1] hold
+ * their positions in in[] (-1 = absent), so any of the four affine variants
+ * works. fp[0] = momentum, fp[1] = eps. ext[0] / ext[1] = running mean / var
+ * (buffers, may be NULL). ip[2] is written by forward: 1 when it normalised
+ * with the batch statistics, so backward differentiates through them.
+ * aux = mean[C] then invstd[C], the statistics forward actually used. */
+#include <math.h>
+
 #include "core/internal.h"
 
-static dp_status stub_shape(dp_graph *g, dp_node *n) { return dp_node_error(g, n, DP_ERR_UNSUPPORTED, "not implemented yet"); }
-static void stub_fwd(dp_graph *g, dp_node *n) { (void)g; (void)n; }
+enum { BN_GAMMA = 0, BN_BETA = 1, BN_BATCH = 2 };
 
-const dp_op_def dp_op_batchnorm2d = {"batchnorm2d", stub_shape, stub_fwd, NULL, 0};
-dp_node *dp_batchnorm2d(dp_graph *g, dp_node *x, dp_node *gamma, dp_node *beta, dp_tensor *running_mean, dp_tensor *running_var, float momentum, float eps) {
-    dp_node *in[1] = {x};
-    (void)gamma; (void)beta; (void)running_mean; (void)running_var; (void)momentum; (void)eps;
-    return dp_node_finish(g, dp_node_begin(g, DP_OP_BATCHNORM2D, 1, in));
+static dp_status check_vec(dp_graph *g, dp_node *n, const dp_tensor *t, const char *what, int64_t C) {
+    char b[64];
+    if (t->ndim != 1 || t->shape[0] != C)
+        return dp_node_error(g, n, DP_ERR_SHAPE, "%s has shape %s, expected [%lld]", what, DP_SHAPE_STR(t, b), (long long)C);
+    if (t->dtype != DP_F32) return dp_node_error(g, n, DP_ERR_DTYPE, "%s is %s, expected F32", what, dp_dtype_name(t->dtype));
+    if (!dp_tensor_is_contiguous(t)) return dp_node_error(g, n, DP_ERR_ARG, "%s is a non-contiguous view", what);
+    return DP_OK;
+}
+
+static dp_status bn_shape(dp_graph *g, dp_node *n) {
+    const dp_tensor *x = &n->in[0]->val;
+    char b[64];
+    if (x->ndim != 4) return dp_node_error(g, n, DP_ERR_SHAPE, "x has shape %s, expected [N,C,H,W]", DP_SHAPE_STR(x, b));
+    int64_t C = x->shape[1];
+    dp_status s;
+    if (n->ip[BN_GAMMA] >= 0 && (s = check_vec(g, n, &n->in[n->ip[BN_GAMMA]]->val, "gamma", C))) return s;
+    if (n->ip[BN_BETA] >= 0 && (s = check_vec(g, n, &n->in[n->ip[BN_BETA]]->val, "beta", C))) return s;
+    if (n->ext[0] && (s = check_vec(g, n, n->ext[0], "running_mean", C))) return s;
+    if (n->ext[1] && (s = check_vec(g, n, n->ext[1], "running_var", C))) return s;
+    if (!(n->fp[0] >= 0.0f && n->fp[0] <= 1.0f))
+        return dp_node_error(g, n, DP_ERR_ARG, "momentum %g is outside [0, 1]", (double)n->fp[0]);
+    if (!(n->fp[1] > 0.0f) || isinf(n->fp[1]))
+        return dp_node_error(g, n, DP_ERR_ARG, "eps %g must be positive and finite", (double)n->fp[1]);
+    dp_tensor_set_contiguous(&n->val, DP_F32, 4, x->shape);
+    n->aux_bytes = 2 * (size_t)C * sizeof(float);
+    return DP_OK;
+}
+
+/* Work shared by the per-channel workers. */
+typedef struct bn_job {
+    dp_node *n;
+    int64_t N, C, HW;
+    int batch;                 /* normalise with batch statistics */
+    const float *x, *gy, *gamma, *beta;
+    float *y, *gx, *ggamma, *gbeta;
+    float *mean, *invstd;      /* aux */
+    float *rmean, *rvar;       /* running stats (NULL = none) */
+    float momentum, eps;
+} bn_job;
+
+static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
+    (void)tid;
+    const bn_job *j = arg;
+    const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
+    for (int64_t c = c0; c < c1; c++) {
+        float mu, istd;
+        if (j->batch) {
+            /* Two passes in double: the mean first, then centred squares
+             * (stable for large means, deterministic per channel). */
+            double s = 0.0;
+            for (int64_t i = 0; i < N; i++) {
+                const float *p = j->x + (i * C + c) * HW;
+                for (int64_t k = 0; k < HW; k++) s += p[k];
+            }
+            double m = s / (double)M, v = 0.0;
+            for (int64_t i = 0; i < N; i++) {
+                const float *p = j->x + (i * C + c) * HW;
+                for (int64_t k = 0; k < HW; k++) {
+                    double d = p[k] - m;
+                    v += d * d;
+                }
+            }
+            double var = v / (double)M; /* biased: what normalises */
+            mu = (float)m;
+            istd = (float)(1.0 / sqrt(var + (double)j->eps));
+            if (j->rmean) {
+                float mom = j->momentum;
+                /* PyTorch stores the unbiased variance; with one value per
+                 * channel (M = 1) it would be inf, so the biased one (0) is used. */
+                double uvar = M > 1 ? v / (double)(M - 1) : var;
+                j->rmean[c] = (1.0f - mom) * j->rmean[c] + mom * (float)m;
+                j->rvar[c] = (1.0f - mom) * j->rvar[c] + mom * (float)uvar;
+            }
+        } else {
+            mu = j->rmean[c];
+            istd = (float)(1.0 / sqrt((double)j->rvar[c] + (double)j->eps));
+        }
+        j->mean[c] = mu;
+        j->invstd[c] = istd;
+        /* Centre first (not x*a + (beta - mu*a)): a constant channel then
+         * gives exactly beta even when invstd is huge. */
+        float a = istd * (j->gamma ? j->gamma[c] : 1.0f), b = j->beta ? j->beta[c] : 0.0f;
+        for (int64_t i = 0; i < N; i++) {
+            const float *p = j->x + (i * C + c) * HW;
+            float *q = j->y + (i * C + c) * HW;
+            for (int64_t k = 0; k < HW; k++) q[k] = (p[k] - mu) * a + b;
+        }
+    }
+}
+
+static void bn_job_init(bn_job *j, dp_node *n) {
+    memset(j, 0, sizeof *j);
+    const dp_tensor *x = &n->in[0]->val;
+    j->n = n;
+    j->N = x->shape[0];
+    j->C = x->shape[1];
+    j->HW = x->shape[2] * x->shape[3];
+    j->x = dp_f(&n->in[0]->val);
+    j->gamma = n->ip[BN_GAMMA] >= 0 ? dp_f(&n->in[n->ip[BN_GAMMA]]->val) : NULL;
+    j->beta = n->ip[BN_BETA] >= 0 ? dp_f(&n->in[n->ip[BN_BETA]]->val) : NULL;
+    j->mean = (float *)n->aux;
+    j->invstd = j->mean + j->C;
+    j->momentum = n->fp[0];
+    j->eps = n->fp[1];
+}
+
+static void bn_fwd(dp_graph *g, dp_node *n) {
+    bn_job j;
+    bn_job_init(&j, n);
+    int have_running = n->ext[0] && n->ext[1];
+    j.y = dp_f(&n->val);
+    j.batch = g->training || !have_running;
+    if (have_running) {
+        j.rmean = dp_f(n->ext[0]);
+        j.rvar = dp_f(n->ext[1]);
+    }
+    /* Running stats are updated only on the batch-statistics path, which with
+     * running stats present means training: eval never changes them. */
+    n->ip[BN_BATCH] = j.batch;
+    dp_parallel_for(g->ctx, j.C, bn_fwd_range, &j);
+}
+
+static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
+    (void)tid;
+    const bn_job *j = arg;
+    const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
+    for (int64_t c = c0; c < c1; c++) {
+        const float mu = j->mean[c], istd = j->invstd[c];
+        double sg = 0.0, sgx = 0.0; /* sum(gy), sum(gy * xhat) */
+        for (int64_t i = 0; i < N; i++) {
+            const float *p = j->x + (i * C + c) * HW, *gp = j->gy + (i * C + c) * HW;
+            for (int64_t k = 0; k < HW; k++) {
+                sg += gp[k];
+                sgx += (double)gp[k] * ((p[k] - mu) * istd);
+            }
+        }
+        if (j->ggamma) j->ggamma[c] += (float)sgx;
+        if (j->gbeta) j->gbeta[c] += (float)sg;
+        if (!j->gx) continue;
+        float gam = j->gamma ? j->gamma[c] : 1.0f, a = gam * istd;
+        if (j->batch) {
+            /* dx = gamma*invstd * (gy - mean(gy) - xhat * mean(gy*xhat)):
+             * the mean and variance depend on every x of the channel. */
+            float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
+            for (int64_t i = 0; i < N; i++) {
+                const float *p = j->x + (i * C + c) * HW, *gp = j->gy + (i * C + c) * HW;
+                float *q = j->gx + (i * C + c) * HW;
+                for (int64_t k = 0; k < HW; k++) q[k] += a * (gp[k] - mg - (p[k] - mu) * istd * mgx);
+            }
+        } else {
+            /* Fixed (running) statistics: a plain per-channel affine map. */
+            for (int64_t i = 0; i < N; i++) {
+                const float *gp = j->gy + (i * C + c) * HW;
+                float *q = j->gx + (i * C + c) * HW;
+                for (int64_t k = 0; k < HW; k++) q[k] += a * gp[k];
+            }
+        }
+    }
+}
+
+static void bn_bwd(dp_graph *g, dp_node *n) {
+    bn_job j;
+    bn_job_init(&j, n);
+    j.batch = n->ip[BN_BATCH];
+    j.gy = dp_f(&n->grad);
+    j.gx = dp_wants_grad(n->in[0]) ? dp_f(&n->in[0]->grad) : NULL;
+    if (n->ip[BN_GAMMA] >= 0 && dp_wants_grad(n->in[n->ip[BN_GAMMA]])) j.ggamma = dp_f(&n->in[n->ip[BN_GAMMA]]->grad);
+    if (n->ip[BN_BETA] >= 0 && dp_wants_grad(n->in[n->ip[BN_BETA]])) j.gbeta = dp_f(&n->in[n->ip[BN_BETA]]->grad);
+    if (!j.gx && !j.ggamma && !j.gbeta) return;
+    dp_parallel_for(g->ctx, j.C, bn_bwd_range, &j);
+}
+
+const dp_op_def dp_op_batchnorm2d = {"batchnorm2d", bn_shape, bn_fwd, bn_bwd, 0};
+
+dp_node *dp_batchnorm2d(dp_graph *g, dp_node *x, dp_node *gamma, dp_node *beta, dp_tensor *running_mean,
+                        dp_tensor *running_var, float momentum, float eps) {
+    dp_node *in[3] = {x, NULL, NULL};
+    int k = 1, ig = -1, ib = -1;
+    if (gamma) {
+        ig = k;
+        in[k++] = gamma;
+    }
+    if (beta) {
+        ib = k;
+        in[k++] = beta;
+    }
+    dp_node *n = dp_node_begin(g, DP_OP_BATCHNORM2D, k, in);
+    if (!n) return NULL;
+    if (!running_mean != !running_var) {
+        dp_node_error(g, n, DP_ERR_ARG, "running_mean and running_var must both be given or both be NULL");
+        return NULL;
+    }
+    n->ip[BN_GAMMA] = ig;
+    n->ip[BN_BETA] = ib;
+    n->ext[0] = running_mean;
+    n->ext[1] = running_var;
+    n->fp[0] = momentum;
+    n->fp[1] = eps;
+    return dp_node_finish(g, n);
 }
