@@ -75,7 +75,10 @@ dp_node *dp_nn_batchnorm2d(dp_graph *g, dp_paramset *ps, const char *name, dp_no
 
 /* ------------------------------------------------------------ reference models
  * Each takes its input node and returns its output node; parameters live in ps
- * under the same names as ../shared/peers/models.py (nn.Sequential indices). */
+ * under the PyTorch state_dict names of ../shared/peers/models.py (nn.Sequential
+ * indices, e.g. Meso-4 "f.0.weight", "f.2.running_mean", "c.2.weight"). The DCGAN
+ * halves add a "G." / "D." prefix ("G.0.weight" is PyTorch's "0.weight" of G64())
+ * so that G and D can share one paramset. Details and counts: docs/models.md. */
 /* Meso-4 (Afchar et al. 2018): x [N,3,256,256] → probability of "fake" [N,1]. */
 dp_node *dp_model_meso4(dp_graph *g, dp_paramset *ps, dp_node *x);
 /* MesoInception-4: x [N,3,256,256] → [N,1]. */
