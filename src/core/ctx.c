@@ -31,7 +31,10 @@ static const dp_allocator default_allocator = {default_alloc, default_free, NULL
 dp_status dp_verror(dp_ctx *ctx, dp_status s, const char *fmt, va_list ap) {
     if (ctx) {
         ctx->last_status = s;
-        vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+        /* Format aside first: callers may pass the previous message as an argument. */
+        char msg[sizeof ctx->err];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        memcpy(ctx->err, msg, sizeof msg);
     }
     return s;
 }
