@@ -30,6 +30,7 @@ static void test_null_handles(void **s) {
     dp_ctx_free(NULL);
     dp_graph_free(NULL);
     dp_paramset_free(NULL);
+    dp_optim_free(NULL);
     assert_int_equal(dp_graph_compile(NULL), DP_ERR_NULL);
     assert_int_equal(dp_graph_run(NULL), DP_ERR_NULL);
     assert_int_equal(dp_tensor_fill(NULL, 0), DP_ERR_NULL);
