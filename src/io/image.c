@@ -170,7 +170,9 @@ static dp_status decode_png(dp_ctx *ctx, const uint8_t *buf, size_t n, const cha
         return dp_error(ctx, DP_ERR_FORMAT, "%s: corrupt PNG: %s", name, d->msg);
     }
     png_set_read_fn(png, d, png_read_mem);
-    png_set_user_limits(png, (png_uint_32)lim->max_side, (png_uint_32)lim->max_side);
+    /* libpng's own limit (1e6 px a side by default) would fire inside
+     * png_read_info with a vaguer message; ours is checked right after. */
+    png_set_user_limits(png, 0x7fffffffU, 0x7fffffffU);
     png_read_info(png, info);
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
     dp_status st = check_dims(ctx, name, "PNG", w, h, lim);
