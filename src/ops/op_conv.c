@@ -1,22 +1,716 @@
-/* STUB: not implemented yet (returns DP_ERR_UNSUPPORTED at build time). Replace this whole file. */
+/* Convolutions: conv2d, conv_transpose2d (and separable conv2d, a composite).
+ *
+ * Both ops share one geometry. The "image side" is the conv input (the
+ * transposed conv output) and the "column side" the conv output (the
+ * transposed conv input); a weight [O, C/groups, KH, KW] links them:
+ *
+ *   gather : cols[n, O, P]  (+)= W x im2col(img[n])       conv forward, tconv dx
+ *   scatter: img[n]          += col2im(W^T x cols[n])     conv dx, tconv forward
+ *   wgrad  : W              += cols x im2col(img)^T       conv dw, tconv dw
+ *
+ * (PyTorch's transposed-conv weight [Ci, Co/groups, KH, KW] is exactly this
+ * [O, C/groups, ...] layout with O = Ci.)
+ *
+ * The columns of all images (N*P of them) are cut into chunks that fit the
+ * caches: pieces of one image when an image has many output positions, or
+ * groups of whole images when it has few (then the GEMM gets a wide enough N
+ * and the cols side goes through a small gathered copy). im2col writes a chunk
+ * into per-thread workspace, a single-threaded GEMM consumes it, and chunks
+ * run in parallel. 1x1/stride-1/no-pad convolutions skip im2col (it is the
+ * identity) and depthwise ones (one channel per group) use direct loops. */
 #include "core/internal.h"
 
-static dp_status stub_shape(dp_graph *g, dp_node *n) { return dp_node_error(g, n, DP_ERR_UNSUPPORTED, "not implemented yet"); }
-static void stub_fwd(dp_graph *g, dp_node *n) { (void)g; (void)n; }
+/* ip[] layout, shared by both ops. */
+enum { IP_SH, IP_SW, IP_PT, IP_PL, IP_DH, IP_DW, IP_GROUPS, IP_SAME, IP_OPH, IP_OPW, IP_PADH, IP_PADW };
 
-const dp_op_def dp_op_conv2d = {"conv2d", stub_shape, stub_fwd, NULL, 0};
+typedef struct geom {
+    int64_t N;
+    int64_t C, H, W;    /* image side */
+    int64_t O, OH, OW;  /* column side */
+    int64_t KH, KW, sh, sw, pt, pl, dh, dw, groups;
+    int64_t Cg, Og, KK, CKK, HW, P;
+    int direct;    /* 1x1, stride 1, no padding: im2col is the identity */
+    int depthwise; /* one image channel and one column channel per group */
+} geom;
+
+static void geom_fill(geom *G, const dp_node *n, const dp_tensor *img, const dp_tensor *cols, const dp_tensor *w) {
+    G->N = img->shape[0];
+    G->C = img->shape[1], G->H = img->shape[2], G->W = img->shape[3];
+    G->O = cols->shape[1], G->OH = cols->shape[2], G->OW = cols->shape[3];
+    G->KH = w->shape[2], G->KW = w->shape[3];
+    G->sh = n->ip[IP_SH], G->sw = n->ip[IP_SW], G->pt = n->ip[IP_PT], G->pl = n->ip[IP_PL];
+    G->dh = n->ip[IP_DH], G->dw = n->ip[IP_DW], G->groups = n->ip[IP_GROUPS];
+    G->Cg = G->C / G->groups, G->Og = G->O / G->groups;
+    G->KK = G->KH * G->KW, G->CKK = G->Cg * G->KK;
+    G->HW = G->H * G->W, G->P = G->OH * G->OW;
+    G->direct = G->KK == 1 && G->sh == 1 && G->sw == 1 && G->pt == 0 && G->pl == 0 && G->OH == G->H && G->OW == G->W;
+    G->depthwise = G->Cg == 1 && G->Og == 1;
+}
+
+/* conv2d: image = x, columns = y. conv_transpose2d: image = y, columns = x. */
+static void geom_of(geom *G, const dp_node *n) {
+    if (n->op == DP_OP_CONV2D)
+        geom_fill(G, n, &n->in[0]->val, &n->val, &n->in[1]->val);
+    else
+        geom_fill(G, n, &n->val, &n->in[0]->val, &n->in[1]->val);
+}
+
+/* ------------------------------------------------------------ chunks */
+/* Either `pieces` pieces per image (items = N * pieces, one image each) or,
+ * when pieces == 0, `ipi` whole images per item. */
+typedef struct chunks {
+    int64_t pieces, ipi, len, items;
+} chunks;
+
+static void plan_chunks(const geom *G, chunks *c) {
+    /* About 512 KiB of im2col, but at least 512 columns: a GEMM re-packs W
+     * for every chunk, which only pays off over enough columns. */
+    int64_t target = ((int64_t)128 << 10) / G->CKK;
+    if (target < 512) target = 512;
+    if (target > 8192) target = 8192;
+    if (G->P >= target) {
+        c->pieces = (G->P + target - 1) / target;
+        c->len = (G->P + c->pieces - 1) / c->pieces;
+        c->ipi = 1;
+        c->items = G->N * c->pieces;
+    } else {
+        c->pieces = 0;
+        c->ipi = target / G->P < G->N ? target / G->P : G->N;
+        if (c->ipi < 1) c->ipi = 1;
+        c->len = c->ipi * G->P;
+        c->items = (G->N + c->ipi - 1) / c->ipi;
+    }
+}
+
+/* Images [n0,n1) and positions [q0,q0+cnt) of each that an item covers. */
+static void item_range(const geom *G, const chunks *c, int64_t item, int64_t *n0, int64_t *n1, int64_t *q0, int64_t *cnt) {
+    if (c->pieces) {
+        *n0 = item / c->pieces;
+        *n1 = *n0 + 1;
+        *q0 = (item % c->pieces) * c->len;
+        *cnt = G->P - *q0 < c->len ? G->P - *q0 : c->len;
+    } else {
+        *n0 = item * c->ipi;
+        *n1 = *n0 + c->ipi < G->N ? *n0 + c->ipi : G->N;
+        *q0 = 0;
+        *cnt = G->P;
+    }
+}
+
+#define ALIGN16(x) (((x) + 15) / 16 * 16)
+/* Floats of per-thread scratch: an im2col block and a cols-side block. */
+static int64_t scratch_floats(const geom *G, const chunks *c) { return ALIGN16((G->CKK + G->Og) * c->len); }
+
+/* ------------------------------------------------------------ im2col / col2im */
+/* Valid column range [lo,hi) of output columns for kernel column kw: those whose image column is inside [0,W). */
+static void kw_range(const geom *G, int64_t kw, int64_t *kx, int64_t *lo, int64_t *hi) {
+    int64_t x = kw * G->dw - G->pl;
+    *kx = x;
+    *lo = x >= 0 ? 0 : (-x + G->sw - 1) / G->sw;
+    *hi = G->W - 1 - x < 0 ? 0 : (G->W - 1 - x) / G->sw + 1;
+    if (*hi > G->OW) *hi = G->OW;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* Rows (cl, kh, kw) of group grp's column matrix for image n, positions
+ * [q0, q0+cnt): row r goes to col + r*ld. Out-of-image taps are zeros. */
+static void im2col_seg(const geom *G, const float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, float *col,
+                       int64_t ld) {
+    const float *x = img + (n * G->C + grp * G->Cg) * G->HW;
+    for (int64_t cl = 0; cl < G->Cg; cl++)
+        for (int64_t kh = 0; kh < G->KH; kh++)
+            for (int64_t kw = 0; kw < G->KW; kw++) {
+                float *d = col + ((cl * G->KH + kh) * G->KW + kw) * ld;
+                const float *xc = x + cl * G->HW;
+                int64_t kx, lo, hi;
+                kw_range(G, kw, &kx, &lo, &hi);
+                int64_t q = q0, end = q0 + cnt, oh = q0 / G->OW, ow = q0 % G->OW;
+                while (q < end) {
+                    int64_t run = G->OW - ow < end - q ? G->OW - ow : end - q; /* this output row's part */
+                    int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+                    int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
+                    if (ih < 0 || ih >= G->H || a >= b) {
+                        memset(d, 0, sizeof(float) * (size_t)run);
+                    } else {
+                        const float *xr = xc + ih * G->W;
+                        if (a > ow) memset(d, 0, sizeof(float) * (size_t)(a - ow));
+                        if (G->sw == 1)
+                            memcpy(d + (a - ow), xr + a + kx, sizeof(float) * (size_t)(b - a));
+                        else
+                            for (int64_t j = a; j < b; j++) d[j - ow] = xr[j * G->sw + kx];
+                        if (ow + run > b) memset(d + (b - ow), 0, sizeof(float) * (size_t)(ow + run - b));
+                    }
+                    d += run;
+                    q += run;
+                    ow = 0;
+                    oh++;
+                }
+            }
+}
+
+/* The adjoint of im2col_seg: add each column entry back into the image. */
+static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, const float *col,
+                       int64_t ld) {
+    float *x = img + (n * G->C + grp * G->Cg) * G->HW;
+    for (int64_t cl = 0; cl < G->Cg; cl++)
+        for (int64_t kh = 0; kh < G->KH; kh++)
+            for (int64_t kw = 0; kw < G->KW; kw++) {
+                const float *d = col + ((cl * G->KH + kh) * G->KW + kw) * ld;
+                float *xc = x + cl * G->HW;
+                int64_t kx, lo, hi;
+                kw_range(G, kw, &kx, &lo, &hi);
+                int64_t q = q0, end = q0 + cnt, oh = q0 / G->OW, ow = q0 % G->OW;
+                while (q < end) {
+                    int64_t run = G->OW - ow < end - q ? G->OW - ow : end - q;
+                    int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+                    int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
+                    if (ih >= 0 && ih < G->H && a < b) {
+                        float *xr = xc + ih * G->W;
+                        if (G->sw == 1)
+                            for (int64_t j = a; j < b; j++) xr[j + kx] += d[j - ow];
+                        else
+                            for (int64_t j = a; j < b; j++) xr[j * G->sw + kx] += d[j - ow];
+                    }
+                    d += run;
+                    q += run;
+                    ow = 0;
+                    oh++;
+                }
+            }
+}
+
+/* ------------------------------------------------------------ depthwise (direct) */
+/* y (+)= x * w on one channel plane (+ b); the cols plane is [OH,OW], the image plane [H,W]. */
+static void dw_gather_plane(const geom *G, const float *x, const float *wk, float *y, float b, int acc) {
+    for (int64_t oh = 0; oh < G->OH; oh++) {
+        float *yr = y + oh * G->OW;
+        if (!acc)
+            for (int64_t j = 0; j < G->OW; j++) yr[j] = b;
+        for (int64_t kh = 0; kh < G->KH; kh++) {
+            int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+            if (ih < 0 || ih >= G->H) continue;
+            const float *xr = x + ih * G->W;
+            for (int64_t kw = 0; kw < G->KW; kw++) {
+                int64_t kx, lo, hi;
+                kw_range(G, kw, &kx, &lo, &hi);
+                float wv = wk[kh * G->KW + kw];
+                if (G->sw == 1)
+                    for (int64_t j = lo; j < hi; j++) yr[j] += wv * xr[j + kx];
+                else
+                    for (int64_t j = lo; j < hi; j++) yr[j] += wv * xr[j * G->sw + kx];
+            }
+        }
+    }
+}
+
+static void dw_scatter_plane(const geom *G, const float *cy, const float *wk, float *gx) {
+    for (int64_t oh = 0; oh < G->OH; oh++) {
+        const float *cr = cy + oh * G->OW;
+        for (int64_t kh = 0; kh < G->KH; kh++) {
+            int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+            if (ih < 0 || ih >= G->H) continue;
+            float *xr = gx + ih * G->W;
+            for (int64_t kw = 0; kw < G->KW; kw++) {
+                int64_t kx, lo, hi;
+                kw_range(G, kw, &kx, &lo, &hi);
+                float wv = wk[kh * G->KW + kw];
+                if (G->sw == 1)
+                    for (int64_t j = lo; j < hi; j++) xr[j + kx] += wv * cr[j];
+                else
+                    for (int64_t j = lo; j < hi; j++) xr[j * G->sw + kx] += wv * cr[j];
+            }
+        }
+    }
+}
+
+static void dw_wgrad_plane(const geom *G, const float *cy, const float *x, float *gwk) {
+    for (int64_t kh = 0; kh < G->KH; kh++)
+        for (int64_t kw = 0; kw < G->KW; kw++) {
+            int64_t kx, lo, hi;
+            kw_range(G, kw, &kx, &lo, &hi);
+            float s = 0.0f;
+            for (int64_t oh = 0; oh < G->OH; oh++) {
+                int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+                if (ih < 0 || ih >= G->H) continue;
+                const float *cr = cy + oh * G->OW, *xr = x + ih * G->W;
+                float r = 0.0f;
+                if (G->sw == 1)
+                    for (int64_t j = lo; j < hi; j++) r += cr[j] * xr[j + kx];
+                else
+                    for (int64_t j = lo; j < hi; j++) r += cr[j] * xr[j * G->sw + kx];
+                s += r;
+            }
+            gwk[kh * G->KW + kw] += s;
+        }
+}
+
+/* ------------------------------------------------------------ the three primitives */
+typedef struct cjob {
+    const geom *G;
+    chunks ch;
+    const float *w, *bias; /* bias: gather only (cols side) */
+    const float *img;      /* gather/wgrad input */
+    const float *cols;     /* scatter/wgrad input */
+    float *out;            /* gather: cols side; scatter: image side; wgrad: dW */
+    int acc;               /* gather: add to out instead of overwriting */
+    float *ws;
+    int64_t scratch;       /* floats per thread */
+    float *partials;       /* wgrad: one dW-sized block per thread > 0 */
+    dp_ctx *mt;            /* non-NULL: run serially with multithreaded GEMMs */
+    int used[256];         /* wgrad: which partial blocks were written */
+} cjob;
+
+static void gemm(dp_ctx *mt, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (mt)
+        dp_sgemm(mt, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    else
+        dp_sgemm_st(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* cols[n, grp*Og.., q0..q0+cnt) of images [n0,n1) side by side in tmp [Og, ncols]. */
+static void gather_cols(const geom *G, const float *cols, int64_t n0, int64_t n1, int64_t grp, int64_t q0, int64_t cnt,
+                        float *tmp, int64_t ncols) {
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t o = 0; o < G->Og; o++)
+            memcpy(tmp + o * ncols + (n - n0) * cnt, cols + (n * G->O + grp * G->Og + o) * G->P + q0,
+                   sizeof(float) * (size_t)cnt);
+}
+
+static void gather_item(cjob *J, int64_t item, float *ws) {
+    const geom *G = J->G;
+    int64_t n0, n1, q0, cnt;
+    item_range(G, &J->ch, item, &n0, &n1, &q0, &cnt);
+    int64_t ncols = (n1 - n0) * cnt;
+    int single = n1 - n0 == 1;
+    float *col = ws, *tmp = ws + G->CKK * J->ch.len;
+    for (int64_t grp = 0; grp < G->groups; grp++) {
+        const float *B = col, *A = J->w + grp * G->Og * G->CKK;
+        int64_t ldb = ncols;
+        if (G->direct && single) {
+            B = J->img + (n0 * G->C + grp * G->Cg) * G->HW + q0;
+            ldb = G->HW;
+        } else {
+            for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, col + (n - n0) * cnt, ncols);
+        }
+        if (single) {
+            float *C = J->out + (n0 * G->O + grp * G->Og) * G->P + q0;
+            gemm(J->mt, 0, 0, G->Og, cnt, G->CKK, A, G->CKK, B, ldb, J->acc ? 1.0f : 0.0f, C, G->P);
+            if (J->bias)
+                for (int64_t o = 0; o < G->Og; o++) {
+                    float b = J->bias[grp * G->Og + o], *r = C + o * G->P;
+                    for (int64_t q = 0; q < cnt; q++) r[q] += b;
+                }
+        } else {
+            gemm(J->mt, 0, 0, G->Og, ncols, G->CKK, A, G->CKK, B, ldb, 0.0f, tmp, ncols);
+            for (int64_t n = n0; n < n1; n++)
+                for (int64_t o = 0; o < G->Og; o++) {
+                    float b = J->bias ? J->bias[grp * G->Og + o] : 0.0f;
+                    float *r = J->out + (n * G->O + grp * G->Og + o) * G->P + q0;
+                    const float *s = tmp + o * ncols + (n - n0) * cnt;
+                    if (J->acc)
+                        for (int64_t q = 0; q < cnt; q++) r[q] += s[q] + b;
+                    else
+                        for (int64_t q = 0; q < cnt; q++) r[q] = s[q] + b;
+                }
+        }
+    }
+}
+
+static void scatter_item(cjob *J, int64_t item, float *ws) {
+    const geom *G = J->G;
+    int64_t n0, n1, q0, cnt;
+    item_range(G, &J->ch, item, &n0, &n1, &q0, &cnt);
+    int64_t ncols = (n1 - n0) * cnt;
+    int single = n1 - n0 == 1;
+    float *col = ws, *tmp = ws + G->CKK * J->ch.len;
+    for (int64_t grp = 0; grp < G->groups; grp++) {
+        const float *A = J->w + grp * G->Og * G->CKK, *B = tmp;
+        int64_t ldb = ncols;
+        if (single) {
+            B = J->cols + (n0 * G->O + grp * G->Og) * G->P + q0;
+            ldb = G->P;
+        } else {
+            gather_cols(G, J->cols, n0, n1, grp, q0, cnt, tmp, ncols);
+        }
+        if (G->direct && single) { /* col2im is the identity: accumulate in place */
+            gemm(J->mt, 1, 0, G->Cg, cnt, G->Og, A, G->CKK, B, ldb, 1.0f,
+                 J->out + (n0 * G->C + grp * G->Cg) * G->HW + q0, G->HW);
+        } else {
+            gemm(J->mt, 1, 0, G->CKK, ncols, G->Og, A, G->CKK, B, ldb, 0.0f, col, ncols);
+            for (int64_t n = n0; n < n1; n++) col2im_seg(G, J->out, n, grp, q0, cnt, col + (n - n0) * cnt, ncols);
+        }
+    }
+}
+
+static void wgrad_item(cjob *J, int64_t item, float *ws, float *dw) {
+    const geom *G = J->G;
+    int64_t n0, n1, q0, cnt;
+    item_range(G, &J->ch, item, &n0, &n1, &q0, &cnt);
+    int64_t ncols = (n1 - n0) * cnt;
+    int single = n1 - n0 == 1;
+    float *col = ws, *tmp = ws + G->CKK * J->ch.len;
+    for (int64_t grp = 0; grp < G->groups; grp++) {
+        const float *A = tmp, *B = col;
+        int64_t lda = ncols, ldb = ncols;
+        if (single) {
+            A = J->cols + (n0 * G->O + grp * G->Og) * G->P + q0;
+            lda = G->P;
+        } else {
+            gather_cols(G, J->cols, n0, n1, grp, q0, cnt, tmp, ncols);
+        }
+        if (G->direct && single) {
+            B = J->img + (n0 * G->C + grp * G->Cg) * G->HW + q0;
+            ldb = G->HW;
+        } else {
+            for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, col + (n - n0) * cnt, ncols);
+        }
+        gemm(J->mt, 0, 1, G->Og, G->CKK, ncols, A, lda, B, ldb, 1.0f, dw + grp * G->Og * G->CKK, G->CKK);
+    }
+}
+
+static void gather_part(void *arg, int64_t b, int64_t e, int tid) {
+    cjob *J = arg;
+    for (int64_t i = b; i < e; i++) gather_item(J, i, J->ws + tid * J->scratch);
+}
+/* Parts own whole images (their scatters must not overlap). */
+static void scatter_part(void *arg, int64_t b, int64_t e, int tid) {
+    cjob *J = arg;
+    int64_t per = J->ch.pieces ? J->ch.pieces : 1; /* items per unit */
+    for (int64_t i = b * per; i < e * per; i++) scatter_item(J, i, J->ws + tid * J->scratch);
+}
+/* Part 0 adds into dW itself, the others into their own zeroed block. */
+static void wgrad_part(void *arg, int64_t b, int64_t e, int tid) {
+    cjob *J = arg;
+    int64_t wn = J->G->O * J->G->CKK;
+    float *dw = J->out;
+    if (tid > 0) {
+        dw = J->partials + (tid - 1) * wn;
+        memset(dw, 0, sizeof(float) * (size_t)wn);
+        J->used[tid] = 1;
+    }
+    for (int64_t i = b; i < e; i++) wgrad_item(J, i, J->ws + tid * J->scratch, dw);
+}
+
+/* depthwise: planes (n, c) for gather/scatter, channels for wgrad */
+static void dw_gather_part(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    cjob *J = arg;
+    const geom *G = J->G;
+    for (int64_t i = b; i < e; i++) {
+        int64_t c = i % G->C;
+        dw_gather_plane(G, J->img + i * G->HW, J->w + c * G->KK, J->out + i * G->P, J->bias ? J->bias[c] : 0.0f, J->acc);
+    }
+}
+static void dw_scatter_part(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    cjob *J = arg;
+    const geom *G = J->G;
+    for (int64_t i = b; i < e; i++) dw_scatter_plane(G, J->cols + i * G->P, J->w + (i % G->C) * G->KK, J->out + i * G->HW);
+}
+static void dw_wgrad_part(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    cjob *J = arg;
+    const geom *G = J->G;
+    for (int64_t c = b; c < e; c++)
+        for (int64_t n = 0; n < G->N; n++)
+            dw_wgrad_plane(G, J->cols + (n * G->O + c) * G->P, J->img + (n * G->C + c) * G->HW, J->out + c * G->KK);
+}
+
+static void job_init(cjob *J, dp_graph *g, const geom *G) {
+    memset(J, 0, sizeof *J);
+    J->G = G;
+    plan_chunks(G, &J->ch);
+    J->ws = g->ws;
+    J->scratch = scratch_floats(G, &J->ch);
+}
+
+/* cols (+)= W x im2col(img) (+ bias). */
+static void run_gather(dp_graph *g, const geom *G, const float *w, const float *img, const float *bias, float *out,
+                       int acc) {
+    cjob J;
+    job_init(&J, g, G);
+    J.w = w, J.img = img, J.bias = bias, J.out = out, J.acc = acc;
+    if (G->depthwise) {
+        dp_parallel_for(g->ctx, G->N * G->C, dw_gather_part, &J);
+    } else if (J.ch.items < g->ctx->threads) {
+        J.mt = g->ctx;
+        for (int64_t i = 0; i < J.ch.items; i++) gather_item(&J, i, J.ws);
+    } else {
+        dp_parallel_for(g->ctx, J.ch.items, gather_part, &J);
+    }
+}
+
+/* img += col2im(W^T x cols). */
+static void run_scatter(dp_graph *g, const geom *G, const float *w, const float *cols, float *img) {
+    cjob J;
+    job_init(&J, g, G);
+    J.w = w, J.cols = cols, J.out = img;
+    int64_t units = J.ch.pieces ? G->N : J.ch.items;
+    if (G->depthwise) {
+        dp_parallel_for(g->ctx, G->N * G->C, dw_scatter_part, &J);
+    } else if (units < g->ctx->threads) {
+        J.mt = g->ctx;
+        for (int64_t i = 0; i < J.ch.items; i++) scatter_item(&J, i, J.ws);
+    } else {
+        dp_parallel_for(g->ctx, units, scatter_part, &J);
+    }
+}
+
+/* dW += cols x im2col(img)^T. */
+static void run_wgrad(dp_graph *g, const geom *G, const float *cols, const float *img, float *dw) {
+    cjob J;
+    job_init(&J, g, G);
+    J.cols = cols, J.img = img, J.out = dw;
+    if (G->depthwise) {
+        dp_parallel_for(g->ctx, G->C, dw_wgrad_part, &J);
+        return;
+    }
+    if (J.ch.items < g->ctx->threads) {
+        J.mt = g->ctx;
+        for (int64_t i = 0; i < J.ch.items; i++) wgrad_item(&J, i, J.ws, dw);
+        return;
+    }
+    J.partials = J.ws + g->ctx->threads * J.scratch;
+    dp_parallel_for(g->ctx, J.ch.items, wgrad_part, &J);
+    int64_t wn = G->O * G->CKK;
+    for (int t = 1; t < g->ctx->threads && t < 256; t++) /* fixed order: deterministic */
+        if (J.used[t]) {
+            const float *p = J.partials + (t - 1) * wn;
+            for (int64_t i = 0; i < wn; i++) dw[i] += p[i];
+        }
+}
+
+/* gb[c] += sum over n and s of gy[n, c, s]. */
+typedef struct csum_job {
+    const float *gy;
+    float *gb;
+    int64_t N, Ch, S;
+} csum_job;
+
+static void csum_part(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const csum_job *J = arg;
+    for (int64_t c = b; c < e; c++) {
+        double s = 0.0;
+        for (int64_t n = 0; n < J->N; n++) {
+            const float *r = J->gy + (n * J->Ch + c) * J->S;
+            float acc[16] = {0}; /* 16 independent lanes: vectorises without reassociation */
+            int64_t q = 0;
+            for (; q + 16 <= J->S; q += 16)
+                for (int k = 0; k < 16; k++) acc[k] += r[q + k];
+            float t = 0.0f;
+            for (; q < J->S; q++) t += r[q];
+            for (int k = 0; k < 16; k++) t += acc[k];
+            s += t;
+        }
+        J->gb[c] += (float)s;
+    }
+}
+
+static void channel_sum(dp_graph *g, const float *gy, int64_t N, int64_t Ch, int64_t S, float *gb) {
+    csum_job J = {gy, gb, N, Ch, S};
+    dp_parallel_for(g->ctx, Ch, csum_part, &J);
+}
+
+/* ------------------------------------------------------------ shape rules */
+static size_t conv_ws_bytes(dp_graph *g, const geom *G) {
+    if (G->depthwise) return 0;
+    chunks ch;
+    plan_chunks(G, &ch);
+    int64_t T = g->ctx->threads;
+    int64_t floats = T * scratch_floats(G, &ch) + (T - 1) * G->O * G->CKK;
+    return (size_t)floats * sizeof(float);
+}
+
+/* Checks shared by both ops; fills the normalised attributes. */
+static dp_status conv_common(dp_graph *g, dp_node *n) {
+    const dp_tensor *x = &n->in[0]->val, *w = &n->in[1]->val;
+    char s1[64], s2[64];
+    if (x->ndim != 4) return dp_node_error(g, n, DP_ERR_SHAPE, "x must be [N,C,H,W], got %s", DP_SHAPE_STR(x, s1));
+    if (w->ndim != 4) return dp_node_error(g, n, DP_ERR_SHAPE, "w must be 4-D, got %s", DP_SHAPE_STR(w, s2));
+    int *ip = n->ip;
+    if (ip[IP_SH] < 1 || ip[IP_SW] < 1 || ip[IP_DH] < 1 || ip[IP_DW] < 1 || ip[IP_GROUPS] < 1)
+        return dp_node_error(g, n, DP_ERR_ARG, "stride %dx%d, dilation %dx%d and groups %d must be positive", ip[IP_SH],
+                             ip[IP_SW], ip[IP_DH], ip[IP_DW], ip[IP_GROUPS]);
+    if (ip[IP_PADH] < 0 || ip[IP_PADW] < 0 || ip[IP_OPH] < 0 || ip[IP_OPW] < 0)
+        return dp_node_error(g, n, DP_ERR_ARG, "padding %dx%d and output padding %dx%d must not be negative", ip[IP_PADH],
+                             ip[IP_PADW], ip[IP_OPH], ip[IP_OPW]);
+    return DP_OK;
+}
+
+static dp_status check_bias(dp_graph *g, dp_node *n, int64_t co) {
+    if (n->n_in < 3) return DP_OK;
+    const dp_tensor *b = &n->in[2]->val;
+    char s[64];
+    if (b->ndim != 1 || b->shape[0] != co)
+        return dp_node_error(g, n, DP_ERR_SHAPE, "bias must be [%lld], got %s", (long long)co, DP_SHAPE_STR(b, s));
+    return DP_OK;
+}
+
+/* TF 'same': out = ceil(in/stride); the total padding, odd or not, puts the extra on the bottom/right. */
+static int64_t same_pad_front(int64_t in, int64_t out, int64_t k, int64_t s, int64_t d) {
+    int64_t total = (out - 1) * s + (k - 1) * d + 1 - in;
+    return total > 0 ? total / 2 : 0;
+}
+
+static dp_status conv2d_shape(dp_graph *g, dp_node *n) {
+    dp_status st = conv_common(g, n);
+    if (st) return st;
+    const dp_tensor *x = &n->in[0]->val, *w = &n->in[1]->val;
+    int *ip = n->ip;
+    int64_t N = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t Co = w->shape[0], KH = w->shape[2], KW = w->shape[3], G = ip[IP_GROUPS];
+    char s1[64], s2[64];
+    if (Ci % G || Co % G || w->shape[1] * G != Ci)
+        return dp_node_error(g, n, DP_ERR_SHAPE, "x %s and w %s do not fit groups = %lld (w must be [Co, Ci/groups, KH, KW])",
+                             DP_SHAPE_STR(x, s1), DP_SHAPE_STR(w, s2), (long long)G);
+    if (ip[IP_OPH] || ip[IP_OPW]) return dp_node_error(g, n, DP_ERR_ARG, "output padding is for conv_transpose2d only");
+    int64_t OH, OW;
+    if (ip[IP_SAME]) {
+        OH = (H + ip[IP_SH] - 1) / ip[IP_SH];
+        OW = (W + ip[IP_SW] - 1) / ip[IP_SW];
+        ip[IP_PT] = (int)same_pad_front(H, OH, KH, ip[IP_SH], ip[IP_DH]);
+        ip[IP_PL] = (int)same_pad_front(W, OW, KW, ip[IP_SW], ip[IP_DW]);
+    } else {
+        ip[IP_PT] = ip[IP_PADH];
+        ip[IP_PL] = ip[IP_PADW];
+        int64_t eh = H + 2 * (int64_t)ip[IP_PADH] - (int64_t)ip[IP_DH] * (KH - 1) - 1;
+        int64_t ew = W + 2 * (int64_t)ip[IP_PADW] - (int64_t)ip[IP_DW] * (KW - 1) - 1;
+        if (eh < 0 || ew < 0)
+            return dp_node_error(g, n, DP_ERR_SHAPE, "the dilated kernel %lldx%lld is larger than the padded input %s",
+                                 (long long)((KH - 1) * ip[IP_DH] + 1), (long long)((KW - 1) * ip[IP_DW] + 1),
+                                 DP_SHAPE_STR(x, s1));
+        OH = eh / ip[IP_SH] + 1;
+        OW = ew / ip[IP_SW] + 1;
+    }
+    if ((st = check_bias(g, n, Co))) return st;
+    dp_tensor_set_contiguous(&n->val, DP_F32, 4, (int64_t[]){N, Co, OH, OW});
+    geom Gm;
+    geom_of(&Gm, n);
+    n->ws_bytes = conv_ws_bytes(g, &Gm);
+    return DP_OK;
+}
+
+static dp_status conv_transpose2d_shape(dp_graph *g, dp_node *n) {
+    dp_status st = conv_common(g, n);
+    if (st) return st;
+    const dp_tensor *x = &n->in[0]->val, *w = &n->in[1]->val;
+    int *ip = n->ip;
+    int64_t N = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t KH = w->shape[2], KW = w->shape[3], G = ip[IP_GROUPS], Co = w->shape[1] * G;
+    char s1[64], s2[64];
+    if (Ci % G || w->shape[0] != Ci)
+        return dp_node_error(g, n, DP_ERR_SHAPE, "x %s and w %s do not fit groups = %lld (w must be [Ci, Co/groups, KH, KW])",
+                             DP_SHAPE_STR(x, s1), DP_SHAPE_STR(w, s2), (long long)G);
+    int64_t OH, OW;
+    if (ip[IP_SAME]) {
+        if (ip[IP_OPH] || ip[IP_OPW]) return dp_node_error(g, n, DP_ERR_ARG, "output padding cannot be used with 'same'");
+        OH = H * ip[IP_SH]; /* the conv that maps OH back to H with 'same' */
+        OW = W * ip[IP_SW];
+        ip[IP_PT] = (int)same_pad_front(OH, H, KH, ip[IP_SH], ip[IP_DH]);
+        ip[IP_PL] = (int)same_pad_front(OW, W, KW, ip[IP_SW], ip[IP_DW]);
+    } else {
+        /* PyTorch: output padding must be smaller than the stride or the dilation. */
+        if (ip[IP_OPH] >= (ip[IP_SH] > ip[IP_DH] ? ip[IP_SH] : ip[IP_DH]) ||
+            ip[IP_OPW] >= (ip[IP_SW] > ip[IP_DW] ? ip[IP_SW] : ip[IP_DW]))
+            return dp_node_error(g, n, DP_ERR_ARG, "output padding %dx%d must be smaller than the stride or the dilation",
+                                 ip[IP_OPH], ip[IP_OPW]);
+        ip[IP_PT] = ip[IP_PADH];
+        ip[IP_PL] = ip[IP_PADW];
+        OH = (H - 1) * ip[IP_SH] - 2 * (int64_t)ip[IP_PADH] + (int64_t)ip[IP_DH] * (KH - 1) + ip[IP_OPH] + 1;
+        OW = (W - 1) * ip[IP_SW] - 2 * (int64_t)ip[IP_PADW] + (int64_t)ip[IP_DW] * (KW - 1) + ip[IP_OPW] + 1;
+        if (OH < 1 || OW < 1)
+            return dp_node_error(g, n, DP_ERR_SHAPE, "the output would be %lldx%lld for x %s", (long long)OH, (long long)OW,
+                                 DP_SHAPE_STR(x, s1));
+    }
+    if ((st = check_bias(g, n, Co))) return st;
+    dp_tensor_set_contiguous(&n->val, DP_F32, 4, (int64_t[]){N, Co, OH, OW});
+    geom Gm;
+    geom_of(&Gm, n);
+    n->ws_bytes = conv_ws_bytes(g, &Gm);
+    return DP_OK;
+}
+
+/* ------------------------------------------------------------ forward / backward */
+static const float *bias_of(const dp_node *n) { return n->n_in == 3 ? n->in[2]->val.data : NULL; }
+
+static void conv2d_fwd(dp_graph *g, dp_node *n) {
+    geom G;
+    geom_of(&G, n);
+    run_gather(g, &G, n->in[1]->val.data, n->in[0]->val.data, bias_of(n), n->val.data, 0);
+}
+
+static void conv2d_bwd(dp_graph *g, dp_node *n) {
+    geom G;
+    geom_of(&G, n);
+    dp_node *X = n->in[0], *W = n->in[1];
+    const float *gy = n->grad.data;
+    if (dp_wants_grad(X)) run_scatter(g, &G, W->val.data, gy, X->grad.data);
+    if (dp_wants_grad(W)) run_wgrad(g, &G, gy, X->val.data, W->grad.data);
+    if (n->n_in == 3 && dp_wants_grad(n->in[2])) channel_sum(g, gy, G.N, G.O, G.P, n->in[2]->grad.data);
+}
+
+static void conv_transpose2d_fwd(dp_graph *g, dp_node *n) {
+    geom G;
+    geom_of(&G, n);
+    float *y = n->val.data;
+    const float *b = bias_of(n);
+    for (int64_t i = 0; i < G.N * G.C; i++) { /* start from the bias; the scatter adds */
+        float v = b ? b[i % G.C] : 0.0f;
+        float *r = y + i * G.HW;
+        for (int64_t q = 0; q < G.HW; q++) r[q] = v;
+    }
+    run_scatter(g, &G, n->in[1]->val.data, n->in[0]->val.data, y);
+}
+
+static void conv_transpose2d_bwd(dp_graph *g, dp_node *n) {
+    geom G;
+    geom_of(&G, n);
+    dp_node *X = n->in[0], *W = n->in[1];
+    const float *gy = n->grad.data;
+    if (dp_wants_grad(X)) run_gather(g, &G, W->val.data, gy, NULL, X->grad.data, 1);
+    if (dp_wants_grad(W)) run_wgrad(g, &G, X->val.data, gy, W->grad.data);
+    if (n->n_in == 3 && dp_wants_grad(n->in[2])) channel_sum(g, gy, G.N, G.C, G.HW, n->in[2]->grad.data);
+}
+
+const dp_op_def dp_op_conv2d = {"conv2d", conv2d_shape, conv2d_fwd, conv2d_bwd, 0};
+const dp_op_def dp_op_conv_transpose2d = {"conv_transpose2d", conv_transpose2d_shape, conv_transpose2d_fwd,
+                                          conv_transpose2d_bwd, 0};
+
+/* ------------------------------------------------------------ builders */
+static dp_node *conv_build(dp_graph *g, int op, dp_node *x, dp_node *w, dp_node *b, const dp_conv_opts *o) {
+    dp_node *in[3] = {x, w, b};
+    dp_node *n = dp_node_begin(g, op, b ? 3 : 2, in);
+    if (!n) return NULL;
+    dp_conv_opts d = {0};
+    if (!o) o = &d;
+    n->ip[IP_SH] = o->stride_h ? o->stride_h : 1;
+    n->ip[IP_SW] = o->stride_w ? o->stride_w : 1;
+    n->ip[IP_DH] = o->dilation_h ? o->dilation_h : 1;
+    n->ip[IP_DW] = o->dilation_w ? o->dilation_w : 1;
+    n->ip[IP_GROUPS] = o->groups ? o->groups : 1;
+    n->ip[IP_SAME] = o->same ? 1 : 0;
+    n->ip[IP_PADH] = o->pad_h;
+    n->ip[IP_PADW] = o->pad_w;
+    n->ip[IP_OPH] = o->output_pad_h;
+    n->ip[IP_OPW] = o->output_pad_w;
+    return dp_node_finish(g, n);
+}
+
 dp_node *dp_conv2d(dp_graph *g, dp_node *x, dp_node *w, dp_node *b, const dp_conv_opts *opts) {
-    dp_node *in[2] = {x, w};
-    (void)b; (void)opts;
-    return dp_node_finish(g, dp_node_begin(g, DP_OP_CONV2D, 2, in));
+    return conv_build(g, DP_OP_CONV2D, x, w, b, opts);
 }
-const dp_op_def dp_op_conv_transpose2d = {"conv_transpose2d", stub_shape, stub_fwd, NULL, 0};
+
 dp_node *dp_conv_transpose2d(dp_graph *g, dp_node *x, dp_node *w, dp_node *b, const dp_conv_opts *opts) {
-    dp_node *in[2] = {x, w};
-    (void)b; (void)opts;
-    return dp_node_finish(g, dp_node_begin(g, DP_OP_CONV_TRANSPOSE2D, 2, in));
+    return conv_build(g, DP_OP_CONV_TRANSPOSE2D, x, w, b, opts);
 }
-dp_node *dp_separable_conv2d(dp_graph *g, dp_node *x, dp_node *w_dw, dp_node *w_pw, dp_node *b, const dp_conv_opts *opts) {
-    (void)w_pw; (void)b; (void)opts; dp_node *in[2] = {x, w_dw};
-    return dp_node_finish(g, dp_node_begin(g, DP_OP_CONV2D, 2, in));
+
+dp_node *dp_separable_conv2d(dp_graph *g, dp_node *x, dp_node *w_dw, dp_node *w_pw, dp_node *b,
+                             const dp_conv_opts *opts) {
+    dp_conv_opts d = {0};
+    if (opts) d = *opts;
+    d.groups = (x && x->val.ndim == 4) ? (int)x->val.shape[1] : 1; /* depthwise: one group per channel */
+    dp_node *dw = conv_build(g, DP_OP_CONV2D, x, w_dw, NULL, &d);
+    return conv_build(g, DP_OP_CONV2D, dw, w_pw, b, NULL);
 }

@@ -1,0 +1,547 @@
+/* Single-precision GEMM: C = alpha * op(A) * op(B) + beta * C, row-major.
+ *
+ * GotoBLAS/BLIS structure: the K dimension is cut into KC slices and N into
+ * NC blocks; for each (NC, KC) block op(B) is packed into NR-wide column
+ * panels (it stays in L2), op(A) is packed MC rows at a time into MR-high row
+ * panels, and a register-blocked micro-kernel computes one MR x NR tile of C
+ * per call with the whole KC slice in registers. Vectors run along N (the
+ * contiguous dimension of C); A values are broadcast.
+ *
+ * Micro-kernels: AVX-512 (14 x 32, 28 zmm accumulators), AVX2+FMA (6 x 16)
+ * and portable C (4 x 16). The choice is made once from cpuid feature flags;
+ * DP_KERNEL=portable|avx2|avx512 may force a (supported) one.
+ *
+ * No heap allocation: the packing buffers are fixed-size thread-local arrays
+ * (about 650 KiB per thread that runs a GEMM). */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "core/internal.h"
+#include "kernels/gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define DP_GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+#define KC 256
+#define NC 512     /* columns of B packed at once (a multiple of every NR) */
+#define MC_MAX 168 /* rows of A packed at once, largest over the kernels */
+#define NR_MAX 32
+
+typedef void (*ukr_fn)(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,
+                       float beta, int m, int n);
+
+typedef struct kern {
+    const char *name;
+    int mr, nr, mc; /* mc: a multiple of mr, <= MC_MAX */
+    ukr_fn ukr;
+    /* Optional vector packers for the transposing cases (NULL: generic C):
+     * one mr-high panel of a row-major A (m rows, kc columns), and one
+     * nr-wide panel of B stored transposed (n rows of kc). */
+    void (*pack_a_rows)(const float *A, int64_t lda, int m, int kc, float *dst);
+    void (*pack_bt_rows)(const float *B, int64_t ldb, int n, int kc, float *dst);
+} kern;
+
+/* The micro-kernel contract: C[0..m, 0..n) = alpha * sum_p a[p*mr + i] * b[p*ldb + j] + beta * C
+ * for k steps, where a is an mr-high packed panel (zero-padded) and b is
+ * either a packed panel (ldb = nr, zero-padded) or rows of an unpacked B.
+ * Only the first n columns of each B row are read, so b may be unpacked.
+ * When beta == 0, C is not read (it may hold NaNs). */
+
+/* ------------------------------------------------------------ portable C */
+#define P_MR 4
+#define P_NR 16
+
+static void ukr_portable(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,
+                         float beta, int m, int n) {
+    float acc[P_MR][P_NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t p = 0; p < k; p++) {
+        float bv[P_NR];
+        if (n == P_NR) {
+            for (int j = 0; j < P_NR; j++) bv[j] = b[j];
+        } else {
+            for (int j = 0; j < P_NR; j++) bv[j] = j < n ? b[j] : 0.0f;
+        }
+        for (int i = 0; i < P_MR; i++) {
+            float av = a[i];
+            for (int j = 0; j < P_NR; j++) acc[i][j] += av * bv[j];
+        }
+        a += P_MR;
+        b += ldb;
+    }
+    for (int i = 0; i < m; i++) {
+        float *cr = c + (int64_t)i * ldc;
+        if (beta == 0.0f)
+            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j];
+        else
+            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j] + beta * cr[j];
+    }
+}
+
+#ifdef DP_GEMM_X86
+#define DP_INLINE static inline __attribute__((always_inline))
+
+/* ------------------------------------------------------------ AVX2 + FMA, 6 x 16 */
+#define A2_MR 6
+#define A2_NR 16
+#define T_AVX2 __attribute__((target("avx2,fma")))
+
+/* mask for the first n (0..8) lanes */
+T_AVX2 static inline __m256i avx2_mask(int n) {
+    static const int32_t tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256((const __m256i *)(tab + 8 - (n < 0 ? 0 : n > 8 ? 8 : n)));
+}
+
+/* M (rows) and FULL (n == 16) are constants at every call site. The rows are
+ * written out with macros (not loops) so that the accumulators are plain
+ * variables the compiler keeps in registers; rows >= M fold away. */
+#define A2_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, int64_t k, const float *a, const float *b, int64_t ldb,
+                                float *c, int64_t ldc, float alpha, float beta, int n) {
+#define A2_DECL(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
+    A2_ROWS(A2_DECL)
+    const __m256i m0 = avx2_mask(n), m1 = avx2_mask(n - 8);
+    for (int64_t p = 0; p < k; p++) {
+        __m256 b0, b1, av;
+        if (FULL) {
+            b0 = _mm256_loadu_ps(b);
+            b1 = _mm256_loadu_ps(b + 8);
+        } else {
+            b0 = _mm256_maskload_ps(b, m0);
+            b1 = _mm256_maskload_ps(b + 8, m1);
+        }
+#define A2_FMA(i)                                        \
+    if (i < M) {                                         \
+        av = _mm256_broadcast_ss(a + i);                 \
+        c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);      \
+        c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);      \
+    }
+        A2_ROWS(A2_FMA)
+        a += A2_MR;
+        b += ldb;
+    }
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#define A2_STORE(i)                                                                      \
+    if (i < M) {                                                                         \
+        float *cr = c + (int64_t)i * ldc;                                                \
+        __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1);         \
+        if (FULL) {                                                                      \
+            if (beta != 0.0f) {                                                          \
+                r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), r0);                       \
+                r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), r1);                   \
+            }                                                                            \
+            _mm256_storeu_ps(cr, r0);                                                    \
+            _mm256_storeu_ps(cr + 8, r1);                                                \
+        } else {                                                                         \
+            if (beta != 0.0f) {                                                          \
+                r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, m0), r0);                \
+                r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), r1);            \
+            }                                                                            \
+            _mm256_maskstore_ps(cr, m0, r0);                                             \
+            _mm256_maskstore_ps(cr + 8, m1, r1);                                         \
+        }                                                                                \
+    }
+    A2_ROWS(A2_STORE)
+}
+
+#define A2_CASE(M)                                                    \
+    case M:                                                           \
+        if (n == A2_NR)                                               \
+            body_avx2(M, 1, k, a, b, ldb, c, ldc, alpha, beta, n);       \
+        else                                                          \
+            body_avx2(M, 0, k, a, b, ldb, c, ldc, alpha, beta, n);       \
+        break;
+
+T_AVX2 static void ukr_avx2(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,
+                            float beta, int m, int n) {
+    switch (m) {
+        A2_CASE(1) A2_CASE(2) A2_CASE(3) A2_CASE(4) A2_CASE(5) default : A2_CASE(6)
+    }
+}
+
+/* ------------------------------------------------------------ AVX-512, 14 x 32 */
+#define A5_MR 14
+#define A5_NR 32
+#define T_AVX512 __attribute__((target("avx512f,fma")))
+
+#define A5_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+DP_INLINE T_AVX512 void body_avx512(const int M, const int FULL, int64_t k, const float *a, const float *b,
+                                    int64_t ldb, float *c, int64_t ldc, float alpha, float beta, int n) {
+#define A5_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+    A5_ROWS(A5_DECL)
+    const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+    const __mmask16 m1 = (__mmask16)(n >= 32 ? 0xFFFFu : n <= 16 ? 0u : (1u << (n - 16)) - 1u);
+#define A5_PF(i)                                                                \
+    if (i < M) {                                                                \
+        _mm_prefetch((const char *)(c + (int64_t)i * ldc), _MM_HINT_T0);        \
+        _mm_prefetch((const char *)(c + (int64_t)i * ldc + 16), _MM_HINT_T0);   \
+    }
+    A5_ROWS(A5_PF)
+    for (int64_t p = 0; p < k; p++) {
+        __m512 b0, b1, av;
+        if (FULL) {
+            b0 = _mm512_loadu_ps(b);
+            b1 = _mm512_loadu_ps(b + 16);
+        } else {
+            b0 = _mm512_maskz_loadu_ps(m0, b);
+            b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        }
+#define A5_FMA(i)                                        \
+    if (i < M) {                                         \
+        av = _mm512_set1_ps(a[i]);                       \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);      \
+        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);      \
+    }
+        A5_ROWS(A5_FMA)
+        a += A5_MR;
+        b += ldb;
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#define A5_STORE(i)                                                                      \
+    if (i < M) {                                                                         \
+        float *cr = c + (int64_t)i * ldc;                                                \
+        __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1);         \
+        if (FULL) {                                                                      \
+            if (beta != 0.0f) {                                                          \
+                r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), r0);                       \
+                r1 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), r1);                  \
+            }                                                                            \
+            _mm512_storeu_ps(cr, r0);                                                    \
+            _mm512_storeu_ps(cr + 16, r1);                                               \
+        } else {                                                                         \
+            if (beta != 0.0f) {                                                          \
+                r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);             \
+                r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);        \
+            }                                                                            \
+            _mm512_mask_storeu_ps(cr, m0, r0);                                           \
+            _mm512_mask_storeu_ps(cr + 16, m1, r1);                                      \
+        }                                                                                \
+    }
+    A5_ROWS(A5_STORE)
+}
+
+#define A5_CASE(M)                                                    \
+    case M:                                                           \
+        if (n == A5_NR)                                               \
+            body_avx512(M, 1, k, a, b, ldb, c, ldc, alpha, beta, n);     \
+        else                                                          \
+            body_avx512(M, 0, k, a, b, ldb, c, ldc, alpha, beta, n);     \
+        break;
+
+T_AVX512 static void ukr_avx512(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc,
+                                float alpha, float beta, int m, int n) {
+    switch (m) {
+        A5_CASE(1) A5_CASE(2) A5_CASE(3) A5_CASE(4) A5_CASE(5) A5_CASE(6) A5_CASE(7)
+        A5_CASE(8) A5_CASE(9) A5_CASE(10) A5_CASE(11) A5_CASE(12) A5_CASE(13) default : A5_CASE(14)
+    }
+}
+
+/* In-register 16x16 transpose: afterwards r[j] holds column j. */
+#define TR16_DECL __m512 r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15
+#define UNLO(a, b) _mm512_unpacklo_ps(a, b)
+#define UNHI(a, b) _mm512_unpackhi_ps(a, b)
+#define UNLOD(a, b) _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+#define UNHID(a, b) _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)))
+#define SHUF(a, b, imm) _mm512_shuffle_f32x4(a, b, imm)
+#define TR16()                                                                                                     \
+    do {                                                                                                           \
+        __m512 t0 = UNLO(r0, r1), t1 = UNHI(r0, r1), t2 = UNLO(r2, r3), t3 = UNHI(r2, r3);                          \
+        __m512 t4 = UNLO(r4, r5), t5 = UNHI(r4, r5), t6 = UNLO(r6, r7), t7 = UNHI(r6, r7);                          \
+        __m512 t8 = UNLO(r8, r9), t9 = UNHI(r8, r9), t10 = UNLO(r10, r11), t11 = UNHI(r10, r11);                    \
+        __m512 t12 = UNLO(r12, r13), t13 = UNHI(r12, r13), t14 = UNLO(r14, r15), t15 = UNHI(r14, r15);              \
+        r0 = UNLOD(t0, t2), r1 = UNHID(t0, t2), r2 = UNLOD(t1, t3), r3 = UNHID(t1, t3);                             \
+        r4 = UNLOD(t4, t6), r5 = UNHID(t4, t6), r6 = UNLOD(t5, t7), r7 = UNHID(t5, t7);                             \
+        r8 = UNLOD(t8, t10), r9 = UNHID(t8, t10), r10 = UNLOD(t9, t11), r11 = UNHID(t9, t11);                       \
+        r12 = UNLOD(t12, t14), r13 = UNHID(t12, t14), r14 = UNLOD(t13, t15), r15 = UNHID(t13, t15);                 \
+        t0 = SHUF(r0, r4, 0x88), t1 = SHUF(r1, r5, 0x88), t2 = SHUF(r2, r6, 0x88), t3 = SHUF(r3, r7, 0x88);         \
+        t4 = SHUF(r0, r4, 0xdd), t5 = SHUF(r1, r5, 0xdd), t6 = SHUF(r2, r6, 0xdd), t7 = SHUF(r3, r7, 0xdd);         \
+        t8 = SHUF(r8, r12, 0x88), t9 = SHUF(r9, r13, 0x88), t10 = SHUF(r10, r14, 0x88), t11 = SHUF(r11, r15, 0x88); \
+        t12 = SHUF(r8, r12, 0xdd), t13 = SHUF(r9, r13, 0xdd), t14 = SHUF(r10, r14, 0xdd);                          \
+        t15 = SHUF(r11, r15, 0xdd);                                                                                \
+        r0 = SHUF(t0, t8, 0x88), r1 = SHUF(t1, t9, 0x88), r2 = SHUF(t2, t10, 0x88), r3 = SHUF(t3, t11, 0x88);       \
+        r4 = SHUF(t4, t12, 0x88), r5 = SHUF(t5, t13, 0x88), r6 = SHUF(t6, t14, 0x88), r7 = SHUF(t7, t15, 0x88);     \
+        r8 = SHUF(t0, t8, 0xdd), r9 = SHUF(t1, t9, 0xdd), r10 = SHUF(t2, t10, 0xdd), r11 = SHUF(t3, t11, 0xdd);     \
+        r12 = SHUF(t4, t12, 0xdd), r13 = SHUF(t5, t13, 0xdd), r14 = SHUF(t6, t14, 0xdd), r15 = SHUF(t7, t15, 0xdd); \
+    } while (0)
+#define R16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+
+/* Row-major A panel (m <= 14 rows) into [p][14]: 16 columns at a time
+ * through a transpose, instead of one strided scalar store per element. */
+T_AVX512 static void pack_a_rows_avx512(const float *A, int64_t lda, int m, int kc, float *dst) {
+    for (int pb = 0; pb < kc; pb += 16) {
+        int w = kc - pb < 16 ? kc - pb : 16;
+        __mmask16 lm = (__mmask16)((1u << w) - 1u);
+        TR16_DECL;
+#define PA_LD(i) r##i = (i < m) ? _mm512_maskz_loadu_ps(lm, A + (int64_t)(i)*lda + pb) : _mm512_setzero_ps();
+        R16(PA_LD)
+        TR16();
+#define PA_ST(j) \
+    if (j < w) _mm512_mask_storeu_ps(dst + (int64_t)(pb + j) * A5_MR, (__mmask16)((1u << A5_MR) - 1u), r##j);
+        R16(PA_ST)
+    }
+}
+
+/* B stored transposed (n <= 32 rows of kc) into a [p][32] panel, zero-padded. */
+T_AVX512 static void pack_bt_rows_avx512(const float *B, int64_t ldb, int n, int kc, float *dst) {
+    for (int pb = 0; pb < kc; pb += 16) {
+        int w = kc - pb < 16 ? kc - pb : 16;
+        __mmask16 lm = (__mmask16)((1u << w) - 1u);
+        for (int h = 0; h < 2; h++) {
+            const float *src = B + (int64_t)h * 16 * ldb + pb;
+            int nh = n - h * 16;
+            TR16_DECL;
+#define PB_LD(i) r##i = (i < nh) ? _mm512_maskz_loadu_ps(lm, src + (int64_t)(i)*ldb) : _mm512_setzero_ps();
+            R16(PB_LD)
+            TR16();
+#define PB_ST(j) \
+    if (j < w) _mm512_storeu_ps(dst + (int64_t)(pb + j) * A5_NR + h * 16, r##j);
+            R16(PB_ST)
+        }
+    }
+}
+#endif /* DP_GEMM_X86 */
+
+/* ------------------------------------------------------------ kernel choice */
+static const kern k_portable = {"portable", P_MR, P_NR, 128, ukr_portable, NULL, NULL};
+#ifdef DP_GEMM_X86
+static const kern k_avx2 = {"avx2", A2_MR, A2_NR, 168, ukr_avx2, NULL, NULL};
+static const kern k_avx512 = {"avx512", A5_MR, A5_NR, 168, ukr_avx512, pack_a_rows_avx512, pack_bt_rows_avx512};
+#endif
+
+static const kern *const all_kernels[] = {
+#ifdef DP_GEMM_X86
+    &k_avx512, &k_avx2,
+#endif
+    &k_portable,
+};
+
+static int cpu_can(const kern *k) {
+#ifdef DP_GEMM_X86
+    __builtin_cpu_init();
+    if (k == &k_avx512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    if (k == &k_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return k == &k_portable;
+}
+
+static const kern *find_kernel(const char *name) {
+    for (size_t i = 0; i < sizeof all_kernels / sizeof all_kernels[0]; i++)
+        if (name && !strcmp(all_kernels[i]->name, name)) return all_kernels[i];
+    return NULL;
+}
+
+static const kern *volatile g_kern;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void pick_kernel(void) {
+    const kern *best = &k_portable;
+    for (size_t i = 0; i < sizeof all_kernels / sizeof all_kernels[0]; i++)
+        if (cpu_can(all_kernels[i])) {
+            best = all_kernels[i]; /* the list is ordered best first */
+            break;
+        }
+    const kern *forced = find_kernel(getenv("DP_KERNEL"));
+    if (forced && cpu_can(forced)) best = forced;
+    g_kern = best;
+}
+
+static const kern *current(void) {
+    pthread_once(&g_once, pick_kernel);
+    return g_kern;
+}
+
+const char *dp_gemm_kernel_name(void) { return current()->name; }
+
+int dp_gemm_set_kernel(const char *name) {
+    current();
+    const kern *k = find_kernel(name);
+    if (!k || !cpu_can(k)) return 0;
+    g_kern = k;
+    return 1;
+}
+
+/* ------------------------------------------------------------ packing */
+static _Thread_local float tl_apack[MC_MAX * KC] __attribute__((aligned(64)));
+static _Thread_local float tl_bpack[KC * NC] __attribute__((aligned(64)));
+
+/* op(A)[i0.., p0..] (mc x kc) into mr-high panels: dst[panel][p][i], zero-padded. */
+static void pack_a(const kern *kr, int ta, const float *A, int64_t lda, int64_t i0, int mc, int64_t p0, int kc, float *dst) {
+    const int mr = kr->mr;
+    for (int ip = 0; ip < mc; ip += mr, dst += (int64_t)kc * mr) {
+        int m = mc - ip < mr ? mc - ip : mr;
+        if (!ta && kr->pack_a_rows) {
+            kr->pack_a_rows(A + (i0 + ip) * lda + p0, lda, m, kc, dst);
+            continue;
+        }
+        if (!ta) {
+            /* One cache line of every row at a time (and a prefetch a few
+             * lines ahead): the rows' misses overlap instead of queueing. */
+            for (int pb = 0; pb < kc; pb += 16) {
+                int pe = kc - pb < 16 ? kc : pb + 16;
+                for (int i = 0; i < m; i++) {
+                    const float *src = A + (i0 + ip + i) * lda + p0;
+                    __builtin_prefetch(src + pb + 128, 0, 2);
+                    for (int p = pb; p < pe; p++) dst[p * mr + i] = src[p];
+                }
+            }
+        } else {
+            for (int p = 0; p < kc; p++) {
+                const float *src = A + (p0 + p) * lda + i0 + ip;
+                for (int i = 0; i < m; i++) dst[p * mr + i] = src[i];
+            }
+        }
+        if (m < mr)
+            for (int p = 0; p < kc; p++)
+                for (int i = m; i < mr; i++) dst[p * mr + i] = 0.0f;
+    }
+}
+
+/* op(B)[p0.., j0..] (kc x nc) into nr-wide panels: dst[panel][p][j], zero-padded. */
+static void pack_b(const kern *kr, int tb, const float *B, int64_t ldb, int64_t p0, int kc, int64_t j0, int nc, float *dst) {
+    const int nr = kr->nr;
+    for (int jp = 0; jp < nc; jp += nr, dst += (int64_t)kc * nr) {
+        int n = nc - jp < nr ? nc - jp : nr;
+        if (tb && kr->pack_bt_rows) {
+            kr->pack_bt_rows(B + (j0 + jp) * ldb + p0, ldb, n, kc, dst);
+            continue;
+        }
+        if (!tb) {
+            for (int p = 0; p < kc; p++) {
+                const float *src = B + (p0 + p) * ldb + j0 + jp;
+                float *d = dst + p * nr;
+                memcpy(d, src, sizeof(float) * (size_t)n);
+                for (int j = n; j < nr; j++) d[j] = 0.0f;
+            }
+        } else {
+            /* Four source rows at a time keep four read streams and write whole
+             * 16-byte groups of each packed row. */
+            int j = 0;
+            for (; j + 4 <= n; j += 4) {
+                const float *s0 = B + (j0 + jp + j) * ldb + p0;
+                const float *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb;
+                for (int p = 0; p < kc; p++) {
+                    float *d = dst + p * nr + j;
+                    d[0] = s0[p];
+                    d[1] = s1[p];
+                    d[2] = s2[p];
+                    d[3] = s3[p];
+                }
+            }
+            for (; j < n; j++) {
+                const float *s = B + (j0 + jp + j) * ldb + p0;
+                for (int p = 0; p < kc; p++) dst[p * nr + j] = s[p];
+            }
+            if (n < nr)
+                for (int p = 0; p < kc; p++)
+                    for (int jj = n; jj < nr; jj++) dst[p * nr + jj] = 0.0f;
+        }
+    }
+}
+
+/* C = beta * C (beta 0 writes zeros, never reads C). */
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+    if (beta == 1.0f) return;
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, sizeof(float) * (size_t)N);
+        else
+            for (int64_t j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+/* ------------------------------------------------------------ driver */
+static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    float *ap = tl_apack, *bp = tl_bpack;
+    const int mr = kr->mr, nr = kr->nr;
+    /* With a single row panel, packed B would be read only once: let the
+     * micro-kernel read B's rows in place instead. */
+    const int direct_b = !tb && M <= mr;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        int nc = (int)(N - jc < NC ? N - jc : NC);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            int kc = (int)(K - pc < KC ? K - pc : KC);
+            float bet = pc == 0 ? beta : 1.0f;
+            if (!direct_b) pack_b(kr, tb, B, ldb, pc, kc, jc, nc, bp);
+            for (int64_t ic = 0; ic < M; ic += kr->mc) {
+                int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc);
+                pack_a(kr, ta, A, lda, ic, mc, pc, kc, ap);
+                for (int ir = 0; ir < mc; ir += mr) {
+                    int m = mc - ir < mr ? mc - ir : mr;
+                    const float *a = ap + (int64_t)(ir / mr) * kc * mr;
+                    float *c = C + (ic + ir) * ldc + jc;
+                    for (int jr = 0; jr < nc; jr += nr) {
+                        int n = nc - jr < nr ? nc - jr : nr;
+                        const float *b = direct_b ? B + pc * ldb + jc + jr : bp + (int64_t)(jr / nr) * kc * nr;
+                        kr->ukr(kc, a, b, direct_b ? ldb : nr, c + jr, ldc, alpha, bet, m, n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void dp_sgemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    gemm_st(current(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ------------------------------------------------------------ threads */
+typedef struct mt_job {
+    const kern *kr;
+    int ta, tb, split_n;
+    int64_t M, N, K, blk;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+} mt_job;
+
+/* Each part computes a slab of C: a range of columns (split_n) or rows. */
+static void mt_part(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const mt_job *j = arg;
+    if (j->split_n) {
+        int64_t j0 = b * j->blk, j1 = e * j->blk < j->N ? e * j->blk : j->N;
+        const float *B = j->tb ? j->B + j0 * j->ldb : j->B + j0;
+        gemm_st(j->kr, j->ta, j->tb, j->M, j1 - j0, j->K, j->alpha, j->A, j->lda, B, j->ldb, j->beta, j->C + j0, j->ldc);
+    } else {
+        int64_t i0 = b * j->blk, i1 = e * j->blk < j->M ? e * j->blk : j->M;
+        const float *A = j->ta ? j->A + i0 : j->A + i0 * j->lda;
+        gemm_st(j->kr, j->ta, j->tb, i1 - i0, j->N, j->K, j->alpha, A, j->lda, j->B, j->ldb, j->beta, j->C + i0 * j->ldc,
+                j->ldc);
+    }
+}
+
+void dp_sgemm(dp_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+              int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const kern *kr = current();
+    int T = ctx ? ctx->threads : 1;
+    /* Below ~2 MFLOP the wake-up of the workers costs more than it saves. */
+    if (T <= 1 || (double)M * (double)N * (double)K < 1e6) {
+        gemm_st(kr, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    mt_job j = {kr, trans_a, trans_b, 0, M, N, K, 0, alpha, beta, A, B, lda, ldb, ldc, C};
+    /* Each part packs all of the operand that is not split: pick the split
+     * that packs less (the N-split repacks A once per NC block of its slab). */
+    double nblk_n = (double)((N / T + NC - 1) / NC);
+    double cost_n = (double)M * (double)K * nblk_n + (double)K * (double)N / T;
+    double cost_m = (double)M * (double)K / T * (double)((N + NC - 1) / NC) + (double)K * (double)N;
+    if ((cost_n <= cost_m && N >= 2 * kr->nr) || M < 2 * kr->mr) {
+        j.split_n = 1;
+        j.blk = kr->nr;
+        dp_parallel_for(ctx, (N + j.blk - 1) / j.blk, mt_part, &j);
+    } else {
+        j.blk = kr->mr;
+        dp_parallel_for(ctx, (M + j.blk - 1) / j.blk, mt_part, &j);
+    }
+}

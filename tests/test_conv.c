@@ -1,0 +1,443 @@
+/* conv2d / conv_transpose2d forward values against naive direct loops (the
+ * definitions, written independently of the im2col code), a few values worked
+ * out by hand, gradients that must not depend on the thread count (the
+ * threaded paths split work differently), and shape errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "doppel/doppel.h"
+
+#define SH(...) ((const int64_t[]){__VA_ARGS__})
+
+typedef struct cfg {
+    const char *name;
+    int transpose;
+    int64_t N, Ci, H, W, Co, KH, KW;
+    dp_conv_opts o;
+    int bias;
+} cfg;
+
+typedef struct result {
+    int64_t shape[4];
+    float *x, *w, *b, *y;      /* inputs and output */
+    float *gx, *gw, *gb;       /* gradients of sum(y * R) */
+    int64_t nx, nw, nb, ny;
+} result;
+
+static int opt(int v, int dflt) { return v ? v : dflt; }
+
+static void fill(float *p, int64_t n, uint64_t seed) {
+    dp_rng r;
+    dp_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) p[i] = 2.0f * dp_rng_uniform(&r) - 1.0f;
+}
+
+static float *dup(const dp_tensor *t) {
+    int64_t n = dp_tensor_numel(t);
+    float *p = malloc(sizeof(float) * (size_t)n);
+    memcpy(p, dp_tensor_f32_const(t), sizeof(float) * (size_t)n);
+    return p;
+}
+
+static void result_free(result *r) {
+    free(r->x), free(r->w), free(r->b), free(r->y), free(r->gx), free(r->gw), free(r->gb);
+    memset(r, 0, sizeof *r);
+}
+
+/* Build, run forward (and backward of sum(y * R) if grads) with `threads` threads. */
+static void run(const cfg *c, int threads, int grads, result *r) {
+    memset(r, 0, sizeof *r);
+    dp_ctx *ctx;
+    dp_graph *g;
+    dp_ctx_opts co = {.threads = threads, .seed = 1};
+    assert_int_equal(dp_ctx_new(&co, &ctx), DP_OK);
+    assert_int_equal(dp_graph_new(ctx, &g), DP_OK);
+    int groups = opt(c->o.groups, 1);
+    dp_node *x = dp_input(g, "x", 4, SH(c->N, c->Ci, c->H, c->W));
+    dp_node *w = c->transpose ? dp_input(g, "w", 4, SH(c->Ci, c->Co / groups, c->KH, c->KW))
+                              : dp_input(g, "w", 4, SH(c->Co, c->Ci / groups, c->KH, c->KW));
+    dp_node *b = c->bias ? dp_input(g, "b", 1, SH(c->Co)) : NULL;
+    dp_node *y = c->transpose ? dp_conv_transpose2d(g, x, w, b, &c->o) : dp_conv2d(g, x, w, b, &c->o);
+    if (!y) printf("  %s: %s\n", c->name, dp_ctx_error(ctx));
+    assert_non_null(y);
+    dp_node *R = dp_input(g, "R", 4, dp_tensor_shape(dp_node_value(y)));
+    dp_node *loss = dp_sum(g, dp_mul(g, y, R), DP_AXIS_ALL, 0);
+    if (grads) {
+        dp_input_requires_grad(g, x);
+        dp_input_requires_grad(g, w);
+        if (b) dp_input_requires_grad(g, b);
+    }
+    assert_int_equal(dp_graph_mark_output(g, loss), DP_OK);
+    assert_int_equal(dp_graph_mark_output(g, y), DP_OK);
+    assert_int_equal(dp_graph_compile(g), DP_OK);
+    dp_node *leaves[3] = {x, w, b};
+    for (int i = 0; i < 3; i++)
+        if (leaves[i]) fill(dp_tensor_f32(dp_node_value(leaves[i])), dp_tensor_numel(dp_node_value(leaves[i])), 11 + (uint64_t)i);
+    fill(dp_tensor_f32(dp_node_value(R)), dp_tensor_numel(dp_node_value(R)), 99);
+    assert_int_equal(dp_graph_run(g), DP_OK);
+    memcpy(r->shape, dp_tensor_shape(dp_node_value(y)), sizeof r->shape);
+    r->x = dup(dp_node_value(x)), r->nx = dp_tensor_numel(dp_node_value(x));
+    r->w = dup(dp_node_value(w)), r->nw = dp_tensor_numel(dp_node_value(w));
+    if (b) r->b = dup(dp_node_value(b)), r->nb = c->Co;
+    r->y = dup(dp_node_value(y)), r->ny = dp_tensor_numel(dp_node_value(y));
+    if (grads) {
+        assert_int_equal(dp_graph_backward(g, loss, 0, NULL), DP_OK);
+        r->gx = dup(dp_node_grad(x));
+        r->gw = dup(dp_node_grad(w));
+        if (b) r->gb = dup(dp_node_grad(b));
+    }
+    dp_graph_free(g);
+    dp_ctx_free(ctx);
+}
+
+/* TF 'same' front padding, computed here independently of the library. */
+static int64_t same_front(int64_t in, int64_t out, int64_t k, int64_t s, int64_t d) {
+    int64_t total = (out - 1) * s + (k - 1) * d + 1 - in;
+    return total > 0 ? total / 2 : 0;
+}
+
+/* The definitions. conv2d gathers: y[n,co,oh,ow] = b + sum x[.., oh*s - p + kh*d, ..] w[co,cl,kh,kw].
+ * conv_transpose2d scatters: each x[n,ci,ih,iw] adds x*w[ci,col,kh,kw] to y[n, co, ih*s - p + kh*d, ..]. */
+static float *naive(const cfg *c, const result *r) {
+    int64_t N = c->N, Ci = c->Ci, H = c->H, W = c->W, Co = c->Co, KH = c->KH, KW = c->KW;
+    int64_t sh = opt(c->o.stride_h, 1), sw = opt(c->o.stride_w, 1), dh = opt(c->o.dilation_h, 1), dw = opt(c->o.dilation_w, 1);
+    int64_t G = opt(c->o.groups, 1), OH = r->shape[2], OW = r->shape[3];
+    double *acc = calloc((size_t)(N * Co * OH * OW), sizeof(double));
+    if (!c->transpose) {
+        int64_t pt = c->o.pad_h, pl = c->o.pad_w;
+        if (c->o.same) pt = same_front(H, OH, KH, sh, dh), pl = same_front(W, OW, KW, sw, dw);
+        int64_t Cg = Ci / G, Og = Co / G;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t co = 0; co < Co; co++)
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        double s = r->b ? r->b[co] : 0.0;
+                        for (int64_t cl = 0; cl < Cg; cl++)
+                            for (int64_t kh = 0; kh < KH; kh++)
+                                for (int64_t kw = 0; kw < KW; kw++) {
+                                    int64_t ih = oh * sh - pt + kh * dh, iw = ow * sw - pl + kw * dw;
+                                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                    int64_t ci = co / Og * Cg + cl;
+                                    s += (double)r->x[((n * Ci + ci) * H + ih) * W + iw] *
+                                         r->w[((co * Cg + cl) * KH + kh) * KW + kw];
+                                }
+                        acc[((n * Co + co) * OH + oh) * OW + ow] = s;
+                    }
+    } else {
+        int64_t pt = c->o.pad_h, pl = c->o.pad_w;
+        if (c->o.same) pt = same_front(OH, H, KH, sh, dh), pl = same_front(OW, W, KW, sw, dw);
+        int64_t Cig = Ci / G, Cog = Co / G;
+        for (int64_t i = 0; i < N * Co * OH * OW; i++) acc[i] = r->b ? r->b[(i / (OH * OW)) % Co] : 0.0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t ci = 0; ci < Ci; ci++)
+                for (int64_t ih = 0; ih < H; ih++)
+                    for (int64_t iw = 0; iw < W; iw++)
+                        for (int64_t col = 0; col < Cog; col++)
+                            for (int64_t kh = 0; kh < KH; kh++)
+                                for (int64_t kw = 0; kw < KW; kw++) {
+                                    int64_t oh = ih * sh - pt + kh * dh, ow = iw * sw - pl + kw * dw;
+                                    if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                                    int64_t co = ci / Cig * Cog + col;
+                                    acc[((n * Co + co) * OH + oh) * OW + ow] += (double)r->x[((n * Ci + ci) * H + ih) * W + iw] *
+                                                                               r->w[((ci * Cog + col) * KH + kh) * KW + kw];
+                                }
+    }
+    float *y = malloc(sizeof(float) * (size_t)(N * Co * OH * OW));
+    for (int64_t i = 0; i < N * Co * OH * OW; i++) y[i] = (float)acc[i];
+    free(acc);
+    return y;
+}
+
+/* Expected output size from the documented formulas. */
+static void expect_shape(const cfg *c, int64_t *oh, int64_t *ow) {
+    int64_t sh = opt(c->o.stride_h, 1), sw = opt(c->o.stride_w, 1), dh = opt(c->o.dilation_h, 1), dw = opt(c->o.dilation_w, 1);
+    if (!c->transpose) {
+        if (c->o.same) {
+            *oh = (c->H + sh - 1) / sh, *ow = (c->W + sw - 1) / sw;
+        } else {
+            *oh = (c->H + 2 * c->o.pad_h - dh * (c->KH - 1) - 1) / sh + 1;
+            *ow = (c->W + 2 * c->o.pad_w - dw * (c->KW - 1) - 1) / sw + 1;
+        }
+    } else {
+        if (c->o.same) {
+            *oh = c->H * sh, *ow = c->W * sw;
+        } else {
+            *oh = (c->H - 1) * sh - 2 * c->o.pad_h + dh * (c->KH - 1) + c->o.output_pad_h + 1;
+            *ow = (c->W - 1) * sw - 2 * c->o.pad_w + dw * (c->KW - 1) + c->o.output_pad_w + 1;
+        }
+    }
+}
+
+static int close_arrays(const char *what, const char *name, const float *a, const float *b, int64_t n, float tol) {
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= tol * (1.0f + fabsf(b[i])))) {
+            printf("  %s %s[%lld]: %.7g vs %.7g\n", name, what, (long long)i, a[i], b[i]);
+            return 0;
+        }
+    return 1;
+}
+
+static const cfg configs[] = {
+    /* name                      T  N  Ci  H   W  Co KH KW  opts                                                      bias */
+    {"conv basic pad 1", 0, 2, 3, 8, 8, 4, 3, 3, {.pad_h = 1, .pad_w = 1}, 1},
+    {"conv same k4 s2", 0, 2, 3, 9, 9, 5, 4, 4, {.stride_h = 2, .stride_w = 2, .same = 1}, 1},
+    {"conv same k2 s1", 0, 1, 2, 6, 6, 3, 2, 2, {.same = 1}, 0},
+    {"conv same k5 s1 (Meso)", 0, 2, 8, 12, 12, 8, 5, 5, {.same = 1}, 1},
+    {"conv rect s(1,2) p(0,2)", 0, 2, 3, 7, 11, 2, 2, 3, {.stride_w = 2, .pad_w = 2}, 1},
+    {"conv dil 2 groups 2", 0, 2, 4, 10, 9, 6, 3, 3, {.dilation_h = 2, .dilation_w = 2, .pad_h = 2, .pad_w = 2, .groups = 2}, 1},
+    {"conv depthwise s2", 0, 2, 6, 11, 11, 6, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .groups = 6}, 1},
+    {"conv depthwise x2 mult", 0, 2, 3, 6, 6, 6, 3, 3, {.groups = 3, .pad_h = 1, .pad_w = 1}, 1},
+    {"conv 1x1", 0, 3, 5, 7, 7, 4, 1, 1, {0}, 1},
+    {"conv 1x1 stride 2", 0, 2, 4, 7, 7, 3, 1, 1, {.stride_h = 2, .stride_w = 2}, 0},
+    {"conv k4 s2 p1 (DCGAN D)", 0, 3, 3, 16, 16, 8, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    {"conv pieces (70x70, k3)", 0, 2, 3, 70, 70, 8, 3, 3, {.same = 1}, 1},
+    {"conv pieces k5 (Meso 32x32)", 0, 2, 8, 32, 32, 8, 5, 5, {.same = 1}, 1},
+    {"conv pieces stride 2", 0, 1, 1, 182, 182, 2, 3, 3, {.stride_h = 2, .stride_w = 2, .same = 1}, 1},
+    {"conv pieces 1x1", 0, 2, 3, 95, 95, 2, 1, 1, {0}, 1},
+    {"conv single image", 0, 1, 3, 9, 9, 4, 3, 3, {.pad_h = 1, .pad_w = 1}, 1},
+    {"tconv basic", 1, 2, 3, 4, 4, 2, 3, 3, {0}, 1},
+    {"tconv s2 p1 outpad 1", 1, 2, 4, 5, 5, 3, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1, .output_pad_w = 1}, 0},
+    {"tconv groups 2 s2 outpad", 1, 2, 4, 4, 5, 6, 3, 3, {.groups = 2, .stride_h = 2, .stride_w = 2, .output_pad_h = 1}, 1},
+    {"tconv dilation 2", 1, 2, 2, 4, 3, 3, 3, 2, {.dilation_h = 2, .dilation_w = 2, .pad_h = 1, .stride_w = 3, .output_pad_w = 1}, 1},
+    {"tconv k4 s2 p1 (DCGAN G)", 1, 3, 8, 8, 8, 4, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"tconv k4 from 1x1 (DCGAN G)", 1, 4, 10, 1, 1, 6, 4, 4, {0}, 1},
+    {"tconv depthwise s2", 1, 2, 4, 5, 5, 4, 3, 3, {.groups = 4, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"tconv same s2 k4", 1, 1, 3, 5, 5, 2, 4, 4, {.stride_h = 2, .stride_w = 2, .same = 1}, 0},
+    {"tconv 1x1", 1, 2, 3, 6, 6, 4, 1, 1, {0}, 1},
+    {"tconv pieces", 1, 1, 2, 91, 91, 2, 2, 2, {.stride_h = 2, .stride_w = 2}, 1},
+    {"tconv single image", 1, 1, 3, 5, 5, 2, 3, 3, {.stride_h = 2, .stride_w = 2}, 1},
+};
+#define N_CONFIGS (sizeof configs / sizeof configs[0])
+
+static void forward_matches_naive(void **state) {
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < N_CONFIGS; i++) {
+        const cfg *c = &configs[i];
+        for (int threads = 1; threads <= 3; threads += 2) {
+            result r;
+            run(c, threads, 0, &r);
+            int64_t oh, ow;
+            expect_shape(c, &oh, &ow);
+            if (r.shape[0] != c->N || r.shape[1] != c->Co || r.shape[2] != oh || r.shape[3] != ow) {
+                printf("  %s: shape [%lld,%lld,%lld,%lld], want [%lld,%lld,%lld,%lld]\n", c->name, (long long)r.shape[0],
+                       (long long)r.shape[1], (long long)r.shape[2], (long long)r.shape[3], (long long)c->N, (long long)c->Co,
+                       (long long)oh, (long long)ow);
+                bad++;
+            } else {
+                float *want = naive(c, &r);
+                bad += !close_arrays("y", c->name, r.y, want, r.ny, 1e-4f);
+                free(want);
+            }
+            result_free(&r);
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* The threaded paths (per-thread weight-gradient blocks, multithreaded GEMMs
+ * when there are fewer chunks than threads, parallel scatters) must give the
+ * single-thread gradients up to rounding. */
+static void gradients_independent_of_threads(void **state) {
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < N_CONFIGS; i++) {
+        const cfg *c = &configs[i];
+        result r1, r2, r3;
+        run(c, 1, 1, &r1);
+        run(c, 2, 1, &r2);
+        run(c, 3, 1, &r3);
+        const result *rs[2] = {&r2, &r3};
+        for (int k = 0; k < 2; k++) {
+            bad += !close_arrays("y", c->name, rs[k]->y, r1.y, r1.ny, 1e-5f);
+            bad += !close_arrays("dx", c->name, rs[k]->gx, r1.gx, r1.nx, 1e-4f);
+            bad += !close_arrays("dw", c->name, rs[k]->gw, r1.gw, r1.nw, 1e-4f);
+            if (c->bias) bad += !close_arrays("db", c->name, rs[k]->gb, r1.gb, r1.nb, 1e-4f);
+        }
+        result_free(&r1);
+        result_free(&r2);
+        result_free(&r3);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* ------------------------------------------------------------ values by hand */
+typedef struct hand {
+    dp_ctx *ctx;
+    dp_graph *g;
+} hand;
+
+static dp_node *hand_in(hand *h, const char *name, int64_t n, int64_t c, int64_t H, int64_t W, const float *v) {
+    dp_node *x = dp_input(h->g, name, 4, SH(n, c, H, W));
+    assert_non_null(x);
+    (void)v;
+    return x;
+}
+
+static void set_and_run(hand *h, dp_node *x, const float *xv, dp_node *w, const float *wv, dp_node *y) {
+    assert_int_equal(dp_graph_mark_output(h->g, y), DP_OK);
+    assert_int_equal(dp_graph_compile(h->g), DP_OK);
+    memcpy(dp_tensor_f32(dp_node_value(x)), xv, sizeof(float) * (size_t)dp_tensor_numel(dp_node_value(x)));
+    memcpy(dp_tensor_f32(dp_node_value(w)), wv, sizeof(float) * (size_t)dp_tensor_numel(dp_node_value(w)));
+    assert_int_equal(dp_graph_run(h->g), DP_OK);
+}
+
+static void hand_begin(hand *h) {
+    dp_ctx_opts o = {.threads = 2};
+    assert_int_equal(dp_ctx_new(&o, &h->ctx), DP_OK);
+    assert_int_equal(dp_graph_new(h->ctx, &h->g), DP_OK);
+}
+static void hand_end(hand *h) {
+    dp_graph_free(h->g);
+    dp_ctx_free(h->ctx);
+}
+
+static void check_values(dp_node *y, const float *want, int64_t n) {
+    const float *got = dp_tensor_f32_const(dp_node_value(y));
+    assert_int_equal(dp_tensor_numel(dp_node_value(y)), n);
+    for (int64_t i = 0; i < n; i++) assert_float_equal(got[i], want[i], 1e-5f);
+}
+
+static const float ones9[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+static void hand_conv_window_sums(void **state) {
+    (void)state;
+    hand h;
+    hand_begin(&h);
+    /* x = 1..16 (4x4), w = ones 3x3: each output is a 3x3 window sum. */
+    float xv[16];
+    for (int i = 0; i < 16; i++) xv[i] = (float)(i + 1);
+    dp_node *x = hand_in(&h, "x", 1, 1, 4, 4, xv), *w = hand_in(&h, "w", 1, 1, 3, 3, ones9);
+    dp_node *y = dp_conv2d(h.g, x, w, NULL, NULL);
+    set_and_run(&h, x, xv, w, ones9, y);
+    check_values(y, (const float[]){54, 63, 90, 99}, 4);
+    hand_end(&h);
+}
+
+static void hand_conv_same_even(void **state) {
+    (void)state;
+    hand h;
+    hand_begin(&h);
+    /* x = 1..9 (3x3), w = ones 2x2, TF 'same': the one padding row/column is at the bottom/right. */
+    float xv[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    dp_node *x = hand_in(&h, "x", 1, 1, 3, 3, xv), *w = hand_in(&h, "w", 1, 1, 2, 2, ones9);
+    dp_node *y = dp_conv2d(h.g, x, w, NULL, &(dp_conv_opts){.same = 1});
+    set_and_run(&h, x, xv, w, ones9, y);
+    check_values(y, (const float[]){12, 16, 9, 24, 28, 15, 15, 17, 9}, 9);
+    hand_end(&h);
+}
+
+static void hand_conv_stride2_same(void **state) {
+    (void)state;
+    hand h;
+    hand_begin(&h);
+    /* 4x4 input, k3 s2 'same': out 2x2, total pad 1 → 0 on top/left, 1 at the bottom/right. */
+    float xv[16];
+    for (int i = 0; i < 16; i++) xv[i] = (float)(i + 1);
+    dp_node *x = hand_in(&h, "x", 1, 1, 4, 4, xv), *w = hand_in(&h, "w", 1, 1, 3, 3, ones9);
+    dp_node *y = dp_conv2d(h.g, x, w, NULL, &(dp_conv_opts){.stride_h = 2, .stride_w = 2, .same = 1});
+    set_and_run(&h, x, xv, w, ones9, y);
+    /* windows rows 0-2/cols 0-2 = 54; rows 0-2/cols 2-3 = 3+4+7+8+11+12 = 45;
+     * rows 2-3/cols 0-2 = 9+10+11+13+14+15 = 72; rows 2-3/cols 2-3 = 11+12+15+16 = 54 */
+    check_values(y, (const float[]){54, 45, 72, 54}, 4);
+    hand_end(&h);
+}
+
+static void hand_tconv(void **state) {
+    (void)state;
+    float xv[4] = {1, 2, 3, 4};
+    {
+        hand h;
+        hand_begin(&h);
+        /* stride 2, k2: every input pixel becomes a 2x2 block */
+        dp_node *x = hand_in(&h, "x", 1, 1, 2, 2, xv), *w = hand_in(&h, "w", 1, 1, 2, 2, ones9);
+        dp_node *y = dp_conv_transpose2d(h.g, x, w, NULL, &(dp_conv_opts){.stride_h = 2, .stride_w = 2});
+        set_and_run(&h, x, xv, w, ones9, y);
+        check_values(y, (const float[]){1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}, 16);
+        hand_end(&h);
+    }
+    {
+        hand h;
+        hand_begin(&h);
+        /* stride 1, k2: overlapping blocks add up */
+        dp_node *x = hand_in(&h, "x", 1, 1, 2, 2, xv), *w = hand_in(&h, "w", 1, 1, 2, 2, ones9);
+        dp_node *y = dp_conv_transpose2d(h.g, x, w, NULL, NULL);
+        set_and_run(&h, x, xv, w, ones9, y);
+        check_values(y, (const float[]){1, 3, 2, 4, 10, 6, 3, 7, 4}, 9);
+        hand_end(&h);
+    }
+    {
+        hand h;
+        hand_begin(&h);
+        /* k3 s2 p1 output_padding 1: out = (2-1)*2 - 2 + 2 + 1 + 1 = 4; the extra row/column gets
+         * only what reaches it: y[3][3] = x[1][1] * w[2][2]. */
+        float wv[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+        dp_node *x = hand_in(&h, "x", 1, 1, 2, 2, xv), *w = hand_in(&h, "w", 1, 1, 3, 3, wv);
+        dp_node *y = dp_conv_transpose2d(h.g, x, w, NULL,
+                                         &(dp_conv_opts){.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1, .output_pad_w = 1});
+        set_and_run(&h, x, xv, w, wv, y);
+        const dp_tensor *v = dp_node_value(y);
+        assert_int_equal(dp_tensor_dim(v, 2), 4);
+        assert_int_equal(dp_tensor_dim(v, 3), 4);
+        const float *yv = dp_tensor_f32_const(v);
+        assert_float_equal(yv[15], 4.0f * 9.0f, 1e-5f);
+        assert_float_equal(yv[0], 1.0f * 5.0f, 1e-5f); /* y[0][0] = x[0][0] * w[1][1] */
+        hand_end(&h);
+    }
+}
+
+/* ------------------------------------------------------------ shape errors */
+static void shape_errors(void **state) {
+    (void)state;
+    dp_ctx *ctx;
+    dp_ctx_opts o = {.threads = 1};
+    assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+    struct {
+        int transpose;
+        int64_t xs[4], ws[4], bs;
+        dp_conv_opts o;
+        dp_status want;
+    } bad[] = {
+        {0, {1, 3, 8, 8}, {4, 2, 3, 3}, 0, {0}, DP_ERR_SHAPE},                           /* Ci mismatch */
+        {0, {1, 3, 8, 8}, {4, 1, 3, 3}, 0, {.groups = 2}, DP_ERR_SHAPE},                /* 3 % 2 */
+        {0, {1, 3, 2, 2}, {4, 3, 3, 3}, 0, {0}, DP_ERR_SHAPE},                           /* kernel > input */
+        {0, {1, 3, 8, 8}, {4, 3, 3, 3}, 5, {0}, DP_ERR_SHAPE},                           /* bias size */
+        {0, {1, 3, 8, 8}, {4, 3, 3, 3}, 0, {.stride_h = -1}, DP_ERR_ARG},                /* stride */
+        {0, {1, 3, 8, 8}, {4, 3, 3, 3}, 0, {.output_pad_h = 1}, DP_ERR_ARG},             /* conv has none */
+        {1, {1, 4, 3, 3}, {4, 2, 3, 3}, 0, {.stride_h = 2, .output_pad_h = 2}, DP_ERR_ARG}, /* op >= stride */
+        {1, {1, 4, 3, 3}, {3, 2, 3, 3}, 0, {0}, DP_ERR_SHAPE},                           /* w[0] != Ci */
+        {1, {1, 4, 3, 3}, {4, 2, 3, 3}, 0, {.same = 1, .output_pad_w = 1}, DP_ERR_ARG},   /* same + op */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dp_graph *g;
+        assert_int_equal(dp_graph_new(ctx, &g), DP_OK);
+        dp_node *x = dp_input(g, "x", 4, bad[i].xs), *w = dp_input(g, "w", 4, bad[i].ws);
+        dp_node *b = bad[i].bs ? dp_input(g, "b", 1, SH(bad[i].bs)) : NULL;
+        dp_node *y = bad[i].transpose ? dp_conv_transpose2d(g, x, w, b, &bad[i].o) : dp_conv2d(g, x, w, b, &bad[i].o);
+        assert_null(y);
+        assert_int_equal(dp_graph_status(g), bad[i].want);
+        assert_non_null(strstr(dp_ctx_error(ctx), bad[i].transpose ? "conv_transpose2d" : "conv2d"));
+        dp_graph_free(g);
+    }
+    dp_ctx_free(ctx);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(forward_matches_naive),
+        cmocka_unit_test(gradients_independent_of_threads),
+        cmocka_unit_test(hand_conv_window_sums),
+        cmocka_unit_test(hand_conv_same_even),
+        cmocka_unit_test(hand_conv_stride2_same),
+        cmocka_unit_test(hand_tconv),
+        cmocka_unit_test(shape_errors),
+    };
+    return cmocka_run_group_tests_name("conv", tests, NULL, NULL);
+}
