@@ -91,6 +91,7 @@ dp_node *dp_nn_conv2d(dp_graph *g, dp_paramset *ps, const char *name, dp_node *x
     }
     int64_t wshape[4] = {out_ch, ci / groups, kh, kw};
     dp_node *w = param_node(g, ps, name, "weight", 4, wshape, DP_PARAM_TRAINABLE, init ? init : &torch_default, NULL);
+    if (!w) return NULL; /* stop at the first problem: its message stays in the context */
     dp_node *b = NULL;
     if (bias) {
         dp_init bi = bias_init(init, wshape[1] * kh * kw);
@@ -98,7 +99,6 @@ dp_node *dp_nn_conv2d(dp_graph *g, dp_paramset *ps, const char *name, dp_node *x
         b = param_node(g, ps, name, "bias", 1, bshape, DP_PARAM_TRAINABLE, &bi, NULL);
         if (!b) return NULL;
     }
-    if (!w) return NULL;
     return dp_conv2d(g, x, w, b, opts);
 }
 
@@ -114,6 +114,7 @@ dp_node *dp_nn_deconv2d(dp_graph *g, dp_paramset *ps, const char *name, dp_node 
     }
     int64_t wshape[4] = {ci, out_ch / groups, kh, kw};
     dp_node *w = param_node(g, ps, name, "weight", 4, wshape, DP_PARAM_TRAINABLE, init ? init : &torch_default, NULL);
+    if (!w) return NULL; /* stop at the first problem: its message stays in the context */
     dp_node *b = NULL;
     if (bias) {
         dp_init bi = bias_init(init, wshape[1] * kh * kw); /* PyTorch: fan_in from dim 1 of the weight */
@@ -121,7 +122,6 @@ dp_node *dp_nn_deconv2d(dp_graph *g, dp_paramset *ps, const char *name, dp_node 
         b = param_node(g, ps, name, "bias", 1, bshape, DP_PARAM_TRAINABLE, &bi, NULL);
         if (!b) return NULL;
     }
-    if (!w) return NULL;
     return dp_conv_transpose2d(g, x, w, b, opts);
 }
 
@@ -135,6 +135,7 @@ dp_node *dp_nn_dense(dp_graph *g, dp_paramset *ps, const char *name, dp_node *x,
     }
     int64_t wshape[2] = {out_features, in};
     dp_node *w = param_node(g, ps, name, "weight", 2, wshape, DP_PARAM_TRAINABLE, init ? init : &torch_default, NULL);
+    if (!w) return NULL; /* stop at the first problem: its message stays in the context */
     dp_node *b = NULL;
     if (bias) {
         dp_init bi = bias_init(init, in);
@@ -142,7 +143,6 @@ dp_node *dp_nn_dense(dp_graph *g, dp_paramset *ps, const char *name, dp_node *x,
         b = param_node(g, ps, name, "bias", 1, bshape, DP_PARAM_TRAINABLE, &bi, NULL);
         if (!b) return NULL;
     }
-    if (!w) return NULL;
     return dp_dense(g, x, w, b);
 }
 
@@ -151,9 +151,12 @@ dp_node *dp_nn_batchnorm2d(dp_graph *g, dp_paramset *ps, const char *name, dp_no
     int64_t c[1] = {x->val.shape[1]};
     dp_tensor *rm = NULL, *rv = NULL;
     dp_node *w = param_node(g, ps, name, "weight", 1, c, DP_PARAM_TRAINABLE, &ones_init, NULL);
+    if (!w) return NULL;
     dp_node *b = param_node(g, ps, name, "bias", 1, c, DP_PARAM_TRAINABLE, &zeros_init, NULL);
+    if (!b) return NULL;
     param_node(g, ps, name, "running_mean", 1, c, DP_PARAM_BUFFER, &zeros_init, &rm);
+    if (!rm) return NULL;
     param_node(g, ps, name, "running_var", 1, c, DP_PARAM_BUFFER, &ones_init, &rv);
-    if (!w || !b || !rm || !rv) return NULL;
+    if (!rv) return NULL;
     return dp_batchnorm2d(g, x, w, b, rm, rv, momentum, eps);
 }
