@@ -63,7 +63,9 @@ dp_status dp_tensor_init(dp_tensor *t, const dp_init *init, dp_rng *rng);
 /* ------------------------------------------------------------ layers
  * Parameter names are "<name>.weight", "<name>.bias", and for batch norm
  * "<name>.weight", "<name>.bias", "<name>.running_mean", "<name>.running_var"
- * (PyTorch's names, so checkpoints map one to one). init NULL = PyTorch default. */
+ * (PyTorch's names, so checkpoints map one to one). init NULL = PyTorch default
+ * (weight and bias U(±1/sqrt(fan_in))); with an init, the weight uses it and the
+ * bias starts at 0. Batch norm: weight 1, bias 0, running mean 0, running var 1. */
 dp_node *dp_nn_conv2d(dp_graph *g, dp_paramset *ps, const char *name, dp_node *x, int out_ch, int kh, int kw,
                       const dp_conv_opts *opts, int bias, const dp_init *init);
 dp_node *dp_nn_deconv2d(dp_graph *g, dp_paramset *ps, const char *name, dp_node *x, int out_ch, int kh, int kw,
