@@ -19,7 +19,7 @@
 #include "cli/progress.h"
 #include "doppel/doppel.h"
 
-#define EVAL_BATCH 250
+#define EVAL_BATCH 64 /* activation memory grows with it (about 1 MiB an image for the CNN) */
 #define MAX_CLASSES 1000
 
 static const char *const usage_text =
@@ -563,8 +563,10 @@ static int cmd_train(int argc, char **argv) {
         fail(&o, s, "creating the optimiser", dp_ctx_error(ctx));
         goto done;
     }
-    printf("model: %s, %lld parameters; optimiser %s lr %g (%s), batch %lld, %d threads\n", o.arch,
-           (long long)dp_paramset_numel(ps, 1), o.optim, o.lr, o.schedule, (long long)B, dp_ctx_threads(ctx));
+    printf("model: %s, %lld parameters; optimiser %s lr %g (%s), batch %lld, %d threads; activations %.0f MiB "
+           "(training graph) + %.0f MiB (eval graph)\n",
+           o.arch, (long long)dp_paramset_numel(ps, 1), o.optim, o.lr, o.schedule, (long long)B, dp_ctx_threads(ctx),
+           (double)dp_graph_memory_bytes(tn.g) / 1048576.0, (double)dp_graph_memory_bytes(ev.g) / 1048576.0);
     fflush(stdout);
 
     if (o.run) {
