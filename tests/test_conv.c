@@ -1,7 +1,8 @@
 /* conv2d / conv_transpose2d forward values against naive direct loops (the
  * definitions, written independently of the im2col code), a few values worked
  * out by hand, gradients that must not depend on the thread count (the
- * threaded paths split work differently), and shape errors. */
+ * threaded paths split work differently) nor on the kernel variant, and
+ * shape errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "doppel/doppel.h"
+#include "kernels/gemm.h"
 
 #define SH(...) ((const int64_t[]){__VA_ARGS__})
 
@@ -268,6 +270,37 @@ static void gradients_independent_of_threads(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* Every kernel variant (AVX-512, AVX2, portable: GEMM, band GEMM, dot
+ * products and vector helpers) gives the same forward and gradients. */
+static void kernels_agree(void **state) {
+    (void)state;
+    static const char *const names[] = {"portable", "avx2", "avx512"};
+    char first[32];
+    snprintf(first, sizeof first, "%s", dp_gemm_kernel_name());
+    int bad = 0;
+    for (size_t i = 0; i < N_CONFIGS; i++) {
+        const cfg *c = &configs[i];
+        result ref;
+        assert_true(dp_gemm_set_kernel(first));
+        run(c, 2, 1, &ref);
+        for (size_t k = 0; k < 3; k++) {
+            if (!strcmp(names[k], first) || !dp_gemm_set_kernel(names[k])) continue;
+            result r;
+            run(c, 2, 1, &r);
+            char what[96];
+            snprintf(what, sizeof what, "%s [%s]", c->name, names[k]);
+            bad += !close_arrays("y", what, r.y, ref.y, ref.ny, 1e-4f);
+            bad += !close_arrays("dx", what, r.gx, ref.gx, ref.nx, 1e-4f);
+            bad += !close_arrays("dw", what, r.gw, ref.gw, ref.nw, 1e-4f);
+            if (c->bias) bad += !close_arrays("db", what, r.gb, ref.gb, ref.nb, 1e-4f);
+            result_free(&r);
+        }
+        result_free(&ref);
+    }
+    assert_true(dp_gemm_set_kernel(first));
+    assert_int_equal(bad, 0);
+}
+
 /* ------------------------------------------------------------ values by hand */
 typedef struct hand {
     dp_ctx *ctx;
@@ -433,6 +466,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(forward_matches_naive),
         cmocka_unit_test(gradients_independent_of_threads),
+        cmocka_unit_test(kernels_agree),
         cmocka_unit_test(hand_conv_window_sums),
         cmocka_unit_test(hand_conv_same_even),
         cmocka_unit_test(hand_conv_stride2_same),

@@ -1,6 +1,8 @@
 /* dp_sgemm / dp_sgemm_st against a naive triple loop, for every micro-kernel
  * this CPU can run: odd sizes (edges in every dimension), transposes,
- * alpha/beta, leading dimensions larger than the matrix, beta = 0 over NaN. */
+ * alpha/beta, leading dimensions larger than the matrix, beta = 0 over NaN;
+ * and the convolution entry points (B rows through offsets, row-tiled
+ * products with a bias, unpacked A B^T dot products). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,6 +133,121 @@ static void kernel_mt(void **state) {
     dp_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------ the conv entry points */
+/* Rows of a stored matrix scattered in a bigger buffer (with gaps), to be read through offsets. */
+static float *scatter_rows(const float *dense, int64_t rows, int64_t cols, int64_t **offs_out, uint64_t seed) {
+    dp_rng r;
+    dp_rng_seed(&r, seed);
+    int64_t *offs = malloc(sizeof(int64_t) * (size_t)rows);
+    int64_t pos = 3;
+    for (int64_t i = 0; i < rows; i++) {
+        offs[i] = pos;
+        pos += cols + (int64_t)dp_rng_below(&r, 9);
+    }
+    float *buf = malloc(sizeof(float) * (size_t)(pos + 1));
+    for (int64_t i = 0; i < pos + 1; i++) buf[i] = NAN; /* gaps are never read */
+    for (int64_t i = 0; i < rows; i++) memcpy(buf + offs[i], dense + i * cols, sizeof(float) * (size_t)cols);
+    *offs_out = offs;
+    return buf;
+}
+
+static int close_to(const float *got, const float *want, int64_t n, float tol, const char *what) {
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabsf(got[i] - want[i]) <= tol)) {
+            printf("  %s (%s): [%lld] = %g, want %g\n", what, dp_gemm_kernel_name(), (long long)i, got[i], want[i]);
+            return 0;
+        }
+    return 1;
+}
+
+static int check_boff(int tb, int64_t M, int64_t N, int64_t K, float beta) {
+    int64_t br = tb ? N : K, bc = tb ? K : N;
+    float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(br * bc));
+    float *C = malloc(sizeof(float) * (size_t)(M * N)), *R = malloc(sizeof(float) * (size_t)(M * N));
+    fill(A, M * K, 5), fill(B, br * bc, 6), fill(C, M * N, 7);
+    memcpy(R, C, sizeof(float) * (size_t)(M * N));
+    int64_t *offs;
+    float *Bs = scatter_rows(B, br, bc, &offs, 8);
+    naive(0, tb, M, N, K, 1.0f, A, K, B, bc, beta, R, N);
+    dp_sgemm_st_boff(0, tb, M, N, K, 1.0f, A, K, Bs, offs, beta, C, N);
+    int ok = close_to(C, R, M * N, 1e-4f * (float)K + 1e-5f, tb ? "boff tb" : "boff");
+    free(A), free(B), free(C), free(R), free(Bs), free(offs);
+    return ok;
+}
+
+static int check_rows(int64_t rows, int64_t M, int64_t N, int64_t K, float beta, int bias) {
+    int64_t ldbr = N + 5, ldc = rows * N + 3, ldcr = N; /* C: M rows of stride ldc, each holding rows blocks of N */
+    float *A = malloc(sizeof(float) * (size_t)(M * K));
+    float *B = malloc(sizeof(float) * (size_t)(K * ldbr * (rows + 1)));
+    float *C = malloc(sizeof(float) * (size_t)(M * ldc)), *R = malloc(sizeof(float) * (size_t)(M * ldc));
+    float *bv = malloc(sizeof(float) * (size_t)M), *Bd = malloc(sizeof(float) * (size_t)(K * N));
+    fill(A, M * K, 9), fill(B, K * ldbr * (rows + 1), 10), fill(C, M * ldc, 11), fill(bv, M, 12);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN;
+    memcpy(R, C, sizeof(float) * (size_t)(M * ldc));
+    /* B_r row p = B + r*ldbr + boff[p]; boff[p] = p * (ldbr * 2 + 1) reads overlapping, shifted rows */
+    int64_t *boff = malloc(sizeof(int64_t) * (size_t)K);
+    for (int64_t p = 0; p < K; p++) boff[p] = (p * 7) % (K * (ldbr / 2)) + p % 3;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t p = 0; p < K; p++) memcpy(Bd + p * N, B + r * ldbr + boff[p], sizeof(float) * (size_t)N);
+        naive(0, 0, M, N, K, 1.0f, A, K, Bd, N, beta, R + r * ldcr, ldc);
+        if (bias)
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) R[i * ldc + r * ldcr + j] += bv[i];
+    }
+    dp_sgemm_rows_st(rows, M, N, K, A, K, B, ldbr, boff, beta, bias ? bv : NULL, C, ldc, ldcr);
+    int ok = 1;
+    for (int64_t i = 0; i < M && ok; i++) /* only the written part: the 3 extra floats per row are NaN or untouched */
+        ok = close_to(C + i * ldc, R + i * ldc, rows * N, 1e-4f * (float)K + 1e-5f, "rows");
+    free(A), free(B), free(C), free(R), free(bv), free(Bd), free(boff);
+    return ok;
+}
+
+static int check_dot(int64_t M, int64_t N, int64_t K, int use_offs) {
+    float *A = malloc(sizeof(float) * (size_t)(M * (K + 2))), *B = malloc(sizeof(float) * (size_t)(N * (K + 1)));
+    float *C = malloc(sizeof(float) * (size_t)(M * (N + 1))), *R = malloc(sizeof(float) * (size_t)(M * (N + 1)));
+    fill(A, M * (K + 2), 13), fill(B, N * (K + 1), 14), fill(C, M * (N + 1), 15);
+    memcpy(R, C, sizeof(float) * (size_t)(M * (N + 1)));
+    naive(0, 1, M, N, K, 1.0f, A, K + 2, B, K + 1, 1.0f, R, N + 1);
+    int64_t *offs = NULL;
+    float *Bs = NULL;
+    if (use_offs) {
+        float *Bd = malloc(sizeof(float) * (size_t)(N * K));
+        for (int64_t n = 0; n < N; n++) memcpy(Bd + n * K, B + n * (K + 1), sizeof(float) * (size_t)K);
+        Bs = scatter_rows(Bd, N, K, &offs, 16);
+        free(Bd);
+        dp_sgemm_nt_dot_st(M, N, K, A, K + 2, Bs, 0, offs, C, N + 1);
+    } else {
+        dp_sgemm_nt_dot_st(M, N, K, A, K + 2, B, K + 1, NULL, C, N + 1);
+    }
+    int ok = close_to(C, R, M * (N + 1), 1e-4f * (float)K + 1e-5f, "dot");
+    free(A), free(B), free(C), free(R), free(Bs), free(offs);
+    return ok;
+}
+
+static void conv_entry_points(void **state) {
+    (void)state;
+    for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+        if (!dp_gemm_set_kernel(kernels[k])) continue;
+        int ok = 1;
+        for (int tb = 0; tb < 2; tb++) {
+            ok &= check_boff(tb, 3, 37, 29, 0.0f);   /* one row panel: B read in place */
+            ok &= check_boff(tb, 9, 70, 300, 1.0f);  /* K over one slice */
+            ok &= check_boff(tb, 40, 33, 17, 0.5f);  /* several panels: B packed through the offsets */
+        }
+        ok &= check_rows(3, 8, 37, 27, 0.0f, 1);
+        ok &= check_rows(2, 16, 32, 200, 1.0f, 0);
+        ok &= check_rows(4, 5, 9, 300, 0.0f, 1); /* K over one slice: the bias only once */
+        ok &= check_rows(1, 30, 64, 40, 1.0f, 1);
+        ok &= check_dot(8, 27, 1500, 1);
+        ok &= check_dot(16, 200, 100, 1);
+        ok &= check_dot(3, 2, 17, 0);
+        ok &= check_dot(13, 7, 1, 0);
+        ok &= check_dot(1, 1, 2049, 1);
+        assert_true(ok);
+    }
+}
+
 static void unknown_kernel_refused(void **state) {
     (void)state;
     const char *before = dp_gemm_kernel_name();
@@ -144,6 +261,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kernel_st),
         cmocka_unit_test(kernel_mt),
+        cmocka_unit_test(conv_entry_points),
         cmocka_unit_test(unknown_kernel_refused),
     };
     return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);

@@ -29,8 +29,8 @@
 #define MC_MAX 168 /* rows of A packed at once, largest over the kernels */
 #define NR_MAX 32
 
-typedef void (*ukr_fn)(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,
-                       float beta, int m, int n);
+typedef void (*ukr_fn)(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
+                       int64_t ldc, float alpha, float beta, const float *bias, int m, int n);
 
 typedef struct kern {
     const char *name;
@@ -40,43 +40,44 @@ typedef struct kern {
      * one mr-high panel of a row-major A (m rows, kc columns), and one
      * nr-wide panel of B stored transposed (n rows of kc). */
     void (*pack_a_rows)(const float *A, int64_t lda, int m, int kc, float *dst);
-    void (*pack_bt_rows)(const float *B, int64_t ldb, int n, int kc, float *dst);
+    void (*pack_bt_rows)(const float *B, int64_t ldb, const int64_t *offs, int n, int kc, float *dst);
 } kern;
 
-/* The micro-kernel contract: C[0..m, 0..n) = alpha * sum_p a[p*mr + i] * b[p*ldb + j] + beta * C
- * for k steps, where a is an mr-high packed panel (zero-padded) and b is
- * either a packed panel (ldb = nr, zero-padded) or rows of an unpacked B.
- * Only the first n columns of each B row are read, so b may be unpacked.
- * When beta == 0, C is not read (it may hold NaNs). */
+/* The micro-kernel contract: C[0..m, 0..n) = alpha * sum_p a[p*mr + i] * B_p[j] + beta * C
+ * for k steps, where a is an mr-high packed panel (zero-padded) and B_p, the
+ * p-th row of b, is b + p*ldb, or b + boff[p] when boff is not NULL. b is
+ * either a packed panel (ldb = nr, zero-padded) or rows of an unpacked B:
+ * only the first n columns of each row are read. When beta == 0, C is not
+ * read (it may hold NaNs). bias, when not NULL, adds bias[i] to row i. */
 
 /* ------------------------------------------------------------ portable C */
 #define P_MR 4
 #define P_NR 16
 
-static void ukr_portable(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,
-                         float beta, int m, int n) {
+static void ukr_portable(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
+                         int64_t ldc, float alpha, float beta, const float *bias, int m, int n) {
     float acc[P_MR][P_NR];
     memset(acc, 0, sizeof acc);
     for (int64_t p = 0; p < k; p++) {
         float bv[P_NR];
+        const float *br = boff ? b + boff[p] : b + p * ldb;
         if (n == P_NR) {
-            for (int j = 0; j < P_NR; j++) bv[j] = b[j];
+            for (int j = 0; j < P_NR; j++) bv[j] = br[j];
         } else {
-            for (int j = 0; j < P_NR; j++) bv[j] = j < n ? b[j] : 0.0f;
+            for (int j = 0; j < P_NR; j++) bv[j] = j < n ? br[j] : 0.0f;
         }
         for (int i = 0; i < P_MR; i++) {
             float av = a[i];
             for (int j = 0; j < P_NR; j++) acc[i][j] += av * bv[j];
         }
         a += P_MR;
-        b += ldb;
     }
     for (int i = 0; i < m; i++) {
-        float *cr = c + (int64_t)i * ldc;
+        float *cr = c + (int64_t)i * ldc, bi = bias ? bias[i] : 0.0f;
         if (beta == 0.0f)
-            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j];
+            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j] + bi;
         else
-            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j] + beta * cr[j];
+            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j] + beta * cr[j] + bi;
     }
 }
 
@@ -98,19 +99,21 @@ T_AVX2 static inline __m256i avx2_mask(int n) {
  * written out with macros (not loops) so that the accumulators are plain
  * variables the compiler keeps in registers; rows >= M fold away. */
 #define A2_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, int64_t k, const float *a, const float *b, int64_t ldb,
-                                float *c, int64_t ldc, float alpha, float beta, int n) {
+DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, const int OFFS, int64_t k, const float *a, const float *b,
+                                int64_t ldb, const int64_t *boff, float *c, int64_t ldc, float alpha, float beta,
+                                const float *bias, int n) {
 #define A2_DECL(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
     A2_ROWS(A2_DECL)
     const __m256i m0 = avx2_mask(n), m1 = avx2_mask(n - 8);
     for (int64_t p = 0; p < k; p++) {
         __m256 b0, b1, av;
+        const float *br = OFFS ? b + boff[p] : b;
         if (FULL) {
-            b0 = _mm256_loadu_ps(b);
-            b1 = _mm256_loadu_ps(b + 8);
+            b0 = _mm256_loadu_ps(br);
+            b1 = _mm256_loadu_ps(br + 8);
         } else {
-            b0 = _mm256_maskload_ps(b, m0);
-            b1 = _mm256_maskload_ps(b + 8, m1);
+            b0 = _mm256_maskload_ps(br, m0);
+            b1 = _mm256_maskload_ps(br + 8, m1);
         }
 #define A2_FMA(i)                                        \
     if (i < M) {                                         \
@@ -120,13 +123,18 @@ DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, int64_t k, const fl
     }
         A2_ROWS(A2_FMA)
         a += A2_MR;
-        b += ldb;
+        if (!OFFS) b += ldb;
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #define A2_STORE(i)                                                                      \
     if (i < M) {                                                                         \
         float *cr = c + (int64_t)i * ldc;                                                \
         __m256 r0 = _mm256_mul_ps(va, c##i##0), r1 = _mm256_mul_ps(va, c##i##1);         \
+        if (bias) {                                                                      \
+            __m256 bv = _mm256_broadcast_ss(bias + i);                                   \
+            r0 = _mm256_add_ps(r0, bv);                                                  \
+            r1 = _mm256_add_ps(r1, bv);                                                  \
+        }                                                                                \
         if (FULL) {                                                                      \
             if (beta != 0.0f) {                                                          \
                 r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), r0);                       \
@@ -146,16 +154,18 @@ DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, int64_t k, const fl
     A2_ROWS(A2_STORE)
 }
 
-#define A2_CASE(M)                                                    \
-    case M:                                                           \
-        if (n == A2_NR)                                               \
-            body_avx2(M, 1, k, a, b, ldb, c, ldc, alpha, beta, n);       \
-        else                                                          \
-            body_avx2(M, 0, k, a, b, ldb, c, ldc, alpha, beta, n);       \
+#define A2_CASE(M)                                                                    \
+    case M:                                                                           \
+        if (boff)                                                                     \
+            body_avx2(M, 0, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
+        else if (n == A2_NR)                                                          \
+            body_avx2(M, 1, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
+        else                                                                          \
+            body_avx2(M, 0, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
         break;
 
-T_AVX2 static void ukr_avx2(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc, float alpha,
-                            float beta, int m, int n) {
+T_AVX2 static void ukr_avx2(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
+                            int64_t ldc, float alpha, float beta, const float *bias, int m, int n) {
     switch (m) {
         A2_CASE(1) A2_CASE(2) A2_CASE(3) A2_CASE(4) A2_CASE(5) default : A2_CASE(6)
     }
@@ -167,8 +177,9 @@ T_AVX2 static void ukr_avx2(int64_t k, const float *a, const float *b, int64_t l
 #define T_AVX512 __attribute__((target("avx512f,fma")))
 
 #define A5_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
-DP_INLINE T_AVX512 void body_avx512(const int M, const int FULL, int64_t k, const float *a, const float *b,
-                                    int64_t ldb, float *c, int64_t ldc, float alpha, float beta, int n) {
+DP_INLINE T_AVX512 void body_avx512(const int M, const int FULL, const int OFFS, int64_t k, const float *a,
+                                    const float *b, int64_t ldb, const int64_t *boff, float *c, int64_t ldc, float alpha,
+                                    float beta, const float *bias, int n) {
 #define A5_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
     A5_ROWS(A5_DECL)
     const __mmask16 m0 = (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
@@ -181,12 +192,13 @@ DP_INLINE T_AVX512 void body_avx512(const int M, const int FULL, int64_t k, cons
     A5_ROWS(A5_PF)
     for (int64_t p = 0; p < k; p++) {
         __m512 b0, b1, av;
+        const float *br = OFFS ? b + boff[p] : b;
         if (FULL) {
-            b0 = _mm512_loadu_ps(b);
-            b1 = _mm512_loadu_ps(b + 16);
+            b0 = _mm512_loadu_ps(br);
+            b1 = _mm512_loadu_ps(br + 16);
         } else {
-            b0 = _mm512_maskz_loadu_ps(m0, b);
-            b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+            b0 = _mm512_maskz_loadu_ps(m0, br);
+            b1 = _mm512_maskz_loadu_ps(m1, br + 16);
         }
 #define A5_FMA(i)                                        \
     if (i < M) {                                         \
@@ -196,13 +208,18 @@ DP_INLINE T_AVX512 void body_avx512(const int M, const int FULL, int64_t k, cons
     }
         A5_ROWS(A5_FMA)
         a += A5_MR;
-        b += ldb;
+        if (!OFFS) b += ldb;
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #define A5_STORE(i)                                                                      \
     if (i < M) {                                                                         \
         float *cr = c + (int64_t)i * ldc;                                                \
         __m512 r0 = _mm512_mul_ps(va, c##i##0), r1 = _mm512_mul_ps(va, c##i##1);         \
+        if (bias) {                                                                      \
+            __m512 bv = _mm512_set1_ps(bias[i]);                                         \
+            r0 = _mm512_add_ps(r0, bv);                                                  \
+            r1 = _mm512_add_ps(r1, bv);                                                  \
+        }                                                                                \
         if (FULL) {                                                                      \
             if (beta != 0.0f) {                                                          \
                 r0 = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), r0);                       \
@@ -222,16 +239,22 @@ DP_INLINE T_AVX512 void body_avx512(const int M, const int FULL, int64_t k, cons
     A5_ROWS(A5_STORE)
 }
 
-#define A5_CASE(M)                                                    \
-    case M:                                                           \
-        if (n == A5_NR)                                               \
-            body_avx512(M, 1, k, a, b, ldb, c, ldc, alpha, beta, n);     \
-        else                                                          \
-            body_avx512(M, 0, k, a, b, ldb, c, ldc, alpha, beta, n);     \
+#define A5_CASE(M)                                                                    \
+    case M:                                                                           \
+        if (boff) {                                                                   \
+            if (n == A5_NR)                                                           \
+                body_avx512(M, 1, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);     \
+            else                                                                      \
+                body_avx512(M, 0, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);     \
+        } else if (n == A5_NR) {                                                      \
+            body_avx512(M, 1, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);         \
+        } else {                                                                      \
+            body_avx512(M, 0, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);         \
+        }                                                                             \
         break;
 
-T_AVX512 static void ukr_avx512(int64_t k, const float *a, const float *b, int64_t ldb, float *c, int64_t ldc,
-                                float alpha, float beta, int m, int n) {
+T_AVX512 static void ukr_avx512(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
+                                int64_t ldc, float alpha, float beta, const float *bias, int m, int n) {
     switch (m) {
         A5_CASE(1) A5_CASE(2) A5_CASE(3) A5_CASE(4) A5_CASE(5) A5_CASE(6) A5_CASE(7)
         A5_CASE(8) A5_CASE(9) A5_CASE(10) A5_CASE(11) A5_CASE(12) A5_CASE(13) default : A5_CASE(14)
@@ -284,15 +307,18 @@ T_AVX512 static void pack_a_rows_avx512(const float *A, int64_t lda, int m, int 
 }
 
 /* B stored transposed (n <= 32 rows of kc) into a [p][32] panel, zero-padded. */
-T_AVX512 static void pack_bt_rows_avx512(const float *B, int64_t ldb, int n, int kc, float *dst) {
+T_AVX512 static void pack_bt_rows_avx512(const float *B, int64_t ldb, const int64_t *offs, int n, int kc, float *dst) {
+    int64_t ro[A5_NR]; /* row starts */
+    for (int i = 0; i < A5_NR; i++) ro[i] = i < n ? (offs ? offs[i] : i * ldb) : 0;
     for (int pb = 0; pb < kc; pb += 16) {
         int w = kc - pb < 16 ? kc - pb : 16;
         __mmask16 lm = (__mmask16)((1u << w) - 1u);
         for (int h = 0; h < 2; h++) {
-            const float *src = B + (int64_t)h * 16 * ldb + pb;
+            const float *src = B + pb;
+            const int64_t *o = ro + h * 16;
             int nh = n - h * 16;
             TR16_DECL;
-#define PB_LD(i) r##i = (i < nh) ? _mm512_maskz_loadu_ps(lm, src + (int64_t)(i)*ldb) : _mm512_setzero_ps();
+#define PB_LD(i) r##i = (i < nh) ? _mm512_maskz_loadu_ps(lm, src + o[i]) : _mm512_setzero_ps();
             R16(PB_LD)
             TR16();
 #define PB_ST(j) \
@@ -354,6 +380,15 @@ static const kern *current(void) {
 
 const char *dp_gemm_kernel_name(void) { return current()->name; }
 
+int dp_kernel_level(void) {
+    const kern *k = current();
+#ifdef DP_GEMM_X86
+    if (k == &k_avx512) return 2;
+    if (k == &k_avx2) return 1;
+#endif
+    return 0;
+}
+
 int dp_gemm_set_kernel(const char *name) {
     current();
     const kern *k = find_kernel(name);
@@ -366,11 +401,20 @@ int dp_gemm_set_kernel(const char *name) {
 static _Thread_local float tl_apack[MC_MAX * KC] __attribute__((aligned(64)));
 static _Thread_local float tl_bpack[KC * NC] __attribute__((aligned(64)));
 
+/* mc rows split into ceil(mc/mr) panels of nearly equal height (16 rows are
+ * two panels of 8, not 14 + 2: a 2-row micro-kernel is load-bound). */
+static void panel(int mc, int mr, int i, int *start, int *h) {
+    int np = (mc + mr - 1) / mr, base = mc / np, rem = mc % np;
+    *start = i * base + (i < rem ? i : rem);
+    *h = base + (i < rem);
+}
+
 /* op(A)[i0.., p0..] (mc x kc) into mr-high panels: dst[panel][p][i], zero-padded. */
 static void pack_a(const kern *kr, int ta, const float *A, int64_t lda, int64_t i0, int mc, int64_t p0, int kc, float *dst) {
-    const int mr = kr->mr;
-    for (int ip = 0; ip < mc; ip += mr, dst += (int64_t)kc * mr) {
-        int m = mc - ip < mr ? mc - ip : mr;
+    const int mr = kr->mr, np = (mc + mr - 1) / mr;
+    for (int pi = 0; pi < np; pi++, dst += (int64_t)kc * mr) {
+        int ip, m;
+        panel(mc, mr, pi, &ip, &m);
         if (!ta && kr->pack_a_rows) {
             kr->pack_a_rows(A + (i0 + ip) * lda + p0, lda, m, kc, dst);
             continue;
@@ -398,18 +442,27 @@ static void pack_a(const kern *kr, int ta, const float *A, int64_t lda, int64_t 
     }
 }
 
+/* Start of row r of the stored B. */
+static inline const float *brow(const float *B, int64_t ldb, const int64_t *boff, int64_t r) {
+    return boff ? B + boff[r] : B + r * ldb;
+}
+
 /* op(B)[p0.., j0..] (kc x nc) into nr-wide panels: dst[panel][p][j], zero-padded. */
-static void pack_b(const kern *kr, int tb, const float *B, int64_t ldb, int64_t p0, int kc, int64_t j0, int nc, float *dst) {
+static void pack_b(const kern *kr, int tb, const float *B, int64_t ldb, const int64_t *boff, int64_t p0, int kc,
+                   int64_t j0, int nc, float *dst) {
     const int nr = kr->nr;
     for (int jp = 0; jp < nc; jp += nr, dst += (int64_t)kc * nr) {
         int n = nc - jp < nr ? nc - jp : nr;
         if (tb && kr->pack_bt_rows) {
-            kr->pack_bt_rows(B + (j0 + jp) * ldb + p0, ldb, n, kc, dst);
+            if (boff)
+                kr->pack_bt_rows(B + p0, 0, boff + j0 + jp, n, kc, dst);
+            else
+                kr->pack_bt_rows(B + (j0 + jp) * ldb + p0, ldb, NULL, n, kc, dst);
             continue;
         }
         if (!tb) {
             for (int p = 0; p < kc; p++) {
-                const float *src = B + (p0 + p) * ldb + j0 + jp;
+                const float *src = brow(B, ldb, boff, p0 + p) + j0 + jp;
                 float *d = dst + p * nr;
                 memcpy(d, src, sizeof(float) * (size_t)n);
                 for (int j = n; j < nr; j++) d[j] = 0.0f;
@@ -419,8 +472,8 @@ static void pack_b(const kern *kr, int tb, const float *B, int64_t ldb, int64_t 
              * 16-byte groups of each packed row. */
             int j = 0;
             for (; j + 4 <= n; j += 4) {
-                const float *s0 = B + (j0 + jp + j) * ldb + p0;
-                const float *s1 = s0 + ldb, *s2 = s1 + ldb, *s3 = s2 + ldb;
+                const float *s0 = brow(B, ldb, boff, j0 + jp + j) + p0, *s1 = brow(B, ldb, boff, j0 + jp + j + 1) + p0;
+                const float *s2 = brow(B, ldb, boff, j0 + jp + j + 2) + p0, *s3 = brow(B, ldb, boff, j0 + jp + j + 3) + p0;
                 for (int p = 0; p < kc; p++) {
                     float *d = dst + p * nr + j;
                     d[0] = s0[p];
@@ -430,7 +483,7 @@ static void pack_b(const kern *kr, int tb, const float *B, int64_t ldb, int64_t 
                 }
             }
             for (; j < n; j++) {
-                const float *s = B + (j0 + jp + j) * ldb + p0;
+                const float *s = brow(B, ldb, boff, j0 + jp + j) + p0;
                 for (int p = 0; p < kc; p++) dst[p * nr + j] = s[p];
             }
             if (n < nr)
@@ -453,8 +506,9 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 }
 
 /* ------------------------------------------------------------ driver */
+/* B's stored rows start at B + r*ldb, or at B + boff[r] when boff != NULL. */
 static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+                    int64_t lda, const float *B, int64_t ldb, const int64_t *boff, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
@@ -470,18 +524,23 @@ static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_
         for (int64_t pc = 0; pc < K; pc += KC) {
             int kc = (int)(K - pc < KC ? K - pc : KC);
             float bet = pc == 0 ? beta : 1.0f;
-            if (!direct_b) pack_b(kr, tb, B, ldb, pc, kc, jc, nc, bp);
+            if (!direct_b) pack_b(kr, tb, B, ldb, boff, pc, kc, jc, nc, bp);
             for (int64_t ic = 0; ic < M; ic += kr->mc) {
-                int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc);
+                int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
                 pack_a(kr, ta, A, lda, ic, mc, pc, kc, ap);
-                for (int ir = 0; ir < mc; ir += mr) {
-                    int m = mc - ir < mr ? mc - ir : mr;
-                    const float *a = ap + (int64_t)(ir / mr) * kc * mr;
+                for (int pi = 0; pi < np; pi++) {
+                    int ir, m;
+                    panel(mc, mr, pi, &ir, &m);
+                    const float *a = ap + (int64_t)pi * kc * mr;
                     float *c = C + (ic + ir) * ldc + jc;
                     for (int jr = 0; jr < nc; jr += nr) {
                         int n = nc - jr < nr ? nc - jr : nr;
-                        const float *b = direct_b ? B + pc * ldb + jc + jr : bp + (int64_t)(jr / nr) * kc * nr;
-                        kr->ukr(kc, a, b, direct_b ? ldb : nr, c + jr, ldc, alpha, bet, m, n);
+                        if (direct_b)
+                            kr->ukr(kc, a, boff ? B + jc + jr : B + pc * ldb + jc + jr, ldb, boff ? boff + pc : NULL,
+                                    c + jr, ldc, alpha, bet, NULL, m, n);
+                        else
+                            kr->ukr(kc, a, bp + (int64_t)(jr / nr) * kc * nr, nr, NULL, c + jr, ldc, alpha, bet, NULL, m,
+                                    n);
                     }
                 }
             }
@@ -491,7 +550,181 @@ static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_
 
 void dp_sgemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    gemm_st(current(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_st(current(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+void dp_sgemm_st_boff(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, const int64_t *boff, float beta, float *C, int64_t ldc) {
+    gemm_st(current(), trans_a, trans_b, M, N, K, alpha, A, lda, B, 0, boff, beta, C, ldc);
+}
+
+/* Row-tiled variant for stride-1 convolutions: for each r < rows,
+ * C + r*ldcr (M x N, row stride ldc) = alpha A B_r + beta C + bias, where row p
+ * of B_r starts at B + r*ldbr + boff[p]. A is packed once for all rows, B is
+ * read in place (its rows are a padded image band, already in cache) and the
+ * tiles never cross r, so C can be the strided output itself. */
+static void rows_st(const kern *kr, int64_t rows, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldbr, const int64_t *boff, float beta, const float *bias,
+                    float *C, int64_t ldc, int64_t ldcr) {
+    float *ap = tl_apack;
+    const int mr = kr->mr, nr = kr->nr;
+    for (int64_t ic = 0; ic < M; ic += kr->mc) {
+        int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            int kc = (int)(K - pc < KC ? K - pc : KC);
+            float bet = pc == 0 ? beta : 1.0f;
+            const float *bi = pc == 0 && bias ? bias + ic : NULL;
+            pack_a(kr, 0, A, lda, ic, mc, pc, kc, ap);
+            for (int64_t r = 0; r < rows; r++) {
+                const float *br = B + r * ldbr;
+                float *cr = C + r * ldcr + ic * ldc;
+                for (int64_t jr = 0; jr < N; jr += nr) {
+                    int n = N - jr < nr ? (int)(N - jr) : nr;
+                    for (int pi = 0; pi < np; pi++) { /* the B tile stays in L1 across the panels */
+                        int ir, m;
+                        panel(mc, mr, pi, &ir, &m);
+                        kr->ukr(kc, ap + (int64_t)pi * kc * mr, br + jr, 0, boff + pc, cr + ir * ldc + jr, ldc, alpha, bet,
+                                bi ? bi + ir : NULL, m, n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void dp_sgemm_rows_st(int64_t rows, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                      int64_t ldbr, const int64_t *boff, float beta, const float *bias, float *C, int64_t ldc,
+                      int64_t ldcr) {
+    if (rows <= 0 || M <= 0 || N <= 0 || K <= 0) return;
+    rows_st(current(), rows, M, N, K, 1.0f, A, lda, B, ldbr, boff, beta, bias, C, ldc, ldcr);
+}
+
+/* ------------------------------------------------------------ C += A B^T, small M */
+/* For a weight gradient like dW[o][k] += sum_j dY[o][j] X_k[j], both operands
+ * are contiguous along the reduction: dot products need no packing (a packed
+ * B^T would cost a transpose per element, as much as the FMAs for small M).
+ * Blocks of DM rows of A and DN rows of B keep DM*DN vector accumulators;
+ * the reduction runs in chunks that keep the A rows in L1. */
+#define DOT_KCH 1024
+
+static void dot_portable(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         const int64_t *boff, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t n = 0; n < N; n++) {
+            const float *a = A + i * lda, *b = brow(B, ldb, boff, n);
+            float acc[8] = {0};
+            int64_t j = 0;
+            for (; j + 8 <= K; j += 8)
+                for (int q = 0; q < 8; q++) acc[q] += a[j + q] * b[j + q];
+            float s = 0.0f;
+            for (; j < K; j++) s += a[j] * b[j];
+            for (int q = 0; q < 8; q++) s += acc[q];
+            C[i * ldc + n] += s;
+        }
+}
+
+#ifdef DP_GEMM_X86
+#define D5_M 8
+#define D5_N 3
+#define D5_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+/* rows of A past M and of B past N point at row 0 and are computed, not stored */
+T_AVX512 static void dot_avx512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                                int64_t ldb, const int64_t *boff, float *C, int64_t ldc) {
+    for (int64_t k0 = 0; k0 < K; k0 += DOT_KCH) {
+        int64_t kc = K - k0 < DOT_KCH ? K - k0 : DOT_KCH;
+        for (int64_t i0 = 0; i0 < M; i0 += D5_M) {
+            const float *ar[D5_M];
+            for (int i = 0; i < D5_M; i++) ar[i] = A + (i0 + i < M ? i0 + i : i0) * lda + k0;
+            for (int64_t n0 = 0; n0 < N; n0 += D5_N) {
+                const float *b0 = brow(B, ldb, boff, n0) + k0;
+                const float *b1 = brow(B, ldb, boff, n0 + 1 < N ? n0 + 1 : n0) + k0;
+                const float *b2 = brow(B, ldb, boff, n0 + 2 < N ? n0 + 2 : n0) + k0;
+#define D5_DECL(i) __m512 s##i##0 = _mm512_setzero_ps(), s##i##1 = _mm512_setzero_ps(), s##i##2 = _mm512_setzero_ps();
+                D5_ROWS(D5_DECL)
+                for (int64_t j = 0; j < kc; j += 16) {
+                    __mmask16 m = (__mmask16)(kc - j >= 16 ? 0xFFFFu : (1u << (kc - j)) - 1u);
+                    __m512 v0 = _mm512_maskz_loadu_ps(m, b0 + j), v1 = _mm512_maskz_loadu_ps(m, b1 + j);
+                    __m512 v2 = _mm512_maskz_loadu_ps(m, b2 + j), av;
+#define D5_FMA(i)                                       \
+    av = _mm512_maskz_loadu_ps(m, ar[i] + j);           \
+    s##i##0 = _mm512_fmadd_ps(av, v0, s##i##0);         \
+    s##i##1 = _mm512_fmadd_ps(av, v1, s##i##1);         \
+    s##i##2 = _mm512_fmadd_ps(av, v2, s##i##2);
+                    D5_ROWS(D5_FMA)
+                }
+#define D5_ST(i)                                                                       \
+    if (i0 + i < M) {                                                                  \
+        float *cr = C + (i0 + i) * ldc + n0;                                           \
+        cr[0] += _mm512_reduce_add_ps(s##i##0);                                        \
+        if (n0 + 1 < N) cr[1] += _mm512_reduce_add_ps(s##i##1);                       \
+        if (n0 + 2 < N) cr[2] += _mm512_reduce_add_ps(s##i##2);                        \
+    }
+                D5_ROWS(D5_ST)
+            }
+        }
+    }
+}
+
+#define D2_M 4
+#define D2_N 3
+#define D2_ROWS(X) X(0) X(1) X(2) X(3)
+T_AVX2 static float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+T_AVX2 static void dot_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                            const int64_t *boff, float *C, int64_t ldc) {
+    for (int64_t k0 = 0; k0 < K; k0 += DOT_KCH) {
+        int64_t kc = K - k0 < DOT_KCH ? K - k0 : DOT_KCH;
+        for (int64_t i0 = 0; i0 < M; i0 += D2_M) {
+            const float *ar[D2_M];
+            for (int i = 0; i < D2_M; i++) ar[i] = A + (i0 + i < M ? i0 + i : i0) * lda + k0;
+            for (int64_t n0 = 0; n0 < N; n0 += D2_N) {
+                const float *b0 = brow(B, ldb, boff, n0) + k0;
+                const float *b1 = brow(B, ldb, boff, n0 + 1 < N ? n0 + 1 : n0) + k0;
+                const float *b2 = brow(B, ldb, boff, n0 + 2 < N ? n0 + 2 : n0) + k0;
+#define D2_DECL(i) __m256 s##i##0 = _mm256_setzero_ps(), s##i##1 = _mm256_setzero_ps(), s##i##2 = _mm256_setzero_ps();
+                D2_ROWS(D2_DECL)
+                int64_t j = 0;
+                for (; j + 8 <= kc; j += 8) {
+                    __m256 v0 = _mm256_loadu_ps(b0 + j), v1 = _mm256_loadu_ps(b1 + j), v2 = _mm256_loadu_ps(b2 + j), av;
+#define D2_FMA(i)                                       \
+    av = _mm256_loadu_ps(ar[i] + j);                    \
+    s##i##0 = _mm256_fmadd_ps(av, v0, s##i##0);         \
+    s##i##1 = _mm256_fmadd_ps(av, v1, s##i##1);         \
+    s##i##2 = _mm256_fmadd_ps(av, v2, s##i##2);
+                    D2_ROWS(D2_FMA)
+                }
+#define D2_ST(i)                                                                            \
+    if (i0 + i < M) {                                                                       \
+        float *cr = C + (i0 + i) * ldc + n0, t0 = hsum_avx2(s##i##0), t1 = hsum_avx2(s##i##1); \
+        float t2 = hsum_avx2(s##i##2);                                                      \
+        for (int64_t q = j; q < kc; q++) {                                                  \
+            t0 += ar[i][q] * b0[q], t1 += ar[i][q] * b1[q], t2 += ar[i][q] * b2[q];         \
+        }                                                                                   \
+        cr[0] += t0;                                                                        \
+        if (n0 + 1 < N) cr[1] += t1;                                                        \
+        if (n0 + 2 < N) cr[2] += t2;                                                        \
+    }
+                D2_ROWS(D2_ST)
+            }
+        }
+    }
+}
+#endif
+
+void dp_sgemm_nt_dot_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        const int64_t *boff, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    switch (dp_kernel_level()) {
+#ifdef DP_GEMM_X86
+    case 2: dot_avx512(M, N, K, A, lda, B, ldb, boff, C, ldc); return;
+    case 1: dot_avx2(M, N, K, A, lda, B, ldb, boff, C, ldc); return;
+#endif
+    default: dot_portable(M, N, K, A, lda, B, ldb, boff, C, ldc); return;
+    }
 }
 
 /* ------------------------------------------------------------ threads */
@@ -512,12 +745,13 @@ static void mt_part(void *arg, int64_t b, int64_t e, int tid) {
     if (j->split_n) {
         int64_t j0 = b * j->blk, j1 = e * j->blk < j->N ? e * j->blk : j->N;
         const float *B = j->tb ? j->B + j0 * j->ldb : j->B + j0;
-        gemm_st(j->kr, j->ta, j->tb, j->M, j1 - j0, j->K, j->alpha, j->A, j->lda, B, j->ldb, j->beta, j->C + j0, j->ldc);
+        gemm_st(j->kr, j->ta, j->tb, j->M, j1 - j0, j->K, j->alpha, j->A, j->lda, B, j->ldb, NULL, j->beta, j->C + j0,
+                j->ldc);
     } else {
         int64_t i0 = b * j->blk, i1 = e * j->blk < j->M ? e * j->blk : j->M;
         const float *A = j->ta ? j->A + i0 : j->A + i0 * j->lda;
-        gemm_st(j->kr, j->ta, j->tb, i1 - i0, j->N, j->K, j->alpha, A, j->lda, j->B, j->ldb, j->beta, j->C + i0 * j->ldc,
-                j->ldc);
+        gemm_st(j->kr, j->ta, j->tb, i1 - i0, j->N, j->K, j->alpha, A, j->lda, j->B, j->ldb, NULL, j->beta,
+                j->C + i0 * j->ldc, j->ldc);
     }
 }
 
@@ -527,7 +761,7 @@ void dp_sgemm(dp_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64
     int T = ctx ? ctx->threads : 1;
     /* Below ~2 MFLOP the wake-up of the workers costs more than it saves. */
     if (T <= 1 || (double)M * (double)N * (double)K < 1e6) {
-        gemm_st(kr, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        gemm_st(kr, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
         return;
     }
     mt_job j = {kr, trans_a, trans_b, 0, M, N, K, 0, alpha, beta, A, B, lda, ldb, ldc, C};

@@ -3,6 +3,29 @@
 #ifndef DP_KERNELS_GEMM_H
 #define DP_KERNELS_GEMM_H
 
+#include <stdint.h>
+
+/* dp_sgemm_st where the stored B's row r starts at B + boff[r] instead of
+ * B + r*ldb (K rows of N when !trans_b, N rows of K when trans_b). Lets a
+ * convolution read a padded image in place as its im2col matrix: row
+ * (c, kh, kw) is the image shifted by a fixed offset. */
+void dp_sgemm_st_boff(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, const int64_t *boff, float beta, float *C, int64_t ldc);
+
+/* C[M,N] += A[M,K] B^T where B is stored as N rows of K (row n at
+ * B + boff[n], or B + n*ldb when boff is NULL). Unpacked dot products, for
+ * small M and long K (weight gradients). Single-threaded. */
+void dp_sgemm_nt_dot_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        const int64_t *boff, float *C, int64_t ldc);
+
+/* Stride-1 convolution rows: for r in [0, rows), the M x N matrix at
+ * C + r*ldcr (row stride ldc) = A (M x K, lda) x B_r + beta * C (+ bias[i] on
+ * row i when bias != NULL), where row p of B_r starts at B + r*ldbr + boff[p].
+ * A is packed once; B is read in place. Single-threaded; K >= 1. */
+void dp_sgemm_rows_st(int64_t rows, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                      int64_t ldbr, const int64_t *boff, float beta, const float *bias, float *C, int64_t ldc,
+                      int64_t ldcr);
+
 /* Name of the micro-kernel dp_sgemm uses now: "portable", "avx2" or "avx512".
  * The default is the best one the CPU supports (cpuid feature flags), unless
  * the DP_KERNEL environment variable names another supported one. */
@@ -12,5 +35,9 @@ const char *dp_gemm_kernel_name(void);
  * 0 if the name is unknown or this CPU cannot run it (nothing changes then).
  * Do not call while a GEMM is running on another thread. */
 int dp_gemm_set_kernel(const char *name);
+
+/* The instruction-set level of the chosen kernel: 0 portable, 1 AVX2+FMA,
+ * 2 AVX-512 (the vector helpers in vec.h follow the same choice). */
+int dp_kernel_level(void);
 
 #endif

@@ -19,6 +19,8 @@
  * run in parallel. 1x1/stride-1/no-pad convolutions skip im2col (it is the
  * identity) and depthwise ones (one channel per group) use direct loops. */
 #include "core/internal.h"
+#include "kernels/gemm.h"
+#include "kernels/vec.h"
 
 /* ip[] layout, shared by both ops. */
 enum { IP_SH, IP_SW, IP_PT, IP_PL, IP_DH, IP_DW, IP_GROUPS, IP_SAME, IP_OPH, IP_OPW, IP_PADH, IP_PADW };
@@ -167,7 +169,7 @@ static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_
                     if (ih >= 0 && ih < G->H && a < b) {
                         float *xr = xc + ih * G->W;
                         if (G->sw == 1)
-                            for (int64_t j = a; j < b; j++) xr[j + kx] += d[j - ow];
+                            dp_vec_axpy(xr + a + kx, 1.0f, d + (a - ow), b - a);
                         else
                             for (int64_t j = a; j < b; j++) xr[j * G->sw + kx] += d[j - ow];
                     }
@@ -184,8 +186,7 @@ static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_
 static void dw_gather_plane(const geom *G, const float *x, const float *wk, float *y, float b, int acc) {
     for (int64_t oh = 0; oh < G->OH; oh++) {
         float *yr = y + oh * G->OW;
-        if (!acc)
-            for (int64_t j = 0; j < G->OW; j++) yr[j] = b;
+        if (!acc) dp_vec_fill(yr, b, G->OW);
         for (int64_t kh = 0; kh < G->KH; kh++) {
             int64_t ih = oh * G->sh - G->pt + kh * G->dh;
             if (ih < 0 || ih >= G->H) continue;
@@ -195,7 +196,7 @@ static void dw_gather_plane(const geom *G, const float *x, const float *wk, floa
                 kw_range(G, kw, &kx, &lo, &hi);
                 float wv = wk[kh * G->KW + kw];
                 if (G->sw == 1)
-                    for (int64_t j = lo; j < hi; j++) yr[j] += wv * xr[j + kx];
+                    dp_vec_axpy(yr + lo, wv, xr + lo + kx, hi - lo);
                 else
                     for (int64_t j = lo; j < hi; j++) yr[j] += wv * xr[j * G->sw + kx];
             }
@@ -215,7 +216,7 @@ static void dw_scatter_plane(const geom *G, const float *cy, const float *wk, fl
                 kw_range(G, kw, &kx, &lo, &hi);
                 float wv = wk[kh * G->KW + kw];
                 if (G->sw == 1)
-                    for (int64_t j = lo; j < hi; j++) xr[j + kx] += wv * cr[j];
+                    dp_vec_axpy(xr + lo + kx, wv, cr + lo, hi - lo);
                 else
                     for (int64_t j = lo; j < hi; j++) xr[j * G->sw + kx] += wv * cr[j];
             }
@@ -235,7 +236,7 @@ static void dw_wgrad_plane(const geom *G, const float *cy, const float *x, float
                 const float *cr = cy + oh * G->OW, *xr = x + ih * G->W;
                 float r = 0.0f;
                 if (G->sw == 1)
-                    for (int64_t j = lo; j < hi; j++) r += cr[j] * xr[j + kx];
+                    r = dp_vec_dot(cr + lo, xr + lo + kx, hi - lo);
                 else
                     for (int64_t j = lo; j < hi; j++) r += cr[j] * xr[j * G->sw + kx];
                 s += r;
@@ -244,10 +245,132 @@ static void dw_wgrad_plane(const geom *G, const float *cy, const float *x, float
         }
 }
 
+/* ------------------------------------------------------------ stride 1 without im2col */
+/* For stride 1 the im2col matrix need not be written: a block of `rows`
+ * output rows of one image reads image rows [oh0 - pt, oh0 - pt + BR) with
+ * BR = rows + (KH-1)*dh and image columns [-pl, -pl + Wp) with
+ * Wp = OW + (KW-1)*dw. Copied once into a zero-padded band (cheap: about the
+ * size of the input), row (cl, kh, kw) of the im2col matrix is the band read
+ * from offset cl*BR*Wp + kh*dh*Wp + kw*dw, and column j = r*Wp + ow is output
+ * position (oh0 + r, ow); columns with ow >= OW are junk and never stored.
+ * The GEMM reads the band through those row offsets (dp_sgemm_st_boff). */
+typedef struct bandp {
+    int64_t rows, nrb, BR, Wp, bsz; /* bsz: floats of one channel's band */
+} bandp;
+
+static int implicit_ok(const geom *G) { return G->sh == 1 && G->sw == 1 && !G->depthwise && !G->direct; }
+
+static void plan_band(const geom *G, int T, bandp *b) {
+    b->Wp = G->OW + (G->KW - 1) * G->dw;
+    int64_t rows = 4096 / b->Wp; /* a few thousand GEMM columns */
+    if (rows < 1) rows = 1;
+    if (rows > G->OH) rows = G->OH;
+    while (rows > 1 && G->Cg * (rows + (G->KH - 1) * G->dh) * b->Wp > ((int64_t)1 << 17)) rows--; /* <= 512 KiB */
+    int64_t want = (T + G->N - 1) / G->N; /* blocks per image so that every thread gets work */
+    if (want > 1 && (G->OH + rows - 1) / rows < want) rows = (G->OH + want - 1) / want;
+    b->rows = rows;
+    b->nrb = (G->OH + rows - 1) / rows;
+    b->BR = rows + (G->KH - 1) * G->dh;
+    b->bsz = b->BR * b->Wp;
+}
+
+static int64_t band_scratch(const geom *G, const bandp *b) {
+    return ALIGN16(G->Cg * b->bsz) + ALIGN16(G->Og * b->rows * b->Wp) + ALIGN16(2 * G->CKK);
+}
+
+/* Image n, group grp, for output rows from oh0: bsz floats per channel. */
+static void band_fill(const geom *G, const bandp *b, const float *img, int64_t n, int64_t grp, int64_t oh0, float *dst) {
+    const float *x = img + (n * G->C + grp * G->Cg) * G->HW;
+    /* band columns [a, e) hold image columns [a - pl, e - pl) */
+    int64_t a = G->pl < 0 ? 0 : G->pl > b->Wp ? b->Wp : G->pl;
+    int64_t e = G->pl + G->W < a ? a : G->pl + G->W > b->Wp ? b->Wp : G->pl + G->W;
+    for (int64_t cl = 0; cl < G->Cg; cl++)
+        for (int64_t r = 0; r < b->BR; r++) {
+            float *d = dst + cl * b->bsz + r * b->Wp;
+            int64_t ih = oh0 + r - G->pt;
+            if (ih < 0 || ih >= G->H || a >= e) {
+                memset(d, 0, sizeof(float) * (size_t)b->Wp);
+                continue;
+            }
+            if (a > 0) memset(d, 0, sizeof(float) * (size_t)a);
+            memcpy(d + a, x + cl * G->HW + ih * G->W + (a - G->pl), sizeof(float) * (size_t)(e - a));
+            if (e < b->Wp) memset(d + e, 0, sizeof(float) * (size_t)(b->Wp - e));
+        }
+}
+
+static void band_offsets(const geom *G, const bandp *b, int64_t *offs) {
+    for (int64_t cl = 0; cl < G->Cg; cl++)
+        for (int64_t kh = 0; kh < G->KH; kh++)
+            for (int64_t kw = 0; kw < G->KW; kw++)
+                offs[(cl * G->KH + kh) * G->KW + kw] = cl * b->bsz + kh * G->dh * b->Wp + kw * G->dw;
+}
+
+/* The scatter of a stride-1 geometry is the gather of its flip: the roles of
+ * image and columns swap, the kernel is mirrored and the padding becomes
+ * (K-1)*d - pad. w_flip[c, ol, kh, kw] = w[o, cl, KH-1-kh, KW-1-kw] per group. */
+static void flip_geom(const geom *G, geom *F) {
+    *F = *G;
+    F->C = G->O, F->H = G->OH, F->W = G->OW;
+    F->O = G->C, F->OH = G->H, F->OW = G->W;
+    F->pt = (G->KH - 1) * G->dh - G->pt;
+    F->pl = (G->KW - 1) * G->dw - G->pl;
+    F->Cg = G->Og, F->Og = G->Cg;
+    F->CKK = F->Cg * F->KK, F->HW = F->H * F->W, F->P = F->OH * F->OW;
+    F->direct = F->KK == 1 && F->pt == 0 && F->pl == 0 && F->OH == F->H && F->OW == F->W;
+}
+
+static void flip_weights(const geom *G, const float *w, float *wf) {
+    for (int64_t grp = 0; grp < G->groups; grp++)
+        for (int64_t ol = 0; ol < G->Og; ol++)
+            for (int64_t cl = 0; cl < G->Cg; cl++)
+                for (int64_t kh = 0; kh < G->KH; kh++)
+                    for (int64_t kw = 0; kw < G->KW; kw++)
+                        wf[(((grp * G->Cg + cl) * G->Og + ol) * G->KH + (G->KH - 1 - kh)) * G->KW + (G->KW - 1 - kw)] =
+                            w[(((grp * G->Og + ol) * G->Cg + cl) * G->KH + kh) * G->KW + kw];
+}
+
 /* ------------------------------------------------------------ the three primitives */
+/* Per-thread scratch, the same for every primitive of a node: the larger of
+ * the im2col chunk and the stride-1 bands (of the geometry and of its flip). */
+static int64_t thread_scratch(const geom *G, int T) {
+    chunks ch;
+    plan_chunks(G, &ch);
+    int64_t s = scratch_floats(G, &ch);
+    if (implicit_ok(G)) {
+        bandp b;
+        plan_band(G, T, &b);
+        int64_t t = band_scratch(G, &b);
+        geom F;
+        flip_geom(G, &F);
+        plan_band(&F, T, &b);
+        int64_t f = band_scratch(&F, &b);
+        if (t > s) s = t;
+        if (f > s) s = f;
+    }
+    return s;
+}
+
+/* Workspace: T scratch blocks, then T-1 weight-gradient blocks, then the flipped weights. */
+typedef struct conv_rt {
+    dp_graph *g;
+    int T;
+    int64_t S, wn;
+    float *ws;
+} conv_rt;
+
+static void rt_init(conv_rt *rt, dp_graph *g, const geom *G) {
+    rt->g = g;
+    rt->T = g->ctx->threads;
+    rt->S = thread_scratch(G, rt->T);
+    rt->wn = G->O * G->CKK;
+    rt->ws = g->ws;
+}
+
 typedef struct cjob {
     const geom *G;
     chunks ch;
+    bandp bd;
+    int implicit;
     const float *w, *bias; /* bias: gather only (cols side) */
     const float *img;      /* gather/wgrad input */
     const float *cols;     /* scatter/wgrad input */
@@ -277,6 +400,9 @@ static void gather_cols(const geom *G, const float *cols, int64_t n0, int64_t n1
                    sizeof(float) * (size_t)cnt);
 }
 
+/* out row (=|+=) src + b */
+static void store_row(float *dst, const float *src, int64_t n, float b, int acc) { dp_vec_store_bias(dst, src, n, b, acc); }
+
 static void gather_item(cjob *J, int64_t item, float *ws) {
     const geom *G = J->G;
     int64_t n0, n1, q0, cnt;
@@ -297,23 +423,32 @@ static void gather_item(cjob *J, int64_t item, float *ws) {
             float *C = J->out + (n0 * G->O + grp * G->Og) * G->P + q0;
             gemm(J->mt, 0, 0, G->Og, cnt, G->CKK, A, G->CKK, B, ldb, J->acc ? 1.0f : 0.0f, C, G->P);
             if (J->bias)
-                for (int64_t o = 0; o < G->Og; o++) {
-                    float b = J->bias[grp * G->Og + o], *r = C + o * G->P;
-                    for (int64_t q = 0; q < cnt; q++) r[q] += b;
-                }
+                for (int64_t o = 0; o < G->Og; o++) dp_vec_store_bias(C + o * G->P, C + o * G->P, cnt, J->bias[grp * G->Og + o], 0);
         } else {
             gemm(J->mt, 0, 0, G->Og, ncols, G->CKK, A, G->CKK, B, ldb, 0.0f, tmp, ncols);
             for (int64_t n = n0; n < n1; n++)
-                for (int64_t o = 0; o < G->Og; o++) {
-                    float b = J->bias ? J->bias[grp * G->Og + o] : 0.0f;
-                    float *r = J->out + (n * G->O + grp * G->Og + o) * G->P + q0;
-                    const float *s = tmp + o * ncols + (n - n0) * cnt;
-                    if (J->acc)
-                        for (int64_t q = 0; q < cnt; q++) r[q] += s[q] + b;
-                    else
-                        for (int64_t q = 0; q < cnt; q++) r[q] = s[q] + b;
-                }
+                for (int64_t o = 0; o < G->Og; o++)
+                    store_row(J->out + (n * G->O + grp * G->Og + o) * G->P + q0, tmp + o * ncols + (n - n0) * cnt, cnt,
+                              J->bias ? J->bias[grp * G->Og + o] : 0.0f, J->acc);
         }
+    }
+}
+
+/* Stride 1: one block of output rows of one image, straight from the band
+ * into the output (bias added by the GEMM). */
+static void igather_item(cjob *J, int64_t item, float *ws) {
+    const geom *G = J->G;
+    const bandp *b = &J->bd;
+    int64_t n = item / b->nrb, oh0 = (item % b->nrb) * b->rows;
+    int64_t rows = G->OH - oh0 < b->rows ? G->OH - oh0 : b->rows;
+    float *band = ws;
+    int64_t *offs = (int64_t *)(ws + ALIGN16(G->Cg * b->bsz) + ALIGN16(G->Og * b->rows * b->Wp));
+    band_offsets(G, b, offs);
+    for (int64_t grp = 0; grp < G->groups; grp++) {
+        band_fill(G, b, J->img, n, grp, oh0, band);
+        float *y = J->out + ((n * G->O + grp * G->Og) * G->OH + oh0) * G->OW;
+        dp_sgemm_rows_st(rows, G->Og, G->OW, G->CKK, J->w + grp * G->Og * G->CKK, G->CKK, band, b->Wp, offs,
+                         J->acc ? 1.0f : 0.0f, J->bias ? J->bias + grp * G->Og : NULL, y, G->P, G->OW);
     }
 }
 
@@ -369,9 +504,38 @@ static void wgrad_item(cjob *J, int64_t item, float *ws, float *dw) {
     }
 }
 
+/* Stride 1: dW += dY(rows, junk columns zeroed) x band^T, as dot products
+ * (both run along the positions). */
+static void iwgrad_item(cjob *J, int64_t item, float *ws, float *dw) {
+    const geom *G = J->G;
+    const bandp *b = &J->bd;
+    int64_t n = item / b->nrb, oh0 = (item % b->nrb) * b->rows;
+    int64_t rows = G->OH - oh0 < b->rows ? G->OH - oh0 : b->rows, ncols = (rows - 1) * b->Wp + G->OW;
+    float *band = ws, *gy = ws + ALIGN16(G->Cg * b->bsz);
+    int64_t *offs = (int64_t *)(gy + ALIGN16(G->Og * b->rows * b->Wp));
+    band_offsets(G, b, offs);
+    for (int64_t grp = 0; grp < G->groups; grp++) {
+        band_fill(G, b, J->img, n, grp, oh0, band);
+        for (int64_t ol = 0; ol < G->Og; ol++) {
+            const float *src = J->cols + ((n * G->O + grp * G->Og + ol) * G->OH + oh0) * G->OW;
+            float *d = gy + ol * ncols;
+            for (int64_t r = 0; r < rows; r++) {
+                memcpy(d + r * b->Wp, src + r * G->OW, sizeof(float) * (size_t)G->OW);
+                if (r + 1 < rows) memset(d + r * b->Wp + G->OW, 0, sizeof(float) * (size_t)(b->Wp - G->OW));
+            }
+        }
+        dp_sgemm_nt_dot_st(G->Og, G->CKK, ncols, gy, ncols, band, 0, offs, dw + grp * G->Og * G->CKK, G->CKK);
+    }
+}
+
 static void gather_part(void *arg, int64_t b, int64_t e, int tid) {
     cjob *J = arg;
-    for (int64_t i = b; i < e; i++) gather_item(J, i, J->ws + tid * J->scratch);
+    for (int64_t i = b; i < e; i++) {
+        if (J->implicit)
+            igather_item(J, i, J->ws + tid * J->scratch);
+        else
+            gather_item(J, i, J->ws + tid * J->scratch);
+    }
 }
 /* Parts own whole images (their scatters must not overlap). */
 static void scatter_part(void *arg, int64_t b, int64_t e, int tid) {
@@ -389,7 +553,12 @@ static void wgrad_part(void *arg, int64_t b, int64_t e, int tid) {
         memset(dw, 0, sizeof(float) * (size_t)wn);
         J->used[tid] = 1;
     }
-    for (int64_t i = b; i < e; i++) wgrad_item(J, i, J->ws + tid * J->scratch, dw);
+    for (int64_t i = b; i < e; i++) {
+        if (J->implicit)
+            iwgrad_item(J, i, J->ws + tid * J->scratch, dw);
+        else
+            wgrad_item(J, i, J->ws + tid * J->scratch, dw);
+    }
 }
 
 /* depthwise: planes (n, c) for gather/scatter, channels for wgrad */
@@ -417,67 +586,81 @@ static void dw_wgrad_part(void *arg, int64_t b, int64_t e, int tid) {
             dw_wgrad_plane(G, J->cols + (n * G->O + c) * G->P, J->img + (n * G->C + c) * G->HW, J->out + c * G->KK);
 }
 
-static void job_init(cjob *J, dp_graph *g, const geom *G) {
+static void job_init(cjob *J, const conv_rt *rt, const geom *G) {
     memset(J, 0, sizeof *J);
     J->G = G;
     plan_chunks(G, &J->ch);
-    J->ws = g->ws;
-    J->scratch = scratch_floats(G, &J->ch);
+    J->implicit = implicit_ok(G);
+    if (J->implicit) plan_band(G, rt->T, &J->bd);
+    J->ws = rt->ws;
+    J->scratch = rt->S;
 }
 
 /* cols (+)= W x im2col(img) (+ bias). */
-static void run_gather(dp_graph *g, const geom *G, const float *w, const float *img, const float *bias, float *out,
+static void run_gather(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
                        int acc) {
     cjob J;
-    job_init(&J, g, G);
+    job_init(&J, rt, G);
     J.w = w, J.img = img, J.bias = bias, J.out = out, J.acc = acc;
+    dp_ctx *ctx = rt->g->ctx;
     if (G->depthwise) {
-        dp_parallel_for(g->ctx, G->N * G->C, dw_gather_part, &J);
-    } else if (J.ch.items < g->ctx->threads) {
-        J.mt = g->ctx;
+        dp_parallel_for(ctx, G->N * G->C, dw_gather_part, &J);
+    } else if (J.implicit) {
+        dp_parallel_for(ctx, G->N * J.bd.nrb, gather_part, &J);
+    } else if (J.ch.items < rt->T) {
+        J.mt = ctx;
         for (int64_t i = 0; i < J.ch.items; i++) gather_item(&J, i, J.ws);
     } else {
-        dp_parallel_for(g->ctx, J.ch.items, gather_part, &J);
+        dp_parallel_for(ctx, J.ch.items, gather_part, &J);
     }
 }
 
 /* img += col2im(W^T x cols). */
-static void run_scatter(dp_graph *g, const geom *G, const float *w, const float *cols, float *img) {
+static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const float *cols, float *img) {
+    if (implicit_ok(G)) { /* stride 1: the gather of the flipped geometry, into img */
+        geom F;
+        flip_geom(G, &F);
+        float *wf = rt->ws + rt->T * rt->S + (rt->T - 1) * rt->wn;
+        flip_weights(G, w, wf);
+        run_gather(rt, &F, wf, cols, NULL, img, 1);
+        return;
+    }
     cjob J;
-    job_init(&J, g, G);
+    job_init(&J, rt, G);
     J.w = w, J.cols = cols, J.out = img;
+    dp_ctx *ctx = rt->g->ctx;
     int64_t units = J.ch.pieces ? G->N : J.ch.items;
     if (G->depthwise) {
-        dp_parallel_for(g->ctx, G->N * G->C, dw_scatter_part, &J);
-    } else if (units < g->ctx->threads) {
-        J.mt = g->ctx;
+        dp_parallel_for(ctx, G->N * G->C, dw_scatter_part, &J);
+    } else if (units < rt->T) {
+        J.mt = ctx;
         for (int64_t i = 0; i < J.ch.items; i++) scatter_item(&J, i, J.ws);
     } else {
-        dp_parallel_for(g->ctx, units, scatter_part, &J);
+        dp_parallel_for(ctx, units, scatter_part, &J);
     }
 }
 
 /* dW += cols x im2col(img)^T. */
-static void run_wgrad(dp_graph *g, const geom *G, const float *cols, const float *img, float *dw) {
+static void run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw) {
     cjob J;
-    job_init(&J, g, G);
+    job_init(&J, rt, G);
     J.cols = cols, J.img = img, J.out = dw;
+    dp_ctx *ctx = rt->g->ctx;
     if (G->depthwise) {
-        dp_parallel_for(g->ctx, G->C, dw_wgrad_part, &J);
+        dp_parallel_for(ctx, G->C, dw_wgrad_part, &J);
         return;
     }
-    if (J.ch.items < g->ctx->threads) {
-        J.mt = g->ctx;
-        for (int64_t i = 0; i < J.ch.items; i++) wgrad_item(&J, i, J.ws, dw);
+    int64_t items = J.implicit ? G->N * J.bd.nrb : J.ch.items;
+    if (!J.implicit && items < rt->T) {
+        J.mt = ctx;
+        for (int64_t i = 0; i < items; i++) wgrad_item(&J, i, J.ws, dw);
         return;
     }
-    J.partials = J.ws + g->ctx->threads * J.scratch;
-    dp_parallel_for(g->ctx, J.ch.items, wgrad_part, &J);
-    int64_t wn = G->O * G->CKK;
-    for (int t = 1; t < g->ctx->threads && t < 256; t++) /* fixed order: deterministic */
+    J.partials = J.ws + rt->T * J.scratch;
+    dp_parallel_for(ctx, items, wgrad_part, &J);
+    for (int t = 1; t < rt->T && t < 256; t++) /* fixed order: deterministic */
         if (J.used[t]) {
-            const float *p = J.partials + (t - 1) * wn;
-            for (int64_t i = 0; i < wn; i++) dw[i] += p[i];
+            dp_vec_axpy(dw, 1.0f, J.partials + (t - 1) * rt->wn, rt->wn);
         }
 }
 
@@ -492,18 +675,8 @@ static void csum_part(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     const csum_job *J = arg;
     for (int64_t c = b; c < e; c++) {
-        double s = 0.0;
-        for (int64_t n = 0; n < J->N; n++) {
-            const float *r = J->gy + (n * J->Ch + c) * J->S;
-            float acc[16] = {0}; /* 16 independent lanes: vectorises without reassociation */
-            int64_t q = 0;
-            for (; q + 16 <= J->S; q += 16)
-                for (int k = 0; k < 16; k++) acc[k] += r[q + k];
-            float t = 0.0f;
-            for (; q < J->S; q++) t += r[q];
-            for (int k = 0; k < 16; k++) t += acc[k];
-            s += t;
-        }
+        double s = 0.0; /* per image in float, over images in double */
+        for (int64_t n = 0; n < J->N; n++) s += dp_vec_sum(J->gy + (n * J->Ch + c) * J->S, J->S);
         J->gb[c] += (float)s;
     }
 }
@@ -516,10 +689,9 @@ static void channel_sum(dp_graph *g, const float *gy, int64_t N, int64_t Ch, int
 /* ------------------------------------------------------------ shape rules */
 static size_t conv_ws_bytes(dp_graph *g, const geom *G) {
     if (G->depthwise) return 0;
-    chunks ch;
-    plan_chunks(G, &ch);
     int64_t T = g->ctx->threads;
-    int64_t floats = T * scratch_floats(G, &ch) + (T - 1) * G->O * G->CKK;
+    /* T scratch blocks, T-1 weight-gradient blocks, the flipped weights */
+    int64_t floats = T * thread_scratch(G, (int)T) + T * G->O * G->CKK;
     return (size_t)floats * sizeof(float);
 }
 
@@ -637,40 +809,44 @@ static const float *bias_of(const dp_node *n) { return n->n_in == 3 ? n->in[2]->
 
 static void conv2d_fwd(dp_graph *g, dp_node *n) {
     geom G;
+    conv_rt rt;
     geom_of(&G, n);
-    run_gather(g, &G, n->in[1]->val.data, n->in[0]->val.data, bias_of(n), n->val.data, 0);
+    rt_init(&rt, g, &G);
+    run_gather(&rt, &G, n->in[1]->val.data, n->in[0]->val.data, bias_of(n), n->val.data, 0);
 }
 
 static void conv2d_bwd(dp_graph *g, dp_node *n) {
     geom G;
+    conv_rt rt;
     geom_of(&G, n);
+    rt_init(&rt, g, &G);
     dp_node *X = n->in[0], *W = n->in[1];
     const float *gy = n->grad.data;
-    if (dp_wants_grad(X)) run_scatter(g, &G, W->val.data, gy, X->grad.data);
-    if (dp_wants_grad(W)) run_wgrad(g, &G, gy, X->val.data, W->grad.data);
+    if (dp_wants_grad(X)) run_scatter(&rt, &G, W->val.data, gy, X->grad.data);
+    if (dp_wants_grad(W)) run_wgrad(&rt, &G, gy, X->val.data, W->grad.data);
     if (n->n_in == 3 && dp_wants_grad(n->in[2])) channel_sum(g, gy, G.N, G.O, G.P, n->in[2]->grad.data);
 }
 
 static void conv_transpose2d_fwd(dp_graph *g, dp_node *n) {
     geom G;
+    conv_rt rt;
     geom_of(&G, n);
+    rt_init(&rt, g, &G);
     float *y = n->val.data;
     const float *b = bias_of(n);
-    for (int64_t i = 0; i < G.N * G.C; i++) { /* start from the bias; the scatter adds */
-        float v = b ? b[i % G.C] : 0.0f;
-        float *r = y + i * G.HW;
-        for (int64_t q = 0; q < G.HW; q++) r[q] = v;
-    }
-    run_scatter(g, &G, n->in[1]->val.data, n->in[0]->val.data, y);
+    for (int64_t i = 0; i < G.N * G.C; i++) dp_vec_fill(y + i * G.HW, b ? b[i % G.C] : 0.0f, G.HW); /* the scatter adds */
+    run_scatter(&rt, &G, n->in[1]->val.data, n->in[0]->val.data, y);
 }
 
 static void conv_transpose2d_bwd(dp_graph *g, dp_node *n) {
     geom G;
+    conv_rt rt;
     geom_of(&G, n);
+    rt_init(&rt, g, &G);
     dp_node *X = n->in[0], *W = n->in[1];
     const float *gy = n->grad.data;
-    if (dp_wants_grad(X)) run_gather(g, &G, W->val.data, gy, NULL, X->grad.data, 1);
-    if (dp_wants_grad(W)) run_wgrad(g, &G, X->val.data, gy, W->grad.data);
+    if (dp_wants_grad(X)) run_gather(&rt, &G, W->val.data, gy, NULL, X->grad.data, 1);
+    if (dp_wants_grad(W)) run_wgrad(&rt, &G, X->val.data, gy, W->grad.data);
     if (n->n_in == 3 && dp_wants_grad(n->in[2])) channel_sum(g, gy, G.N, G.C, G.HW, n->in[2]->grad.data);
 }
 

@@ -2,6 +2,7 @@
  * connected) layers. Both are one dp_sgemm forward and one per input
  * gradient backward (beta = 1 accumulates into the gradient). */
 #include "core/internal.h"
+#include "kernels/vec.h"
 
 /* ------------------------------------------------------------ matmul */
 /* ip[0] = trans_a, ip[1] = trans_b. a is [M,K] (or [K,M]), b is [K,N] (or [N,K]). */
@@ -106,8 +107,7 @@ static void dense_bwd(dp_graph *g, dp_node *n) {
         dp_sgemm(g->ctx, 1, 0, out, in, N, 1.0f, gy, out, X->val.data, in, 1.0f, W->grad.data, in);
     if (n->n_in == 3 && dp_wants_grad(n->in[2])) {
         float *gb = n->in[2]->grad.data;
-        for (int64_t i = 0; i < N; i++)
-            for (int64_t j = 0; j < out; j++) gb[j] += gy[i * out + j];
+        for (int64_t i = 0; i < N; i++) dp_vec_axpy(gb, 1.0f, gy + i * out, out);
     }
 }
 

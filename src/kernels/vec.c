@@ -1,0 +1,178 @@
+/* Vector helpers: one AVX-512, one AVX2 and one portable body per function,
+ * picked by dp_kernel_level() (cpuid, or DP_KERNEL). */
+#include "kernels/vec.h"
+
+#include "kernels/gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define DP_VEC_X86 1
+#include <immintrin.h>
+#define T512 __attribute__((target("avx512f,fma")))
+#define T256 __attribute__((target("avx2,fma")))
+#endif
+
+/* ------------------------------------------------------------ portable */
+static void store_bias_c(float *dst, const float *src, int64_t n, float b, int acc) {
+    if (acc)
+        for (int64_t i = 0; i < n; i++) dst[i] += src[i] + b;
+    else
+        for (int64_t i = 0; i < n; i++) dst[i] = src[i] + b;
+}
+static void axpy_c(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+static float sum_c(const float *x, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += x[i + k];
+    float s = 0.0f;
+    for (; i < n; i++) s += x[i];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+static float dot_c(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = 0.0f;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+static void fill_c(float *y, float v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = v;
+}
+
+#ifdef DP_VEC_X86
+/* ------------------------------------------------------------ AVX-512 (masked tails) */
+static inline __mmask16 tail16(int64_t r) { return (__mmask16)((1u << r) - 1u); }
+
+T512 static void store_bias_512(float *dst, const float *src, int64_t n, float b, int acc) {
+    __m512 vb = _mm512_set1_ps(b);
+    int64_t i = 0;
+    if (acc) {
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(dst + i), _mm512_add_ps(_mm512_loadu_ps(src + i), vb)));
+        if (i < n) {
+            __mmask16 m = tail16(n - i);
+            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + i), _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + i), vb));
+            _mm512_mask_storeu_ps(dst + i, m, v);
+        }
+    } else {
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(src + i), vb));
+        if (i < n) {
+            __mmask16 m = tail16(n - i);
+            _mm512_mask_storeu_ps(dst + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + i), vb));
+        }
+    }
+}
+T512 static void axpy_512(float *y, float a, const float *x, int64_t n) {
+    __m512 va = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail16(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+T512 static float sum_512(const float *x, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(x + i + 16));
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_add_ps(s0, _mm512_loadu_ps(x + i));
+    if (i < n) s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(tail16(n - i), x + i));
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+T512 static float dot_512(const float *a, const float *b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = tail16(n - i);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+T512 static void fill_512(float *y, float v, int64_t n) {
+    __m512 vv = _mm512_set1_ps(v);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, vv);
+    if (i < n) _mm512_mask_storeu_ps(y + i, tail16(n - i), vv);
+}
+
+/* ------------------------------------------------------------ AVX2 (scalar tails) */
+T256 static float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+T256 static void store_bias_256(float *dst, const float *src, int64_t n, float b, int acc) {
+    __m256 vb = _mm256_set1_ps(b);
+    int64_t i = 0;
+    if (acc)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(dst + i), _mm256_add_ps(_mm256_loadu_ps(src + i), vb)));
+    else
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(src + i), vb));
+    store_bias_c(dst + i, src + i, n - i, b, acc);
+}
+T256 static void axpy_256(float *y, float a, const float *x, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+T256 static float sum_256(const float *x, int64_t n) {
+    __m256 s = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(x + i));
+    float t = hsum256(s);
+    for (; i < n; i++) t += x[i];
+    return t;
+}
+T256 static float dot_256(const float *a, const float *b, int64_t n) {
+    __m256 s = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s);
+    float t = hsum256(s);
+    for (; i < n; i++) t += a[i] * b[i];
+    return t;
+}
+T256 static void fill_256(float *y, float v, int64_t n) {
+    __m256 vv = _mm256_set1_ps(v);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, vv);
+    for (; i < n; i++) y[i] = v;
+}
+#define PICK(f, ...)                        \
+    switch (dp_kernel_level()) {            \
+    case 2: return f##_512(__VA_ARGS__);    \
+    case 1: return f##_256(__VA_ARGS__);    \
+    default: return f##_c(__VA_ARGS__);     \
+    }
+#define PICKV(f, ...)                       \
+    switch (dp_kernel_level()) {            \
+    case 2: f##_512(__VA_ARGS__); return;   \
+    case 1: f##_256(__VA_ARGS__); return;   \
+    default: f##_c(__VA_ARGS__); return;    \
+    }
+#else
+#define PICK(f, ...) return f##_c(__VA_ARGS__);
+#define PICKV(f, ...) f##_c(__VA_ARGS__);
+#endif
+
+void dp_vec_store_bias(float *dst, const float *src, int64_t n, float b, int acc) { PICKV(store_bias, dst, src, n, b, acc) }
+void dp_vec_axpy(float *y, float a, const float *x, int64_t n) { PICKV(axpy, y, a, x, n) }
+float dp_vec_sum(const float *x, int64_t n) { PICK(sum, x, n) }
+float dp_vec_dot(const float *a, const float *b, int64_t n) { PICK(dot, a, b, n) }
+void dp_vec_fill(float *y, float v, int64_t n) { PICKV(fill, y, v, n) }

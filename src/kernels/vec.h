@@ -1,0 +1,21 @@
+/* Small vector loops for the ops' hot paths (bias adds, channel sums, the
+ * depthwise and col2im inner loops). The library is built for baseline
+ * x86-64, so loops in plain C get SSE2 at best; these use the same AVX-512 /
+ * AVX2 / portable choice as the GEMM (dp_kernel_level). Not installed. */
+#ifndef DP_KERNELS_VEC_H
+#define DP_KERNELS_VEC_H
+
+#include <stdint.h>
+
+/* dst[i] = src[i] + b, or dst[i] += src[i] + b when acc. */
+void dp_vec_store_bias(float *dst, const float *src, int64_t n, float b, int acc);
+/* y[i] += a * x[i] */
+void dp_vec_axpy(float *y, float a, const float *x, int64_t n);
+/* sum of x[i] (in float, lanes summed at the end) */
+float dp_vec_sum(const float *x, int64_t n);
+/* sum of a[i] * b[i] */
+float dp_vec_dot(const float *a, const float *b, int64_t n);
+/* y[i] = v */
+void dp_vec_fill(float *y, float v, int64_t n);
+
+#endif
