@@ -10,5 +10,10 @@ typedef struct cli_command {
 
 int cmd_version(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
+int cmd_gan(int argc, char **argv);
+int cmd_watermark(int argc, char **argv);
+int cmd_faces(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -8,6 +8,11 @@
 static const cli_command commands[] = {
     {"version", "print the version and build information", cmd_version},
     {"classify", "train or evaluate an image classifier (Fashion-MNIST, folders)", cmd_classify},
+    {"gan", "train GANs, sample them, measure them (every output labelled synthetic)", cmd_gan},
+    {"watermark", "check images for doppel's invisible watermark", cmd_watermark},
+    {"faces", "find faces in images", cmd_faces},
+    {"model", "import models (original MesoNet Keras weights) and inspect checkpoints", cmd_model},
+    {"bench", "benchmark doppel against PyTorch and ONNX Runtime", cmd_bench},
 };
 
 static void usage(FILE *f) {
