@@ -8,4 +8,5 @@
 #include "optim.h"
 #include "io.h"
 #include "data.h"
+#include "label.h"
 #endif
