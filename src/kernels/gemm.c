@@ -14,6 +14,7 @@
  * No heap allocation: the packing buffers are fixed-size thread-local arrays
  * (about 650 KiB per thread that runs a GEMM). */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "core/internal.h"
@@ -40,6 +41,8 @@ typedef struct kern {
      * one mr-high panel of a row-major A (m rows, kc columns), and one
      * nr-wide panel of B stored transposed (n rows of kc). */
     void (*pack_a_rows)(const float *A, int64_t lda, int m, int kc, float *dst);
+    /* one panel of A stored transposed: m contiguous values per p */
+    void (*pack_a_cols)(const float *A, int64_t lda, int m, int kc, float *dst);
     void (*pack_bt_rows)(const float *B, int64_t ldb, const int64_t *offs, int n, int kc, float *dst);
 } kern;
 
@@ -306,6 +309,16 @@ T_AVX512 static void pack_a_rows_avx512(const float *A, int64_t lda, int m, int 
     }
 }
 
+/* A stored transposed: each p is m contiguous floats; one masked load and store. */
+T_AVX512 static void pack_a_cols_avx512(const float *A, int64_t lda, int m, int kc, float *dst) {
+    __mmask16 lm = (__mmask16)((1u << m) - 1u), sm = (__mmask16)((1u << A5_MR) - 1u);
+    for (int p = 0; p < kc; p++) {
+        const float *src = A + (int64_t)p * lda;
+        _mm_prefetch((const char *)(src + 8 * lda), _MM_HINT_T0);
+        _mm512_mask_storeu_ps(dst + (int64_t)p * A5_MR, sm, _mm512_maskz_loadu_ps(lm, src));
+    }
+}
+
 /* B stored transposed (n <= 32 rows of kc) into a [p][32] panel, zero-padded. */
 T_AVX512 static void pack_bt_rows_avx512(const float *B, int64_t ldb, const int64_t *offs, int n, int kc, float *dst) {
     int64_t ro[A5_NR]; /* row starts */
@@ -330,10 +343,11 @@ T_AVX512 static void pack_bt_rows_avx512(const float *B, int64_t ldb, const int6
 #endif /* DP_GEMM_X86 */
 
 /* ------------------------------------------------------------ kernel choice */
-static const kern k_portable = {"portable", P_MR, P_NR, 128, ukr_portable, NULL, NULL};
+static const kern k_portable = {"portable", P_MR, P_NR, 128, ukr_portable, NULL, NULL, NULL};
 #ifdef DP_GEMM_X86
-static const kern k_avx2 = {"avx2", A2_MR, A2_NR, 168, ukr_avx2, NULL, NULL};
-static const kern k_avx512 = {"avx512", A5_MR, A5_NR, 168, ukr_avx512, pack_a_rows_avx512, pack_bt_rows_avx512};
+static const kern k_avx2 = {"avx2", A2_MR, A2_NR, 168, ukr_avx2, NULL, NULL, NULL};
+static const kern k_avx512 = {"avx512",           A5_MR, A5_NR, 168, ukr_avx512, pack_a_rows_avx512, pack_a_cols_avx512,
+                              pack_bt_rows_avx512};
 #endif
 
 static const kern *const all_kernels[] = {
@@ -360,6 +374,17 @@ static const kern *find_kernel(const char *name) {
 
 static const kern *volatile g_kern;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* dp_kernel_level's answer, cached: the vector helpers ask once per short row. */
+static _Atomic int g_level = -1;
+
+static int level_of(const kern *k) {
+#ifdef DP_GEMM_X86
+    if (k == &k_avx512) return 2;
+    if (k == &k_avx2) return 1;
+#endif
+    (void)k;
+    return 0;
+}
 
 static void pick_kernel(void) {
     const kern *best = &k_portable;
@@ -371,6 +396,7 @@ static void pick_kernel(void) {
     const kern *forced = find_kernel(getenv("DP_KERNEL"));
     if (forced && cpu_can(forced)) best = forced;
     g_kern = best;
+    atomic_store_explicit(&g_level, level_of(best), memory_order_relaxed);
 }
 
 static const kern *current(void) {
@@ -381,12 +407,8 @@ static const kern *current(void) {
 const char *dp_gemm_kernel_name(void) { return current()->name; }
 
 int dp_kernel_level(void) {
-    const kern *k = current();
-#ifdef DP_GEMM_X86
-    if (k == &k_avx512) return 2;
-    if (k == &k_avx2) return 1;
-#endif
-    return 0;
+    int l = atomic_load_explicit(&g_level, memory_order_relaxed);
+    return l >= 0 ? l : level_of(current());
 }
 
 int dp_gemm_set_kernel(const char *name) {
@@ -394,6 +416,7 @@ int dp_gemm_set_kernel(const char *name) {
     const kern *k = find_kernel(name);
     if (!k || !cpu_can(k)) return 0;
     g_kern = k;
+    atomic_store_explicit(&g_level, level_of(k), memory_order_relaxed);
     return 1;
 }
 
@@ -417,6 +440,10 @@ static void pack_a(const kern *kr, int ta, const float *A, int64_t lda, int64_t 
         panel(mc, mr, pi, &ip, &m);
         if (!ta && kr->pack_a_rows) {
             kr->pack_a_rows(A + (i0 + ip) * lda + p0, lda, m, kc, dst);
+            continue;
+        }
+        if (ta && kr->pack_a_cols) {
+            kr->pack_a_cols(A + p0 * lda + i0 + ip, lda, m, kc, dst);
             continue;
         }
         if (!ta) {

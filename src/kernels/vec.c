@@ -44,6 +44,12 @@ static float dot_c(const float *a, const float *b, int64_t n) {
 static void fill_c(float *y, float v, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = v;
 }
+static void gather_s_c(float *dst, const float *src, int64_t n, int64_t s) {
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i * s];
+}
+static void scatter_add_s_c(float *dst, const float *src, int64_t n, int64_t s) {
+    for (int64_t i = 0; i < n; i++) dst[i * s] += src[i];
+}
 
 #ifdef DP_VEC_X86
 /* ------------------------------------------------------------ AVX-512 (masked tails) */
@@ -109,6 +115,38 @@ T512 static void fill_512(float *y, float v, int64_t n) {
     if (i < n) _mm512_mask_storeu_ps(y + i, tail16(n - i), vv);
 }
 
+/* Stride 2 with permutes: 16 outputs from 31 inputs (the 32nd is never read). */
+T512 static void gather_s_512(float *dst, const float *src, int64_t n, int64_t s) {
+    if (s != 2) {
+        gather_s_c(dst, src, n, s);
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 a = _mm512_loadu_ps(src + 2 * i), b = _mm512_maskz_loadu_ps(0x7FFF, src + 2 * i + 16);
+        _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(a, even, b));
+    }
+    gather_s_c(dst + i, src + 2 * i, n - i, 2);
+}
+T512 static void scatter_add_s_512(float *dst, const float *src, int64_t n, int64_t s) {
+    if (s != 2) {
+        scatter_add_s_c(dst, src, n, s);
+        return;
+    }
+    const __m512i lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* even lanes get src, odd lanes add 0 */
+        __m512 v = _mm512_loadu_ps(src + i);
+        float *d = dst + 2 * i;
+        _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_maskz_permutexvar_ps(0x5555, lo, v)));
+        _mm512_mask_storeu_ps(d + 16, 0x7FFF,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(0x7FFF, d + 16), _mm512_maskz_permutexvar_ps(0x5555, hi, v)));
+    }
+    scatter_add_s_c(dst + 2 * i, src + i, n - i, 2);
+}
+
 /* ------------------------------------------------------------ AVX2 (scalar tails) */
 T256 static float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -154,6 +192,8 @@ T256 static void fill_256(float *y, float v, int64_t n) {
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, vv);
     for (; i < n; i++) y[i] = v;
 }
+static void gather_s_256(float *dst, const float *src, int64_t n, int64_t s) { gather_s_c(dst, src, n, s); }
+static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s) { scatter_add_s_c(dst, src, n, s); }
 #define PICK(f, ...)                        \
     switch (dp_kernel_level()) {            \
     case 2: return f##_512(__VA_ARGS__);    \
@@ -176,3 +216,5 @@ void dp_vec_axpy(float *y, float a, const float *x, int64_t n) { PICKV(axpy, y, 
 float dp_vec_sum(const float *x, int64_t n) { PICK(sum, x, n) }
 float dp_vec_dot(const float *a, const float *b, int64_t n) { PICK(dot, a, b, n) }
 void dp_vec_fill(float *y, float v, int64_t n) { PICKV(fill, y, v, n) }
+void dp_vec_gather_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV(gather_s, dst, src, n, s) }
+void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV(scatter_add_s, dst, src, n, s) }

@@ -17,5 +17,9 @@ float dp_vec_sum(const float *x, int64_t n);
 float dp_vec_dot(const float *a, const float *b, int64_t n);
 /* y[i] = v */
 void dp_vec_fill(float *y, float v, int64_t n);
+/* dst[i] = src[i*s] (im2col of a strided convolution); never reads past src[(n-1)*s] */
+void dp_vec_gather_s(float *dst, const float *src, int64_t n, int64_t s);
+/* dst[i*s] += src[i] (col2im); never touches past dst[(n-1)*s] */
+void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s);
 
 #endif

@@ -114,6 +114,30 @@ static void kw_range(const geom *G, int64_t kw, int64_t *kx, int64_t *lo, int64_
     if (*lo > *hi) *lo = *hi;
 }
 
+/* Short runs (small feature maps) inline; long ones through the vector helpers. */
+static inline void zero_run(float *d, int64_t n) {
+    if (n < 16)
+        for (int64_t i = 0; i < n; i++) d[i] = 0.0f;
+    else
+        memset(d, 0, sizeof(float) * (size_t)n);
+}
+static inline void copy_run(float *d, const float *x, int64_t n, int64_t s) {
+    if (n < 16)
+        for (int64_t i = 0; i < n; i++) d[i] = x[i * s];
+    else if (s == 1)
+        memcpy(d, x, sizeof(float) * (size_t)n);
+    else
+        dp_vec_gather_s(d, x, n, s);
+}
+static inline void add_run(float *x, const float *d, int64_t n, int64_t s) {
+    if (n < 16)
+        for (int64_t i = 0; i < n; i++) x[i * s] += d[i];
+    else if (s == 1)
+        dp_vec_axpy(x, 1.0f, d, n);
+    else
+        dp_vec_scatter_add_s(x, d, n, s);
+}
+
 /* Rows (cl, kh, kw) of group grp's column matrix for image n, positions
  * [q0, q0+cnt): row r goes to col + r*ld. Out-of-image taps are zeros. */
 static void im2col_seg(const geom *G, const float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, float *col,
@@ -132,15 +156,12 @@ static void im2col_seg(const geom *G, const float *img, int64_t n, int64_t grp, 
                     int64_t ih = oh * G->sh - G->pt + kh * G->dh;
                     int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
                     if (ih < 0 || ih >= G->H || a >= b) {
-                        memset(d, 0, sizeof(float) * (size_t)run);
+                        zero_run(d, run);
                     } else {
                         const float *xr = xc + ih * G->W;
-                        if (a > ow) memset(d, 0, sizeof(float) * (size_t)(a - ow));
-                        if (G->sw == 1)
-                            memcpy(d + (a - ow), xr + a + kx, sizeof(float) * (size_t)(b - a));
-                        else
-                            for (int64_t j = a; j < b; j++) d[j - ow] = xr[j * G->sw + kx];
-                        if (ow + run > b) memset(d + (b - ow), 0, sizeof(float) * (size_t)(ow + run - b));
+                        zero_run(d, a - ow);
+                        copy_run(d + (a - ow), xr + a * G->sw + kx, b - a, G->sw);
+                        zero_run(d + (b - ow), ow + run - b);
                     }
                     d += run;
                     q += run;
@@ -167,11 +188,7 @@ static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_
                     int64_t ih = oh * G->sh - G->pt + kh * G->dh;
                     int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
                     if (ih >= 0 && ih < G->H && a < b) {
-                        float *xr = xc + ih * G->W;
-                        if (G->sw == 1)
-                            dp_vec_axpy(xr + a + kx, 1.0f, d + (a - ow), b - a);
-                        else
-                            for (int64_t j = a; j < b; j++) xr[j * G->sw + kx] += d[j - ow];
+                        add_run(xc + ih * G->W + a * G->sw + kx, d + (a - ow), b - a, G->sw);
                     }
                     d += run;
                     q += run;
@@ -258,7 +275,17 @@ typedef struct bandp {
     int64_t rows, nrb, BR, Wp, bsz; /* bsz: floats of one channel's band */
 } bandp;
 
-static int implicit_ok(const geom *G) { return G->sh == 1 && G->sw == 1 && !G->depthwise && !G->direct; }
+/* Worth it when whole 32-wide tiles fill most output rows (a 4-wide output
+ * row would waste 7/8 of every tile; im2col chunks spanning images do not). */
+static int implicit_ok(const geom *G) {
+    int64_t tiles = (G->OW + 31) / 32;
+    return G->sh == 1 && G->sw == 1 && !G->depthwise && !G->direct && G->OW * 10 >= tiles * 32 * 7;
+}
+
+/* The scatter as the gather of the flip does (image positions) x CKK work
+ * instead of (column positions) x CKK: only when padding adds little (a
+ * transposed conv from 1x1 to 4x4 would do 16 times the work). */
+static int implicit_scatter_ok(const geom *G);
 
 static void plan_band(const geom *G, int T, bandp *b) {
     b->Wp = G->OW + (G->KW - 1) * G->dw;
@@ -329,6 +356,13 @@ static void flip_weights(const geom *G, const float *w, float *wf) {
                             w[(((grp * G->Og + ol) * G->Cg + cl) * G->KH + kh) * G->KW + kw];
 }
 
+static int implicit_scatter_ok(const geom *G) {
+    if (!implicit_ok(G) || G->HW * 4 > G->P * 5) return 0;
+    geom F;
+    flip_geom(G, &F);
+    return implicit_ok(&F);
+}
+
 /* ------------------------------------------------------------ the three primitives */
 /* Per-thread scratch, the same for every primitive of a node: the larger of
  * the im2col chunk and the stride-1 bands (of the geometry and of its flip). */
@@ -336,15 +370,17 @@ static int64_t thread_scratch(const geom *G, int T) {
     chunks ch;
     plan_chunks(G, &ch);
     int64_t s = scratch_floats(G, &ch);
+    bandp b;
     if (implicit_ok(G)) {
-        bandp b;
         plan_band(G, T, &b);
         int64_t t = band_scratch(G, &b);
+        if (t > s) s = t;
+    }
+    if (implicit_scatter_ok(G)) {
         geom F;
         flip_geom(G, &F);
         plan_band(&F, T, &b);
         int64_t f = band_scratch(&F, &b);
-        if (t > s) s = t;
         if (f > s) s = f;
     }
     return s;
@@ -586,6 +622,14 @@ static void dw_wgrad_part(void *arg, int64_t b, int64_t e, int tid) {
             dw_wgrad_plane(G, J->cols + (n * G->O + c) * G->P, J->img + (n * G->C + c) * G->HW, J->out + c * G->KK);
 }
 
+/* One column-side position that sees the whole image exactly (a 4x4 kernel
+ * on a 4x4 image without padding, or its transpose from 1x1): per group the
+ * convolution is a plain matrix product over the batch, with no im2col. */
+static int dense_ok(const geom *G) {
+    return G->OH == 1 && G->OW == 1 && G->KH == G->H && G->KW == G->W && G->pt == 0 && G->pl == 0 &&
+           (G->dh == 1 || G->KH == 1) && (G->dw == 1 || G->KW == 1);
+}
+
 static void job_init(cjob *J, const conv_rt *rt, const geom *G) {
     memset(J, 0, sizeof *J);
     J->G = G;
@@ -599,10 +643,18 @@ static void job_init(cjob *J, const conv_rt *rt, const geom *G) {
 /* cols (+)= W x im2col(img) (+ bias). */
 static void run_gather(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
                        int acc) {
+    dp_ctx *ctx = rt->g->ctx;
+    if (dense_ok(G)) { /* cols[n, o] (+)= sum_k w[o, k] img[n, k] */
+        for (int64_t grp = 0; grp < G->groups; grp++)
+            dp_sgemm(ctx, 0, 1, G->N, G->Og, G->CKK, 1.0f, img + grp * G->CKK, G->C * G->HW, w + grp * G->Og * G->CKK,
+                     G->CKK, acc ? 1.0f : 0.0f, out + grp * G->Og, G->O);
+        if (bias)
+            for (int64_t n = 0; n < G->N; n++) dp_vec_axpy(out + n * G->O, 1.0f, bias, G->O);
+        return;
+    }
     cjob J;
     job_init(&J, rt, G);
     J.w = w, J.img = img, J.bias = bias, J.out = out, J.acc = acc;
-    dp_ctx *ctx = rt->g->ctx;
     if (G->depthwise) {
         dp_parallel_for(ctx, G->N * G->C, dw_gather_part, &J);
     } else if (J.implicit) {
@@ -617,7 +669,7 @@ static void run_gather(const conv_rt *rt, const geom *G, const float *w, const f
 
 /* img += col2im(W^T x cols). */
 static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const float *cols, float *img) {
-    if (implicit_ok(G)) { /* stride 1: the gather of the flipped geometry, into img */
+    if (implicit_scatter_ok(G)) { /* stride 1: the gather of the flipped geometry, into img */
         geom F;
         flip_geom(G, &F);
         float *wf = rt->ws + rt->T * rt->S + (rt->T - 1) * rt->wn;
@@ -625,10 +677,16 @@ static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const 
         run_gather(rt, &F, wf, cols, NULL, img, 1);
         return;
     }
+    dp_ctx *ctx = rt->g->ctx;
+    if (dense_ok(G)) { /* img[n, k] += sum_o cols[n, o] w[o, k] */
+        for (int64_t grp = 0; grp < G->groups; grp++)
+            dp_sgemm(ctx, 0, 0, G->N, G->CKK, G->Og, 1.0f, cols + grp * G->Og, G->O, w + grp * G->Og * G->CKK, G->CKK, 1.0f,
+                     img + grp * G->CKK, G->C * G->HW);
+        return;
+    }
     cjob J;
     job_init(&J, rt, G);
     J.w = w, J.cols = cols, J.out = img;
-    dp_ctx *ctx = rt->g->ctx;
     int64_t units = J.ch.pieces ? G->N : J.ch.items;
     if (G->depthwise) {
         dp_parallel_for(ctx, G->N * G->C, dw_scatter_part, &J);
@@ -642,10 +700,16 @@ static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const 
 
 /* dW += cols x im2col(img)^T. */
 static void run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw) {
+    dp_ctx *ctx = rt->g->ctx;
+    if (dense_ok(G)) { /* dw[o, k] += sum_n cols[n, o] img[n, k] */
+        for (int64_t grp = 0; grp < G->groups; grp++)
+            dp_sgemm(ctx, 1, 0, G->Og, G->CKK, G->N, 1.0f, cols + grp * G->Og, G->O, img + grp * G->CKK, G->C * G->HW, 1.0f,
+                     dw + grp * G->Og * G->CKK, G->CKK);
+        return;
+    }
     cjob J;
     job_init(&J, rt, G);
     J.cols = cols, J.img = img, J.out = dw;
-    dp_ctx *ctx = rt->g->ctx;
     if (G->depthwise) {
         dp_parallel_for(ctx, G->C, dw_wgrad_part, &J);
         return;
@@ -688,7 +752,7 @@ static void channel_sum(dp_graph *g, const float *gy, int64_t N, int64_t Ch, int
 
 /* ------------------------------------------------------------ shape rules */
 static size_t conv_ws_bytes(dp_graph *g, const geom *G) {
-    if (G->depthwise) return 0;
+    if (G->depthwise || dense_ok(G)) return 0;
     int64_t T = g->ctx->threads;
     /* T scratch blocks, T-1 weight-gradient blocks, the flipped weights */
     int64_t floats = T * thread_scratch(G, (int)T) + T * G->O * G->CKK;

@@ -48,6 +48,10 @@ static dp_node *c_pieces_pointwise(gc_env *e) {
     return dp_conv2d(e->g, GC_IN(e, 2, 2, 23, 23), GC_PARAM(e, 2, 2, 1, 1), NULL, NULL);
 }
 
+static dp_node *c_whole_image(gc_env *e) { /* k4 on 4x4, no padding: a matrix product (DCGAN D's last layer) */
+    return dp_conv2d(e->g, GC_IN(e, 3, 2, 4, 4), GC_PARAM(e, 2, 2, 4, 4), GC_PARAM(e, 2), NULL);
+}
+
 /* ---------------------------------------------------------------- conv_transpose2d */
 static dp_node *t_basic(gc_env *e) {
     return dp_conv_transpose2d(e->g, GC_IN(e, 2, 2, 3, 3), GC_PARAM(e, 2, 3, 3, 3), GC_PARAM(e, 3), NULL);
@@ -99,6 +103,7 @@ const gc_case gc_cases_conv[] = {
     {"conv2d", "separable (dw + pw)", c_separable, 0, 0, 0, 0},
     {"conv2d", "image cut into pieces", c_pieces, 0, 0, 0, 0},
     {"conv2d", "1x1 cut into pieces", c_pieces_pointwise, 0, 0, 0, 0},
+    {"conv2d", "kernel = whole image", c_whole_image, 0, 0, 0, 0},
     {"conv_transpose2d", "basic with bias", t_basic, 0, 0, 0, 0},
     {"conv_transpose2d", "s2 p1 output_padding 1", t_s2_outpad, 0, 0, 0, 0},
     {"conv_transpose2d", "groups 2 s2 output_padding", t_groups, 0, 0, 0, 0},
