@@ -62,6 +62,7 @@ static void geom_of(geom *G, const dp_node *n) {
  * when pieces == 0, `ipi` whole images per item. */
 typedef struct chunks {
     int64_t pieces, ipi, len, items;
+    int64_t ks; /* im2col rows per slice: K is cut too, so a chunk's im2col stays in L2 */
 } chunks;
 
 static void plan_chunks(const geom *G, chunks *c) {
@@ -82,6 +83,9 @@ static void plan_chunks(const geom *G, chunks *c) {
         c->len = c->ipi * G->P;
         c->items = (G->N + c->ipi - 1) / c->ipi;
     }
+    c->ks = ((int64_t)128 << 10) / c->len;
+    if (c->ks < 16) c->ks = 16;
+    if (c->ks > G->CKK) c->ks = G->CKK;
 }
 
 /* Images [n0,n1) and positions [q0,q0+cnt) of each that an item covers. */
@@ -101,11 +105,11 @@ static void item_range(const geom *G, const chunks *c, int64_t item, int64_t *n0
 
 #define ALIGN16(x) (((x) + 15) / 16 * 16)
 /* Floats of per-thread scratch: an im2col block and a cols-side block. */
-static int64_t scratch_floats(const geom *G, const chunks *c) { return ALIGN16((G->CKK + G->Og) * c->len); }
+static int64_t scratch_floats(const geom *G, const chunks *c) { return ALIGN16(c->ks * c->len) + ALIGN16(G->Og * c->len); }
 
 /* ------------------------------------------------------------ im2col / col2im */
 /* Valid column range [lo,hi) of output columns for kernel column kw: those whose image column is inside [0,W). */
-static void kw_range(const geom *G, int64_t kw, int64_t *kx, int64_t *lo, int64_t *hi) {
+static inline void kw_range(const geom *G, int64_t kw, int64_t *kx, int64_t *lo, int64_t *hi) {
     int64_t x = kw * G->dw - G->pl;
     *kx = x;
     *lo = x >= 0 ? 0 : (-x + G->sw - 1) / G->sw;
@@ -138,64 +142,61 @@ static inline void add_run(float *x, const float *d, int64_t n, int64_t s) {
         dp_vec_scatter_add_s(x, d, n, s);
 }
 
-/* Rows (cl, kh, kw) of group grp's column matrix for image n, positions
- * [q0, q0+cnt): row r goes to col + r*ld. Out-of-image taps are zeros. */
-static void im2col_seg(const geom *G, const float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, float *col,
-                       int64_t ld) {
+/* Rows r = (cl, kh, kw) in [r0, r1) of group grp's column matrix for image
+ * n, positions [q0, q0+cnt): row r goes to col + (r-r0)*ld. Out-of-image taps
+ * are zeros. */
+static void im2col_seg(const geom *G, const float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, int64_t r0,
+                       int64_t r1, float *col, int64_t ld) {
     const float *x = img + (n * G->C + grp * G->Cg) * G->HW;
-    for (int64_t cl = 0; cl < G->Cg; cl++)
-        for (int64_t kh = 0; kh < G->KH; kh++)
-            for (int64_t kw = 0; kw < G->KW; kw++) {
-                float *d = col + ((cl * G->KH + kh) * G->KW + kw) * ld;
-                const float *xc = x + cl * G->HW;
-                int64_t kx, lo, hi;
-                kw_range(G, kw, &kx, &lo, &hi);
-                int64_t q = q0, end = q0 + cnt, oh = q0 / G->OW, ow = q0 % G->OW;
-                while (q < end) {
-                    int64_t run = G->OW - ow < end - q ? G->OW - ow : end - q; /* this output row's part */
-                    int64_t ih = oh * G->sh - G->pt + kh * G->dh;
-                    int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
-                    if (ih < 0 || ih >= G->H || a >= b) {
-                        zero_run(d, run);
-                    } else {
-                        const float *xr = xc + ih * G->W;
-                        zero_run(d, a - ow);
-                        copy_run(d + (a - ow), xr + a * G->sw + kx, b - a, G->sw);
-                        zero_run(d + (b - ow), ow + run - b);
-                    }
-                    d += run;
-                    q += run;
-                    ow = 0;
-                    oh++;
-                }
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t cl = r / G->KK, kh = r / G->KW % G->KH, kw = r % G->KW;
+        float *d = col + (r - r0) * ld;
+        const float *xc = x + cl * G->HW;
+        int64_t kx, lo, hi;
+        kw_range(G, kw, &kx, &lo, &hi);
+        int64_t q = q0, end = q0 + cnt, oh = q0 / G->OW, ow = q0 % G->OW;
+        while (q < end) {
+            int64_t run = G->OW - ow < end - q ? G->OW - ow : end - q; /* this output row's part */
+            int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+            int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
+            if (ih < 0 || ih >= G->H || a >= b) {
+                zero_run(d, run);
+            } else {
+                const float *xr = xc + ih * G->W;
+                zero_run(d, a - ow);
+                copy_run(d + (a - ow), xr + a * G->sw + kx, b - a, G->sw);
+                zero_run(d + (b - ow), ow + run - b);
             }
+            d += run;
+            q += run;
+            ow = 0;
+            oh++;
+        }
+    }
 }
 
 /* The adjoint of im2col_seg: add each column entry back into the image. */
-static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, const float *col,
-                       int64_t ld) {
+static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, int64_t r0, int64_t r1,
+                       const float *col, int64_t ld) {
     float *x = img + (n * G->C + grp * G->Cg) * G->HW;
-    for (int64_t cl = 0; cl < G->Cg; cl++)
-        for (int64_t kh = 0; kh < G->KH; kh++)
-            for (int64_t kw = 0; kw < G->KW; kw++) {
-                const float *d = col + ((cl * G->KH + kh) * G->KW + kw) * ld;
-                float *xc = x + cl * G->HW;
-                int64_t kx, lo, hi;
-                kw_range(G, kw, &kx, &lo, &hi);
-                int64_t q = q0, end = q0 + cnt, oh = q0 / G->OW, ow = q0 % G->OW;
-                while (q < end) {
-                    int64_t run = G->OW - ow < end - q ? G->OW - ow : end - q;
-                    int64_t ih = oh * G->sh - G->pt + kh * G->dh;
-                    int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
-                    if (ih >= 0 && ih < G->H && a < b) {
-                        add_run(xc + ih * G->W + a * G->sw + kx, d + (a - ow), b - a, G->sw);
-                    }
-                    d += run;
-                    q += run;
-                    ow = 0;
-                    oh++;
-                }
-            }
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t cl = r / G->KK, kh = r / G->KW % G->KH, kw = r % G->KW;
+        const float *d = col + (r - r0) * ld;
+        float *xc = x + cl * G->HW;
+        int64_t kx, lo, hi;
+        kw_range(G, kw, &kx, &lo, &hi);
+        int64_t q = q0, end = q0 + cnt, oh = q0 / G->OW, ow = q0 % G->OW;
+        while (q < end) {
+            int64_t run = G->OW - ow < end - q ? G->OW - ow : end - q;
+            int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+            int64_t a = ow > lo ? ow : lo, b = ow + run < hi ? ow + run : hi;
+            if (ih >= 0 && ih < G->H && a < b) add_run(xc + ih * G->W + a * G->sw + kx, d + (a - ow), b - a, G->sw);
+            d += run;
+            q += run;
+            ow = 0;
+            oh++;
+        }
+    }
 }
 
 /* ------------------------------------------------------------ depthwise (direct) */
@@ -386,19 +387,29 @@ static int64_t thread_scratch(const geom *G, int T) {
     return s;
 }
 
-/* Workspace: T scratch blocks, then T-1 weight-gradient blocks, then the flipped weights. */
+/* Workspace: T scratch blocks, then T-1 gradient blocks (dW and the
+ * cols-side bias), then the flipped weights. */
 typedef struct conv_rt {
     dp_graph *g;
     int T;
-    int64_t S, wn;
+    int64_t S, wn, pw; /* pw: floats of one gradient block */
     float *ws;
 } conv_rt;
+
+/* Threads that take part in a weight gradient: each beyond the first needs a
+ * gradient block, kept under 64 MiB in all (big layers on many cores). */
+static int wgrad_parts(int T, int64_t pw) {
+    int p = T;
+    while (p > 1 && (int64_t)(p - 1) * pw > ((int64_t)16 << 20)) p--;
+    return p;
+}
 
 static void rt_init(conv_rt *rt, dp_graph *g, const geom *G) {
     rt->g = g;
     rt->T = g->ctx->threads;
     rt->S = thread_scratch(G, rt->T);
     rt->wn = G->O * G->CKK;
+    rt->pw = ALIGN16(rt->wn + G->O);
     rt->ws = g->ws;
 }
 
@@ -414,7 +425,9 @@ typedef struct cjob {
     int acc;               /* gather: add to out instead of overwriting */
     float *ws;
     int64_t scratch;       /* floats per thread */
-    float *partials;       /* wgrad: one dW-sized block per thread > 0 */
+    float *partials;       /* wgrad: one gradient block per thread > 0 */
+    int64_t pw;            /* its size */
+    float *db;             /* wgrad: the cols-side bias gradient, summed on the way (NULL: not asked) */
     dp_ctx *mt;            /* non-NULL: run serially with multithreaded GEMMs */
     int used[256];         /* wgrad: which partial blocks were written */
 } cjob;
@@ -445,23 +458,26 @@ static void gather_item(cjob *J, int64_t item, float *ws) {
     item_range(G, &J->ch, item, &n0, &n1, &q0, &cnt);
     int64_t ncols = (n1 - n0) * cnt;
     int single = n1 - n0 == 1;
-    float *col = ws, *tmp = ws + G->CKK * J->ch.len;
+    float *col = ws, *tmp = ws + ALIGN16(J->ch.ks * J->ch.len);
     for (int64_t grp = 0; grp < G->groups; grp++) {
-        const float *B = col, *A = J->w + grp * G->Og * G->CKK;
-        int64_t ldb = ncols;
+        const float *A = J->w + grp * G->Og * G->CKK;
+        float *C = single ? J->out + (n0 * G->O + grp * G->Og) * G->P + q0 : tmp;
+        int64_t ldc = single ? G->P : ncols;
         if (G->direct && single) {
-            B = J->img + (n0 * G->C + grp * G->Cg) * G->HW + q0;
-            ldb = G->HW;
+            gemm(J->mt, 0, 0, G->Og, cnt, G->CKK, A, G->CKK, J->img + (n0 * G->C + grp * G->Cg) * G->HW + q0, G->HW,
+                 J->acc ? 1.0f : 0.0f, C, ldc);
         } else {
-            for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, col + (n - n0) * cnt, ncols);
+            for (int64_t k0 = 0; k0 < G->CKK; k0 += J->ch.ks) { /* K slices: C accumulates */
+                int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
+                for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
+                float beta = k0 > 0 || (single && J->acc) ? 1.0f : 0.0f;
+                gemm(J->mt, 0, 0, G->Og, ncols, k1 - k0, A + k0, G->CKK, col, ncols, beta, C, ldc);
+            }
         }
         if (single) {
-            float *C = J->out + (n0 * G->O + grp * G->Og) * G->P + q0;
-            gemm(J->mt, 0, 0, G->Og, cnt, G->CKK, A, G->CKK, B, ldb, J->acc ? 1.0f : 0.0f, C, G->P);
             if (J->bias)
                 for (int64_t o = 0; o < G->Og; o++) dp_vec_store_bias(C + o * G->P, C + o * G->P, cnt, J->bias[grp * G->Og + o], 0);
         } else {
-            gemm(J->mt, 0, 0, G->Og, ncols, G->CKK, A, G->CKK, B, ldb, 0.0f, tmp, ncols);
             for (int64_t n = n0; n < n1; n++)
                 for (int64_t o = 0; o < G->Og; o++)
                     store_row(J->out + (n * G->O + grp * G->Og + o) * G->P + q0, tmp + o * ncols + (n - n0) * cnt, cnt,
@@ -494,7 +510,7 @@ static void scatter_item(cjob *J, int64_t item, float *ws) {
     item_range(G, &J->ch, item, &n0, &n1, &q0, &cnt);
     int64_t ncols = (n1 - n0) * cnt;
     int single = n1 - n0 == 1;
-    float *col = ws, *tmp = ws + G->CKK * J->ch.len;
+    float *col = ws, *tmp = ws + ALIGN16(J->ch.ks * J->ch.len);
     for (int64_t grp = 0; grp < G->groups; grp++) {
         const float *A = J->w + grp * G->Og * G->CKK, *B = tmp;
         int64_t ldb = ncols;
@@ -508,8 +524,12 @@ static void scatter_item(cjob *J, int64_t item, float *ws) {
             gemm(J->mt, 1, 0, G->Cg, cnt, G->Og, A, G->CKK, B, ldb, 1.0f,
                  J->out + (n0 * G->C + grp * G->Cg) * G->HW + q0, G->HW);
         } else {
-            gemm(J->mt, 1, 0, G->CKK, ncols, G->Og, A, G->CKK, B, ldb, 0.0f, col, ncols);
-            for (int64_t n = n0; n < n1; n++) col2im_seg(G, J->out, n, grp, q0, cnt, col + (n - n0) * cnt, ncols);
+            for (int64_t k0 = 0; k0 < G->CKK; k0 += J->ch.ks) { /* rows of W^T x cols, a slice at a time */
+                int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
+                gemm(J->mt, 1, 0, k1 - k0, ncols, G->Og, A + k0, G->CKK, B, ldb, 0.0f, col, ncols);
+                for (int64_t n = n0; n < n1; n++)
+                    col2im_seg(G, J->out, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
+            }
         }
     }
 }
@@ -520,29 +540,33 @@ static void wgrad_item(cjob *J, int64_t item, float *ws, float *dw) {
     item_range(G, &J->ch, item, &n0, &n1, &q0, &cnt);
     int64_t ncols = (n1 - n0) * cnt;
     int single = n1 - n0 == 1;
-    float *col = ws, *tmp = ws + G->CKK * J->ch.len;
+    float *col = ws, *tmp = ws + ALIGN16(J->ch.ks * J->ch.len);
     for (int64_t grp = 0; grp < G->groups; grp++) {
-        const float *A = tmp, *B = col;
-        int64_t lda = ncols, ldb = ncols;
+        const float *A = tmp;
+        int64_t lda = ncols;
         if (single) {
             A = J->cols + (n0 * G->O + grp * G->Og) * G->P + q0;
             lda = G->P;
         } else {
             gather_cols(G, J->cols, n0, n1, grp, q0, cnt, tmp, ncols);
         }
+        float *dwg = dw + grp * G->Og * G->CKK;
         if (G->direct && single) {
-            B = J->img + (n0 * G->C + grp * G->Cg) * G->HW + q0;
-            ldb = G->HW;
+            gemm(J->mt, 0, 1, G->Og, G->CKK, ncols, A, lda, J->img + (n0 * G->C + grp * G->Cg) * G->HW + q0, G->HW, 1.0f,
+                 dwg, G->CKK);
         } else {
-            for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, col + (n - n0) * cnt, ncols);
+            for (int64_t k0 = 0; k0 < G->CKK; k0 += J->ch.ks) { /* columns of dW, a slice at a time */
+                int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
+                for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
+                gemm(J->mt, 0, 1, G->Og, k1 - k0, ncols, A, lda, col, ncols, 1.0f, dwg + k0, G->CKK);
+            }
         }
-        gemm(J->mt, 0, 1, G->Og, G->CKK, ncols, A, lda, B, ldb, 1.0f, dw + grp * G->Og * G->CKK, G->CKK);
     }
 }
 
 /* Stride 1: dW += dY(rows, junk columns zeroed) x band^T, as dot products
  * (both run along the positions). */
-static void iwgrad_item(cjob *J, int64_t item, float *ws, float *dw) {
+static void iwgrad_item(cjob *J, int64_t item, float *ws, float *dw, float *db) {
     const geom *G = J->G;
     const bandp *b = &J->bd;
     int64_t n = item / b->nrb, oh0 = (item % b->nrb) * b->rows;
@@ -555,6 +579,7 @@ static void iwgrad_item(cjob *J, int64_t item, float *ws, float *dw) {
         for (int64_t ol = 0; ol < G->Og; ol++) {
             const float *src = J->cols + ((n * G->O + grp * G->Og + ol) * G->OH + oh0) * G->OW;
             float *d = gy + ol * ncols;
+            if (db) db[grp * G->Og + ol] += dp_vec_sum(src, rows * G->OW); /* the bias gradient, while dY is in cache */
             for (int64_t r = 0; r < rows; r++) {
                 memcpy(d + r * b->Wp, src + r * G->OW, sizeof(float) * (size_t)G->OW);
                 if (r + 1 < rows) memset(d + r * b->Wp + G->OW, 0, sizeof(float) * (size_t)(b->Wp - G->OW));
@@ -579,19 +604,20 @@ static void scatter_part(void *arg, int64_t b, int64_t e, int tid) {
     int64_t per = J->ch.pieces ? J->ch.pieces : 1; /* items per unit */
     for (int64_t i = b * per; i < e * per; i++) scatter_item(J, i, J->ws + tid * J->scratch);
 }
-/* Part 0 adds into dW itself, the others into their own zeroed block. */
+/* Part 0 adds into dW (and db) itself, the others into their own zeroed block. */
 static void wgrad_part(void *arg, int64_t b, int64_t e, int tid) {
     cjob *J = arg;
     int64_t wn = J->G->O * J->G->CKK;
-    float *dw = J->out;
+    float *dw = J->out, *db = J->db;
     if (tid > 0) {
-        dw = J->partials + (tid - 1) * wn;
-        memset(dw, 0, sizeof(float) * (size_t)wn);
+        dw = J->partials + (tid - 1) * J->pw;
+        db = J->db ? dw + wn : NULL;
+        memset(dw, 0, sizeof(float) * (size_t)J->pw);
         J->used[tid] = 1;
     }
     for (int64_t i = b; i < e; i++) {
         if (J->implicit)
-            iwgrad_item(J, i, J->ws + tid * J->scratch, dw);
+            iwgrad_item(J, i, J->ws + tid * J->scratch, dw, db);
         else
             wgrad_item(J, i, J->ws + tid * J->scratch, dw);
     }
@@ -672,7 +698,7 @@ static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const 
     if (implicit_scatter_ok(G)) { /* stride 1: the gather of the flipped geometry, into img */
         geom F;
         flip_geom(G, &F);
-        float *wf = rt->ws + rt->T * rt->S + (rt->T - 1) * rt->wn;
+        float *wf = rt->ws + rt->T * rt->S + (wgrad_parts(rt->T, rt->pw) - 1) * rt->pw;
         flip_weights(G, w, wf);
         run_gather(rt, &F, wf, cols, NULL, img, 1);
         return;
@@ -698,34 +724,40 @@ static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const 
     }
 }
 
-/* dW += cols x im2col(img)^T. */
-static void run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw) {
+/* dW += cols x im2col(img)^T. Returns 1 if it also added the cols-side bias
+ * gradient into db (db may be NULL: not asked). */
+static int run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw, float *db) {
     dp_ctx *ctx = rt->g->ctx;
     if (dense_ok(G)) { /* dw[o, k] += sum_n cols[n, o] img[n, k] */
         for (int64_t grp = 0; grp < G->groups; grp++)
             dp_sgemm(ctx, 1, 0, G->Og, G->CKK, G->N, 1.0f, cols + grp * G->Og, G->O, img + grp * G->CKK, G->C * G->HW, 1.0f,
                      dw + grp * G->Og * G->CKK, G->CKK);
-        return;
+        return 0;
     }
     cjob J;
     job_init(&J, rt, G);
     J.cols = cols, J.img = img, J.out = dw;
     if (G->depthwise) {
         dp_parallel_for(ctx, G->C, dw_wgrad_part, &J);
-        return;
+        return 0;
     }
     int64_t items = J.implicit ? G->N * J.bd.nrb : J.ch.items;
     if (!J.implicit && items < rt->T) {
         J.mt = ctx;
         for (int64_t i = 0; i < items; i++) wgrad_item(&J, i, J.ws, dw);
-        return;
+        return 0;
     }
     J.partials = J.ws + rt->T * J.scratch;
-    dp_parallel_for(ctx, items, wgrad_part, &J);
+    J.pw = rt->pw;
+    J.db = J.implicit ? db : NULL;
+    dp_parallel_for_n(ctx, items, wgrad_parts(rt->T, rt->pw), wgrad_part, &J);
     for (int t = 1; t < rt->T && t < 256; t++) /* fixed order: deterministic */
         if (J.used[t]) {
-            dp_vec_axpy(dw, 1.0f, J.partials + (t - 1) * rt->wn, rt->wn);
+            const float *p = J.partials + (t - 1) * rt->pw;
+            dp_vec_axpy(dw, 1.0f, p, rt->wn);
+            if (J.db) dp_vec_axpy(J.db, 1.0f, p + rt->wn, G->O);
         }
+    return J.db != NULL;
 }
 
 /* gb[c] += sum over n and s of gy[n, c, s]. */
@@ -755,7 +787,8 @@ static size_t conv_ws_bytes(dp_graph *g, const geom *G) {
     if (G->depthwise || dense_ok(G)) return 0;
     int64_t T = g->ctx->threads;
     /* T scratch blocks, T-1 weight-gradient blocks, the flipped weights */
-    int64_t floats = T * thread_scratch(G, (int)T) + T * G->O * G->CKK;
+    int64_t pw = ALIGN16(G->O * G->CKK + G->O);
+    int64_t floats = T * thread_scratch(G, (int)T) + (wgrad_parts((int)T, pw) - 1) * pw + G->O * G->CKK;
     return (size_t)floats * sizeof(float);
 }
 
@@ -886,9 +919,10 @@ static void conv2d_bwd(dp_graph *g, dp_node *n) {
     rt_init(&rt, g, &G);
     dp_node *X = n->in[0], *W = n->in[1];
     const float *gy = n->grad.data;
+    float *db = n->n_in == 3 && dp_wants_grad(n->in[2]) ? n->in[2]->grad.data : NULL;
     if (dp_wants_grad(X)) run_scatter(&rt, &G, W->val.data, gy, X->grad.data);
-    if (dp_wants_grad(W)) run_wgrad(&rt, &G, gy, X->val.data, W->grad.data);
-    if (n->n_in == 3 && dp_wants_grad(n->in[2])) channel_sum(g, gy, G.N, G.O, G.P, n->in[2]->grad.data);
+    if (dp_wants_grad(W) && run_wgrad(&rt, &G, gy, X->val.data, W->grad.data, db)) db = NULL; /* summed there */
+    if (db) channel_sum(g, gy, G.N, G.O, G.P, db);
 }
 
 static void conv_transpose2d_fwd(dp_graph *g, dp_node *n) {
@@ -910,7 +944,7 @@ static void conv_transpose2d_bwd(dp_graph *g, dp_node *n) {
     dp_node *X = n->in[0], *W = n->in[1];
     const float *gy = n->grad.data;
     if (dp_wants_grad(X)) run_gather(&rt, &G, W->val.data, gy, NULL, X->grad.data, 1);
-    if (dp_wants_grad(W)) run_wgrad(&rt, &G, X->val.data, gy, W->grad.data);
+    if (dp_wants_grad(W)) run_wgrad(&rt, &G, X->val.data, gy, W->grad.data, NULL);
     if (n->n_in == 3 && dp_wants_grad(n->in[2])) channel_sum(g, gy, G.N, G.C, G.HW, n->in[2]->grad.data);
 }
 

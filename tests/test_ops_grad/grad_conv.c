@@ -52,6 +52,10 @@ static dp_node *c_whole_image(gc_env *e) { /* k4 on 4x4, no padding: a matrix pr
     return dp_conv2d(e->g, GC_IN(e, 3, 2, 4, 4), GC_PARAM(e, 2, 2, 4, 4), GC_PARAM(e, 2), NULL);
 }
 
+static dp_node *c_kslices(gc_env *e) { /* 32 images of 4x4 and 288 im2col rows: the GEMM's K is cut in slices */
+    return dp_conv2d(e->g, GC_IN(e, 32, 32, 4, 4), GC_PARAM(e, 2, 32, 3, 3), GC_PARAM(e, 2), OPTS(.pad_h = 1, .pad_w = 1));
+}
+
 /* ---------------------------------------------------------------- conv_transpose2d */
 static dp_node *t_basic(gc_env *e) {
     return dp_conv_transpose2d(e->g, GC_IN(e, 2, 2, 3, 3), GC_PARAM(e, 2, 3, 3, 3), GC_PARAM(e, 3), NULL);
@@ -89,6 +93,10 @@ static dp_node *t_pieces(gc_env *e) { /* 23x23 input positions: cut into pieces 
     return dp_conv_transpose2d(e->g, GC_IN(e, 1, 1, 23, 23), GC_PARAM(e, 1, 2, 2, 2), GC_PARAM(e, 2), NULL);
 }
 
+static dp_node *t_kslices(gc_env *e) { /* 288 rows of W^T x cols, in slices */
+    return dp_conv_transpose2d(e->g, GC_IN(e, 32, 2, 4, 4), GC_PARAM(e, 2, 32, 3, 3), GC_PARAM(e, 32), OPTS(.pad_h = 1, .pad_w = 1));
+}
+
 const gc_case gc_cases_conv[] = {
     {"conv2d", "basic with bias", c_basic, 0, 0, 0, 0},
     {"conv2d", "stride 2 pad 1, no bias", c_nobias_s2p1, 0, 0, 0, 0},
@@ -104,6 +112,7 @@ const gc_case gc_cases_conv[] = {
     {"conv2d", "image cut into pieces", c_pieces, 0, 0, 0, 0},
     {"conv2d", "1x1 cut into pieces", c_pieces_pointwise, 0, 0, 0, 0},
     {"conv2d", "kernel = whole image", c_whole_image, 0, 0, 0, 0},
+    {"conv2d", "im2col in K slices", c_kslices, 0, 0.05f, 0, 0}, /* linear in each leaf: a large eps is exact and rounds less */
     {"conv_transpose2d", "basic with bias", t_basic, 0, 0, 0, 0},
     {"conv_transpose2d", "s2 p1 output_padding 1", t_s2_outpad, 0, 0, 0, 0},
     {"conv_transpose2d", "groups 2 s2 output_padding", t_groups, 0, 0, 0, 0},
@@ -114,5 +123,6 @@ const gc_case gc_cases_conv[] = {
     {"conv_transpose2d", "same s2", t_same, 0, 0, 0, 0},
     {"conv_transpose2d", "1x1", t_pointwise, 0, 0, 0, 0},
     {"conv_transpose2d", "input cut into pieces", t_pieces, 0, 0, 0, 0},
+    {"conv_transpose2d", "W^T x cols in K slices", t_kslices, 0, 0.05f, 0, 0},
     {0},
 };
