@@ -189,6 +189,26 @@ static void planner_reuses_buffers(void **state) {
     assert_true(dp_tensor_f32(dp_node_value(x))[7] == 2.0f); /* inputs are never overwritten */
 }
 
+/* A no_grad graph over trainable parameters reuses buffers too, and refuses backward. */
+static void no_grad_graph(void **state) {
+    fx *f = *state;
+    dp_tensor *w = param(f, "w", 1, SH(1 << 16), 1.0f);
+    dp_node *x = dp_input(f->g, "x", 1, SH(1 << 16));
+    dp_node *y = dp_mul(f->g, x, dp_param(f->g, w));
+    for (int i = 0; i < 10; i++) y = dp_relu(f->g, dp_scale(f->g, y, 1.0f));
+    dp_node *loss = dp_sum(f->g, y, DP_AXIS_ALL, 0);
+    assert_int_equal(dp_graph_mark_output(f->g, loss), DP_OK);
+    assert_int_equal(dp_graph_set_no_grad(f->g), DP_OK);
+    assert_int_equal(dp_input_requires_grad(f->g, x), DP_ERR_STATE);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    assert_true(dp_graph_memory_bytes(f->g) < 5 * (size_t)(1 << 16) * sizeof(float));
+    dp_tensor_fill(dp_node_value(x), 2.0f);
+    assert_int_equal(dp_graph_run(f->g), DP_OK);
+    assert_true(dp_tensor_f32(dp_node_value(loss))[0] == 2.0f * (1 << 16));
+    assert_int_equal(dp_graph_backward(f->g, loss, 0, NULL), DP_OK); /* nothing to do: no gradient anywhere */
+    assert_null(dp_node_grad(x));
+}
+
 /* Same seed, same thread count: bit-identical training (here: a tiny manual SGD loop with dropout). */
 static float train_tiny(uint64_t seed) {
     dp_ctx *ctx;
@@ -238,6 +258,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(stop_gradient_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(partial_forward_reuses, setup, teardown),
         cmocka_unit_test_setup_teardown(planner_reuses_buffers, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_grad_graph, setup, teardown),
         cmocka_unit_test(deterministic),
     };
     return cmocka_run_group_tests_name("graph", tests, NULL, NULL);

@@ -138,6 +138,10 @@ dp_status dp_graph_mark_output(dp_graph *g, dp_node *n);
 /* Validate and plan memory. After this no nodes can be added. Activation
  * buffers are allocated here, once: running the graph allocates nothing. */
 dp_status dp_graph_compile(dp_graph *g);
+/* Declare, before compiling, that this graph never computes gradients (like
+ * torch.no_grad): parameters are read as constants and the planner reuses
+ * activation buffers, so an inference graph needs a fraction of the memory. */
+dp_status dp_graph_set_no_grad(dp_graph *g);
 /* Training mode (batch statistics, dropout on) or eval mode (the default). */
 dp_status dp_graph_set_training(dp_graph *g, int training);
 int dp_graph_training(const dp_graph *g);

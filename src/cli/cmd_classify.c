@@ -275,6 +275,7 @@ static dp_status net_build(dp_ctx *ctx, dp_paramset *ps, const char *arch, int t
         n->loss = dp_cross_entropy(n->g, n->logits, n->y);
         dp_graph_mark_output(n->g, n->loss);
     }
+    if (!training && (s = dp_graph_set_no_grad(n->g)) != DP_OK) return s;
     if ((s = dp_graph_compile(n->g)) != DP_OK) return s;
     if ((s = dp_graph_set_training(n->g, training)) != DP_OK) return s;
     return dp_graph_seed(n->g, seed);

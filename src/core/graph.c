@@ -52,6 +52,16 @@ int dp_graph_node_count(const dp_graph *g) { return g ? g->n_nodes : 0; }
 size_t dp_graph_memory_bytes(const dp_graph *g) { return g ? g->block_bytes : 0; }
 int dp_graph_training(const dp_graph *g) { return g ? g->training : 0; }
 
+dp_status dp_graph_set_no_grad(dp_graph *g) {
+    if (!g) return DP_ERR_NULL;
+    if (g->compiled) return dp_error(g->ctx, DP_ERR_STATE, "dp_graph_set_no_grad: call it before dp_graph_compile");
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->flags & DP_NF_REQ_GRAD)
+            return dp_error(g->ctx, DP_ERR_STATE, "dp_graph_set_no_grad: input '%s' asked for its gradient", g->nodes[i]->name);
+    g->no_grad = 1;
+    return DP_OK;
+}
+
 dp_status dp_graph_set_training(dp_graph *g, int training) {
     if (!g) return DP_ERR_NULL;
     g->training = training ? 1 : 0;
@@ -174,6 +184,7 @@ dp_status dp_input_requires_grad(dp_graph *g, dp_node *input) {
     if (!input) return dp_error(g->ctx, DP_ERR_NULL, "dp_input_requires_grad: node is NULL");
     if (input->op != DP_OP_INPUT) return dp_error(g->ctx, DP_ERR_ARG, "dp_input_requires_grad: node %d is not an input", input->id);
     if (g->compiled) return dp_error(g->ctx, DP_ERR_STATE, "dp_input_requires_grad: call it before dp_graph_compile");
+    if (g->no_grad) return dp_error(g->ctx, DP_ERR_STATE, "dp_input_requires_grad: the graph was declared no_grad");
     input->flags |= DP_NF_REQ_GRAD;
     return DP_OK;
 }
@@ -214,7 +225,8 @@ dp_status dp_graph_mark_output(dp_graph *g, dp_node *n) {
 }
 
 /* ------------------------------------------------------------ planning */
-static int is_trainable_leaf(const dp_node *n) {
+static int is_trainable_leaf(const dp_graph *g, const dp_node *n) {
+    if (g->no_grad) return 0;
     return (n->op == DP_OP_PARAM && !(n->param->flags & DP_TF_BUFFER)) || (n->op == DP_OP_INPUT && (n->flags & DP_NF_REQ_GRAD));
 }
 
@@ -232,7 +244,7 @@ dp_status dp_graph_compile(dp_graph *g) {
     for (int i = 0; i < g->n_nodes; i++) {
         dp_node *n = g->nodes[i];
         const dp_op_def *def = dp_op_get(n->op);
-        int may = is_trainable_leaf(n);
+        int may = is_trainable_leaf(g, n);
         if (!(def->flags & DP_OPF_NO_GRAD) && def->backward)
             for (int k = 0; k < n->n_in; k++) may |= (n->in[k]->flags & DP_NF_MAY_GRAD) != 0;
         if (def->flags & DP_OPF_GRAD_ALIAS) may = (n->in[0]->flags & DP_NF_MAY_GRAD) != 0;
@@ -461,7 +473,7 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
         dp_node *n = g->nodes[i];
         if (!(n->flags & DP_NF_MAY_GRAD)) continue;
         if (n->n_in == 0) {
-            if (n_wrt == 0 && is_trainable_leaf(n)) n->flags |= DP_NF_BWD;
+            if (n_wrt == 0 && is_trainable_leaf(g, n)) n->flags |= DP_NF_BWD;
             continue;
         }
         const dp_op_def *def = dp_op_get(n->op);

@@ -136,6 +136,7 @@ struct dp_graph {
     dp_status status; /* sticky build error */
     int compiled;
     int training;
+    int no_grad; /* inference only: no gradient buffers, activation reuse */
     int no_dropout; /* dp_graph_set_dropout(g, 0): dropout is the identity even in training */
     dp_rng rng;
     void *ws; /* shared workspace */
