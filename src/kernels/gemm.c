@@ -3,13 +3,20 @@
  * GotoBLAS/BLIS structure: the K dimension is cut into KC slices and N into
  * NC blocks; for each (NC, KC) block op(B) is packed into NR-wide column
  * panels (it stays in L2), op(A) is packed MC rows at a time into MR-high row
- * panels, and a register-blocked micro-kernel computes one MR x NR tile of C
- * per call with the whole KC slice in registers. Vectors run along N (the
- * contiguous dimension of C); A values are broadcast.
+ * panels (rows split evenly: 16 rows are 8 + 8, not 14 + 2), and a
+ * register-blocked micro-kernel computes one MR x NR tile of C per call with
+ * the whole KC slice in registers; the A panel stays in L1 while B panels
+ * stream past it. Vectors run along N (the contiguous dimension of C); A
+ * values are broadcast. With a single row panel B is not packed at all (it
+ * would be read once): the micro-kernel reads B's rows in place.
  *
  * Micro-kernels: AVX-512 (14 x 32, 28 zmm accumulators), AVX2+FMA (6 x 16)
- * and portable C (4 x 16). The choice is made once from cpuid feature flags;
- * DP_KERNEL=portable|avx2|avx512 may force a (supported) one.
+ * and portable C with 4-lane vector extensions (4 x 8). The choice is made
+ * once from cpuid feature flags (never the CPU model); DP_KERNEL=portable|
+ * avx2|avx512 may force a supported one.
+ *
+ * Convolution entry points (kernels/gemm.h): B rows at arbitrary offsets, a
+ * row-tiled product with a bias epilogue, and unpacked A B^T dot products.
  *
  * No heap allocation: the packing buffers are fixed-size thread-local arrays
  * (about 650 KiB per thread that runs a GEMM). */
@@ -55,32 +62,48 @@ typedef struct kern {
 
 /* ------------------------------------------------------------ portable C */
 #define P_MR 4
-#define P_NR 16
+#define P_NR 8
+
+/* GCC/clang vector extension: plain C, compiled to SSE2 on baseline x86-64
+ * (NEON elsewhere); 8 accumulators of 4 lanes fit the 16 SSE registers. */
+typedef float pv4 __attribute__((vector_size(16)));
+
+static inline pv4 pv4_load(const float *p) {
+    pv4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 
 static void ukr_portable(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
                          int64_t ldc, float alpha, float beta, const float *bias, int m, int n) {
-    float acc[P_MR][P_NR];
-    memset(acc, 0, sizeof acc);
+    pv4 acc[P_MR][2] = {{{0}}};
     for (int64_t p = 0; p < k; p++) {
-        float bv[P_NR];
         const float *br = boff ? b + boff[p] : b + p * ldb;
+        pv4 b0, b1;
         if (n == P_NR) {
-            for (int j = 0; j < P_NR; j++) bv[j] = br[j];
-        } else {
-            for (int j = 0; j < P_NR; j++) bv[j] = j < n ? br[j] : 0.0f;
+            b0 = pv4_load(br);
+            b1 = pv4_load(br + 4);
+        } else { /* only the first n columns may be read */
+            float t[P_NR] = {0};
+            for (int j = 0; j < n; j++) t[j] = br[j];
+            b0 = pv4_load(t);
+            b1 = pv4_load(t + 4);
         }
         for (int i = 0; i < P_MR; i++) {
-            float av = a[i];
-            for (int j = 0; j < P_NR; j++) acc[i][j] += av * bv[j];
+            pv4 av = {a[i], a[i], a[i], a[i]};
+            acc[i][0] += av * b0;
+            acc[i][1] += av * b1;
         }
         a += P_MR;
     }
     for (int i = 0; i < m; i++) {
-        float *cr = c + (int64_t)i * ldc, bi = bias ? bias[i] : 0.0f;
+        float r[P_NR], *cr = c + (int64_t)i * ldc, bi = bias ? bias[i] : 0.0f;
+        memcpy(r, &acc[i][0], sizeof acc[i][0]);
+        memcpy(r + 4, &acc[i][1], sizeof acc[i][1]);
         if (beta == 0.0f)
-            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j] + bi;
+            for (int j = 0; j < n; j++) cr[j] = alpha * r[j] + bi;
         else
-            for (int j = 0; j < n; j++) cr[j] = alpha * acc[i][j] + beta * cr[j] + bi;
+            for (int j = 0; j < n; j++) cr[j] = alpha * r[j] + beta * cr[j] + bi;
     }
 }
 

@@ -11,13 +11,21 @@
  * (PyTorch's transposed-conv weight [Ci, Co/groups, KH, KW] is exactly this
  * [O, C/groups, ...] layout with O = Ci.)
  *
- * The columns of all images (N*P of them) are cut into chunks that fit the
- * caches: pieces of one image when an image has many output positions, or
- * groups of whole images when it has few (then the GEMM gets a wide enough N
- * and the cols side goes through a small gathered copy). im2col writes a chunk
- * into per-thread workspace, a single-threaded GEMM consumes it, and chunks
- * run in parallel. 1x1/stride-1/no-pad convolutions skip im2col (it is the
- * identity) and depthwise ones (one channel per group) use direct loops. */
+ * Each primitive picks one of these ways, best first:
+ *  - depthwise (one channel per group): direct loops;
+ *  - kernel = whole image (DCGAN's 1x1 <-> 4x4 layers): one GEMM over the batch;
+ *  - stride 1 with full-width rows (Meso-4): no im2col at all; a zero-padded
+ *    band of input rows is read in place through per-row offsets (see
+ *    "stride 1 without im2col"), the scatter runs as the gather of the
+ *    mirrored kernel, and the weight gradient as unpacked dot products;
+ *  - otherwise im2col + GEMM: the N*P columns are cut into chunks (pieces of
+ *    one image, or groups of whole images when images are small, so the GEMM
+ *    gets a wide N), and K into slices, so that a chunk's im2col stays in L2.
+ *    1x1/stride-1/no-pad convolutions skip im2col (it is the identity).
+ * Work is split over chunks (or images, for scatters, whose writes overlap)
+ * with dp_parallel_for and single-threaded GEMMs; weight gradients go to one
+ * block per thread, summed in a fixed order. All scratch is the graph's
+ * workspace (sized in the shape rule): nothing is allocated while running. */
 #include "core/internal.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
@@ -67,7 +75,8 @@ typedef struct chunks {
 
 static void plan_chunks(const geom *G, chunks *c) {
     /* About 512 KiB of im2col, but at least 512 columns: a GEMM re-packs W
-     * for every chunk, which only pays off over enough columns. */
+     * for every chunk, which only pays off over enough columns (K slices keep
+     * the im2col block at 512 KiB when K is large). */
     int64_t target = ((int64_t)128 << 10) / G->CKK;
     if (target < 512) target = 512;
     if (target > 8192) target = 8192;
@@ -270,8 +279,10 @@ static void dw_wgrad_plane(const geom *G, const float *cy, const float *x, float
  * Wp = OW + (KW-1)*dw. Copied once into a zero-padded band (cheap: about the
  * size of the input), row (cl, kh, kw) of the im2col matrix is the band read
  * from offset cl*BR*Wp + kh*dh*Wp + kw*dw, and column j = r*Wp + ow is output
- * position (oh0 + r, ow); columns with ow >= OW are junk and never stored.
- * The GEMM reads the band through those row offsets (dp_sgemm_st_boff). */
+ * position (oh0 + r, ow); columns with ow >= OW are junk. The forward GEMM
+ * (dp_sgemm_rows_st) reads the band through those row offsets, one output
+ * row at a time, so its tiles write the output directly and never see junk;
+ * the weight gradient zeroes the junk columns of its dY copy instead. */
 typedef struct bandp {
     int64_t rows, nrb, BR, Wp, bsz; /* bsz: floats of one channel's band */
 } bandp;
