@@ -50,6 +50,13 @@ static void gather_s_c(float *dst, const float *src, int64_t n, int64_t s) {
 static void scatter_add_s_c(float *dst, const float *src, int64_t n, int64_t s) {
     for (int64_t i = 0; i < n; i++) dst[i * s] += src[i];
 }
+static void gather_idx_c(float *dst, const float *src, const int32_t *idx, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = idx[i] >= 0 ? src[idx[i]] : 0.0f;
+}
+static void scatter_add_idx_c(float *dst, const float *v, const int32_t *idx, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] >= 0) dst[idx[i]] += v[i];
+}
 
 #ifdef DP_VEC_X86
 /* ------------------------------------------------------------ AVX-512 (masked tails) */
@@ -147,6 +154,27 @@ T512 static void scatter_add_s_512(float *dst, const float *src, int64_t n, int6
     scatter_add_s_c(dst + 2 * i, src + i, n - i, 2);
 }
 
+/* Masked gathers: padding taps (index < 0) are neither read nor written. */
+T512 static void gather_idx_512(float *dst, const float *src, const int32_t *idx, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i ix = _mm512_loadu_si512(idx + i);
+        __mmask16 m = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512());
+        _mm512_storeu_ps(dst + i, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, src, 4));
+    }
+    gather_idx_c(dst + i, src, idx + i, n - i);
+}
+T512 static void scatter_add_idx_512(float *dst, const float *v, const int32_t *idx, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* distinct indices: gather, add, scatter without conflicts */
+        __m512i ix = _mm512_loadu_si512(idx + i);
+        __mmask16 m = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512());
+        __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, dst, 4);
+        _mm512_mask_i32scatter_ps(dst, m, ix, _mm512_add_ps(x, _mm512_loadu_ps(v + i)), 4);
+    }
+    scatter_add_idx_c(dst, v + i, idx + i, n - i);
+}
+
 /* ------------------------------------------------------------ AVX2 (scalar tails) */
 T256 static float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -193,6 +221,16 @@ T256 static void fill_256(float *y, float v, int64_t n) {
     for (; i < n; i++) y[i] = v;
 }
 static void gather_s_256(float *dst, const float *src, int64_t n, int64_t s) { gather_s_c(dst, src, n, s); }
+T256 static void gather_idx_256(float *dst, const float *src, const int32_t *idx, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i ix = _mm256_loadu_si256((const __m256i *)(idx + i));
+        __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(-1)));
+        _mm256_storeu_ps(dst + i, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, ix, m, 4));
+    }
+    gather_idx_c(dst + i, src, idx + i, n - i);
+}
+static void scatter_add_idx_256(float *dst, const float *v, const int32_t *idx, int64_t n) { scatter_add_idx_c(dst, v, idx, n); }
 static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s) { scatter_add_s_c(dst, src, n, s); }
 #define PICK(f, ...)                        \
     switch (dp_kernel_level()) {            \
@@ -218,3 +256,5 @@ float dp_vec_dot(const float *a, const float *b, int64_t n) { PICK(dot, a, b, n)
 void dp_vec_fill(float *y, float v, int64_t n) { PICKV(fill, y, v, n) }
 void dp_vec_gather_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV(gather_s, dst, src, n, s) }
 void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV(scatter_add_s, dst, src, n, s) }
+void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t n) { PICKV(gather_idx, dst, src, idx, n) }
+void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n) { PICKV(scatter_add_idx, dst, v, idx, n) }

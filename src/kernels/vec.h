@@ -21,5 +21,9 @@ void dp_vec_fill(float *y, float v, int64_t n);
 void dp_vec_gather_s(float *dst, const float *src, int64_t n, int64_t s);
 /* dst[i*s] += src[i] (col2im); never touches past dst[(n-1)*s] */
 void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s);
+/* dst[i] = idx[i] >= 0 ? src[idx[i]] : 0 (im2col of a small image through an index table) */
+void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t n);
+/* src[idx[i]] += v[i] for idx[i] >= 0; the valid indices must be distinct (col2im) */
+void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n);
 
 #endif

@@ -154,9 +154,13 @@ static inline void add_run(float *x, const float *d, int64_t n, int64_t s) {
 /* Rows r = (cl, kh, kw) in [r0, r1) of group grp's column matrix for image
  * n, positions [q0, q0+cnt): row r goes to col + (r-r0)*ld. Out-of-image taps
  * are zeros. */
-static void im2col_seg(const geom *G, const float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, int64_t r0,
-                       int64_t r1, float *col, int64_t ld) {
+static void im2col_seg(const geom *G, const int32_t *tab, const float *img, int64_t n, int64_t grp, int64_t q0,
+                       int64_t cnt, int64_t r0, int64_t r1, float *col, int64_t ld) {
     const float *x = img + (n * G->C + grp * G->Cg) * G->HW;
+    if (tab && q0 == 0 && cnt == G->P) { /* whole small image: one table gather per row */
+        for (int64_t r = r0; r < r1; r++) dp_vec_gather_idx(col + (r - r0) * ld, x + r / G->KK * G->HW, tab + r % G->KK * G->P, G->P);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         int64_t cl = r / G->KK, kh = r / G->KW % G->KH, kw = r % G->KW;
         float *d = col + (r - r0) * ld;
@@ -185,9 +189,14 @@ static void im2col_seg(const geom *G, const float *img, int64_t n, int64_t grp, 
 }
 
 /* The adjoint of im2col_seg: add each column entry back into the image. */
-static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt, int64_t r0, int64_t r1,
-                       const float *col, int64_t ld) {
+static void col2im_seg(const geom *G, const int32_t *tab, float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt,
+                       int64_t r0, int64_t r1, const float *col, int64_t ld) {
     float *x = img + (n * G->C + grp * G->Cg) * G->HW;
+    if (tab && q0 == 0 && cnt == G->P) {
+        for (int64_t r = r0; r < r1; r++)
+            dp_vec_scatter_add_idx(x + r / G->KK * G->HW, col + (r - r0) * ld, tab + r % G->KK * G->P, G->P);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         int64_t cl = r / G->KK, kh = r / G->KW % G->KH, kw = r % G->KW;
         const float *d = col + (r - r0) * ld;
@@ -206,6 +215,23 @@ static void col2im_seg(const geom *G, float *img, int64_t n, int64_t grp, int64_
             oh++;
         }
     }
+}
+
+/* Small images (short output rows) cost im2col more in loop overhead than in
+ * copying: for whole images, tab[kk*P + q] holds the image offset that kernel
+ * tap kk reads for output position q (-1: padding), the same for every
+ * channel and image, and each im2col row is one vector gather. */
+static int use_table(const geom *G, const chunks *c) { return c->pieces == 0 && G->OW < 32 && G->KK * G->P <= (1 << 22); }
+
+static void build_table(const geom *G, int32_t *tab) {
+    for (int64_t kh = 0; kh < G->KH; kh++)
+        for (int64_t kw = 0; kw < G->KW; kw++)
+            for (int64_t oh = 0; oh < G->OH; oh++)
+                for (int64_t ow = 0; ow < G->OW; ow++) {
+                    int64_t ih = oh * G->sh - G->pt + kh * G->dh, iw = ow * G->sw - G->pl + kw * G->dw;
+                    tab[(kh * G->KW + kw) * G->P + oh * G->OW + ow] =
+                        ih >= 0 && ih < G->H && iw >= 0 && iw < G->W ? (int32_t)(ih * G->W + iw) : -1;
+                }
 }
 
 /* ------------------------------------------------------------ depthwise (direct) */
@@ -405,6 +431,7 @@ typedef struct conv_rt {
     int T;
     int64_t S, wn, pw; /* pw: floats of one gradient block */
     float *ws;
+    int32_t *tab; /* after the flipped weights */
 } conv_rt;
 
 /* Threads that take part in a weight gradient: each beyond the first needs a
@@ -422,6 +449,7 @@ static void rt_init(conv_rt *rt, dp_graph *g, const geom *G) {
     rt->wn = G->O * G->CKK;
     rt->pw = ALIGN16(rt->wn + G->O);
     rt->ws = g->ws;
+    rt->tab = (int32_t *)(rt->ws + rt->T * rt->S + (wgrad_parts(rt->T, rt->pw) - 1) * rt->pw + ALIGN16(rt->wn));
 }
 
 typedef struct cjob {
@@ -439,6 +467,7 @@ typedef struct cjob {
     float *partials;       /* wgrad: one gradient block per thread > 0 */
     int64_t pw;            /* its size */
     float *db;             /* wgrad: the cols-side bias gradient, summed on the way (NULL: not asked) */
+    const int32_t *tab;    /* im2col index table (small images) or NULL */
     dp_ctx *mt;            /* non-NULL: run serially with multithreaded GEMMs */
     int used[256];         /* wgrad: which partial blocks were written */
 } cjob;
@@ -480,7 +509,7 @@ static void gather_item(cjob *J, int64_t item, float *ws) {
         } else {
             for (int64_t k0 = 0; k0 < G->CKK; k0 += J->ch.ks) { /* K slices: C accumulates */
                 int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
-                for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
+                for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->tab, J->img, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
                 float beta = k0 > 0 || (single && J->acc) ? 1.0f : 0.0f;
                 gemm(J->mt, 0, 0, G->Og, ncols, k1 - k0, A + k0, G->CKK, col, ncols, beta, C, ldc);
             }
@@ -539,7 +568,7 @@ static void scatter_item(cjob *J, int64_t item, float *ws) {
                 int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
                 gemm(J->mt, 1, 0, k1 - k0, ncols, G->Og, A + k0, G->CKK, B, ldb, 0.0f, col, ncols);
                 for (int64_t n = n0; n < n1; n++)
-                    col2im_seg(G, J->out, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
+                    col2im_seg(G, J->tab, J->out, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
             }
         }
     }
@@ -568,7 +597,7 @@ static void wgrad_item(cjob *J, int64_t item, float *ws, float *dw) {
         } else {
             for (int64_t k0 = 0; k0 < G->CKK; k0 += J->ch.ks) { /* columns of dW, a slice at a time */
                 int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
-                for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->img, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
+                for (int64_t n = n0; n < n1; n++) im2col_seg(G, J->tab, J->img, n, grp, q0, cnt, k0, k1, col + (n - n0) * cnt, ncols);
                 gemm(J->mt, 0, 1, G->Og, k1 - k0, ncols, A, lda, col, ncols, 1.0f, dwg + k0, G->CKK);
             }
         }
@@ -671,6 +700,10 @@ static void job_init(cjob *J, const conv_rt *rt, const geom *G) {
     memset(J, 0, sizeof *J);
     J->G = G;
     plan_chunks(G, &J->ch);
+    if (!G->depthwise && !implicit_ok(G) && use_table(G, &J->ch)) {
+        build_table(G, rt->tab);
+        J->tab = rt->tab;
+    }
     J->implicit = implicit_ok(G);
     if (J->implicit) plan_band(G, rt->T, &J->bd);
     J->ws = rt->ws;
@@ -799,7 +832,10 @@ static size_t conv_ws_bytes(dp_graph *g, const geom *G) {
     int64_t T = g->ctx->threads;
     /* T scratch blocks, T-1 weight-gradient blocks, the flipped weights */
     int64_t pw = ALIGN16(G->O * G->CKK + G->O);
-    int64_t floats = T * thread_scratch(G, (int)T) + (wgrad_parts((int)T, pw) - 1) * pw + G->O * G->CKK;
+    chunks ch;
+    plan_chunks(G, &ch);
+    int64_t floats = T * thread_scratch(G, (int)T) + (wgrad_parts((int)T, pw) - 1) * pw + ALIGN16(G->O * G->CKK) +
+                     (use_table(G, &ch) ? ALIGN16(G->KK * G->P) : 0);
     return (size_t)floats * sizeof(float);
 }
 
