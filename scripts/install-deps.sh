@@ -3,11 +3,11 @@
 # Usage: scripts/install-deps.sh [build|test|demo|torch]
 set -e
 what=${1:-build}
-pkgs="build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg-dev libwebp-dev libcjson-dev libcmocka-dev"
+pkgs="build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg-dev libwebp-dev libcjson-dev libcmocka-dev libhdf5-dev"
 case "$what" in
   test) pkgs="$pkgs clang libclang-rt-14-dev dataset-fashion-mnist" ;;
   demo) pkgs="$pkgs dataset-fashion-mnist" ;;
-  torch) pkgs="$pkgs python3-torch python3-numpy" ;;
+  torch) pkgs="$pkgs python3-torch python3-numpy python3-h5py python3-pil" ;;
 esac
 missing=""
 for p in $pkgs; do

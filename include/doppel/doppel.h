@@ -8,5 +8,6 @@
 #include "optim.h"
 #include "io.h"
 #include "data.h"
+#include "import.h"
 #include "label.h"
 #endif
