@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 #include "kernels/gemm.h"
@@ -248,6 +249,30 @@ static void conv_entry_points(void **state) {
     }
 }
 
+/* DP_KERNEL picks the kernel when the process starts: run this test binary
+ * again with it set and ask which kernel it got. */
+static void env_var_forces_kernel(void **state) {
+    (void)state;
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) {
+        printf("  (no /proc/self/exe: skipped)\n");
+        return;
+    }
+    self[len] = 0;
+    for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+        if (!dp_gemm_set_kernel(kernels[k])) continue; /* not on this CPU */
+        char cmd[4200], got[64] = "";
+        snprintf(cmd, sizeof cmd, "DP_KERNEL=%s '%s' --kernel-name", kernels[k], self);
+        FILE *f = popen(cmd, "r");
+        assert_non_null(f);
+        if (!fgets(got, sizeof got, f)) got[0] = 0;
+        pclose(f);
+        got[strcspn(got, "\n")] = 0;
+        assert_string_equal(got, kernels[k]);
+    }
+}
+
 static void unknown_kernel_refused(void **state) {
     (void)state;
     const char *before = dp_gemm_kernel_name();
@@ -257,11 +282,16 @@ static void unknown_kernel_refused(void **state) {
     assert_int_equal(dp_gemm_set_kernel("portable"), 1); /* always available */
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--kernel-name")) { /* for env_var_forces_kernel */
+        puts(dp_gemm_kernel_name());
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kernel_st),
         cmocka_unit_test(kernel_mt),
         cmocka_unit_test(conv_entry_points),
+        cmocka_unit_test(env_var_forces_kernel),
         cmocka_unit_test(unknown_kernel_refused),
     };
     return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
