@@ -258,12 +258,13 @@ static void gradients_independent_of_threads(void **state) {
     int bad = 0;
     for (size_t i = 0; i < N_CONFIGS; i++) {
         const cfg *c = &configs[i];
-        result r1, r2, r3;
+        result r1, r2, r3, r8;
         run(c, 1, 1, &r1);
         run(c, 2, 1, &r2);
         run(c, 3, 1, &r3);
-        const result *rs[2] = {&r2, &r3};
-        for (int k = 0; k < 2; k++) {
+        run(c, 8, 1, &r8); /* more threads than work items in most configurations */
+        const result *rs[3] = {&r2, &r3, &r8};
+        for (int k = 0; k < 3; k++) {
             bad += !close_arrays("y", c->name, rs[k]->y, r1.y, r1.ny, 1e-5f);
             bad += !close_arrays("dx", c->name, rs[k]->gx, r1.gx, r1.nx, 1e-4f);
             bad += !close_arrays("dw", c->name, rs[k]->gw, r1.gw, r1.nw, 1e-4f);
@@ -272,6 +273,7 @@ static void gradients_independent_of_threads(void **state) {
         result_free(&r1);
         result_free(&r2);
         result_free(&r3);
+        result_free(&r8);
     }
     assert_int_equal(bad, 0);
 }
