@@ -1,4 +1,5 @@
-/* SGEMM kernel selection (the GEMM itself is declared in core/internal.h).
+/* GEMM extras: the entry points the convolutions use and the kernel choice
+ * (dp_sgemm / dp_sgemm_st themselves are declared in core/internal.h).
  * Not installed. */
 #ifndef DP_KERNELS_GEMM_H
 #define DP_KERNELS_GEMM_H
