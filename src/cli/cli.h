@@ -13,6 +13,7 @@ int cmd_classify(int argc, char **argv);
 int cmd_gan(int argc, char **argv);
 int cmd_watermark(int argc, char **argv);
 int cmd_faces(int argc, char **argv);
+int cmd_detect(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 

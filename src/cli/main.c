@@ -11,6 +11,7 @@ static const cli_command commands[] = {
     {"gan", "train GANs, sample them, measure them (every output labelled synthetic)", cmd_gan},
     {"watermark", "check images for doppel's invisible watermark", cmd_watermark},
     {"faces", "find faces in images", cmd_faces},
+    {"detect", "is this face real or AI-generated? (also: detect train, detect eval)", cmd_detect},
     {"model", "import models (original MesoNet Keras weights) and inspect checkpoints", cmd_model},
     {"bench", "benchmark doppel against PyTorch and ONNX Runtime", cmd_bench},
 };

@@ -1,0 +1,116 @@
+/* The crop policy: one square around the face, one resampling path
+ * (dp_image_resize), one working resolution for every source. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "doppel/detect.h"
+
+void dp_crop_policy_default(dp_crop_policy *p) {
+    p->inner = DP_CROP_INNER;
+    p->margin = DP_CROP_MARGIN;
+    p->shift = DP_CROP_SHIFT;
+    p->work = DP_CROP_WORK;
+    p->size = DP_CROP_SIZE;
+}
+
+dp_status dp_crop_policy_format(const dp_crop_policy *p, char *buf, size_t n) {
+    if (!p || !buf) return DP_ERR_NULL;
+    int k = snprintf(buf, n, "inner=%g,margin=%g,shift=%g,work=%d,size=%d", (double)p->inner, (double)p->margin,
+                     (double)p->shift, p->work, p->size);
+    return k < 0 || (size_t)k >= n ? DP_ERR_ARG : DP_OK;
+}
+
+static int policy_ok(const dp_crop_policy *p) {
+    return p->inner > 0.1f && p->inner <= 3.0f && p->margin >= 0 && p->margin <= 1.0f && p->shift >= -0.5f &&
+           p->shift <= 0.5f && p->work >= 8 && p->work <= 2 * DP_SPECTRAL_MAX && p->work % 2 == 0 && p->size >= 8 &&
+           p->size <= 1024;
+}
+
+dp_status dp_crop_policy_parse(dp_ctx *ctx, const char *s, dp_crop_policy *p) {
+    if (!s || !p) return dp_error(ctx, DP_ERR_NULL, "dp_crop_policy_parse: NULL argument");
+    dp_crop_policy r;
+    dp_crop_policy_default(&r);
+    int seen = 0;
+    const char *q = s;
+    while (*q) {
+        char key[16];
+        size_t k = 0;
+        while (*q && *q != '=' && k + 1 < sizeof key) key[k++] = *q++;
+        key[k] = 0;
+        if (*q != '=') return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': expected key=value", s);
+        q++;
+        char *end;
+        double v = strtod(q, &end);
+        if (end == q) return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': '%s' has no number", s, key);
+        q = end;
+        if (!strcmp(key, "inner")) r.inner = (float)v, seen |= 1;
+        else if (!strcmp(key, "margin")) r.margin = (float)v, seen |= 2;
+        else if (!strcmp(key, "shift")) r.shift = (float)v, seen |= 4;
+        else if (!strcmp(key, "work")) r.work = (int)v, seen |= 8;
+        else if (!strcmp(key, "size")) r.size = (int)v, seen |= 16;
+        else return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': unknown key '%s'", s, key);
+        if (*q == ',') q++;
+        else if (*q) return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': expected ',' after %s", s, key);
+    }
+    if (seen != 31) return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': needs inner, margin, shift, work and size", s);
+    if (!policy_ok(&r)) return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': a value is out of range", s);
+    *p = r;
+    return DP_OK;
+}
+
+void dp_crop_square(const dp_crop_policy *p, const dp_face_box *f, int *x, int *y, int *side) {
+    double m = f->w > f->h ? f->w : f->h;
+    double s = m * p->inner * (1.0 + 2.0 * p->margin);
+    double cx = f->x + f->w * 0.5, cy = f->y + f->h * 0.5 + p->shift * f->h;
+    int si = (int)lround(s);
+    if (si < 1) si = 1;
+    *side = si;
+    *x = (int)lround(cx - si * 0.5);
+    *y = (int)lround(cy - si * 0.5);
+}
+
+void dp_crop_fallback_box(int width, int height, dp_face_box *box) {
+    int m = width < height ? width : height;
+    int s = (int)lround(0.9 * m);
+    if (s < 1) s = 1;
+    box->x = (width - s) / 2;
+    box->y = (height - s) / 2;
+    box->w = box->h = s;
+    box->neighbors = 0;
+}
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+dp_status dp_crop_face(dp_ctx *ctx, const dp_image *img, const dp_face_box *face, const dp_crop_policy *p,
+                       dp_image *out) {
+    if (!img || !img->data || !face || !p || !out) return dp_error(ctx, DP_ERR_NULL, "dp_crop_face: NULL argument");
+    if (!policy_ok(p)) return dp_error(ctx, DP_ERR_ARG, "dp_crop_face: the crop policy is out of range");
+    if (face->w <= 0 || face->h <= 0) return dp_error(ctx, DP_ERR_ARG, "dp_crop_face: empty face box");
+    int x0, y0, s;
+    dp_crop_square(p, face, &x0, &y0, &s);
+    if (s > 16384) return dp_error(ctx, DP_ERR_ARG, "dp_crop_face: crop side %d is too large", s);
+    dp_image sq = {0};
+    dp_status st = dp_image_alloc(ctx, 3, s, s, &sq);
+    if (st != DP_OK) return st;
+    int C = img->channels, H = img->height, W = img->width;
+    size_t plane = (size_t)H * W, splane = (size_t)s * s;
+    for (int c = 0; c < 3; c++) {
+        const float *src = img->data + (C == 3 ? (size_t)c * plane : 0);
+        float *d = sq.data + (size_t)c * splane;
+        for (int y = 0; y < s; y++) {
+            const float *row = src + (size_t)clampi(y0 + y, 0, H - 1) * W;
+            for (int x = 0; x < s; x++) d[(size_t)y * s + x] = row[clampi(x0 + x, 0, W - 1)];
+        }
+    }
+    st = dp_image_resize(ctx, &sq, p->work, p->work, out);
+    dp_image_free(ctx, &sq);
+    return st;
+}
+
+dp_status dp_crop_to_input(dp_ctx *ctx, const dp_image *work, const dp_crop_policy *p, dp_image *out) {
+    if (!work || !p || !out) return dp_error(ctx, DP_ERR_NULL, "dp_crop_to_input: NULL argument");
+    return dp_image_resize(ctx, work, p->size, p->size, out);
+}
