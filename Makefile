@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-fast test-asan demo install clean format
+.PHONY: all deps build test test-fast test-asan demo bench install clean format
 
 all: build
 
@@ -39,6 +39,13 @@ demo:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	scripts/demo.sh $(BUILD)
+
+# Speed against PyTorch and ONNX Runtime (docs/bench.md); installs the peers first. Not a test.
+# BENCH_ARGS, e.g. BENCH_ARGS="--only meso_inf32,dcgan64 --reps 5" or "--json".
+BENCH_ARGS ?=
+bench: build
+	-@scripts/install-peers.sh
+	$(BUILD)/doppel bench $(BENCH_ARGS)
 
 install: build
 	cmake --install $(BUILD)
