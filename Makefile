@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-fast test-asan demo bench install clean format
+.PHONY: all deps build test test-fast test-asan demo gan-demo bench install clean format
 
 all: build
 
@@ -39,6 +39,18 @@ demo:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	scripts/demo.sh $(BUILD)
+
+# A few minutes of DCGAN-28 on Fashion-MNIST; writes a labelled sample grid (docs/gan.md).
+GAN_DEMO_RUN ?= $(or $(TMPDIR),/tmp)/doppel-gan-demo
+gan-demo:
+	@scripts/install-deps.sh demo
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	rm -rf $(GAN_DEMO_RUN)
+	$(BUILD)/doppel gan train --data fashion-mnist --arch dcgan28 --out $(GAN_DEMO_RUN) --steps 600 --batch 64 \
+		--sample-every 200 --ckpt-every 200
+	$(BUILD)/doppel gan sample --model $(GAN_DEMO_RUN) -n 64 --seed 2 --grid $(GAN_DEMO_RUN)/grid.png
+	@echo "gan-demo: samples in $(GAN_DEMO_RUN)/samples/, grid $(GAN_DEMO_RUN)/grid.png, metrics $(GAN_DEMO_RUN)/metrics.csv"
 
 # Speed against PyTorch and ONNX Runtime (docs/bench.md); installs the peers first. Not a test.
 # BENCH_ARGS, e.g. BENCH_ARGS="--only meso_inf32,dcgan64 --reps 5" or "--json".

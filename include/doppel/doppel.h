@@ -10,4 +10,5 @@
 #include "data.h"
 #include "import.h"
 #include "label.h"
+#include "gan.h"
 #endif

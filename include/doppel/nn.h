@@ -92,6 +92,10 @@ dp_node *dp_model_dcgan64_d(dp_graph *g, dp_paramset *ps, dp_node *x);
 /* DCGAN 28×28×1: z [N,nz,1,1] → [N,1,28,28]; x [N,1,28,28] → [N,1]. */
 dp_node *dp_model_dcgan28_g(dp_graph *g, dp_paramset *ps, dp_node *z);
 dp_node *dp_model_dcgan28_d(dp_graph *g, dp_paramset *ps, dp_node *x);
+/* The same discriminators without the final sigmoid: raw scores (logits) [N,1],
+ * same parameters, for BCE-with-logits, hinge and Wasserstein losses (gan.h). */
+dp_node *dp_model_dcgan64_d_logits(dp_graph *g, dp_paramset *ps, dp_node *x);
+dp_node *dp_model_dcgan28_d_logits(dp_graph *g, dp_paramset *ps, dp_node *x);
 
 #ifdef __cplusplus
 }

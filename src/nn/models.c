@@ -162,15 +162,21 @@ dp_node *dp_model_dcgan64_g(dp_graph *g, dp_paramset *ps, dp_node *z) {
     return dp_tanh(g, z);
 }
 
-dp_node *dp_model_dcgan64_d(dp_graph *g, dp_paramset *ps, dp_node *x) {
-    if (!check_input(g, x, "dp_model_dcgan64_d", 3, 64, 64)) return NULL;
+/* The discriminators end in a sigmoid (as models.py); the _logits builders
+ * stop before it, for BCE-with-logits, hinge or Wasserstein losses. */
+static dp_node *dcgan64_d(dp_graph *g, dp_paramset *ps, dp_node *x, const char *who, int logits) {
+    if (!check_input(g, x, who, 3, 64, 64)) return NULL;
     const int d = 64;
     x = d_block(g, ps, x, 0, d, 4, 2, 1, 0);      /* D.0: 32x32 */
     x = d_block(g, ps, x, 2, d * 2, 4, 2, 1, 1);  /* D.2, D.3: 16x16 */
     x = d_block(g, ps, x, 5, d * 4, 4, 2, 1, 1);  /* D.5, D.6: 8x8 */
     x = d_block(g, ps, x, 8, d * 8, 4, 2, 1, 1);  /* D.8, D.9: 4x4 */
     x = dp_nn_conv2d(g, ps, "D.11", x, 1, 4, 4, NULL, 0, NULL); /* 1x1 */
-    return dp_flatten(g, dp_sigmoid(g, x));
+    return dp_flatten(g, logits ? x : dp_sigmoid(g, x));
+}
+dp_node *dp_model_dcgan64_d(dp_graph *g, dp_paramset *ps, dp_node *x) { return dcgan64_d(g, ps, x, "dp_model_dcgan64_d", 0); }
+dp_node *dp_model_dcgan64_d_logits(dp_graph *g, dp_paramset *ps, dp_node *x) {
+    return dcgan64_d(g, ps, x, "dp_model_dcgan64_d_logits", 1);
 }
 
 dp_node *dp_model_dcgan28_g(dp_graph *g, dp_paramset *ps, dp_node *z) {
@@ -181,10 +187,14 @@ dp_node *dp_model_dcgan28_g(dp_graph *g, dp_paramset *ps, dp_node *z) {
     return dp_tanh(g, z);
 }
 
-dp_node *dp_model_dcgan28_d(dp_graph *g, dp_paramset *ps, dp_node *x) {
-    if (!check_input(g, x, "dp_model_dcgan28_d", 1, 28, 28)) return NULL;
+static dp_node *dcgan28_d(dp_graph *g, dp_paramset *ps, dp_node *x, const char *who, int logits) {
+    if (!check_input(g, x, who, 1, 28, 28)) return NULL;
     x = d_block(g, ps, x, 0, 64, 4, 2, 1, 0);   /* D.0: 14x14 */
     x = d_block(g, ps, x, 2, 128, 4, 2, 1, 1);  /* D.2, D.3: 7x7 */
     x = dp_nn_conv2d(g, ps, "D.5", x, 1, 7, 7, NULL, 0, NULL); /* 1x1 */
-    return dp_flatten(g, dp_sigmoid(g, x));
+    return dp_flatten(g, logits ? x : dp_sigmoid(g, x));
+}
+dp_node *dp_model_dcgan28_d(dp_graph *g, dp_paramset *ps, dp_node *x) { return dcgan28_d(g, ps, x, "dp_model_dcgan28_d", 0); }
+dp_node *dp_model_dcgan28_d_logits(dp_graph *g, dp_paramset *ps, dp_node *x) {
+    return dcgan28_d(g, ps, x, "dp_model_dcgan28_d_logits", 1);
 }
