@@ -4,7 +4,8 @@
  * the checkpoint intact); no allocation inside a step; the WGAN-GP penalty
  * gradient (finite-difference Hessian-vector product) against a numerical
  * derivative of the penalty; sampling (sampler = trainer, eval-mode
- * independence, truncation, grids, files); folder loading; errors; and the
+ * independence, truncation, grids, files, both labels read back); folder
+ * loading; errors; and the
  * `doppel gan` CLI (train, resume, sample). DP_TEST_QUICK (the sanitizer run)
  * trims the heavier cases. */
 #include <setjmp.h>
@@ -536,6 +537,12 @@ static void test_sample(void **state) {
     OK(dp_image_load(ctx, tpath("grid.png"), 0, NULL, &back));
     assert_int_equal(back.width, grid.width);
     dp_image_free(ctx, &back);
+    /* both labels: the metadata and the watermark carry the generator's id */
+    dp_label_check lc;
+    OK(dp_label_check_file(ctx, tpath("grid.png"), &lc));
+    assert_true(lc.watermark.found && lc.watermark.model_id == dp_gan_sampler_model_id(sm));
+    assert_true(lc.meta.ai_generated && lc.meta.has_model_id && lc.meta.model_id == dp_gan_sampler_model_id(sm));
+    assert_string_equal(lc.meta.model, "dcgan28 test step 2");
     struct stat st;
     assert_int_equal(stat(tpath("one.jpg"), &st), 0);
     dp_image_free(ctx, &grid);
@@ -748,6 +755,15 @@ static void test_cli(void **state) {
     assert_int_equal(stat(p, &st), 0);
     snprintf(p, sizeof p, "%s/samples/step_000006.png", run2);
     assert_int_equal(stat(p, &st), 0);
+    dp_label_check lc; /* training grids are labelled: "dcgan28 run RUN step N", G's id */
+    OK(dp_label_check_file(ctx, p, &lc));
+    assert_true(lc.watermark.found && lc.meta.ai_generated);
+    assert_contains(lc.meta.model, "step 6");
+    dp_gan_sampler *sm = NULL;
+    snprintf(p, sizeof p, "%s/ckpt.safetensors", run2);
+    OK(dp_gan_sampler_load(ctx, p, 0, &sm));
+    assert_int_equal(lc.watermark.model_id, dp_gan_sampler_model_id(sm));
+    dp_gan_sampler_free(sm);
     snprintf(args, sizeof args, "gan train --data-dir %s --out %s --steps 6 --resume --quiet", tpath("fm"), run2);
     expect_cli(args, 0, "out.txt", "nothing to do");
 

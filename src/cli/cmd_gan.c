@@ -566,8 +566,8 @@ static int cmd_train(int argc, char **argv) {
                                       (double)st.loss_g, (double)st.d_real, (double)st.d_fake);
     else if (!o.quiet) fputc('\n', stderr);
     double wall = cli_now() - r.t0;
-    printf("%s %lld steps (%lld..%lld) in %.1f s: %.0f img/s overall, %.0f img/s in the steps alone (%.1f ms a step)\n",
-           stopped ? "interrupted after" : "trained", (long long)done_steps, (long long)start + 1, (long long)(start + done_steps),
+    printf("%s %lld step%s (%lld..%lld) in %.1f s: %.0f img/s overall, %.0f img/s in the steps alone (%.1f ms a step)\n",
+           stopped ? "interrupted after" : "trained", (long long)done_steps, done_steps == 1 ? "" : "s", (long long)start + 1, (long long)(start + done_steps),
            wall, (double)(done_steps * go.batch) / wall, (double)(done_steps * go.batch) / t_steps,
            1e3 * t_steps / (double)(done_steps ? done_steps : 1));
     printf("checkpoint %s (step %lld), metrics %s, last grid %s\n", r.ckpt, (long long)last_ckpt, r.csv, path);
