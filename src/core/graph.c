@@ -232,12 +232,45 @@ static int is_trainable_leaf(const dp_graph *g, const dp_node *n) {
 
 #define ALIGN_UP(x) (((x) + DP_ALIGN - 1) / DP_ALIGN * DP_ALIGN)
 
+/* ------------------------------------------------------------ fusion */
+/* A compile-time pattern pass (docs/engine.md, "Fusion"). Only no_grad graphs
+ * are fused (nothing reads the intermediate values there), and a fused node
+ * takes its fused path only in eval mode; in training mode every node runs
+ * as built, so the graph stays correct whatever mode it is run in. */
+static int fusion_pass(dp_graph *g) {
+    if (!g->no_grad) return 0;
+    int *uses = dp_calloc(g->ctx, sizeof(int) * (size_t)g->n_nodes);
+    if (!uses) return -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++) uses[g->nodes[i]->in[k]->id]++;
+#define SOLE_USE(m) (uses[(m)->id] == 1 && !((m)->flags & DP_NF_OUTPUT))
+    for (int i = 0; i < g->n_nodes; i++) {
+        /* maxpool2d(batchnorm2d(relu(x))) with running statistics: in eval mode
+         * the norm is a per-channel affine map, applied while pooling. */
+        dp_node *p = g->nodes[i];
+        if (p->op != DP_OP_MAXPOOL2D) continue;
+        dp_node *bn = p->in[0];
+        if (bn->op != DP_OP_BATCHNORM2D || !bn->ext[0] || !bn->ext[1] || !SOLE_USE(bn)) continue;
+        dp_node *r = bn->in[0];
+        if (r->op != DP_OP_RELU || !SOLE_USE(r)) continue;
+        p->fuse = DP_FUSE_RELU_BN_POOL;
+        p->fuse_in = r->in[0];
+        r->fused_into = bn->fused_into = p;
+        /* room for the per-channel map {mu, a, b} after the argmax */
+        p->aux_bytes = (p->aux_bytes + 3) / 4 * 4 + 3 * (size_t)bn->val.shape[1] * sizeof(float);
+    }
+#undef SOLE_USE
+    dp_free(g->ctx, uses);
+    return 0;
+}
+
 dp_status dp_graph_compile(dp_graph *g) {
     if (!g) return DP_ERR_NULL;
     if (g->status != DP_OK) return g->status; /* message already in ctx */
     if (g->compiled) return DP_OK;
     if (g->n_nodes == 0) return dp_error(g->ctx, DP_ERR_STATE, "dp_graph_compile: the graph is empty");
     dp_ctx *ctx = g->ctx;
+    if (fusion_pass(g) != 0) return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
 
     /* Which nodes may carry a gradient: reachable from a trainable leaf. */
     int any_grad = 0;
@@ -259,6 +292,7 @@ dp_status dp_graph_compile(dp_graph *g) {
             dp_node *r = n->in[k]->root;
             if (r->last_use < i) r->last_use = i;
         }
+        if (n->fuse_in && n->fuse_in->root->last_use < i) n->fuse_in->root->last_use = i; /* a fused node reads it */
         /* Outputs live to the end; so do inputs: the caller fills them once and may run several passes. */
         if ((n->flags & DP_NF_OUTPUT) || n->op == DP_OP_INPUT) n->root->last_use = g->n_nodes;
     }
@@ -408,6 +442,10 @@ dp_status dp_graph_forward(dp_graph *g, int n_targets, dp_node *const *targets) 
         if (!(n->flags & DP_NF_MARK)) continue;
         n->flags &= ~DP_NF_MARK;
         if (n->flags & DP_NF_FRESH) continue;
+        if (n->fused_into && !g->training && (n->fused_into->flags & DP_NF_MARK) && !(n->fused_into->flags & DP_NF_FRESH)) {
+            n->flags |= DP_NF_FRESH; /* computed inside the fused node, which runs in this pass: no value of its own */
+            continue;
+        }
         const dp_op_def *def = dp_op_get(n->op);
         if (n->buf >= 0 && g->n_bufs) {
             /* Taking a shared buffer evicts its previous holder (and views of it). */

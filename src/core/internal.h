@@ -43,6 +43,11 @@ void dp_pool_free(dp_pool *p, const dp_allocator *alloc);
 void dp_parallel_for(dp_ctx *ctx, int64_t n, dp_range_fn fn, void *arg);
 /* Same, but never uses more than max_parts parts (e.g. to keep reductions fixed). */
 void dp_parallel_for_n(dp_ctx *ctx, int64_t n, int max_parts, dp_range_fn fn, void *arg);
+/* Same, for n items of about `cost` elements of memory traffic each: one part
+ * per DP_PAR_GRAIN elements at most, so that small jobs stay on the calling
+ * thread (waking the pool costs more than they do). */
+#define DP_PAR_GRAIN 32768
+void dp_parallel_for_cost(dp_ctx *ctx, int64_t n, int64_t cost, dp_range_fn fn, void *arg);
 
 /* ------------------------------------------------------------ context */
 struct dp_ctx {
@@ -126,6 +131,18 @@ struct dp_node {
     int buf;                   /* planner: storage buffer index (-1: view or leaf) */
     dp_node *root;             /* node whose storage the value lives in (itself unless a view) */
     const char *name;
+    /* Fusion (set by dp_graph_compile, see docs/engine.md): */
+    int fuse;                  /* the pattern this node computes in eval mode (DP_FUSE_*), 0 = none */
+    dp_node *fuse_in;          /* ... reading this value instead of in[0]'s */
+    dp_node *fused_into;       /* this node's value is computed inside that node's forward (eval mode) */
+};
+
+/* Fusion patterns (no_grad graphs, applied in eval mode only). */
+enum {
+    DP_FUSE_NONE = 0,
+    /* maxpool2d(batchnorm2d_eval(relu(x))): the pool reads relu(x) through the
+     * per-channel affine map of the batch norm; relu and batchnorm do nothing. */
+    DP_FUSE_RELU_BN_POOL = 1,
 };
 
 struct dp_graph {
@@ -186,6 +203,10 @@ dp_node *dp_node_finish(dp_graph *g, dp_node *n);
 dp_status dp_node_error(dp_graph *g, dp_node *n, dp_status s, const char *fmt, ...) DP_PRINTF(4, 5);
 /* Record a sticky error in the graph (first one wins). */
 void dp_graph_fail(dp_graph *g, dp_status s, const char *fmt, ...) DP_PRINTF(3, 4);
+
+/* op_norm.c: the eval-mode affine map of a batch-norm node, y = (x - mu) * a + b,
+ * as rba[3c..3c+2] = {mu, a, b} for each channel c (rounded as its forward does). */
+void dp_bn_eval_affine(const dp_node *bn, float *rba);
 
 static inline float *dp_f(dp_tensor *t) { return (float *)t->data; }
 static inline int dp_wants_grad(const dp_node *n) { return (n->flags & DP_NF_BWD) && n->grad.data; }

@@ -123,3 +123,10 @@ void dp_parallel_for_n(dp_ctx *ctx, int64_t n, int max_parts, dp_range_fn fn, vo
 }
 
 void dp_parallel_for(dp_ctx *ctx, int64_t n, dp_range_fn fn, void *arg) { dp_parallel_for_n(ctx, n, 0, fn, arg); }
+
+void dp_parallel_for_cost(dp_ctx *ctx, int64_t n, int64_t cost, dp_range_fn fn, void *arg) {
+    if (n <= 0) return;
+    int64_t work = n * (cost > 0 ? cost : 1), parts = work / DP_PAR_GRAIN;
+    if (parts > ctx->threads) parts = ctx->threads;
+    dp_parallel_for_n(ctx, n, parts < 1 ? 1 : (int)parts, fn, arg);
+}

@@ -1,8 +1,10 @@
 /* Element-wise ops: broadcasting add/sub/mul/div, scale, activations, dropout.
- * Each op: shape rule, forward, backward side by side. */
+ * Each op: shape rule, forward, backward side by side. The loops are the
+ * vector kernels of kernels/ew.h, split over the thread pool. */
 #include <math.h>
 
 #include "core/internal.h"
+#include "kernels/ew.h"
 
 /* ------------------------------------------------------------ broadcasting */
 /* Right-aligned NumPy broadcasting of a and b into out (all padded to 4-D). */
@@ -48,79 +50,163 @@ static void bcast_init(bcast *bc, const dp_tensor *out, const dp_tensor *a, cons
     }
 }
 
-enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
+enum { BIN_ADD = DP_EW_ADD, BIN_SUB = DP_EW_SUB, BIN_MUL = DP_EW_MUL, BIN_DIV = DP_EW_DIV };
 
-static inline float bin_apply(int k, float x, float y) {
-    switch (k) {
-    case BIN_ADD: return x + y;
-    case BIN_SUB: return x - y;
-    case BIN_MUL: return x * y;
-    default: return x / y;
-    }
-}
+/* The broadcast collapsed to at most 4 dimensions, merging neighbours that
+ * both operands step through as one (same shape: one dimension; a
+ * per-channel operand of [N,C,H,W]: [N, C, H*W]). The last dimension is the
+ * row: each operand steps by 1 or 0 (broadcast) along it, so every row is one
+ * vector kernel call. */
+typedef struct brows {
+    int nd;
+    int64_t shape[4], sa[4], sb[4];
+    int64_t rows, len; /* rows of len elements (the output, contiguous) */
+} brows;
 
-static void binary_forward(dp_node *n, int kind) {
-    const float *a = dp_f(&n->in[0]->val), *b = dp_f(&n->in[1]->val);
-    float *y = dp_f(&n->val);
-    int64_t N = dp_numel(&n->val);
-    if (dp_numel(&n->in[0]->val) == N && dp_numel(&n->in[1]->val) == N) { /* same shape: the fast path */
-        for (int64_t i = 0; i < N; i++) y[i] = bin_apply(kind, a[i], b[i]);
-        return;
-    }
+static void brows_init(brows *r, const dp_node *n) {
     bcast bc;
     bcast_init(&bc, &n->val, &n->in[0]->val, &n->in[1]->val);
-    int64_t k = 0;
-    for (int64_t i0 = 0; i0 < bc.shape[0]; i0++)
-        for (int64_t i1 = 0; i1 < bc.shape[1]; i1++)
-            for (int64_t i2 = 0; i2 < bc.shape[2]; i2++) {
-                const float *pa = a + i0 * bc.sa[0] + i1 * bc.sa[1] + i2 * bc.sa[2];
-                const float *pb = b + i0 * bc.sb[0] + i1 * bc.sb[1] + i2 * bc.sb[2];
-                for (int64_t i3 = 0; i3 < bc.shape[3]; i3++, k++) y[k] = bin_apply(kind, pa[i3 * bc.sa[3]], pb[i3 * bc.sb[3]]);
-            }
+    r->nd = 0;
+    for (int i = 0; i < 4; i++) {
+        if (bc.shape[i] == 1) continue;
+        int k = r->nd;
+        if (k > 0 && r->sa[k - 1] == bc.sa[i] * bc.shape[i] && r->sb[k - 1] == bc.sb[i] * bc.shape[i]) {
+            r->shape[k - 1] *= bc.shape[i]; /* merge into the previous dimension */
+            r->sa[k - 1] = bc.sa[i];
+            r->sb[k - 1] = bc.sb[i];
+            continue;
+        }
+        r->shape[k] = bc.shape[i];
+        r->sa[k] = bc.sa[i];
+        r->sb[k] = bc.sb[i];
+        r->nd++;
+    }
+    if (r->nd == 0) { /* all ones */
+        r->nd = 1;
+        r->shape[0] = 1;
+        r->sa[0] = r->sb[0] = 1;
+    }
+    r->len = r->shape[r->nd - 1];
+    r->rows = 1;
+    for (int i = 0; i < r->nd - 1; i++) r->rows *= r->shape[i];
 }
 
-/* d/da and d/db of each kind, accumulated (reduced over broadcast dims). */
-static void binary_backward(dp_node *n, int kind) {
-    dp_node *A = n->in[0], *B = n->in[1];
-    const float *a = dp_f(&A->val), *b = dp_f(&B->val), *gy = dp_f(&n->grad);
-    float *ga = dp_wants_grad(A) ? dp_f(&A->grad) : NULL, *gb = dp_wants_grad(B) ? dp_f(&B->grad) : NULL;
-    bcast bc;
-    bcast_init(&bc, &n->val, &A->val, &B->val);
-    int64_t k = 0;
-    for (int64_t i0 = 0; i0 < bc.shape[0]; i0++)
-        for (int64_t i1 = 0; i1 < bc.shape[1]; i1++)
-            for (int64_t i2 = 0; i2 < bc.shape[2]; i2++) {
-                int64_t oa = i0 * bc.sa[0] + i1 * bc.sa[1] + i2 * bc.sa[2];
-                int64_t ob = i0 * bc.sb[0] + i1 * bc.sb[1] + i2 * bc.sb[2];
-                for (int64_t i3 = 0; i3 < bc.shape[3]; i3++, k++) {
-                    int64_t ja = oa + i3 * bc.sa[3], jb = ob + i3 * bc.sb[3];
-                    float g = gy[k];
-                    switch (kind) {
-                    case BIN_ADD:
-                        if (ga) ga[ja] += g;
-                        if (gb) gb[jb] += g;
-                        break;
-                    case BIN_SUB:
-                        if (ga) ga[ja] += g;
-                        if (gb) gb[jb] -= g;
-                        break;
-                    case BIN_MUL:
-                        if (ga) ga[ja] += g * b[jb];
-                        if (gb) gb[jb] += g * a[ja];
-                        break;
-                    default:
-                        if (ga) ga[ja] += g / b[jb];
-                        if (gb) gb[jb] -= g * a[ja] / (b[jb] * b[jb]);
-                        break;
-                    }
-                }
-            }
+/* Offsets of row `row` in a and b. */
+static inline void brows_off(const brows *r, int64_t row, int64_t *oa, int64_t *ob) {
+    int64_t a = 0, b = 0;
+    for (int i = r->nd - 2; i >= 0; i--) {
+        int64_t q = row % r->shape[i];
+        row /= r->shape[i];
+        a += q * r->sa[i];
+        b += q * r->sb[i];
+    }
+    *oa = a;
+    *ob = b;
+}
+
+typedef struct bin_job {
+    brows r;
+    int kind, wrt;
+    const float *a, *b, *g;
+    float *y;   /* forward: the output; backward: the gradient of operand wrt */
+    double *part; /* reductions: one sum per element of the broadcast operand */
+} bin_job;
+
+/* Walk output elements [e0, e1) as row segments. */
+#define BIN_SEGMENTS(j, e0, e1, BODY)                                                        \
+    for (int64_t row = (e0) / (j)->r.len, col = (e0) % (j)->r.len, e = (e0); e < (e1); row++, col = 0) { \
+        int64_t cnt = (j)->r.len - col, oa, ob;                                              \
+        if (cnt > (e1) - e) cnt = (e1) - e;                                                  \
+        brows_off(&(j)->r, row, &oa, &ob);                                                   \
+        const int sa = (j)->r.sa[(j)->r.nd - 1] != 0, sb = (j)->r.sb[(j)->r.nd - 1] != 0;      \
+        const float *pa = (j)->a + oa + col * sa, *pb = (j)->b + ob + col * sb;              \
+        BODY;                                                                                \
+        e += cnt;                                                                            \
+    }
+
+static void bin_fwd_range(void *arg, int64_t e0, int64_t e1, int tid) {
+    (void)tid;
+    const bin_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
+    BIN_SEGMENTS(j, e0, e1, k->binary_f(j->kind, j->y + e, pa, sa, pb, sb, cnt))
+}
+
+static void binary_forward(dp_graph *g, dp_node *n, int kind) {
+    bin_job j = {.kind = kind, .a = dp_f(&n->in[0]->val), .b = dp_f(&n->in[1]->val), .y = dp_f(&n->val)};
+    brows_init(&j.r, n);
+    dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 1, bin_fwd_range, &j);
+}
+
+/* The gradient of an operand with the output's shape: element-wise. */
+static void bin_bwd_elem_range(void *arg, int64_t e0, int64_t e1, int tid) {
+    (void)tid;
+    const bin_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
+    BIN_SEGMENTS(j, e0, e1, k->binary_b(j->kind, j->wrt, j->y + e, j->g + e, pa, sa, pb, sb, cnt))
+}
+
+/* The gradient of a broadcast operand: a sum over the rows (and, when it is
+ * broadcast along the row too, over each row) that map to each of its
+ * elements. Each part owns a range of the operand's elements and visits all
+ * rows in order, so the sums do not depend on the thread count. */
+static void bin_bwd_red_range(void *arg, int64_t x0, int64_t x1, int tid) {
+    (void)tid;
+    const bin_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
+    const int64_t L = j->r.len;
+    const int sa = j->r.sa[j->r.nd - 1] != 0, sb = j->r.sb[j->r.nd - 1] != 0;
+    const int along = j->wrt ? sb : sa; /* the operand steps along the row */
+    if (!along)
+        for (int64_t x = x0; x < x1; x++) j->part[x] = 0.0;
+    for (int64_t row = 0; row < j->r.rows; row++) {
+        int64_t oa, ob;
+        brows_off(&j->r, row, &oa, &ob);
+        int64_t ox = j->wrt ? ob : oa;
+        if (ox < x0 || ox >= x1) continue;
+        if (along) /* a whole row of the operand */
+            k->binary_b(j->kind, j->wrt, j->y + ox, j->g + row * L, j->a + oa, sa, j->b + ob, sb, L);
+        else
+            j->part[ox] += k->binary_bsum(j->kind, j->wrt, j->g + row * L, j->a + oa, sa, j->b + ob, sb, L);
+    }
+    if (!along)
+        for (int64_t x = x0; x < x1; x++) j->y[x] += (float)j->part[x];
+}
+
+static void binary_backward(dp_graph *g, dp_node *n, int kind) {
+    const int64_t N = dp_numel(&n->val);
+    for (int wrt = 0; wrt < 2; wrt++) {
+        dp_node *X = n->in[wrt];
+        if (!dp_wants_grad(X)) continue;
+        bin_job j = {.kind = kind, .wrt = wrt, .a = dp_f(&n->in[0]->val), .b = dp_f(&n->in[1]->val), .g = dp_f(&n->grad),
+                     .y = dp_f(&X->grad), .part = g->ws};
+        brows_init(&j.r, n);
+        int64_t nx = dp_numel(&X->val);
+        if (nx == N) {
+            dp_parallel_for_cost(g->ctx, N, 1, bin_bwd_elem_range, &j);
+        } else {
+            /* every part reads all rows: split only when the operand is large */
+            int64_t cost = nx >= DP_PAR_GRAIN ? N / nx : 0;
+            dp_parallel_for_cost(g->ctx, nx, cost, bin_bwd_red_range, &j);
+        }
+    }
+}
+
+/* Workspace: one double per element of a broadcast operand. */
+static dp_status binary_shape(dp_graph *g, dp_node *n) {
+    dp_status s = broadcast_shape(g, n);
+    if (s) return s;
+    int64_t N = dp_numel(&n->val), na = dp_numel(&n->in[0]->val), nb = dp_numel(&n->in[1]->val);
+    int64_t w = 0;
+    if (na < N) w = na;
+    if (nb < N && nb > w) w = nb;
+    n->ws_bytes = (size_t)w * sizeof(double);
+    return DP_OK;
 }
 
 #define BINARY_OP(lname, KIND)                                                                           \
-    static void lname##_fwd(dp_graph *g, dp_node *n) { (void)g; binary_forward(n, KIND); }             \
-    static void lname##_bwd(dp_graph *g, dp_node *n) { (void)g; binary_backward(n, KIND); }            \
-    const dp_op_def dp_op_##lname = {#lname, broadcast_shape, lname##_fwd, lname##_bwd, 0};             \
+    static void lname##_fwd(dp_graph *g, dp_node *n) { binary_forward(g, n, KIND); }                   \
+    static void lname##_bwd(dp_graph *g, dp_node *n) { binary_backward(g, n, KIND); }                  \
+    const dp_op_def dp_op_##lname = {#lname, binary_shape, lname##_fwd, lname##_bwd, 0};                \
     dp_node *dp_##lname(dp_graph *g, dp_node *a, dp_node *b) {                                          \
         dp_node *in[2] = {a, b};                                                                        \
         return dp_node_finish(g, dp_node_begin(g, DP_OP_##KIND##_ID, 2, in));                           \
@@ -141,41 +227,68 @@ static dp_status same_shape(dp_graph *g, dp_node *n) {
     return DP_OK;
 }
 
-/* Each unary op defines f(x) and f'(x, y) (y = f(x), cheaper for tanh/sigmoid). */
-#define UNARY_OP(lname, ID, FWD, DER)                                                   \
-    static void lname##_fwd(dp_graph *g, dp_node *n) {                                 \
-        (void)g;                                                                        \
-        const float *x = dp_f(&n->in[0]->val);                                          \
-        float *y = dp_f(&n->val);                                                       \
-        const float p = n->fp[0];                                                       \
-        (void)p;                                                                        \
-        for (int64_t i = 0, N = dp_numel(&n->val); i < N; i++) {                        \
-            float v = x[i];                                                             \
-            y[i] = (FWD);                                                               \
-        }                                                                               \
-    }                                                                                   \
-    static void lname##_bwd(dp_graph *g, dp_node *n) {                                 \
-        (void)g;                                                                        \
-        if (!dp_wants_grad(n->in[0])) return;                                           \
-        const float *x = dp_f(&n->in[0]->val), *y = dp_f(&n->val), *gy = dp_f(&n->grad); \
-        float *gx = dp_f(&n->in[0]->grad);                                              \
-        const float p = n->fp[0];                                                       \
-        (void)p;                                                                        \
-        for (int64_t i = 0, N = dp_numel(&n->val); i < N; i++) {                        \
-            float v = x[i], o = y[i];                                                   \
-            (void)v;                                                                    \
-            (void)o;                                                                    \
-            gx[i] += gy[i] * (DER);                                                     \
-        }                                                                               \
-    }                                                                                   \
+/* Split over elements; the kernels (kernels/ew.h) do the rows. */
+typedef struct un_job {
+    int kind;
+    float p;
+    const float *x, *y, *gy;
+    float *out; /* forward: y; backward: gx */
+} un_job;
+
+static void un_fwd_range(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const un_job *j = arg;
+    dp_ew()->unary_f(j->kind, j->out + b, j->x + b, e - b, j->p);
+}
+static void un_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const un_job *j = arg;
+    dp_ew()->unary_b(j->kind, j->out + b, j->gy + b, j->x + b, j->y + b, e - b, j->p);
+}
+
+#define UNARY_OP(lname, KIND)                                                                           \
+    static void lname##_fwd(dp_graph *g, dp_node *n) {                                                 \
+        un_job j = {.kind = KIND, .p = n->fp[0], .x = dp_f(&n->in[0]->val), .out = dp_f(&n->val)};      \
+        dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 2, un_fwd_range, &j);                           \
+    }                                                                                                   \
+    static void lname##_bwd(dp_graph *g, dp_node *n) {                                                 \
+        if (!dp_wants_grad(n->in[0])) return;                                                           \
+        un_job j = {.kind = KIND, .p = n->fp[0], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val),        \
+                    .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad)};                                \
+        dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, un_bwd_range, &j);                           \
+    }                                                                                                   \
     const dp_op_def dp_op_##lname = {#lname, same_shape, lname##_fwd, lname##_bwd, 0};
 
-UNARY_OP(scale, DP_OP_SCALE, v * p, p)
-UNARY_OP(relu, DP_OP_RELU, v > 0.0f ? v : 0.0f, v > 0.0f ? 1.0f : 0.0f)
-UNARY_OP(leaky_relu, DP_OP_LEAKY_RELU, v > 0.0f ? v : v * p, v > 0.0f ? 1.0f : p)
-UNARY_OP(elu, DP_OP_ELU, v > 0.0f ? v : p * expm1f(v), v > 0.0f ? 1.0f : o + p)
-UNARY_OP(tanh, DP_OP_TANH, tanhf(v), 1.0f - o * o)
-UNARY_OP(sigmoid, DP_OP_SIGMOID, v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v)), o * (1.0f - o))
+UNARY_OP(scale, DP_EW_SCALE)
+UNARY_OP(relu, DP_EW_RELU)
+UNARY_OP(leaky_relu, DP_EW_LEAKY_RELU)
+UNARY_OP(tanh, DP_EW_TANH)
+UNARY_OP(sigmoid, DP_EW_SIGMOID)
+
+/* elu: libm's expm1f, element by element. */
+static void elu_fwd_range(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const un_job *j = arg;
+    for (int64_t i = b; i < e; i++) {
+        float v = j->x[i];
+        j->out[i] = v > 0.0f ? v : j->p * expm1f(v);
+    }
+}
+static void elu_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const un_job *j = arg;
+    for (int64_t i = b; i < e; i++) j->out[i] += j->gy[i] * (j->x[i] > 0.0f ? 1.0f : j->y[i] + j->p);
+}
+static void elu_fwd(dp_graph *g, dp_node *n) {
+    un_job j = {.p = n->fp[0], .x = dp_f(&n->in[0]->val), .out = dp_f(&n->val)};
+    dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 8, elu_fwd_range, &j);
+}
+static void elu_bwd(dp_graph *g, dp_node *n) {
+    if (!dp_wants_grad(n->in[0])) return;
+    un_job j = {.p = n->fp[0], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val), .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad)};
+    dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, elu_bwd_range, &j);
+}
+const dp_op_def dp_op_elu = {"elu", same_shape, elu_fwd, elu_bwd, 0};
 
 static dp_node *unary(dp_graph *g, int op, dp_node *x, float p) {
     dp_node *n = dp_node_begin(g, op, 1, &x);

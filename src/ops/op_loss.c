@@ -14,6 +14,7 @@
 #include <math.h>
 
 #include "core/internal.h"
+#include "kernels/ew.h"
 
 static dp_status pair_shape(dp_graph *g, dp_node *n) {
     const dp_tensor *a = &n->in[0]->val, *b = &n->in[1]->val;
@@ -28,71 +29,66 @@ static dp_status pair_shape(dp_graph *g, dp_node *n) {
     return DP_OK;
 }
 
-enum { L_BCE_LOGITS, L_BCE, L_MSE, L_L1 };
+enum { L_BCE_LOGITS = DP_EW_BCE_LOGITS, L_BCE = DP_EW_BCE, L_MSE = DP_EW_MSE, L_L1 = DP_EW_L1 };
 
-static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
-static inline float log_clamped(float v) { return fmaxf(logf(v), -100.0f); } /* log(0) = -inf → -100 */
+/* The per-element terms and derivatives are the vector kernels of
+ * kernels/ew.h (bce: -(t log p + (1-t) log(1-p)) with the logs clamped at
+ * -100; bce_with_logits: max(x,0) - x t + log1p(exp(-|x|)), never
+ * exponentiating a positive number), summed in double.
+ * The sum is split into fixed chunks (by size, not by thread count) whose
+ * partial sums are added in order: the same result with any thread count. */
+#define LOSS_CHUNK 16384
+#define LOSS_MAX_CHUNKS 64
 
-static inline double pair_loss(int kind, float x, float t) {
-    switch (kind) {
-    case L_BCE_LOGITS: /* stable for any |x|: never exponentiates a positive number */
-        return (double)fmaxf(x, 0.0f) - (double)x * t + log1p(exp(-fabs((double)x)));
-    case L_BCE: {
-        float p = clampf(x, 0.0f, 1.0f);
-        return -((double)t * log_clamped(p) + (1.0 - (double)t) * log_clamped(1.0f - p));
-    }
-    case L_MSE: return ((double)x - t) * ((double)x - t);
-    default: return fabs((double)x - t);
+typedef struct loss_job {
+    int kind;
+    int64_t n, chunk;
+    const float *a, *b;
+    float *ga, *gb;
+    float s;
+    double part[LOSS_MAX_CHUNKS];
+} loss_job;
+
+static void loss_fwd_chunks(void *arg, int64_t c0, int64_t c1, int tid) {
+    (void)tid;
+    loss_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
+    for (int64_t c = c0; c < c1; c++) {
+        int64_t b = c * j->chunk, e = b + j->chunk < j->n ? b + j->chunk : j->n;
+        j->part[c] = k->loss_f(j->kind, j->a + b, j->b + b, e - b);
     }
 }
 
-static void pair_fwd_kind(dp_node *n, int kind) {
-    const float *a = dp_f(&n->in[0]->val), *b = dp_f(&n->in[1]->val);
-    int64_t N = dp_numel(&n->in[0]->val);
+static void pair_fwd_kind(dp_graph *g, dp_node *n, int kind) {
+    loss_job j = {.kind = kind, .n = dp_numel(&n->in[0]->val), .a = dp_f(&n->in[0]->val), .b = dp_f(&n->in[1]->val)};
+    j.chunk = (j.n + LOSS_MAX_CHUNKS - 1) / LOSS_MAX_CHUNKS;
+    if (j.chunk < LOSS_CHUNK) j.chunk = LOSS_CHUNK;
+    int64_t chunks = (j.n + j.chunk - 1) / j.chunk;
+    dp_parallel_for_cost(g->ctx, chunks, j.chunk * 4, loss_fwd_chunks, &j);
     double s = 0.0;
-    for (int64_t i = 0; i < N; i++) s += pair_loss(kind, a[i], b[i]);
-    dp_f(&n->val)[0] = (float)(s / (double)N);
+    for (int64_t c = 0; c < chunks; c++) s += j.part[c];
+    dp_f(&n->val)[0] = (float)(s / (double)j.n);
 }
 
-static void pair_bwd_kind(dp_node *n, int kind) {
+static void loss_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const loss_job *j = arg;
+    dp_ew()->loss_b(j->kind, j->ga ? j->ga + b : NULL, j->gb ? j->gb + b : NULL, j->a + b, j->b + b, e - b, j->s);
+}
+
+static void pair_bwd_kind(dp_graph *g, dp_node *n, int kind) {
     dp_node *A = n->in[0], *B = n->in[1];
-    float *ga = dp_wants_grad(A) ? dp_f(&A->grad) : NULL, *gb = dp_wants_grad(B) ? dp_f(&B->grad) : NULL;
-    if (!ga && !gb) return;
-    const float *a = dp_f(&A->val), *b = dp_f(&B->val);
-    int64_t N = dp_numel(&A->val);
-    float s = dp_f(&n->grad)[0] / (float)N;
-    for (int64_t i = 0; i < N; i++) {
-        float x = a[i], t = b[i], da, db;
-        switch (kind) {
-        case L_BCE_LOGITS: {
-            float sig = x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
-            da = sig - t;
-            db = -x;
-            break;
-        }
-        case L_BCE: {
-            float p = clampf(x, 0.0f, 1.0f);
-            da = (p - t) / fmaxf(p * (1.0f - p), 1e-12f); /* PyTorch's guard against 0/0 */
-            db = log_clamped(1.0f - p) - log_clamped(p);
-            break;
-        }
-        case L_MSE:
-            da = 2.0f * (x - t);
-            db = -da;
-            break;
-        default: /* sign(x - t), 0 at 0 */
-            da = (x > t) ? 1.0f : (x < t ? -1.0f : 0.0f);
-            db = -da;
-            break;
-        }
-        if (ga) ga[i] += s * da;
-        if (gb) gb[i] += s * db;
-    }
+    loss_job j = {.kind = kind, .n = dp_numel(&A->val), .a = dp_f(&A->val), .b = dp_f(&B->val)};
+    j.ga = dp_wants_grad(A) ? dp_f(&A->grad) : NULL;
+    j.gb = dp_wants_grad(B) ? dp_f(&B->grad) : NULL;
+    if (!j.ga && !j.gb) return;
+    j.s = dp_f(&n->grad)[0] / (float)j.n;
+    dp_parallel_for_cost(g->ctx, j.n, 8, loss_bwd_range, &j);
 }
 
 #define PAIR_LOSS(lname, ID, KIND)                                                                        \
-    static void lname##_fwd(dp_graph *g, dp_node *n) { (void)g; pair_fwd_kind(n, KIND); }                \
-    static void lname##_bwd(dp_graph *g, dp_node *n) { (void)g; pair_bwd_kind(n, KIND); }                \
+    static void lname##_fwd(dp_graph *g, dp_node *n) { pair_fwd_kind(g, n, KIND); }                      \
+    static void lname##_bwd(dp_graph *g, dp_node *n) { pair_bwd_kind(g, n, KIND); }                      \
     const dp_op_def dp_op_##lname = {#lname, pair_shape, lname##_fwd, lname##_bwd, 0};                    \
     dp_node *dp_##lname(dp_graph *g, dp_node *a, dp_node *b) {                                           \
         dp_node *in[2] = {a, b};                                                                         \

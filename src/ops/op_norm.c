@@ -5,10 +5,13 @@
  * works. fp[0] = momentum, fp[1] = eps. ext[0] / ext[1] = running mean / var
  * (buffers, may be NULL). ip[2] is written by forward: 1 when it normalised
  * with the batch statistics, so backward differentiates through them.
- * aux = mean[C] then invstd[C], the statistics forward actually used. */
+ * aux = mean[C] then invstd[C], the statistics forward actually used.
+ * Work is split over channels (each channel's sums in a fixed order, so
+ * results do not depend on the thread count); rows go to kernels/ew.h. */
 #include <math.h>
 
 #include "core/internal.h"
+#include "kernels/ew.h"
 
 enum { BN_GAMMA = 0, BN_BETA = 1, BN_BATCH = 2 };
 
@@ -55,25 +58,20 @@ typedef struct bn_job {
 static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     (void)tid;
     const bn_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
     for (int64_t c = c0; c < c1; c++) {
         float mu, istd;
         if (j->batch) {
-            /* Two passes in double: the mean first, then centred squares
-             * (stable for large means, deterministic per channel). */
-            double s = 0.0;
-            for (int64_t i = 0; i < N; i++) {
-                const float *p = j->x + (i * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) s += p[k];
-            }
-            double m = s / (double)M, v = 0.0;
-            for (int64_t i = 0; i < N; i++) {
-                const float *p = j->x + (i * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) {
-                    double d = p[k] - m;
-                    v += d * d;
-                }
-            }
+            /* One pass in double, shifted by the channel's first value:
+             * var = (sum d^2 - (sum d)^2 / M) / M with d = x - shift loses
+             * nothing to cancellation unless the mean is far from every value. */
+            const double shift = j->x[c * HW];
+            double s1 = 0.0, s2 = 0.0;
+            for (int64_t i = 0; i < N; i++) k->moments(j->x + (i * C + c) * HW, HW, shift, &s1, &s2);
+            double v = s2 - s1 * s1 / (double)M; /* sum of squared deviations */
+            if (v < 0.0) v = 0.0;
+            double m = shift + s1 / (double)M;
             double var = v / (double)M; /* biased: what normalises */
             mu = (float)m;
             istd = (float)(1.0 / sqrt(var + (double)j->eps));
@@ -94,11 +92,20 @@ static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
         /* Centre first (not x*a + (beta - mu*a)): a constant channel then
          * gives exactly beta even when invstd is huge. */
         float a = istd * (j->gamma ? j->gamma[c] : 1.0f), b = j->beta ? j->beta[c] : 0.0f;
-        for (int64_t i = 0; i < N; i++) {
-            const float *p = j->x + (i * C + c) * HW;
-            float *q = j->y + (i * C + c) * HW;
-            for (int64_t k = 0; k < HW; k++) q[k] = (p[k] - mu) * a + b;
-        }
+        for (int64_t i = 0; i < N; i++) k->affine(j->y + (i * C + c) * HW, j->x + (i * C + c) * HW, HW, mu, a, b);
+    }
+}
+
+void dp_bn_eval_affine(const dp_node *n, float *rba) {
+    const int64_t C = n->in[0]->val.shape[1];
+    const float *gamma = n->ip[BN_GAMMA] >= 0 ? dp_f(&n->in[n->ip[BN_GAMMA]]->val) : NULL;
+    const float *beta = n->ip[BN_BETA] >= 0 ? dp_f(&n->in[n->ip[BN_BETA]]->val) : NULL;
+    const float *rmean = dp_f(n->ext[0]), *rvar = dp_f(n->ext[1]);
+    for (int64_t c = 0; c < C; c++) { /* as bn_fwd_range's eval path */
+        float istd = (float)(1.0 / sqrt((double)rvar[c] + (double)n->fp[1]));
+        rba[3 * c] = rmean[c];
+        rba[3 * c + 1] = istd * (gamma ? gamma[c] : 1.0f);
+        rba[3 * c + 2] = beta ? beta[c] : 0.0f;
     }
 }
 
@@ -131,23 +138,19 @@ static void bn_fwd(dp_graph *g, dp_node *n) {
     /* Running stats are updated only on the batch-statistics path, which with
      * running stats present means training: eval never changes them. */
     n->ip[BN_BATCH] = j.batch;
-    dp_parallel_for(g->ctx, j.C, bn_fwd_range, &j);
+    dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * (j.batch ? 3 : 2), bn_fwd_range, &j);
 }
 
 static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     (void)tid;
     const bn_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
     for (int64_t c = c0; c < c1; c++) {
         const float mu = j->mean[c], istd = j->invstd[c];
-        double sg = 0.0, sgx = 0.0; /* sum(gy), sum(gy * xhat) */
-        for (int64_t i = 0; i < N; i++) {
-            const float *p = j->x + (i * C + c) * HW, *gp = j->gy + (i * C + c) * HW;
-            for (int64_t k = 0; k < HW; k++) {
-                sg += gp[k];
-                sgx += (double)gp[k] * ((p[k] - mu) * istd);
-            }
-        }
+        double sg = 0.0, sgd = 0.0; /* sum(gy), sum(gy * (x - mean)); sum(gy * xhat) = sgd * invstd */
+        for (int64_t i = 0; i < N; i++) k->bn_bsums(j->x + (i * C + c) * HW, j->gy + (i * C + c) * HW, HW, mu, &sg, &sgd);
+        double sgx = sgd * (double)istd;
         if (j->ggamma) j->ggamma[c] += (float)sgx;
         if (j->gbeta) j->gbeta[c] += (float)sg;
         if (!j->gx) continue;
@@ -157,16 +160,14 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
              * the mean and variance depend on every x of the channel. */
             float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
             for (int64_t i = 0; i < N; i++) {
-                const float *p = j->x + (i * C + c) * HW, *gp = j->gy + (i * C + c) * HW;
-                float *q = j->gx + (i * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) q[k] += a * (gp[k] - mg - (p[k] - mu) * istd * mgx);
+                int64_t o = (i * C + c) * HW;
+                k->bn_bapply(j->gx + o, j->x + o, j->gy + o, HW, mu, istd, a, mg, mgx);
             }
         } else {
             /* Fixed (running) statistics: a plain per-channel affine map. */
             for (int64_t i = 0; i < N; i++) {
-                const float *gp = j->gy + (i * C + c) * HW;
-                float *q = j->gx + (i * C + c) * HW;
-                for (int64_t k = 0; k < HW; k++) q[k] += a * gp[k];
+                int64_t o = (i * C + c) * HW;
+                k->unary_b(DP_EW_SCALE, j->gx + o, j->gy + o, j->gy + o, j->gy + o, HW, a);
             }
         }
     }
@@ -181,7 +182,7 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
     if (n->ip[BN_GAMMA] >= 0 && dp_wants_grad(n->in[n->ip[BN_GAMMA]])) j.ggamma = dp_f(&n->in[n->ip[BN_GAMMA]]->grad);
     if (n->ip[BN_BETA] >= 0 && dp_wants_grad(n->in[n->ip[BN_BETA]])) j.gbeta = dp_f(&n->in[n->ip[BN_BETA]]->grad);
     if (!j.gx && !j.ggamma && !j.gbeta) return;
-    dp_parallel_for(g->ctx, j.C, bn_bwd_range, &j);
+    dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * 5, bn_bwd_range, &j);
 }
 
 const dp_op_def dp_op_batchnorm2d = {"batchnorm2d", bn_shape, bn_fwd, bn_bwd, 0};

@@ -1,10 +1,17 @@
 /* Pooling and upsampling on NCHW images: max/avg pool (PyTorch or TF 'same'
  * padding), global average pool, nearest and bilinear upsampling.
  * Each op: shape rule, forward, backward side by side. Every op works plane by
- * plane ([N*C] independent HxW planes). */
+ * plane ([N*C] independent HxW planes), split over the thread pool.
+ *
+ * Max-pool with kernel = stride = 2 or 4 and no padding (Meso-4's, and 'same'
+ * on even sizes) is the fast path: vector kernels (kernels/ew.h) over rows of
+ * windows, the argmax kept as one byte per output (its place in the window).
+ * Other geometries keep an int32 offset in the plane per output. Graphs that
+ * never take the pool's gradient keep no argmax at all. */
 #include <math.h>
 
 #include "core/internal.h"
+#include "kernels/ew.h"
 
 static dp_status need_nchw(dp_graph *g, dp_node *n) {
     const dp_tensor *x = &n->in[0]->val;
@@ -31,6 +38,14 @@ static int64_t pool_extent(int64_t in, int k, int s, int pad, int same, int *lea
     *lead = pad;
     if (in + 2 * (int64_t)pad < k) return 0;
     return (in + 2 * (int64_t)pad - k) / s + 1;
+}
+
+/* kernel = stride = 2 or 4, no padding (so every window lies inside the image). */
+static int pool_fast(const dp_node *n) {
+    const int *p = n->ip;
+    return (p[P_KH] == 2 || p[P_KH] == 4) && p[P_KW] == p[P_KH] && p[P_SH] == p[P_KH] && p[P_SW] == p[P_KW] &&
+           p[P_TOP] == 0 && p[P_LEFT] == 0 && n->op == DP_OP_MAXPOOL2D && n->val.shape[2] * p[P_KH] <= n->in[0]->val.shape[2] &&
+           n->val.shape[3] * p[P_KW] <= n->in[0]->val.shape[3];
 }
 
 static dp_status pool_shape(dp_graph *g, dp_node *n) {
@@ -62,7 +77,8 @@ static dp_status pool_shape(dp_graph *g, dp_node *n) {
     if (n->op == DP_OP_MAXPOOL2D) {
         if (x->shape[2] * x->shape[3] > INT32_MAX)
             return dp_node_error(g, n, DP_ERR_SHAPE, "planes over 2^31 elements are not supported");
-        n->aux_bytes = (size_t)dp_numel(&n->val) * sizeof(int32_t); /* argmax per output, within its plane */
+        /* argmax per output: its place in the window (fast path) or in the plane */
+        n->aux_bytes = (size_t)dp_numel(&n->val) * (pool_fast(n) ? sizeof(uint8_t) : sizeof(int32_t));
     }
     return DP_OK;
 }
@@ -83,24 +99,38 @@ static pool_geom pool_geom_of(const dp_node *n) {
 static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-static void maxpool_fwd(dp_graph *g, dp_node *n) {
-    (void)g;
-    pool_geom q = pool_geom_of(n);
-    const float *x = dp_f(&n->in[0]->val);
-    float *y = dp_f(&n->val);
-    int32_t *arg = n->aux;
-    for (int64_t pl = 0; pl < q.planes; pl++) {
-        const float *xp = x + pl * q.H * q.W;
+/* Work of one max-pool pass. */
+typedef struct mp_job {
+    pool_geom q;
+    int64_t C;
+    const float *x, *gy;
+    float *y, *gx;
+    void *arg;        /* argmax (NULL: not kept) */
+    const float *rba; /* fused relu + batch norm: {mu, a, b} per channel (NULL: none) */
+} mp_job;
+
+static inline float rba_val(const float *t, float v) { return ((v > 0.0f ? v : 0.0f) - t[0]) * t[1] + t[2]; }
+
+/* Generic geometry, planes [p0, p1). */
+static void mp_fwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const mp_job *j = vj;
+    const pool_geom q = j->q;
+    int32_t *arg = j->arg;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const float *xp = j->x + pl * q.H * q.W;
+        const float *t = j->rba ? j->rba + 3 * (pl % j->C) : NULL;
+        float *y = j->y + pl * q.OH * q.OW;
         for (int64_t oh = 0; oh < q.OH; oh++) {
             int64_t h0 = imax(oh * q.sh - q.top, 0), h1 = imin(oh * q.sh - q.top + q.kh, q.H);
             for (int64_t ow = 0; ow < q.OW; ow++) {
                 int64_t w0 = imax(ow * q.sw - q.left, 0), w1 = imin(ow * q.sw - q.left + q.kw, q.W);
                 /* Windows always hold a real pixel (pad <= kernel/2, or 'same'). */
                 int64_t best = h0 * q.W + w0;
-                float bv = xp[best];
+                float bv = t ? rba_val(t, xp[best]) : xp[best];
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) {
-                        float v = xp[h * q.W + w];
+                        float v = t ? rba_val(t, xp[h * q.W + w]) : xp[h * q.W + w];
                         if (v > bv || isnan(v)) { /* first maximum wins; NaN propagates (PyTorch) */
                             bv = v;
                             best = h * q.W + w;
@@ -108,23 +138,72 @@ static void maxpool_fwd(dp_graph *g, dp_node *n) {
                         }
                     }
             found:
-                *y++ = bv;
-                *arg++ = (int32_t)best;
+                y[oh * q.OW + ow] = bv;
+                if (arg) arg[(pl * q.OH + oh) * q.OW + ow] = (int32_t)best;
             }
         }
     }
 }
 
+/* Fast path, output rows [r0, r1) of all planes. */
+static void mp_fwd_rows(void *vj, int64_t r0, int64_t r1, int tid) {
+    (void)tid;
+    const mp_job *j = vj;
+    const pool_geom q = j->q;
+    const dp_ew_kernels *k = dp_ew();
+    uint8_t *arg = j->arg;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t pl = r / q.OH, oh = r % q.OH;
+        k->maxpool_row(q.kh, j->y + r * q.OW, arg ? arg + r * q.OW : NULL, j->x + (pl * q.H + oh * q.kh) * q.W, q.W, q.OW,
+                       j->rba ? j->rba + 3 * (pl % j->C) : NULL);
+    }
+}
+
+static void maxpool_fwd(dp_graph *g, dp_node *n) {
+    mp_job j = {.q = pool_geom_of(n), .C = n->in[0]->val.shape[1], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val)};
+    /* The argmax is kept only where a gradient may pass (never in no_grad graphs). */
+    j.arg = (n->flags & DP_NF_MAY_GRAD) ? n->aux : NULL;
+    if (n->fuse == DP_FUSE_RELU_BN_POOL && !g->training) {
+        /* relu and the batch norm did not run: pool relu(x) through the norm's affine map */
+        float *rba = (float *)((char *)n->aux + (n->aux_bytes - (size_t)j.C * 3 * sizeof(float)));
+        dp_bn_eval_affine(n->in[0], rba);
+        j.x = dp_f(&n->fuse_in->val);
+        j.rba = rba;
+    }
+    if (pool_fast(n))
+        dp_parallel_for_cost(g->ctx, j.q.planes * j.q.OH, j.q.kh * j.q.W, mp_fwd_rows, &j);
+    else
+        dp_parallel_for_cost(g->ctx, j.q.planes, j.q.H * j.q.W, mp_fwd_planes, &j);
+}
+
+static void mp_bwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const mp_job *j = vj;
+    const int32_t *arg = j->arg;
+    const int64_t per = j->q.OH * j->q.OW, HW = j->q.H * j->q.W;
+    for (int64_t pl = p0; pl < p1; pl++)
+        for (int64_t i = 0; i < per; i++) j->gx[pl * HW + arg[pl * per + i]] += j->gy[pl * per + i];
+}
+
+static void mp_bwd_rows(void *vj, int64_t r0, int64_t r1, int tid) {
+    (void)tid;
+    const mp_job *j = vj;
+    const pool_geom q = j->q;
+    const dp_ew_kernels *k = dp_ew();
+    const uint8_t *arg = j->arg;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t pl = r / q.OH, oh = r % q.OH;
+        k->maxpool_row_b(q.kh, j->gx + (pl * q.H + oh * q.kh) * q.W, q.W, arg + r * q.OW, j->gy + r * q.OW, q.OW);
+    }
+}
+
 static void maxpool_bwd(dp_graph *g, dp_node *n) {
-    (void)g;
     if (!dp_wants_grad(n->in[0])) return;
-    pool_geom q = pool_geom_of(n);
-    const float *gy = dp_f(&n->grad);
-    const int32_t *arg = n->aux;
-    float *gx = dp_f(&n->in[0]->grad);
-    int64_t per = q.OH * q.OW;
-    for (int64_t pl = 0; pl < q.planes; pl++)
-        for (int64_t i = 0; i < per; i++) gx[pl * q.H * q.W + arg[pl * per + i]] += gy[pl * per + i];
+    mp_job j = {.q = pool_geom_of(n), .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad), .arg = n->aux};
+    if (pool_fast(n))
+        dp_parallel_for_cost(g->ctx, j.q.planes * j.q.OH, 3 * j.q.kh * j.q.W, mp_bwd_rows, &j);
+    else
+        dp_parallel_for_cost(g->ctx, j.q.planes, j.q.H * j.q.W, mp_bwd_planes, &j);
 }
 
 /* Divisor of an average window: the real pixels, or (PyTorch's
@@ -138,13 +217,20 @@ static inline float avg_div(const dp_node *n, const pool_geom *q, int64_t oh, in
     return (float)((imin(hs + q->kh, q->H) - imax(hs, 0)) * (imin(ws + q->kw, q->W) - imax(ws, 0)));
 }
 
-static void avgpool_fwd(dp_graph *g, dp_node *n) {
-    (void)g;
-    pool_geom q = pool_geom_of(n);
-    const float *x = dp_f(&n->in[0]->val);
-    float *y = dp_f(&n->val);
-    for (int64_t pl = 0; pl < q.planes; pl++) {
-        const float *xp = x + pl * q.H * q.W;
+typedef struct ap_job {
+    const dp_node *n;
+    pool_geom q;
+    const float *x, *gy;
+    float *y, *gx;
+} ap_job;
+
+static void ap_fwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const ap_job *j = vj;
+    const pool_geom q = j->q;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        const float *xp = j->x + pl * q.H * q.W;
+        float *y = j->y + pl * q.OH * q.OW;
         for (int64_t oh = 0; oh < q.OH; oh++) {
             int64_t h0 = imax(oh * q.sh - q.top, 0), h1 = imin(oh * q.sh - q.top + q.kh, q.H);
             for (int64_t ow = 0; ow < q.OW; ow++) {
@@ -152,30 +238,40 @@ static void avgpool_fwd(dp_graph *g, dp_node *n) {
                 float s = 0.0f;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t w = w0; w < w1; w++) s += xp[h * q.W + w];
-                *y++ = s / avg_div(n, &q, oh, ow);
+                *y++ = s / avg_div(j->n, &q, oh, ow);
+            }
+        }
+    }
+}
+
+static void avgpool_fwd(dp_graph *g, dp_node *n) {
+    ap_job j = {.n = n, .q = pool_geom_of(n), .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val)};
+    dp_parallel_for_cost(g->ctx, j.q.planes, j.q.H * j.q.W, ap_fwd_planes, &j);
+}
+
+static void ap_bwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const ap_job *j = vj;
+    const pool_geom q = j->q;
+    for (int64_t pl = p0; pl < p1; pl++) {
+        float *gp = j->gx + pl * q.H * q.W;
+        const float *gy = j->gy + pl * q.OH * q.OW;
+        for (int64_t oh = 0; oh < q.OH; oh++) {
+            int64_t h0 = imax(oh * q.sh - q.top, 0), h1 = imin(oh * q.sh - q.top + q.kh, q.H);
+            for (int64_t ow = 0; ow < q.OW; ow++) {
+                int64_t w0 = imax(ow * q.sw - q.left, 0), w1 = imin(ow * q.sw - q.left + q.kw, q.W);
+                float v = *gy++ / avg_div(j->n, &q, oh, ow);
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t w = w0; w < w1; w++) gp[h * q.W + w] += v;
             }
         }
     }
 }
 
 static void avgpool_bwd(dp_graph *g, dp_node *n) {
-    (void)g;
     if (!dp_wants_grad(n->in[0])) return;
-    pool_geom q = pool_geom_of(n);
-    const float *gy = dp_f(&n->grad);
-    float *gx = dp_f(&n->in[0]->grad);
-    for (int64_t pl = 0; pl < q.planes; pl++) {
-        float *gp = gx + pl * q.H * q.W;
-        for (int64_t oh = 0; oh < q.OH; oh++) {
-            int64_t h0 = imax(oh * q.sh - q.top, 0), h1 = imin(oh * q.sh - q.top + q.kh, q.H);
-            for (int64_t ow = 0; ow < q.OW; ow++) {
-                int64_t w0 = imax(ow * q.sw - q.left, 0), w1 = imin(ow * q.sw - q.left + q.kw, q.W);
-                float v = *gy++ / avg_div(n, &q, oh, ow);
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t w = w0; w < w1; w++) gp[h * q.W + w] += v;
-            }
-        }
-    }
+    ap_job j = {.n = n, .q = pool_geom_of(n), .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad)};
+    dp_parallel_for_cost(g->ctx, j.q.planes, 2 * j.q.H * j.q.W, ap_bwd_planes, &j);
 }
 
 const dp_op_def dp_op_maxpool2d = {"maxpool2d", pool_shape, maxpool_fwd, maxpool_bwd, 0};
@@ -209,29 +305,33 @@ static dp_status gap_shape(dp_graph *g, dp_node *n) {
     dp_tensor_set_contiguous(&n->val, DP_F32, 2, x->shape);
     return DP_OK;
 }
+typedef struct gap_job {
+    int64_t HW;
+    const float *x, *gy;
+    float *y, *gx;
+} gap_job;
+static void gap_fwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const gap_job *j = vj;
+    const dp_ew_kernels *k = dp_ew();
+    for (int64_t pl = p0; pl < p1; pl++) j->y[pl] = (float)(k->sum(j->x + pl * j->HW, j->HW) / (double)j->HW); /* double: large planes stay accurate */
+}
 static void gap_fwd(dp_graph *g, dp_node *n) {
-    (void)g;
     const dp_tensor *xt = &n->in[0]->val;
-    int64_t planes = xt->shape[0] * xt->shape[1], HW = xt->shape[2] * xt->shape[3];
-    const float *x = dp_f(&n->in[0]->val);
-    float *y = dp_f(&n->val);
-    for (int64_t pl = 0; pl < planes; pl++) {
-        double s = 0.0; /* large planes: keep the sum accurate */
-        for (int64_t k = 0; k < HW; k++) s += x[pl * HW + k];
-        y[pl] = (float)(s / (double)HW);
-    }
+    gap_job j = {.HW = xt->shape[2] * xt->shape[3], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val)};
+    dp_parallel_for_cost(g->ctx, xt->shape[0] * xt->shape[1], j.HW, gap_fwd_planes, &j);
+}
+static void gap_bwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const gap_job *j = vj;
+    const dp_ew_kernels *k = dp_ew();
+    for (int64_t pl = p0; pl < p1; pl++) k->adds(j->gx + pl * j->HW, j->gy[pl] / (float)j->HW, j->HW);
 }
 static void gap_bwd(dp_graph *g, dp_node *n) {
-    (void)g;
     if (!dp_wants_grad(n->in[0])) return;
     const dp_tensor *xt = &n->in[0]->val;
-    int64_t planes = xt->shape[0] * xt->shape[1], HW = xt->shape[2] * xt->shape[3];
-    const float *gy = dp_f(&n->grad);
-    float *gx = dp_f(&n->in[0]->grad);
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float v = gy[pl] / (float)HW;
-        for (int64_t k = 0; k < HW; k++) gx[pl * HW + k] += v;
-    }
+    gap_job j = {.HW = xt->shape[2] * xt->shape[3], .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad)};
+    dp_parallel_for_cost(g->ctx, xt->shape[0] * xt->shape[1], 2 * j.HW, gap_bwd_planes, &j);
 }
 const dp_op_def dp_op_global_avgpool = {"global_avgpool", gap_shape, gap_fwd, gap_bwd, 0};
 dp_node *dp_global_avgpool(dp_graph *g, dp_node *x) { return dp_node_finish(g, dp_node_begin(g, DP_OP_GLOBAL_AVGPOOL, 1, &x)); }
