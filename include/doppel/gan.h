@@ -175,6 +175,77 @@ uint32_t dp_gan_hash_params(dp_paramset *ps);
  * for dp_dataset_from_folder. Unreadable files are skipped (->skipped). */
 dp_status dp_gan_images_from_folder(dp_ctx *ctx, const char *dir, const dp_folder_opts *opts, dp_dataset **out);
 
+/* ------------------------------------------------------------ quality metrics (metrics.c)
+ * Measured without downloading anything (docs/gan.md, "Measuring a GAN").
+ * FID here is "FID-FMNIST-doppelcnn": the Fréchet distance of Gaussians fitted
+ * to the penultimate features of a classifier doppel trained itself (`doppel
+ * classify train`), NOT Inception features — not comparable with published
+ * FIDs. */
+#define DP_PR_K 3 /* neighbours of the precision/recall manifolds (Kynkäänniemi et al. 2019) */
+
+/* Eigen-decomposition of a symmetric d×d matrix (row-major; only its
+ * symmetric part is used) by cyclic Jacobi rotations, in double:
+ * A = V diag(evals) Vᵀ, eigenvector k in column k of evecs (d×d). */
+dp_status dp_sym_eigen(dp_ctx *ctx, const double *a, int d, double *evals, double *evecs);
+/* The symmetric square root of a symmetric positive semi-definite matrix
+ * (eigenvalues below 0, from rounding, count as 0). */
+dp_status dp_sqrtm_psd(dp_ctx *ctx, const double *a, int d, double *out);
+/* Mean and unbiased covariance (divided by n-1) of n vectors x [n,d]. */
+dp_status dp_mean_cov(dp_ctx *ctx, const float *x, int64_t n, int d, double *mean, double *cov);
+/* Squared Fréchet distance between N(mu1, cov1) and N(mu2, cov2):
+ * |mu1-mu2|² + tr cov1 + tr cov2 - 2 tr sqrt(cov1^½ cov2 cov1^½). */
+dp_status dp_frechet_distance(dp_ctx *ctx, const double *mu1, const double *cov1, const double *mu2, const double *cov2, int d,
+                              double *out);
+/* The same between Gaussians fitted to two sets of feature vectors. */
+dp_status dp_fid_from_features(dp_ctx *ctx, const float *a, int64_t na, const float *b, int64_t nb, int d, double *out);
+/* Kynkäänniemi et al. precision (share of generated vectors inside the
+ * union of the balls around each real vector reaching its k-th nearest real
+ * neighbour) and recall (real vectors inside the generated balls). Exact
+ * O(n²d) search. Needs more than k vectors in each set. */
+dp_status dp_precision_recall(dp_ctx *ctx, const float *real, int64_t nr, const float *fake, int64_t nf, int d, int k,
+                              double *precision, double *recall);
+/* Mean over n images [n,c,h,w] in [0,1] (square, even side 8..256) of the
+ * azimuthally averaged log power spectrum (dp_spectral_features of detect.h:
+ * grey, Hann window, rings 1..h/2, the profile's mean removed): h/2 values. */
+dp_status dp_spectral_profile(dp_ctx *ctx, const float *imgs, int64_t n, int c, int h, int w, double *profile);
+/* Mean squared difference of two profiles of n values. */
+double dp_spectral_distance(const double *a, const double *b, int n);
+
+/* A feature extractor: a `doppel classify` checkpoint (classify-cnn: the
+ * 128-d output of dense fc1 + ReLU; classify-mlp: the 256-d one) in eval
+ * mode, with the checkpoint's input normalisation. */
+typedef struct dp_feature_model dp_feature_model;
+dp_status dp_feature_model_load(dp_ctx *ctx, const char *path, dp_feature_model **out);
+void dp_feature_model_free(dp_feature_model *m);
+int dp_feature_model_dim(const dp_feature_model *m);
+void dp_feature_model_shape(const dp_feature_model *m, int *c, int *h, int *w);
+/* imgs [n,C,H,W] in [0,1] → out [n,dim]. */
+dp_status dp_feature_model_run(dp_feature_model *m, const float *imgs, int64_t n, float *out);
+
+typedef struct dp_gan_eval {
+    double fid;               /* FID-FMNIST-doppelcnn (NaN without a feature model) */
+    double spectral_distance; /* mean squared difference of the mean spectral profiles */
+    double precision, recall; /* k = DP_PR_K (NaN without a feature model) */
+    int64_t n_real, n_fake;
+} dp_gan_eval;
+/* All the metrics between real and generated images (both [n,c,h,w] in
+ * [0,1]); fm NULL: the spectral distance only. */
+dp_status dp_gan_eval_images(dp_ctx *ctx, dp_feature_model *fm, const float *real, int64_t nr, const float *fake, int64_t nf,
+                             int c, int h, int w, dp_gan_eval *out);
+/* One JSON object: fid_doppelcnn, spectral_distance, precision, recall, n,
+ * n_real, n_generated, k, feature_model, generator, data (NaN → null; the
+ * strings may be NULL → null). 0 if buf is too small. */
+int dp_gan_eval_json(const dp_gan_eval *e, const char *feature_model, const char *generator, const char *data, char *buf,
+                     size_t n);
+
+/* ------------------------------------------------------------ the run report (report.c)
+ * RUN/report.html, self-contained (images inlined as base64 PNG data URIs, no
+ * network): loss curves from RUN/metrics.csv, the grids of RUN/samples/ over
+ * time, the metrics of RUN/eval.json (written by `doppel gan eval`). Missing
+ * parts are said to be missing; only an unwritable file is an error. path
+ * (may be NULL) receives the report's path. */
+dp_status dp_gan_report(dp_ctx *ctx, const char *run_dir, char *path, size_t path_size);
+
 #ifdef __cplusplus
 }
 #endif

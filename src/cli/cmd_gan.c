@@ -25,6 +25,8 @@
 static const char *const usage_text =
     "usage: doppel gan train --out RUN [options]\n"
     "       doppel gan sample --model RUN|FILE (--grid FILE | --out DIR) [options]\n"
+    "       doppel gan eval (--model RUN|FILE | --untrained | --real-vs-real) --features CLASSIFIER [options]\n"
+    "       doppel gan report --run RUN\n"
     "\n"
     "Train a DCGAN, or generate images with one. Every image doppel writes is labelled as\n"
     "AI-generated (metadata + invisible watermark carrying the model id).\n"
@@ -65,6 +67,23 @@ static const char *const usage_text =
     "  --truncation T            redraw noise values with |z| > T (a truncated normal; e.g. 1.0)\n"
     "  --threads N               worker threads (default: all CPUs)\n"
     "\n"
+    "eval (quality metrics; docs/gan.md, 'Measuring a GAN'):\n"
+    "  --model RUN|FILE          the generator to measure (a run folder also gets RUN/eval.json and report.html)\n"
+    "  --untrained               calibration: a freshly initialised generator (--arch, --seed) instead\n"
+    "  --real-vs-real            calibration: two disjoint halves of the real data instead\n"
+    "  --data fashion-mnist|DIR  the real images (default fashion-mnist: the first N training images)\n"
+    "  --data-dir DIR            where the Fashion-MNIST files are\n"
+    "  --features FILE           a 'doppel classify train' checkpoint whose penultimate layer gives the\n"
+    "                            features of FID-FMNIST-doppelcnn and precision/recall (without it: spectral only)\n"
+    "  -n N                      images of each set (default 2000)\n"
+    "  --seed N                  noise seed (default 1); --arch for --untrained (default dcgan28)\n"
+    "  --json                    one JSON object: fid_doppelcnn, spectral_distance, precision, recall, n, feature_model, ...\n"
+    "  --threads N               worker threads (default: all CPUs)\n"
+    "\n"
+    "report:\n"
+    "  --run RUN                 (re)write RUN/report.html: loss curves, sample grids over time, RUN/eval.json\n"
+    "\n"
+    "FID-FMNIST-doppelcnn is a Frechet distance on the features of doppel's own classifier, not Inception FID.\n"
     "Exit status: 0 ok, 1 failure, 2 bad usage.\n";
 
 typedef struct opts {
@@ -74,6 +93,8 @@ typedef struct opts {
     uint64_t seed;
     double lr, truncation;
     int resume, flip, face_crop, quiet;
+    const char *features, *run_dir; /* eval, report */
+    int json, untrained, real_vs_real;
     /* which were given (a resumed run refuses changes to these) */
     int set_arch, set_loss, set_batch, set_seed, set_lr, set_data;
 } opts;
@@ -160,7 +181,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         memcpy(name, a, len);
         name[len] = 0;
         int flag = !strcmp(name, "--resume") || !strcmp(name, "--flip") || !strcmp(name, "--face-crop") ||
-                   !strcmp(name, "--quiet");
+                   !strcmp(name, "--quiet") || !strcmp(name, "--json") || !strcmp(name, "--untrained") ||
+                   !strcmp(name, "--real-vs-real");
         if (flag) {
             if (eq) return usage_error(o, "%s takes no value", name);
         } else if (eq) {
@@ -181,6 +203,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
             if (!strcmp(name, "--resume")) o->resume = 1;
             else if (!strcmp(name, "--flip")) o->flip = 1;
             else if (!strcmp(name, "--face-crop")) o->face_crop = 1;
+            else if (!strcmp(name, "--json")) o->json = 1;
+            else if (!strcmp(name, "--untrained")) o->untrained = 1;
+            else if (!strcmp(name, "--real-vs-real")) o->real_vs_real = 1;
             else o->quiet = 1;
         }
         else if (!strcmp(name, "--data")) o->data = v, o->set_data = 1;
@@ -188,6 +213,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         else if (!strcmp(name, "--out")) o->out = v;
         else if (!strcmp(name, "--model")) o->model = v;
         else if (!strcmp(name, "--grid")) o->grid = v;
+        else if (!strcmp(name, "--features")) o->features = v;
+        else if (!strcmp(name, "--run")) o->run_dir = v;
         else if (!strcmp(name, "--arch")) {
             dp_gan_arch a;
             if (!dp_gan_arch_parse(v, &a)) return usage_error(o, "--arch must be dcgan28 or dcgan64, got '%s'", v);
@@ -353,6 +380,8 @@ static int cmd_train(int argc, char **argv) {
     if (rc) return rc;
     if (o.model || o.grid || o.n || o.format || o.quality || o.truncation)
         return usage_error(&o, "--model, --grid, -n, --format, --quality and --truncation are for 'sample'");
+    if (o.features || o.run_dir || o.json || o.untrained || o.real_vs_real)
+        return usage_error(&o, "--features, --run, --json, --untrained and --real-vs-real are for 'eval' and 'report'");
     if (!o.out) return usage_error(&o, "--out RUN (the run folder) is required");
     if (o.face_crop) {
         fprintf(stderr, "doppel gan train: --face-crop is not available yet (it needs the face finder, which has not "
@@ -571,6 +600,7 @@ static int cmd_train(int argc, char **argv) {
            wall, (double)(done_steps * go.batch) / wall, (double)(done_steps * go.batch) / t_steps,
            1e3 * t_steps / (double)(done_steps ? done_steps : 1));
     printf("checkpoint %s (step %lld), metrics %s, last grid %s\n", r.ckpt, (long long)last_ckpt, r.csv, path);
+    if (dp_gan_report(ctx, o.out, NULL, 0) == DP_OK) printf("report %s/report.html\n", o.out); /* loss curves + grids */
     rc = stopped ? 130 : 0;
 done:
     if (csv) fclose(csv);
@@ -669,6 +699,206 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------ eval */
+static void print_metric(const char *name, double v, const char *note) {
+    if (isfinite(v)) printf("  %-22s %10.5g   %s\n", name, v, note);
+    else printf("  %-22s %10s   %s\n", name, "-", note);
+}
+
+static int cmd_eval(int argc, char **argv) {
+    opts o = {.cmd = "eval", .data = "fashion-mnist", .seed = 1, .n = 2000};
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
+    int modes = !!o.model + o.untrained + o.real_vs_real;
+    if (modes != 1) return usage_error(&o, "say what to measure: exactly one of --model RUN|FILE, --untrained, --real-vs-real");
+    if (o.grid || o.out || o.format || o.quality || o.truncation || o.steps || o.set_batch || o.set_loss || o.set_lr ||
+        o.sample_every || o.ckpt_every || o.resume || o.flip || o.face_crop || o.limit || o.run_dir)
+        return usage_error(&o, "eval takes --model/--untrained/--real-vs-real, --data, --data-dir, --features, -n, --seed, "
+                               "--arch, --threads, --json");
+    if (o.set_arch && o.model) return usage_error(&o, "--arch is for --untrained (a checkpoint knows its arch)");
+    int fashion = !strcmp(o.data, "fashion-mnist");
+    if (!fashion && o.data_dir) return usage_error(&o, "--data-dir applies to --data fashion-mnist");
+
+    dp_ctx *ctx = NULL;
+    dp_gan_sampler *sm = NULL;
+    dp_gan *gan = NULL;
+    dp_dataset *ds = NULL;
+    dp_feature_model *fm = NULL;
+    float *real = NULL, *fake = NULL, *z = NULL;
+    rc = 1;
+    dp_status s = dp_ctx_new(&(dp_ctx_opts){.threads = (int)o.threads, .seed = o.seed}, &ctx);
+    if (s != DP_OK) return fail(&o, s, "cannot create a context", "");
+
+    /* ---- the generator (or none) and the image shape */
+    char model[4200] = "", gen_name[4400] = "";
+    dp_gan_arch arch;
+    if (o.model) {
+        if (is_dir(o.model)) snprintf(model, sizeof model, "%s/ckpt.safetensors", o.model);
+        else snprintf(model, sizeof model, "%s", o.model);
+        if ((s = dp_gan_sampler_load(ctx, model, 0, &sm)) != DP_OK) {
+            fail(&o, s, "", dp_ctx_error(ctx));
+            goto done;
+        }
+        arch = dp_gan_sampler_arch(sm);
+        snprintf(gen_name, sizeof gen_name, "%s step %lld (%s)", o.model, (long long)dp_gan_sampler_step(sm),
+                 dp_gan_arch_name(arch));
+    } else {
+        if (!o.arch) o.arch = fashion ? "dcgan28" : "dcgan64";
+        dp_gan_arch_parse(o.arch, &arch);
+        if (o.untrained) {
+            dp_gan_opts go = {.arch = arch, .batch = 2, .seed = o.seed};
+            if ((s = dp_gan_new(ctx, &go, &gan)) != DP_OK) {
+                fail(&o, s, "", dp_ctx_error(ctx));
+                goto done;
+            }
+            snprintf(gen_name, sizeof gen_name, "untrained %s (DCGAN initialisation, seed %llu)", dp_gan_arch_name(arch),
+                     (unsigned long long)o.seed);
+        } else {
+            snprintf(gen_name, sizeof gen_name, "real-vs-real (second half of the real images)");
+        }
+    }
+    int C, H, W;
+    dp_gan_arch_shape(arch, &C, &H, &W);
+    if (fashion && arch != DP_GAN_DCGAN28) {
+        usage_error(&o, "fashion-mnist is 28x28 grey: the generator must be dcgan28");
+        rc = 2;
+        goto done;
+    }
+
+    /* ---- real images: the first n (2n for --real-vs-real) */
+    int64_t n = o.n, need = o.real_vs_real ? 2 * n : n;
+    if (fashion) s = dp_dataset_fashion_mnist(ctx, o.data_dir, 1, need, &ds);
+    else {
+        dp_folder_opts fo = {.channels = C, .height = H, .width = W, .limit = need, .warn = folder_warn};
+        s = dp_gan_images_from_folder(ctx, o.data, &fo, &ds);
+    }
+    if (s != DP_OK) {
+        fail(&o, s, "", dp_ctx_error(ctx));
+        goto done;
+    }
+    if (ds->n < need) {
+        int64_t m = o.real_vs_real ? ds->n / 2 : ds->n;
+        fprintf(stderr, "note: %s has %lld images; using n = %lld\n", o.data, (long long)ds->n, (long long)m);
+        n = m;
+    }
+    if (n <= DP_PR_K + 1) {
+        fprintf(stderr, "doppel gan eval: too few images (%lld) to measure\n", (long long)n);
+        goto done;
+    }
+    int64_t per = (int64_t)C * H * W;
+    real = malloc(sizeof(float) * (size_t)(n * per));
+    fake = malloc(sizeof(float) * (size_t)(n * per));
+    if (!real || !fake) {
+        fail(&o, DP_ERR_NOMEM, "out of memory", "");
+        goto done;
+    }
+    for (int64_t i = 0; i < n * per; i++) real[i] = ds->pixels[i] / 255.0f;
+
+    /* ---- generated images (or the other half) */
+    double t0 = cli_now();
+    if (o.real_vs_real) {
+        for (int64_t i = 0; i < n * per; i++) fake[i] = ds->pixels[n * per + i] / 255.0f;
+    } else {
+        int nz = sm ? dp_gan_sampler_nz(sm) : dp_gan_options(gan)->nz;
+        z = malloc(sizeof(float) * (size_t)n * (size_t)nz);
+        if (!z) {
+            fail(&o, DP_ERR_NOMEM, "out of memory", "");
+            goto done;
+        }
+        dp_rng r;
+        dp_rng_seed(&r, o.seed);
+        if ((s = dp_gan_noise(ctx, &r, z, n * nz, 0.0f)) == DP_OK)
+            s = sm ? dp_gan_sampler_generate(sm, z, n, fake) : dp_gan_generate(gan, z, n, fake);
+        if (s != DP_OK) {
+            fail(&o, s, "generating", dp_ctx_error(ctx));
+            goto done;
+        }
+    }
+    double t_gen = cli_now() - t0;
+
+    /* ---- features and metrics */
+    if (o.features && (s = dp_feature_model_load(ctx, o.features, &fm)) != DP_OK) {
+        fail(&o, s, "--features", dp_ctx_error(ctx));
+        goto done;
+    }
+    if (!o.features && !o.json)
+        fprintf(stderr, "note: no --features classifier: only the spectral distance is measured (FID-FMNIST-doppelcnn and "
+                        "precision/recall need one, e.g. from 'doppel classify train')\n");
+    dp_gan_eval ev;
+    t0 = cli_now();
+    if ((s = dp_gan_eval_images(ctx, fm, real, n, fake, n, C, H, W, &ev)) != DP_OK) {
+        fail(&o, s, "measuring", dp_ctx_error(ctx));
+        goto done;
+    }
+    double t_eval = cli_now() - t0;
+    char data_name[4400];
+    snprintf(data_name, sizeof data_name, "%s (%s images [0, %lld)%s)", o.data, fashion ? "training" : "the first",
+             (long long)n, o.real_vs_real ? " vs [n, 2n)" : "");
+    char json[16384];
+    if (!dp_gan_eval_json(&ev, o.features, gen_name, data_name, json, sizeof json)) {
+        fail(&o, DP_ERR_ARG, "the JSON result does not fit (paths too long?)", "");
+        goto done;
+    }
+    if (o.json) {
+        printf("%s\n", json);
+    } else {
+        printf("generator: %s\nreal data: %s\nfeatures:  %s\n", gen_name, data_name,
+               o.features ? o.features : "(none: spectral distance only)");
+        printf("n = %lld real vs %lld generated; %.1f s to generate, %.1f s to measure\n\n", (long long)n, (long long)n,
+               t_gen, t_eval);
+        print_metric("FID-FMNIST-doppelcnn", ev.fid, "Frechet distance on doppel classifier features (not Inception FID)");
+        print_metric("spectral distance", ev.spectral_distance, "mean squared difference of the mean log-power profiles");
+        print_metric("precision (k=3)", ev.precision, "generated images inside the real k-NN manifold");
+        print_metric("recall (k=3)", ev.recall, "real images inside the generated k-NN manifold");
+    }
+    if (o.model && is_dir(o.model)) {
+        char ep[4400], rp[4400];
+        snprintf(ep, sizeof ep, "%s/eval.json", o.model);
+        FILE *f = fopen(ep, "w");
+        if (!f || fprintf(f, "%s\n", json) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "doppel gan eval: cannot write %s: %s\n", ep, strerror(errno));
+            goto done;
+        }
+        if ((s = dp_gan_report(ctx, o.model, rp, sizeof rp)) != DP_OK) {
+            fail(&o, s, "report", dp_ctx_error(ctx));
+            goto done;
+        }
+        if (!o.json) printf("\nsaved %s; report %s\n", ep, rp);
+    }
+    rc = 0;
+done:
+    free(real);
+    free(fake);
+    free(z);
+    dp_feature_model_free(fm);
+    dp_dataset_free(ds);
+    dp_gan_sampler_free(sm);
+    dp_gan_free(gan);
+    dp_ctx_free(ctx);
+    return rc;
+}
+
+/* ------------------------------------------------------------ report */
+static int cmd_report(int argc, char **argv) {
+    opts o = {.cmd = "report"};
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
+    if (!o.run_dir) return usage_error(&o, "--run RUN (the run folder) is required");
+    if (argc != 2) return usage_error(&o, "report takes only --run RUN");
+    if (!is_dir(o.run_dir)) {
+        fprintf(stderr, "doppel gan report: %s is not a folder\n", o.run_dir);
+        return 1;
+    }
+    dp_ctx *ctx = NULL;
+    dp_status s = dp_ctx_new(&(dp_ctx_opts){.threads = 1, .seed = 1}, &ctx);
+    if (s != DP_OK) return fail(&o, s, "cannot create a context", "");
+    char path[4400];
+    if ((s = dp_gan_report(ctx, o.run_dir, path, sizeof path)) != DP_OK) rc = fail(&o, s, "", dp_ctx_error(ctx));
+    else printf("report %s\n", path);
+    dp_ctx_free(ctx);
+    return rc;
+}
+
 int cmd_gan(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -681,6 +911,9 @@ int cmd_gan(int argc, char **argv) {
         }
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
-    fprintf(stderr, "doppel gan: unknown subcommand '%s' (train or sample; see 'doppel gan --help')\n", argv[1]);
+    if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "report")) return cmd_report(argc - 2, argv + 2);
+    fprintf(stderr, "doppel gan: unknown subcommand '%s' (train, sample, eval or report; see 'doppel gan --help')\n",
+            argv[1]);
     return 2;
 }
