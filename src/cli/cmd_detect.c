@@ -523,14 +523,30 @@ static dp_status fit_fusion(dp_ctx *ctx, dp_detector *det, const float *meso, co
     float *x = malloc(sizeof(float) * (size_t)n * 2), w[3];
     if (!x) return DP_ERR_NOMEM;
     dp_status s;
-    if (p->use_meso) {
+    /* The L2 penalty (1.0 on the summed log-loss) keeps the weights finite and
+     * moderate when the validation split is (nearly) separable; a detector
+     * whose weight comes out negative is dropped and the other refitted alone
+     * (a negative weight fits noise of the split, it does not generalise). */
+    const double l2 = 1.0;
+    p->fuse_w[0] = p->fuse_w[1] = p->fuse_w[2] = 0;
+    s = DP_OK;
+    int use_m = p->use_meso, use_s = 1;
+    if (use_m) {
         for (int64_t i = 0; i < n; i++) x[2 * i] = meso[i], x[2 * i + 1] = spec[i];
-        s = dp_logreg_fit(ctx, x, y, n, 2, 1e-3, w);
-        if (s == DP_OK) p->fuse_w[0] = w[0], p->fuse_w[1] = w[1], p->fuse_w[2] = w[2];
-    } else {
-        for (int64_t i = 0; i < n; i++) x[i] = spec[i];
-        s = dp_logreg_fit(ctx, x, y, n, 1, 1e-3, w);
-        if (s == DP_OK) p->fuse_w[0] = 0, p->fuse_w[1] = w[0], p->fuse_w[2] = w[1];
+        s = dp_logreg_fit(ctx, x, y, n, 2, l2, w);
+        if (s == DP_OK && w[0] > 0 && w[1] > 0) {
+            p->fuse_w[0] = w[0], p->fuse_w[1] = w[1], p->fuse_w[2] = w[2];
+            free(x);
+            return DP_OK;
+        }
+        if (s == DP_OK && w[1] <= 0) use_s = 0;
+        else if (s == DP_OK) use_m = 0;
+    }
+    if (s == DP_OK) {
+        const float *src = use_m && !use_s ? meso : spec;
+        for (int64_t i = 0; i < n; i++) x[i] = src[i];
+        s = dp_logreg_fit(ctx, x, y, n, 1, l2, w);
+        if (s == DP_OK) p->fuse_w[use_m && !use_s ? 0 : 1] = w[0], p->fuse_w[2] = w[1];
     }
     free(x);
     return s;
