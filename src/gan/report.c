@@ -321,6 +321,7 @@ dp_status dp_gan_report(dp_ctx *ctx, const char *run_dir, char *path, size_t pat
             ylo = ylo > 0 && ylo < 0.25 * yhi ? 0 : ylo;
             double pad = 0.05 * (yhi - ylo);
             ylo -= pad, yhi += pad;
+            if (all[0] >= 0 && ylo < 0) ylo = 0; /* losses that are never negative start at 0 */
             if (yhi - ylo < 1e-6) yhi = ylo + 1;
         }
         free(all);
