@@ -8,6 +8,7 @@
 #include "optim.h"
 #include "io.h"
 #include "data.h"
+#include "face.h"
 #include "import.h"
 #include "label.h"
 #include "gan.h"
