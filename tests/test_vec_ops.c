@@ -188,8 +188,11 @@ static int k_unary(void) {
             int exact = kind <= DP_EW_SCALE;
             ok &= check_arr("unary_f", y, want, n, exact ? 0.0 : 1e-6, exact ? 0.0 : 1e-30);
             for (int64_t i = 0; i < n; i++) want[i] = gx[i] + gy[i] * ref_unary_der(kind, x[i], y[i], p);
-            k->unary_b(kind, gx, gy, x, y, n, p);
+            k->unary_b(kind, gx, gy, x, y, n, p, 1);
             ok &= check_arr("unary_b", gx, want, n, 0.0, 0.0);
+            for (int64_t i = 0; i < n; i++) want[i] = gy[i] * ref_unary_der(kind, x[i], y[i], p), gx[i] = NAN;
+            k->unary_b(kind, gx, gy, x, y, n, p, 0); /* store: every element written */
+            ok &= check_arr("unary_b store", gx, want, n, 0.0, 0.0);
             free(x), free(y), free(gx), free(gy), free(want);
         }
     return ok;
@@ -270,8 +273,11 @@ static int k_sums_and_norm(void) {
         k->bn_bsums(x, gy, n, mu, &sg, &sgx);
         ok &= near(sg, rg, 1e-12, 1e-12) && near(sgx, rgx, 1e-12, 1e-12);
         for (int64_t i = 0; i < n; i++) want[i] = gx[i] + a * (gy[i] - mg - (x[i] - mu) * istd * mgx);
-        k->bn_bapply(gx, x, gy, n, mu, istd, a, mg, mgx);
+        k->bn_bapply(gx, x, gy, n, mu, istd, a, mg, mgx, 1);
         ok &= check_arr("bn_bapply", gx, want, n, 0.0, 0.0);
+        for (int64_t i = 0; i < n; i++) want[i] = a * (gy[i] - mg - (x[i] - mu) * istd * mgx), gx[i] = NAN;
+        k->bn_bapply(gx, x, gy, n, mu, istd, a, mg, mgx, 0);
+        ok &= check_arr("bn_bapply store", gx, want, n, 0.0, 0.0);
         if (!ok) printf("  sums/norm (%s) n=%lld\n", k->name, (long long)n);
         free(x), free(y), free(gy), free(gx), free(want);
     }
@@ -310,8 +316,13 @@ static int k_maxpool(void) {
                 fill(gy, ow, 60 + (uint64_t)ow, -1.0f, 1.0f);
                 memcpy(gr, gx, sizeof(float) * (size_t)nx);
                 for (int64_t j = 0; j < ow; j++) gr[(ir[j] / kk) * ldx + kk * j + ir[j] % kk] += gy[j];
-                k->maxpool_row_b(kk, gx, ldx, idx, gy, ow);
+                k->maxpool_row_b(kk, gx, ldx, idx, gy, ow, 1);
                 ok &= check_arr("maxpool_row_b", gx, gr, nx, 0.0, 0.0);
+                /* store: the k*ow columns of each row written (0 off the argmax), the rest untouched */
+                for (int64_t i = 0; i < nx; i++) gx[i] = NAN, gr[i] = (i % ldx) < kk * ow ? 0.0f : NAN;
+                for (int64_t j = 0; j < ow; j++) gr[(ir[j] / kk) * ldx + kk * j + ir[j] % kk] = gy[j];
+                k->maxpool_row_b(kk, gx, ldx, idx, gy, ow, 0);
+                ok &= check_arr("maxpool_row_b store", gx, gr, nx, 0.0, 0.0);
                 free(x), free(y), free(yr), free(gx), free(gr), free(gy), free(idx), free(ir);
             }
     return ok;
@@ -778,6 +789,57 @@ static void ops_binary(void **state) { (void)state, for_each_kernel_threads(op_b
 static void ops_maxpool(void **state) { (void)state, for_each_kernel_threads(op_maxpool_case); }
 static void ops_norm_pool_loss(void **state) { (void)state, for_each_kernel_threads(op_norm_pool_loss_case); }
 
+/* A gradient with several contributions is zeroed and added to; one with a
+ * single reader is stored by it. Both give the same result: x read by relu,
+ * tanh, batch norm and a 2x2 max-pool at once against each read alone. */
+static dp_node *branch(gx *e, int which, dp_node *x, dp_tensor *rm, dp_tensor *rv) {
+    dp_pool_opts po = {0};
+    po.kernel_h = po.kernel_w = 2;
+    switch (which) {
+    case 0: return dp_relu(e->g, x);
+    case 1: return dp_tanh(e->g, x);
+    case 2: return dp_batchnorm2d(e->g, x, NULL, NULL, rm, rv, 0.1f, 1e-5f);
+    default: return dp_maxpool2d(e->g, x, &po);
+    }
+}
+static void grad_of(int mask, float *out, int64_t n) {
+    gx e = gx_new(3);
+    const int64_t sh[4] = {2, 3, 33, 35}, c1[1] = {3};
+    dp_tensor *rm, *rv;
+    OK(&e, dp_paramset_get_or_add(e.ps, "rm", 1, c1, DP_PARAM_BUFFER, NULL, &rm));
+    OK(&e, dp_paramset_get_or_add(e.ps, "rv", 1, c1, DP_PARAM_BUFFER, NULL, &rv));
+    dp_node *x = rand_input(&e, "x", 4, sh, 0, 0, 0, 1), *loss = NULL, *r[4];
+    for (int b = 0; b < 4; b++) {
+        if (!(mask & (1 << b))) continue;
+        dp_node *l = probe_loss(&e, branch(&e, b, x, rm, rv), &r[b]);
+        loss = loss ? dp_add(e.g, loss, l) : l;
+    }
+    OK(&e, dp_graph_compile(e.g));
+    OK(&e, dp_graph_set_training(e.g, 1));
+    fill_node(x, 91, -2.0f, 2.0f);
+    for (int b = 0; b < 4; b++)
+        if (mask & (1 << b)) fill_node(r[b], 92 + (uint64_t)b, -1.0f, 1.0f);
+    run_fb(&e, loss);
+    if (mask != 15) assert_true((x->flags & DP_NF_GRAD_STORE) != 0); /* one reader: stored */
+    else assert_true((x->flags & DP_NF_GRAD_STORE) == 0);
+    memcpy(out, grad(x), sizeof(float) * (size_t)n);
+    gx_free(&e);
+}
+static void grads_added_or_stored(void **state) {
+    (void)state;
+    const int64_t n = 2 * 3 * 33 * 35;
+    float *all = fnew(n), *one = fnew(n);
+    double *sum = calloc((size_t)n, sizeof(double));
+    grad_of(15, all, n);
+    for (int b = 0; b < 4; b++) {
+        grad_of(1 << b, one, n);
+        for (int64_t i = 0; i < n; i++) sum[i] += one[i];
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (!near(all[i], sum[i], 1e-6, 1e-6)) fail_msg("x grad [%lld]: %.9g, want %.9g", (long long)i, (double)all[i], sum[i]);
+    free(all), free(one), free(sum);
+}
+
 /* ------------------------------------------------------------ determinism */
 /* Batch norm, losses, reductions and broadcast gradients sum in an order fixed
  * by the shapes: the same bits with 1, 2 or 3 threads, and run after run. */
@@ -990,6 +1052,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(ops_binary),
         cmocka_unit_test(ops_maxpool),
         cmocka_unit_test(ops_norm_pool_loss),
+        cmocka_unit_test(grads_added_or_stored),
         cmocka_unit_test(thread_count_independent),
         cmocka_unit_test(fusion_meso4),
         cmocka_unit_test(fusion_shapes),

@@ -237,22 +237,18 @@ static int is_trainable_leaf(const dp_graph *g, const dp_node *n) {
  * are fused (nothing reads the intermediate values there), and a fused node
  * takes its fused path only in eval mode; in training mode every node runs
  * as built, so the graph stays correct whatever mode it is run in. */
-static int fusion_pass(dp_graph *g) {
-    if (!g->no_grad) return 0;
-    int *uses = dp_calloc(g->ctx, sizeof(int) * (size_t)g->n_nodes);
-    if (!uses) return -1;
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i]->n_in; k++) uses[g->nodes[i]->in[k]->id]++;
-#define SOLE_USE(m) (uses[(m)->id] == 1 && !((m)->flags & DP_NF_OUTPUT))
+static void fusion_pass(dp_graph *g) {
+    if (!g->no_grad) return;
+#define SOLE_USE(m, by) ((m)->sole_reader == (by) && !((m)->flags & DP_NF_OUTPUT))
     for (int i = 0; i < g->n_nodes; i++) {
         /* maxpool2d(batchnorm2d(relu(x))) with running statistics: in eval mode
          * the norm is a per-channel affine map, applied while pooling. */
         dp_node *p = g->nodes[i];
         if (p->op != DP_OP_MAXPOOL2D) continue;
         dp_node *bn = p->in[0];
-        if (bn->op != DP_OP_BATCHNORM2D || !bn->ext[0] || !bn->ext[1] || !SOLE_USE(bn)) continue;
+        if (bn->op != DP_OP_BATCHNORM2D || !bn->ext[0] || !bn->ext[1] || !SOLE_USE(bn, p)) continue;
         dp_node *r = bn->in[0];
-        if (r->op != DP_OP_RELU || !SOLE_USE(r)) continue;
+        if (r->op != DP_OP_RELU || !SOLE_USE(r, bn)) continue;
         p->fuse = DP_FUSE_RELU_BN_POOL;
         p->fuse_in = r->in[0];
         r->fused_into = bn->fused_into = p;
@@ -260,6 +256,19 @@ static int fusion_pass(dp_graph *g) {
         p->aux_bytes = (p->aux_bytes + 3) / 4 * 4 + 3 * (size_t)bn->val.shape[1] * sizeof(float);
     }
 #undef SOLE_USE
+}
+
+/* Which node, if any, is the only reader of each value (fusion, and
+ * gradients that need no zeroing). */
+static int find_sole_readers(dp_graph *g) {
+    int *uses = dp_calloc(g->ctx, sizeof(int) * (size_t)g->n_nodes);
+    if (!uses) return -1;
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->sole_reader = NULL;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++) {
+            dp_node *m = g->nodes[i]->in[k];
+            m->sole_reader = uses[m->id]++ ? NULL : g->nodes[i];
+        }
     dp_free(g->ctx, uses);
     return 0;
 }
@@ -270,7 +279,8 @@ dp_status dp_graph_compile(dp_graph *g) {
     if (g->compiled) return DP_OK;
     if (g->n_nodes == 0) return dp_error(g->ctx, DP_ERR_STATE, "dp_graph_compile: the graph is empty");
     dp_ctx *ctx = g->ctx;
-    if (fusion_pass(g) != 0) return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
+    if (find_sole_readers(g) != 0) return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
+    fusion_pass(g);
 
     /* Which nodes may carry a gradient: reachable from a trainable leaf. */
     int any_grad = 0;
@@ -483,6 +493,12 @@ dp_status dp_graph_run(dp_graph *g) {
     return DP_OK;
 }
 
+static void zero_range(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    memset((float *)arg + b, 0, (size_t)(e - b) * sizeof(float));
+}
+static void zero_floats(dp_ctx *ctx, float *p, int64_t n) { dp_parallel_for_cost(ctx, n, 1, zero_range, p); }
+
 dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *const *wrt) {
     dp_status s = need_compiled(g, "dp_graph_backward");
     if (s) return s;
@@ -534,11 +550,18 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
                             n->id, dp_op_get(n->op)->name);
     }
     if (!(loss->flags & DP_NF_BWD)) return DP_OK; /* the loss does not depend on what was asked: zero gradient */
-    /* 3. Zero the intermediate gradients (parameters accumulate), seed the loss. */
+    /* 3. Zero the intermediate gradients (parameters accumulate), seed the loss.
+     * A gradient whose only contribution comes from a reader that can store
+     * it (DP_OPF_GRAD_STORE) is not zeroed: that reader writes all of it. */
     for (int i = 0; i <= loss->id; i++) {
-        dp_node *n = g->nodes[i];
-        if ((n->flags & DP_NF_BWD) && (n->flags & DP_NF_OWN_GRAD))
-            memset(n->grad.data, 0, (size_t)dp_numel(&n->grad) * sizeof(float));
+        dp_node *n = g->nodes[i], *r = n->sole_reader;
+        n->flags &= ~DP_NF_GRAD_STORE;
+        if (!(n->flags & DP_NF_BWD) || !(n->flags & DP_NF_OWN_GRAD)) continue;
+        if (n != loss && r && r->id <= loss->id && (r->flags & DP_NF_BWD) && r->in[0] == n &&
+            (dp_op_get(r->op)->flags & DP_OPF_GRAD_STORE))
+            n->flags |= DP_NF_GRAD_STORE;
+        else
+            zero_floats(ctx, dp_f(&n->grad), dp_numel(&n->grad));
     }
     dp_f(&loss->grad)[0] += 1.0f;
     /* 4. Reverse sweep. */

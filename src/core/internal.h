@@ -110,6 +110,8 @@ enum {
     DP_NF_MAY_GRAD = 1 << 4, /* some gradient may flow through (has a grad buffer) */
     DP_NF_BWD = 1 << 5,      /* on the path of the current backward call */
     DP_NF_OWN_GRAD = 1 << 6, /* the grad buffer is this node's own (zeroed before backward) */
+    DP_NF_GRAD_STORE = 1 << 7, /* this backward call did not zero the grad buffer: its only reader,
+                                * whose op has DP_OPF_GRAD_STORE, stores into it (dp_grad_acc) */
 };
 
 struct dp_node {
@@ -135,6 +137,7 @@ struct dp_node {
     int fuse;                  /* the pattern this node computes in eval mode (DP_FUSE_*), 0 = none */
     dp_node *fuse_in;          /* ... reading this value instead of in[0]'s */
     dp_node *fused_into;       /* this node's value is computed inside that node's forward (eval mode) */
+    dp_node *sole_reader;      /* the only node that reads this value, once (NULL: none or several) */
 };
 
 /* Fusion patterns (no_grad graphs, applied in eval mode only). */
@@ -171,6 +174,8 @@ enum {
     DP_OPF_NO_GRAD = 1 << 2,    /* no gradient flows to the inputs */
     DP_OPF_LEAF = 1 << 3,
     DP_OPF_RANDOM = 1 << 4,     /* uses the graph's random stream */
+    DP_OPF_GRAD_STORE = 1 << 5, /* backward writes every element of in[0]'s gradient, storing instead of
+                                 * adding when dp_grad_acc(in[0]) is 0 (the graph then skips zeroing it) */
 };
 
 struct dp_op_def {
@@ -210,6 +215,8 @@ void dp_bn_eval_affine(const dp_node *bn, float *rba);
 
 static inline float *dp_f(dp_tensor *t) { return (float *)t->data; }
 static inline int dp_wants_grad(const dp_node *n) { return (n->flags & DP_NF_BWD) && n->grad.data; }
+/* 1: add into n's gradient; 0: store (the reader of a DP_NF_GRAD_STORE node). */
+static inline int dp_grad_acc(const dp_node *n) { return !(n->flags & DP_NF_GRAD_STORE); }
 static inline int64_t dp_numel(const dp_tensor *t) { return dp_shape_numel(t->ndim, t->shape); }
 
 /* ------------------------------------------------------------ kernels */

@@ -25,8 +25,9 @@ typedef struct dp_ew_kernels {
     const char *name; /* "portable", "avx2", "avx512" */
     /* y[i] = f(x[i]) */
     void (*unary_f)(int kind, float *y, const float *x, int64_t n, float p);
-    /* gx[i] += gy[i] * f'(x[i]) (relu, leaky_relu, scale read x; tanh, sigmoid read y = f(x)) */
-    void (*unary_b)(int kind, float *gx, const float *gy, const float *x, const float *y, int64_t n, float p);
+    /* gx[i] += gy[i] * f'(x[i]) (relu, leaky_relu, scale read x; tanh, sigmoid read y = f(x));
+     * acc = 0: gx[i] = gy[i] * f'(x[i]) (the backward kernels below store the same way) */
+    void (*unary_b)(int kind, float *gx, const float *gy, const float *x, const float *y, int64_t n, float p, int acc);
     /* y[i] = a[i*sa] op b[i*sb], sa, sb in {0, 1} (0: one value broadcast over the row) */
     void (*binary_f)(int kind, float *y, const float *a, int sa, const float *b, int sb, int64_t n);
     /* dst[i] += g[i] * d(a op b)/d(operand wrt) at i (wrt 0: a, 1: b); dst is that operand's
@@ -47,7 +48,7 @@ typedef struct dp_ew_kernels {
     void (*bn_bsums)(const float *x, const float *gy, int64_t n, float mu, double *sg, double *sgx);
     /* gx[i] += a * (gy[i] - mg - (x[i] - mu) * istd * mgx) */
     void (*bn_bapply)(float *gx, const float *x, const float *gy, int64_t n, float mu, float istd, float a, float mg,
-                      float mgx);
+                      float mgx, int acc);
     /* One output row of a k x k max-pool with stride k (k = 2 or 4), no padding:
      * y[j] = max over rows x + r*ldx (r < k), columns k*j .. k*j+k-1, for j < ow.
      * The first maximum in row-major window order wins; a NaN wins over numbers.
@@ -55,8 +56,9 @@ typedef struct dp_ew_kernels {
      * rba = {mu, a, b}: pool (relu(x) - mu) * a + b instead of x (ReLU then an
      * eval-mode batch norm, fused); NULL: plain x. */
     void (*maxpool_row)(int k, float *y, uint8_t *idx, const float *x, int64_t ldx, int64_t ow, const float *rba);
-    /* Its gradient: gx[r*ldx + k*j + c] += gy[j] where idx[j] == r*k + c. */
-    void (*maxpool_row_b)(int k, float *gx, int64_t ldx, const uint8_t *idx, const float *gy, int64_t ow);
+    /* Its gradient: gx[r*ldx + k*j + c] += gy[j] where idx[j] == r*k + c (acc = 0:
+     * every gx[r*ldx + c'] with c' < k*ow is written, 0 where it was not the maximum). */
+    void (*maxpool_row_b)(int k, float *gx, int64_t ldx, const uint8_t *idx, const float *gy, int64_t ow, int acc);
     /* sum over i of the loss term of (a[i], t[i]), in double */
     double (*loss_f)(int kind, const float *a, const float *t, int64_t n);
     /* ga[i] += s * dloss/da, gb[i] += s * dloss/dt (either may be NULL) */

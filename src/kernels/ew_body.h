@@ -184,38 +184,41 @@ KT static void FN(unary_f)(int kind, float *y, const float *x, int64_t n, float 
     }
 }
 
-/* gx + gy * f' (relu: gx + gy where x > 0, gx elsewhere) */
-INL VF FN(un_b)(int kind, VF gx, VF gy, VF x, VF y, float p) {
+/* gy * f' (relu: gy where x > 0, 0 elsewhere) */
+INL VF FN(un_term)(int kind, VF gy, VF x, VF y, float p) {
     switch (kind) {
-    case DP_EW_RELU: return FN(sel)(x > 0.0f, gx + gy, gx);
-    case DP_EW_LEAKY_RELU: return gx + gy * FN(sel)(x > 0.0f, FN(splat)(1.0f), FN(splat)(p));
-    case DP_EW_SCALE: return gx + gy * p;
-    case DP_EW_TANH: return gx + gy * (1.0f - y * y);
-    default: return gx + gy * (y * (1.0f - y));
+    case DP_EW_RELU: return FN(sel)(x > 0.0f, gy, FN(splat)(0.0f));
+    case DP_EW_LEAKY_RELU: return gy * FN(sel)(x > 0.0f, FN(splat)(1.0f), FN(splat)(p));
+    case DP_EW_SCALE: return gy * p;
+    case DP_EW_TANH: return gy * (1.0f - y * y);
+    default: return gy * (y * (1.0f - y));
     }
 }
-INL void FN(unary_b_t)(int kind, float *gx, const float *gy, const float *x, const float *y, int64_t n, float p) {
+INL void FN(unary_b_t)(int kind, int acc, float *gx, const float *gy, const float *x, const float *y, int64_t n, float p) {
     const int use_x = kind == DP_EW_RELU || kind == DP_EW_LEAKY_RELU, use_y = kind == DP_EW_TANH || kind == DP_EW_SIGMOID;
     const VF z = FN(splat)(0.0f);
     int64_t i = 0;
-    for (; i + VW <= n; i += VW)
-        FN(st)(gx + i, FN(un_b)(kind, FN(ld)(gx + i), FN(ld)(gy + i), use_x ? FN(ld)(x + i) : z, use_y ? FN(ld)(y + i) : z, p));
+    for (; i + VW <= n; i += VW) {
+        VF t = FN(un_term)(kind, FN(ld)(gy + i), use_x ? FN(ld)(x + i) : z, use_y ? FN(ld)(y + i) : z, p);
+        FN(st)(gx + i, acc ? FN(ld)(gx + i) + t : t);
+    }
     if (i < n) {
         int64_t r = n - i;
-        VF v = FN(un_b)(kind, FN(ldp)(gx + i, r, 0.0f), FN(ldp)(gy + i, r, 0.0f), use_x ? FN(ldp)(x + i, r, 0.0f) : z,
-                        use_y ? FN(ldp)(y + i, r, 0.0f) : z, p);
-        FN(stp)(gx + i, v, r);
+        VF t = FN(un_term)(kind, FN(ldp)(gy + i, r, 0.0f), use_x ? FN(ldp)(x + i, r, 0.0f) : z, use_y ? FN(ldp)(y + i, r, 0.0f) : z, p);
+        FN(stp)(gx + i, acc ? FN(ldp)(gx + i, r, 0.0f) + t : t, r);
     }
 }
-KT static void FN(unary_b)(int kind, float *gx, const float *gy, const float *x, const float *y, int64_t n, float p) {
+#define EW_UB(K) acc ? FN(unary_b_t)(K, 1, gx, gy, x, y, n, p) : FN(unary_b_t)(K, 0, gx, gy, x, y, n, p)
+KT static void FN(unary_b)(int kind, float *gx, const float *gy, const float *x, const float *y, int64_t n, float p, int acc) {
     switch (kind) {
-    case DP_EW_RELU: FN(unary_b_t)(DP_EW_RELU, gx, gy, x, y, n, p); break;
-    case DP_EW_LEAKY_RELU: FN(unary_b_t)(DP_EW_LEAKY_RELU, gx, gy, x, y, n, p); break;
-    case DP_EW_SCALE: FN(unary_b_t)(DP_EW_SCALE, gx, gy, x, y, n, p); break;
-    case DP_EW_TANH: FN(unary_b_t)(DP_EW_TANH, gx, gy, x, y, n, p); break;
-    default: FN(unary_b_t)(DP_EW_SIGMOID, gx, gy, x, y, n, p); break;
+    case DP_EW_RELU: EW_UB(DP_EW_RELU); break;
+    case DP_EW_LEAKY_RELU: EW_UB(DP_EW_LEAKY_RELU); break;
+    case DP_EW_SCALE: EW_UB(DP_EW_SCALE); break;
+    case DP_EW_TANH: EW_UB(DP_EW_TANH); break;
+    default: EW_UB(DP_EW_SIGMOID); break;
     }
 }
+#undef EW_UB
 
 /* ------------------------------------------------------------ binary */
 INL VF FN(bin)(int kind, VF a, VF b) {
@@ -396,19 +399,26 @@ KT static void FN(bn_bsums)(const float *x, const float *gy, int64_t n, float mu
     *sg += FN(hsum)(g0 + g1);
     *sgx += FN(hsum)(p0 + p1);
 }
-INL VF FN(bn_b1)(VF gx, VF x, VF gy, float mu, float istd, float a, float mg, float mgx) {
-    return gx + a * (gy - mg - (x - mu) * istd * mgx);
+INL VF FN(bn_b1)(VF x, VF gy, float mu, float istd, float a, float mg, float mgx) {
+    return a * (gy - mg - (x - mu) * istd * mgx);
 }
-KT static void FN(bn_bapply)(float *gx, const float *x, const float *gy, int64_t n, float mu, float istd, float a, float mg,
-                             float mgx) {
+INL void FN(bn_bapply_t)(int acc, float *gx, const float *x, const float *gy, int64_t n, float mu, float istd, float a, float mg,
+                         float mgx) {
     int64_t i = 0;
-    for (; i + VW <= n; i += VW)
-        FN(st)(gx + i, FN(bn_b1)(FN(ld)(gx + i), FN(ld)(x + i), FN(ld)(gy + i), mu, istd, a, mg, mgx));
+    for (; i + VW <= n; i += VW) {
+        VF t = FN(bn_b1)(FN(ld)(x + i), FN(ld)(gy + i), mu, istd, a, mg, mgx);
+        FN(st)(gx + i, acc ? FN(ld)(gx + i) + t : t);
+    }
     if (i < n) {
         int64_t r = n - i;
-        FN(stp)(gx + i, FN(bn_b1)(FN(ldp)(gx + i, r, 0.0f), FN(ldp)(x + i, r, 0.0f), FN(ldp)(gy + i, r, 0.0f), mu, istd, a, mg, mgx),
-                r);
+        VF t = FN(bn_b1)(FN(ldp)(x + i, r, 0.0f), FN(ldp)(gy + i, r, 0.0f), mu, istd, a, mg, mgx);
+        FN(stp)(gx + i, acc ? FN(ldp)(gx + i, r, 0.0f) + t : t, r);
     }
+}
+KT static void FN(bn_bapply)(float *gx, const float *x, const float *gy, int64_t n, float mu, float istd, float a, float mg,
+                             float mgx, int acc) {
+    if (acc) FN(bn_bapply_t)(1, gx, x, gy, n, mu, istd, a, mg, mgx);
+    else FN(bn_bapply_t)(0, gx, x, gy, n, mu, istd, a, mg, mgx);
 }
 
 /* ------------------------------------------------------------ max pool, k x k, stride k */
@@ -505,7 +515,7 @@ INL void FN(mpb_row)(int k, int r, VI at, VF g, VF *out) {
     out[2] = __builtin_shufflevector(e1, o1, IDX_ZIPLO);
     out[3] = __builtin_shufflevector(e1, o1, IDX_ZIPHI);
 }
-INL void FN(mpb_t)(int k, float *gx, int64_t ldx, const uint8_t *idx, const float *gy, int64_t ow) {
+INL void FN(mpb_t)(int k, int acc, float *gx, int64_t ldx, const uint8_t *idx, const float *gy, int64_t ow) {
     int64_t j = 0;
     for (; j + VW <= ow; j += VW) {
         VB a8;
@@ -516,7 +526,7 @@ INL void FN(mpb_t)(int k, float *gx, int64_t ldx, const uint8_t *idx, const floa
             VF out[4];
             FN(mpb_row)(k, r, at, g, out);
             float *p = gx + r * ldx + k * j;
-            for (int q = 0; q < k; q++) FN(st)(p + q * VW, FN(ld)(p + q * VW) + out[q]);
+            for (int q = 0; q < k; q++) FN(st)(p + q * VW, acc ? FN(ld)(p + q * VW) + out[q] : out[q]);
         }
     }
     if (j < ow) {
@@ -531,13 +541,18 @@ INL void FN(mpb_t)(int k, float *gx, int64_t ldx, const uint8_t *idx, const floa
             FN(mpb_row)(k, r, at, g, out);
             for (int q = 0; q < k; q++) FN(st)(buf + q * VW, out[q]);
             float *p = gx + r * ldx + k * j;
-            for (int64_t e = 0; e < k * r_; e++) p[e] += buf[e];
+            for (int64_t e = 0; e < k * r_; e++) p[e] = acc ? p[e] + buf[e] : buf[e];
         }
     }
 }
-KT static void FN(maxpool_row_b)(int k, float *gx, int64_t ldx, const uint8_t *idx, const float *gy, int64_t ow) {
-    if (k == 2) FN(mpb_t)(2, gx, ldx, idx, gy, ow);
-    else FN(mpb_t)(4, gx, ldx, idx, gy, ow);
+KT static void FN(maxpool_row_b)(int k, float *gx, int64_t ldx, const uint8_t *idx, const float *gy, int64_t ow, int acc) {
+    if (k == 2) {
+        if (acc) FN(mpb_t)(2, 1, gx, ldx, idx, gy, ow);
+        else FN(mpb_t)(2, 0, gx, ldx, idx, gy, ow);
+    } else {
+        if (acc) FN(mpb_t)(4, 1, gx, ldx, idx, gy, ow);
+        else FN(mpb_t)(4, 0, gx, ldx, idx, gy, ow);
+    }
 }
 
 /* ------------------------------------------------------------ losses */

@@ -233,6 +233,7 @@ typedef struct un_job {
     float p;
     const float *x, *y, *gy;
     float *out; /* forward: y; backward: gx */
+    int acc;    /* backward: add (1) or store (0) */
 } un_job;
 
 static void un_fwd_range(void *arg, int64_t b, int64_t e, int tid) {
@@ -243,7 +244,7 @@ static void un_fwd_range(void *arg, int64_t b, int64_t e, int tid) {
 static void un_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     const un_job *j = arg;
-    dp_ew()->unary_b(j->kind, j->out + b, j->gy + b, j->x + b, j->y + b, e - b, j->p);
+    dp_ew()->unary_b(j->kind, j->out + b, j->gy + b, j->x + b, j->y + b, e - b, j->p, j->acc);
 }
 
 #define UNARY_OP(lname, KIND)                                                                           \
@@ -254,10 +255,10 @@ static void un_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
     static void lname##_bwd(dp_graph *g, dp_node *n) {                                                 \
         if (!dp_wants_grad(n->in[0])) return;                                                           \
         un_job j = {.kind = KIND, .p = n->fp[0], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val),        \
-                    .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad)};                                \
+                    .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad), .acc = dp_grad_acc(n->in[0])};   \
         dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, un_bwd_range, &j);                           \
     }                                                                                                   \
-    const dp_op_def dp_op_##lname = {#lname, same_shape, lname##_fwd, lname##_bwd, 0};
+    const dp_op_def dp_op_##lname = {#lname, same_shape, lname##_fwd, lname##_bwd, DP_OPF_GRAD_STORE};
 
 UNARY_OP(scale, DP_EW_SCALE)
 UNARY_OP(relu, DP_EW_RELU)
@@ -277,7 +278,10 @@ static void elu_fwd_range(void *arg, int64_t b, int64_t e, int tid) {
 static void elu_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     const un_job *j = arg;
-    for (int64_t i = b; i < e; i++) j->out[i] += j->gy[i] * (j->x[i] > 0.0f ? 1.0f : j->y[i] + j->p);
+    for (int64_t i = b; i < e; i++) {
+        float t = j->gy[i] * (j->x[i] > 0.0f ? 1.0f : j->y[i] + j->p);
+        j->out[i] = j->acc ? j->out[i] + t : t;
+    }
 }
 static void elu_fwd(dp_graph *g, dp_node *n) {
     un_job j = {.p = n->fp[0], .x = dp_f(&n->in[0]->val), .out = dp_f(&n->val)};
@@ -285,10 +289,11 @@ static void elu_fwd(dp_graph *g, dp_node *n) {
 }
 static void elu_bwd(dp_graph *g, dp_node *n) {
     if (!dp_wants_grad(n->in[0])) return;
-    un_job j = {.p = n->fp[0], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val), .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad)};
+    un_job j = {.p = n->fp[0], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val), .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad),
+                .acc = dp_grad_acc(n->in[0])};
     dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, elu_bwd_range, &j);
 }
-const dp_op_def dp_op_elu = {"elu", same_shape, elu_fwd, elu_bwd, 0};
+const dp_op_def dp_op_elu = {"elu", same_shape, elu_fwd, elu_bwd, DP_OPF_GRAD_STORE};
 
 static dp_node *unary(dp_graph *g, int op, dp_node *x, float p) {
     dp_node *n = dp_node_begin(g, op, 1, &x);
@@ -331,7 +336,11 @@ static void dropout_bwd(dp_graph *g, dp_node *n) {
     if (!dp_wants_grad(n->in[0])) return;
     const float *gy = dp_f(&n->grad), *m = n->aux;
     float *gx = dp_f(&n->in[0]->grad);
-    for (int64_t i = 0, N = dp_numel(&n->val); i < N; i++) gx[i] += n->ip[0] ? gy[i] * m[i] : gy[i];
+    const int acc = dp_grad_acc(n->in[0]);
+    for (int64_t i = 0, N = dp_numel(&n->val); i < N; i++) {
+        float t = n->ip[0] ? gy[i] * m[i] : gy[i];
+        gx[i] = acc ? gx[i] + t : t;
+    }
 }
-const dp_op_def dp_op_dropout = {"dropout", dropout_shape, dropout_fwd, dropout_bwd, DP_OPF_RANDOM};
+const dp_op_def dp_op_dropout = {"dropout", dropout_shape, dropout_fwd, dropout_bwd, DP_OPF_RANDOM | DP_OPF_GRAD_STORE};
 dp_node *dp_dropout(dp_graph *g, dp_node *x, float p) { return unary(g, DP_OP_DROPOUT, x, p); }

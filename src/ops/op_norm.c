@@ -53,6 +53,7 @@ typedef struct bn_job {
     float *mean, *invstd;      /* aux */
     float *rmean, *rvar;       /* running stats (NULL = none) */
     float momentum, eps;
+    int acc; /* backward: add into gx (1) or store (0) */
 } bn_job;
 
 static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
@@ -161,13 +162,13 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
             float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
             for (int64_t i = 0; i < N; i++) {
                 int64_t o = (i * C + c) * HW;
-                k->bn_bapply(j->gx + o, j->x + o, j->gy + o, HW, mu, istd, a, mg, mgx);
+                k->bn_bapply(j->gx + o, j->x + o, j->gy + o, HW, mu, istd, a, mg, mgx, j->acc);
             }
         } else {
             /* Fixed (running) statistics: a plain per-channel affine map. */
             for (int64_t i = 0; i < N; i++) {
                 int64_t o = (i * C + c) * HW;
-                k->unary_b(DP_EW_SCALE, j->gx + o, j->gy + o, j->gy + o, j->gy + o, HW, a);
+                k->unary_b(DP_EW_SCALE, j->gx + o, j->gy + o, j->gy + o, j->gy + o, HW, a, j->acc);
             }
         }
     }
@@ -179,13 +180,14 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
     j.batch = n->ip[BN_BATCH];
     j.gy = dp_f(&n->grad);
     j.gx = dp_wants_grad(n->in[0]) ? dp_f(&n->in[0]->grad) : NULL;
+    j.acc = dp_grad_acc(n->in[0]);
     if (n->ip[BN_GAMMA] >= 0 && dp_wants_grad(n->in[n->ip[BN_GAMMA]])) j.ggamma = dp_f(&n->in[n->ip[BN_GAMMA]]->grad);
     if (n->ip[BN_BETA] >= 0 && dp_wants_grad(n->in[n->ip[BN_BETA]])) j.gbeta = dp_f(&n->in[n->ip[BN_BETA]]->grad);
     if (!j.gx && !j.ggamma && !j.gbeta) return;
     dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * 5, bn_bwd_range, &j);
 }
 
-const dp_op_def dp_op_batchnorm2d = {"batchnorm2d", bn_shape, bn_fwd, bn_bwd, 0};
+const dp_op_def dp_op_batchnorm2d = {"batchnorm2d", bn_shape, bn_fwd, bn_bwd, DP_OPF_GRAD_STORE};
 
 dp_node *dp_batchnorm2d(dp_graph *g, dp_node *x, dp_node *gamma, dp_node *beta, dp_tensor *running_mean,
                         dp_tensor *running_var, float momentum, float eps) {

@@ -12,6 +12,7 @@
 
 #include "core/internal.h"
 #include "kernels/ew.h"
+#include "kernels/vec.h"
 
 static dp_status need_nchw(dp_graph *g, dp_node *n) {
     const dp_tensor *x = &n->in[0]->val;
@@ -107,6 +108,7 @@ typedef struct mp_job {
     float *y, *gx;
     void *arg;        /* argmax (NULL: not kept) */
     const float *rba; /* fused relu + batch norm: {mu, a, b} per channel (NULL: none) */
+    int acc;          /* backward: add into gx (1) or store every element (0) */
 } mp_job;
 
 static inline float rba_val(const float *t, float v) { return ((v > 0.0f ? v : 0.0f) - t[0]) * t[1] + t[2]; }
@@ -181,8 +183,10 @@ static void mp_bwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
     const mp_job *j = vj;
     const int32_t *arg = j->arg;
     const int64_t per = j->q.OH * j->q.OW, HW = j->q.H * j->q.W;
-    for (int64_t pl = p0; pl < p1; pl++)
+    for (int64_t pl = p0; pl < p1; pl++) {
+        if (!j->acc) memset(j->gx + pl * HW, 0, (size_t)HW * sizeof(float));
         for (int64_t i = 0; i < per; i++) j->gx[pl * HW + arg[pl * per + i]] += j->gy[pl * per + i];
+    }
 }
 
 static void mp_bwd_rows(void *vj, int64_t r0, int64_t r1, int tid) {
@@ -193,13 +197,20 @@ static void mp_bwd_rows(void *vj, int64_t r0, int64_t r1, int tid) {
     const uint8_t *arg = j->arg;
     for (int64_t r = r0; r < r1; r++) {
         int64_t pl = r / q.OH, oh = r % q.OH;
-        k->maxpool_row_b(q.kh, j->gx + (pl * q.H + oh * q.kh) * q.W, q.W, arg + r * q.OW, j->gy + r * q.OW, q.OW);
+        float *gx = j->gx + (pl * q.H + oh * q.kh) * q.W;
+        k->maxpool_row_b(q.kh, gx, q.W, arg + r * q.OW, j->gy + r * q.OW, q.OW, j->acc);
+        if (!j->acc) { /* storing: the pixels no window covers get 0 */
+            if (q.W > q.kh * q.OW)
+                for (int64_t h = 0; h < q.kh; h++) memset(gx + h * q.W + q.kh * q.OW, 0, (size_t)(q.W - q.kh * q.OW) * sizeof(float));
+            if (oh == q.OH - 1 && q.H > q.kh * q.OH)
+                memset(gx + q.kh * q.W, 0, (size_t)((q.H - q.kh * q.OH) * q.W) * sizeof(float));
+        }
     }
 }
 
 static void maxpool_bwd(dp_graph *g, dp_node *n) {
     if (!dp_wants_grad(n->in[0])) return;
-    mp_job j = {.q = pool_geom_of(n), .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad), .arg = n->aux};
+    mp_job j = {.q = pool_geom_of(n), .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad), .arg = n->aux, .acc = dp_grad_acc(n->in[0])};
     if (pool_fast(n))
         dp_parallel_for_cost(g->ctx, j.q.planes * j.q.OH, 3 * j.q.kh * j.q.W, mp_bwd_rows, &j);
     else
@@ -274,7 +285,7 @@ static void avgpool_bwd(dp_graph *g, dp_node *n) {
     dp_parallel_for_cost(g->ctx, j.q.planes, 2 * j.q.H * j.q.W, ap_bwd_planes, &j);
 }
 
-const dp_op_def dp_op_maxpool2d = {"maxpool2d", pool_shape, maxpool_fwd, maxpool_bwd, 0};
+const dp_op_def dp_op_maxpool2d = {"maxpool2d", pool_shape, maxpool_fwd, maxpool_bwd, DP_OPF_GRAD_STORE};
 const dp_op_def dp_op_avgpool2d = {"avgpool2d", pool_shape, avgpool_fwd, avgpool_bwd, 0};
 
 static dp_node *pool(dp_graph *g, int op, dp_node *x, const dp_pool_opts *o) {
@@ -307,6 +318,7 @@ static dp_status gap_shape(dp_graph *g, dp_node *n) {
 }
 typedef struct gap_job {
     int64_t HW;
+    int acc;
     const float *x, *gy;
     float *y, *gx;
 } gap_job;
@@ -325,15 +337,19 @@ static void gap_bwd_planes(void *vj, int64_t p0, int64_t p1, int tid) {
     (void)tid;
     const gap_job *j = vj;
     const dp_ew_kernels *k = dp_ew();
-    for (int64_t pl = p0; pl < p1; pl++) k->adds(j->gx + pl * j->HW, j->gy[pl] / (float)j->HW, j->HW);
+    for (int64_t pl = p0; pl < p1; pl++) {
+        float v = j->gy[pl] / (float)j->HW;
+        if (j->acc) k->adds(j->gx + pl * j->HW, v, j->HW);
+        else dp_vec_fill(j->gx + pl * j->HW, v, j->HW);
+    }
 }
 static void gap_bwd(dp_graph *g, dp_node *n) {
     if (!dp_wants_grad(n->in[0])) return;
     const dp_tensor *xt = &n->in[0]->val;
-    gap_job j = {.HW = xt->shape[2] * xt->shape[3], .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad)};
+    gap_job j = {.HW = xt->shape[2] * xt->shape[3], .acc = dp_grad_acc(n->in[0]), .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad)};
     dp_parallel_for_cost(g->ctx, xt->shape[0] * xt->shape[1], 2 * j.HW, gap_bwd_planes, &j);
 }
-const dp_op_def dp_op_global_avgpool = {"global_avgpool", gap_shape, gap_fwd, gap_bwd, 0};
+const dp_op_def dp_op_global_avgpool = {"global_avgpool", gap_shape, gap_fwd, gap_bwd, DP_OPF_GRAD_STORE};
 dp_node *dp_global_avgpool(dp_graph *g, dp_node *x) { return dp_node_finish(g, dp_node_begin(g, DP_OP_GLOBAL_AVGPOOL, 1, &x)); }
 
 /* ------------------------------------------------------------ upsampling */

@@ -121,7 +121,7 @@ static void red_bwd_rows(void *arg, int64_t r0, int64_t r1, int tid) {
             k->adds(j->gx + r * j->len, j->gy[r] * j->s, j->len);
         } else { /* r = o * len + l: gx row += gy row * s */
             const float *gy = j->gy + (r / j->len) * j->inner;
-            k->unary_b(DP_EW_SCALE, j->gx + r * j->inner, gy, gy, gy, j->inner, j->s);
+            k->unary_b(DP_EW_SCALE, j->gx + r * j->inner, gy, gy, gy, j->inner, j->s, 1);
         }
     }
 }
