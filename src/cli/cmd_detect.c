@@ -72,7 +72,7 @@ static int walk(const char *dir, flist *out, int depth) {
         if (!fl_push(&names, p)) break;
     }
     closedir(d);
-    qsort(names.v, (size_t)names.n, sizeof(char *), cmp_str);
+    if (names.n > 1) qsort(names.v, (size_t)names.n, sizeof(char *), cmp_str);
     for (int64_t i = 0; i < names.n; i++) {
         struct stat st;
         if (stat(names.v[i], &st) != 0) continue;
