@@ -54,8 +54,12 @@ fi
 if [ ! -s "$dest/meso4.onnx" ]; then
   if [ -f "$peers/export_onnx.py" ]; then
     echo "install-peers: exporting Meso-4 to $dest/meso4.onnx"
-    /usr/bin/python3 "$peers/export_onnx.py" "$dest/meso4.onnx.tmp" >/dev/null &&
-      mv "$dest/meso4.onnx.tmp" "$dest/meso4.onnx" || { rm -f "$dest/meso4.onnx.tmp"; echo "install-peers: ONNX export failed" >&2; status=1; }
+    if ! { /usr/bin/python3 "$peers/export_onnx.py" "$dest/meso4.onnx.tmp" >/dev/null &&
+           mv "$dest/meso4.onnx.tmp" "$dest/meso4.onnx"; }; then
+      rm -f "$dest/meso4.onnx.tmp"
+      echo "install-peers: ONNX export failed" >&2
+      status=1
+    fi
   else
     echo "install-peers: $peers/export_onnx.py not found: pass the peers folder as the first argument" >&2
     status=1
