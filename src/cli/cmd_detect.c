@@ -685,7 +685,7 @@ static int cmd_train(int argc, char **argv) {
     char train_path[4200];
     snprintf(train_path, sizeof train_path, "%s.train", o.out);
     char cmdline[2048] = "doppel detect train";
-    for (int i = 1; i < argc; i++) {
+    for (int i = 0; i < argc; i++) { /* argv[0] is the first option: "train" was taken off */
         size_t l = strlen(cmdline);
         snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
     }
