@@ -1013,6 +1013,111 @@ static void fusion_shapes(void **state) {
     }
 }
 
+/* ------------------------------------------------------------ chunked inference */
+typedef dp_node *(*model_fn)(dp_graph *, dp_paramset *, dp_node *);
+
+/* A no_grad graph runs in chunks of samples; the same model in a graph with
+ * gradients never does: the outputs agree, in eval mode and in training mode
+ * (whole batches there), and an intermediate value asked for after a chunked
+ * run is computed again whole. */
+static void chunked_case(model_fn model, const int64_t *sh, int64_t want_chunk) {
+    dp_ctx *ctx;
+    dp_ctx_opts o = {.threads = 3, .seed = 5};
+    assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+    dp_paramset *ps;
+    dp_graph *gc, *gw;
+    assert_int_equal(dp_paramset_new(ctx, &ps), DP_OK);
+    assert_int_equal(dp_graph_new(ctx, &gc), DP_OK);
+    assert_int_equal(dp_graph_new(ctx, &gw), DP_OK);
+    dp_node *xc = dp_input(gc, "x", 4, sh), *xw = dp_input(gw, "x", 4, sh);
+    dp_node *yc = model(gc, ps, xc), *yw = model(gw, ps, xw);
+    assert_int_equal(dp_graph_mark_output(gc, yc), DP_OK);
+    assert_int_equal(dp_graph_mark_output(gw, yw), DP_OK);
+    assert_int_equal(dp_graph_set_no_grad(gc), DP_OK);
+    assert_int_equal(dp_graph_compile(gc), DP_OK);
+    assert_int_equal(dp_graph_compile(gw), DP_OK);
+    assert_int_equal(gc->chunk, want_chunk);
+    assert_int_equal(gw->chunk, 0);
+    assert_int_equal(dp_paramset_init(ps, 9), DP_OK);
+    randomise_bn(ps, 300);
+    int64_t nx = dp_tensor_numel(dp_node_value(xc)), ny = dp_tensor_numel(dp_node_value(yc));
+    fill(dp_tensor_f32(dp_node_value(xc)), nx, 17, -1.0f, 1.0f);
+    assert_int_equal(dp_tensor_copy_from(dp_node_value(xw), dp_tensor_f32(dp_node_value(xc)), (size_t)nx), DP_OK);
+    assert_int_equal(dp_graph_forward(gw, 1, &yw), DP_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(dp_graph_run(gc), DP_OK);
+        assert_true(check_arr("chunked", val(yc), val(yw), ny, 1e-5, 1e-6));
+    }
+    /* an intermediate node (the second convolution's output) on demand */
+    int conv = 0;
+    for (int i = 0; i < gc->n_nodes && conv < 2; i++) {
+        dp_node *nc = gc->nodes[i], *nw = gw->nodes[i];
+        if (nc->op != DP_OP_CONV2D && nc->op != DP_OP_CONV_TRANSPOSE2D) continue;
+        if (++conv < 2) continue;
+        assert_int_equal(dp_graph_forward(gc, 1, &nc), DP_OK);
+        assert_true(check_arr("intermediate", val(nc), val(nw), dp_tensor_numel(dp_node_value(nc)), 1e-5, 1e-6));
+    }
+    /* training mode: whole batches, batch statistics */
+    dp_graph_set_training(gc, 1), dp_graph_set_training(gw, 1);
+    dp_graph_set_dropout(gc, 0), dp_graph_set_dropout(gw, 0);
+    assert_int_equal(dp_graph_run(gc), DP_OK);
+    assert_int_equal(dp_graph_invalidate(gw), DP_OK);
+    assert_int_equal(dp_graph_forward(gw, 1, &yw), DP_OK);
+    assert_true(check_arr("training", val(yc), val(yw), ny, 1e-5, 1e-6));
+    dp_graph_free(gc);
+    dp_graph_free(gw);
+    dp_paramset_free(ps);
+    dp_ctx_free(ctx);
+}
+
+static void chunked_models(void **state) {
+    (void)state;
+    chunked_case(dp_model_meso4, (const int64_t[]){5, 3, 256, 256}, 1); /* conv1's output: 2 MiB per image */
+    chunked_case(dp_model_mesoinception4, (const int64_t[]){3, 3, 160, 192}, 1);
+    chunked_case(dp_model_dcgan64_g, (const int64_t[]){12, 100, 1, 1}, 8); /* 8 + 4 */
+    chunked_case(dp_model_dcgan64_d, (const int64_t[]){10, 3, 64, 64}, 8);
+}
+
+/* Graphs that must run whole batches. */
+static void not_chunked(void **state) {
+    (void)state;
+    for (int c = 0; c < 5; c++) {
+        dp_ctx *ctx;
+        dp_ctx_opts o = {.threads = 2, .seed = 5};
+        assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+        dp_graph *g;
+        assert_int_equal(dp_graph_new(ctx, &g), DP_OK);
+        const int64_t sh[4] = {c == 4 ? 1 : 8, 4, 256, 256};
+        dp_node *x = dp_input(g, "x", 4, sh), *y = dp_relu(g, x);
+        switch (c) {
+        case 0: y = dp_sum(g, y, DP_AXIS_ALL, 0); break;                     /* over the batch */
+        case 1: y = dp_softmax(g, y, 0); break;                              /* along the batch */
+        case 2: y = dp_batchnorm2d(g, y, NULL, NULL, NULL, NULL, 0.1f, 1e-5f); break; /* batch statistics */
+        case 3: y = dp_mean(g, y, 0, 1); break;
+        default: y = dp_tanh(g, y); break;                                   /* one sample */
+        }
+        assert_int_equal(dp_graph_mark_output(g, y), DP_OK);
+        assert_int_equal(dp_graph_set_no_grad(g), DP_OK);
+        assert_int_equal(dp_graph_compile(g), DP_OK);
+        assert_int_equal(g->chunk, 0);
+        dp_graph_free(g);
+        dp_ctx_free(ctx);
+    }
+    /* and the same graph without the offending op does run in chunks */
+    dp_ctx *ctx;
+    dp_ctx_opts o = {.threads = 2, .seed = 5};
+    assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+    dp_graph *g;
+    assert_int_equal(dp_graph_new(ctx, &g), DP_OK);
+    dp_node *y = dp_mean(g, dp_relu(g, dp_input(g, "x", 4, (const int64_t[]){8, 4, 256, 256})), 1, 1);
+    assert_int_equal(dp_graph_mark_output(g, y), DP_OK);
+    assert_int_equal(dp_graph_set_no_grad(g), DP_OK);
+    assert_int_equal(dp_graph_compile(g), DP_OK);
+    assert_int_equal(g->chunk, 2); /* relu's output: 1 MiB per sample */
+    dp_graph_free(g);
+    dp_ctx_free(ctx);
+}
+
 /* ------------------------------------------------------------ DP_KERNEL */
 static void env_var_picks_tables(void **state) {
     (void)state;
@@ -1056,6 +1161,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(thread_count_independent),
         cmocka_unit_test(fusion_meso4),
         cmocka_unit_test(fusion_shapes),
+        cmocka_unit_test(chunked_models),
+        cmocka_unit_test(not_chunked),
         cmocka_unit_test(env_var_picks_tables),
     };
     return cmocka_run_group_tests_name("vector ops", tests, NULL, NULL);

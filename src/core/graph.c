@@ -41,6 +41,10 @@ void dp_graph_free(dp_graph *g) {
     if (!g) return;
     dp_ctx *ctx = g->ctx;
     dp_free(ctx, g->block);
+    dp_free(ctx, g->cblock);
+    dp_free(ctx, g->ckind);
+    dp_free(ctx, g->coff);
+    dp_free(ctx, g->cfull);
     dp_free(ctx, g->nodes);
     dp_arena_release(&g->arena);
     dp_free(ctx, g);
@@ -49,7 +53,7 @@ void dp_graph_free(dp_graph *g) {
 dp_ctx *dp_graph_ctx(dp_graph *g) { return g ? g->ctx : NULL; }
 dp_status dp_graph_status(const dp_graph *g) { return g ? g->status : DP_ERR_NULL; }
 int dp_graph_node_count(const dp_graph *g) { return g ? g->n_nodes : 0; }
-size_t dp_graph_memory_bytes(const dp_graph *g) { return g ? g->block_bytes : 0; }
+size_t dp_graph_memory_bytes(const dp_graph *g) { return g ? g->block_bytes + g->cblock_bytes : 0; }
 int dp_graph_training(const dp_graph *g) { return g ? g->training : 0; }
 
 dp_status dp_graph_set_no_grad(dp_graph *g) {
@@ -273,6 +277,248 @@ static int find_sole_readers(dp_graph *g) {
     return 0;
 }
 
+/* ------------------------------------------------------------ chunked inference */
+/* A no_grad graph whose every computed value is per sample (row i of each
+ * value depends only on row i of the inputs, in eval mode) can run a few
+ * samples at a time: the intermediate values of one chunk then stay in cache
+ * instead of streaming through memory (Meso-4 batch 32: every activation of
+ * one image fits in L2, the whole batch's 64 MiB does not). */
+#define CHUNK_BYTES ((size_t)2 << 20) /* the largest intermediate value of one chunk (at least one sample) */
+
+/* Is n's value per sample, given that its inputs are (batched[k]) or are not? */
+static int per_sample(const dp_node *n, const unsigned char *batched, int64_t N) {
+    const dp_tensor *y = &n->val;
+    if (y->ndim < 1 || y->shape[0] != N) return 0;
+    int nb = 0;
+    for (int k = 0; k < n->n_in; k++) nb += batched[n->in[k]->id];
+    if (nb == 0) return 0;
+    const dp_tensor *x = &n->in[0]->val;
+    switch (n->op) {
+    case DP_OP_CONV2D:
+    case DP_OP_CONV_TRANSPOSE2D:
+    case DP_OP_DENSE:
+        return batched[n->in[0]->id] && nb == 1; /* weights and bias are not */
+    case DP_OP_MATMUL:
+        return batched[n->in[0]->id] && nb == 1 && n->ip[0] == 0;
+    case DP_OP_BATCHNORM2D: /* eval mode with running statistics: a per-channel affine map */
+        return batched[n->in[0]->id] && nb == 1 && n->ext[0] && n->ext[1];
+    case DP_OP_MAXPOOL2D:
+    case DP_OP_AVGPOOL2D:
+    case DP_OP_GLOBAL_AVGPOOL:
+    case DP_OP_UPSAMPLE_NEAREST:
+    case DP_OP_UPSAMPLE_BILINEAR:
+    case DP_OP_RELU:
+    case DP_OP_LEAKY_RELU:
+    case DP_OP_ELU:
+    case DP_OP_TANH:
+    case DP_OP_SIGMOID:
+    case DP_OP_SCALE:
+    case DP_OP_DROPOUT: /* the identity in eval mode */
+    case DP_OP_STOP_GRADIENT:
+    case DP_OP_RESHAPE: /* keeps dimension 0 (checked above): row i stays row i */
+        return x->ndim >= 1 && x->shape[0] == N;
+    case DP_OP_CONCAT:
+        return nb == n->n_in && n->ip[0] != 0;
+    case DP_OP_SLICE:
+    case DP_OP_SOFTMAX:
+    case DP_OP_LOG_SOFTMAX:
+        return n->ip[0] != 0;
+    case DP_OP_SUM:
+    case DP_OP_MEAN:
+        return n->ip[0] != DP_AXIS_ALL && n->ip[0] != 0;
+    case DP_OP_ADD:
+    case DP_OP_SUB:
+    case DP_OP_MUL:
+    case DP_OP_DIV:
+        for (int k = 0; k < 2; k++) {
+            const dp_tensor *t = &n->in[k]->val;
+            if (batched[n->in[k]->id] ? (t->ndim != y->ndim) : (t->ndim == y->ndim && t->shape[0] != 1)) return 0;
+        }
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Decide whether and how g runs in chunks; plan the chunk buffers. Called by
+ * dp_graph_compile after the liveness pass; *ws grows to what the ops need
+ * at the chunk's shapes. Leaves g->chunk 0 when the graph does not qualify. */
+static dp_status plan_chunks(dp_graph *g, size_t *ws) {
+    dp_ctx *ctx = g->ctx;
+    int64_t N = 0;
+    g->chunk = 0;
+    if (!g->no_grad) return DP_OK;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const dp_node *n = g->nodes[i];
+        if (n->op != DP_OP_INPUT) continue;
+        if (n->val.ndim < 1 || (N && n->val.shape[0] != N)) return DP_OK;
+        N = n->val.shape[0];
+    }
+    if (N < 2) return DP_OK;
+    unsigned char *batched = dp_calloc(ctx, (size_t)g->n_nodes);
+    if (!batched) return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
+    size_t biggest = 0;
+    int ok = 1;
+    for (int i = 0; i < g->n_nodes && ok; i++) {
+        const dp_node *n = g->nodes[i];
+        if (n->op == DP_OP_PARAM) continue;
+        if (n->op != DP_OP_INPUT && !per_sample(n, batched, N)) ok = 0;
+        batched[i] = 1;
+        size_t per = (size_t)(dp_numel(&n->val) / N) * sizeof(float);
+        if (n->root == n && n->op != DP_OP_INPUT && per > biggest) biggest = per;
+    }
+    int64_t chunk = biggest ? (int64_t)(CHUNK_BYTES / biggest) : N;
+    if (chunk < 1) chunk = 1;
+    if (!ok || chunk >= N) {
+        dp_free(ctx, batched);
+        return DP_OK;
+    }
+    /* The ops' workspace at the chunk's shapes: run the shape rules again on
+     * chunk-sized values (then put every node back as it was). */
+    dp_node *saved = dp_malloc(ctx, sizeof(dp_node) * (size_t)g->n_nodes);
+    g->ckind = dp_calloc(ctx, (size_t)g->n_nodes);
+    g->coff = dp_calloc(ctx, sizeof(size_t) * (size_t)g->n_nodes);
+    g->cfull = dp_calloc(ctx, sizeof(void *) * (size_t)g->n_nodes);
+    if (!saved || !g->ckind || !g->coff || !g->cfull) {
+        dp_free(ctx, saved);
+        dp_free(ctx, batched);
+        return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
+    }
+    for (int i = 0; i < g->n_nodes; i++) saved[i] = *g->nodes[i];
+    dp_status st0 = g->status;
+    size_t wsc = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *n = g->nodes[i];
+        if (!batched[i]) continue;
+        if (n->op == DP_OP_INPUT || (dp_op_get(n->op)->flags & DP_OPF_VIEW)) {
+            n->val.shape[0] = chunk;
+            continue;
+        }
+        if (dp_op_get(n->op)->shape(g, n) != DP_OK || g->status != st0 || n->aux_bytes > saved[i].aux_bytes) ok = 0;
+        if (n->ws_bytes > wsc) wsc = n->ws_bytes;
+        if (!ok) break;
+    }
+    for (int i = 0; i < g->n_nodes; i++) *g->nodes[i] = saved[i];
+    dp_free(ctx, saved);
+    if (!ok) { /* a shape rule disagreed (not expected): run whole batches */
+        g->status = st0;
+        dp_free(ctx, batched);
+        return DP_OK;
+    }
+    if (wsc > *ws) *ws = wsc;
+    /* Kinds, then chunk buffers with the planner's greedy reuse (same lifetimes). */
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *n = g->nodes[i];
+        if (!batched[i]) g->ckind[i] = DP_CHUNK_NONE;
+        else if (n->root != n) g->ckind[i] = DP_CHUNK_VIEW;
+        else g->ckind[i] = n->op == DP_OP_INPUT ? DP_CHUNK_FULL : DP_CHUNK_OWN;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        if ((g->nodes[i]->flags & DP_NF_OUTPUT) && batched[i]) g->ckind[g->nodes[i]->root->id] = DP_CHUNK_FULL;
+    size_t *size = dp_calloc(ctx, sizeof(size_t) * (size_t)g->n_nodes);
+    int *free_at = dp_calloc(ctx, sizeof(int) * (size_t)g->n_nodes);
+    if (!size || !free_at) {
+        dp_free(ctx, size);
+        dp_free(ctx, free_at);
+        dp_free(ctx, batched);
+        return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
+    }
+    int nb = 0; /* buffer index per node in coff first, then its offset */
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *n = g->nodes[i];
+        if (g->ckind[i] != DP_CHUNK_OWN) continue;
+        size_t need = ALIGN_UP((size_t)(dp_numel(&n->val) / N * chunk) * sizeof(float));
+        int best = -1;
+        for (int b = 0; b < nb; b++)
+            if (free_at[b] >= 0 && free_at[b] < i && size[b] >= need && (best < 0 || size[b] < size[best])) best = b;
+        if (best < 0) {
+            best = nb++;
+            size[best] = need;
+        }
+        g->coff[i] = (size_t)best;
+        free_at[best] = n->last_use >= g->n_nodes ? -1 : n->last_use;
+    }
+    size_t total = 0;
+    for (int b = 0; b < nb; b++) { /* buffer index -> offset */
+        size_t sz = size[b];
+        size[b] = total;
+        total += sz;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->ckind[i] == DP_CHUNK_OWN) g->coff[i] = size[g->coff[i]];
+    dp_free(ctx, size);
+    dp_free(ctx, free_at);
+    dp_free(ctx, batched);
+    g->cblock = dp_calloc(ctx, total ? total : 1);
+    if (!g->cblock) return dp_error(ctx, DP_ERR_NOMEM, "out of memory: the graph's chunk buffers need %zu bytes", total);
+    g->cblock_bytes = total;
+    g->batch = N;
+    g->chunk = chunk;
+    return DP_OK;
+}
+
+/* dp_graph_run of a chunked graph in eval mode: every needed node, chunk by chunk. */
+static dp_status run_chunked(dp_graph *g) {
+    int hi = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->flags & DP_NF_OUTPUT) {
+            g->nodes[i]->flags |= DP_NF_MARK;
+            hi = i;
+        }
+    if (hi < 0) {
+        hi = g->n_nodes - 1;
+        g->nodes[hi]->flags |= DP_NF_MARK;
+    }
+    for (int i = hi; i >= 0; i--) {
+        dp_node *n = g->nodes[i];
+        if (!(n->flags & DP_NF_MARK)) continue;
+        for (int k = 0; k < n->n_in; k++) n->in[k]->flags |= DP_NF_MARK;
+        if (g->ckind[i] != DP_CHUNK_NONE) g->cfull[i] = n->val.data;
+    }
+    const int64_t N = g->batch;
+    for (int64_t c0 = 0; c0 < N; c0 += g->chunk) {
+        int64_t cn = N - c0 < g->chunk ? N - c0 : g->chunk;
+        for (int i = 0; i <= hi; i++) {
+            dp_node *n = g->nodes[i];
+            if (!(n->flags & DP_NF_MARK)) continue;
+            switch (g->ckind[i]) {
+            case DP_CHUNK_FULL:
+                n->val.shape[0] = cn;
+                n->val.data = (float *)g->cfull[i] + c0 * (dp_numel(&n->val) / cn);
+                break;
+            case DP_CHUNK_VIEW:
+                n->val.shape[0] = cn;
+                n->val.data = n->root->val.data;
+                break;
+            case DP_CHUNK_OWN:
+                n->val.shape[0] = cn;
+                n->val.data = (char *)g->cblock + g->coff[i];
+                break;
+            default: break;
+            }
+            if (n->n_in == 0) continue;
+            if (n->fused_into && (n->fused_into->flags & DP_NF_MARK)) continue; /* computed inside it */
+            const dp_op_def *def = dp_op_get(n->op);
+            if (def->forward) def->forward(g, n);
+        }
+    }
+    /* Back to whole-batch tensors; only inputs and outputs (and their views) hold whole values. */
+    for (int i = 0; i <= hi; i++) {
+        dp_node *n = g->nodes[i];
+        if (!(n->flags & DP_NF_MARK)) continue;
+        n->flags &= ~DP_NF_MARK;
+        if (g->ckind[i] == DP_CHUNK_NONE) {
+            n->flags |= DP_NF_FRESH;
+            continue;
+        }
+        n->val.shape[0] = N;
+        n->val.data = g->cfull[i];
+        int whole = g->ckind[n->root->id] == DP_CHUNK_FULL;
+        if (whole) n->flags |= DP_NF_FRESH;
+    }
+    return DP_OK;
+}
+
 dp_status dp_graph_compile(dp_graph *g) {
     if (!g) return DP_ERR_NULL;
     if (g->status != DP_OK) return g->status; /* message already in ctx */
@@ -306,6 +552,9 @@ dp_status dp_graph_compile(dp_graph *g) {
         /* Outputs live to the end; so do inputs: the caller fills them once and may run several passes. */
         if ((n->flags & DP_NF_OUTPUT) || n->op == DP_OP_INPUT) n->root->last_use = g->n_nodes;
     }
+    size_t ws = 0;
+    dp_status cs = plan_chunks(g, &ws);
+    if (cs) return cs;
 
     /* Value storage. A graph that computes gradients keeps every activation
      * (backward reads them); an inference graph reuses buffers whose last
@@ -318,7 +567,7 @@ dp_status dp_graph_compile(dp_graph *g) {
         dp_free(ctx, buf_free_at);
         return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
     }
-    size_t ws = 0, aux = 0, grads = 0;
+    size_t aux = 0, grads = 0;
     for (int i = 0; i < g->n_nodes; i++) {
         dp_node *n = g->nodes[i];
         if (n->ws_bytes > ws) ws = n->ws_bytes;
@@ -481,6 +730,7 @@ dp_status dp_graph_forward(dp_graph *g, int n_targets, dp_node *const *targets) 
 dp_status dp_graph_run(dp_graph *g) {
     dp_status s = dp_graph_invalidate(g);
     if (s) return s;
+    if (g->chunk && !g->training) return run_chunked(g);
     int n = 0;
     for (int i = 0; i < g->n_nodes; i++)
         if (g->nodes[i]->flags & DP_NF_OUTPUT) n++;

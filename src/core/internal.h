@@ -165,6 +165,22 @@ struct dp_graph {
     size_t block_bytes;
     dp_node **buf_owner; /* planner: which node currently holds each reusable buffer */
     int n_bufs;
+    /* Chunked inference (no_grad graphs in eval mode; docs/engine.md): dp_graph_run
+     * runs every node on `chunk` samples at a time, so intermediate values stay in cache. */
+    int64_t batch, chunk; /* samples in the batch and per chunk (chunk 0: off) */
+    void *cblock;         /* chunk-sized buffers of the intermediate values */
+    size_t cblock_bytes;
+    signed char *ckind;   /* per node: DP_CHUNK_* (allocated, with coff and cfull, when a graph could be chunked) */
+    size_t *coff;         /* per node: offset of its chunk buffer in cblock */
+    void **cfull;         /* per node: its full-size storage during a chunked pass */
+};
+
+/* How a node's value is stored during a chunked pass. */
+enum {
+    DP_CHUNK_NONE = 0, /* not per sample (parameters): as it is */
+    DP_CHUNK_FULL,     /* inputs and outputs: the chunk's rows of the full tensor */
+    DP_CHUNK_VIEW,     /* a view of a per-sample value: follows its root */
+    DP_CHUNK_OWN,      /* an intermediate value: a chunk-sized buffer of its own */
 };
 
 /* Flags of an op. */
