@@ -88,12 +88,11 @@ typedef struct scan {
     int32_t nofs2[4];
     struct fc_vnode *vn;         /* [2][n_nodes]: normal, split */
     float *vleaves;
-    int8_t *row_st;
-    uint8_t *row_alive;
+    unsigned *row_ok, *row_pass; /* per block of lanes: not flat; passed stage 0 */
     float *row_vnf;
-    int32_t *alive_ofs, *alive_stage;
-    float *alive_vnf;
-    size_t alive_cap;
+    int32_t *seg_ofs, *seg_stage; /* segments: 4 neighbouring windows, their stage */
+    float *seg_vnf;               /* 4 per segment */
+    uint8_t *seg_mask;            /* which of the 4 are alive */
 } scan;
 
 typedef struct fc_vnode {
@@ -488,8 +487,13 @@ static int eval_lbp(const scan *S, const uint32_t *p) {
  * still contiguous). The row is then walked with OpenCV's rule (one more
  * step after a stage-0 rejection) to mark the windows it evaluates that
  * pass. Those continue side by side through stages 1, 2, ... while at least
- * two lanes are alive; the stragglers join a list that is finished at the
- * end of the scale, stage by stage, with gathered loads.
+ * two of the vector's quarters (groups of 4 lanes) hold one; then each quarter
+ * with a live window becomes a "segment" (4 neighbouring windows, their
+ * factors, which are alive). Segments are finished at the end of the scale,
+ * stage by stage, 2 (AVX2) or 4 (AVX-512) to a vector: a corner is read with
+ * one 4-lane load per segment, inserted into the vector. (Gathered loads, one
+ * window per lane, were tried first: no faster here, and gathers are slow on
+ * many CPUs.)
  *
  * A tree is evaluated on all lanes by visiting its nodes in index order
  * (children come after their parent), each lane following its own path; a
@@ -500,17 +504,20 @@ static int eval_lbp(const scan *S, const uint32_t *p) {
 /* ---- AVX2: 8 lanes */
 #define T_AVX2 __attribute__((target("avx2")))
 
-T_AVX2 static FC_INLINE __m256i a2_load(int gather, const uint32_t *base, __m256i idx, int32_t o) {
-    if (!gather) return _mm256_loadu_si256((const __m256i *)(base + o));
-    return _mm256_i32gather_epi32((const int *)base, _mm256_add_epi32(idx, _mm256_set1_epi32(o)), 4);
+/* seg 0: lanes are the 8 windows from base on; seg 1: lanes 4j..4j+3 are the
+ * 4 windows from sp[j] on (two segments from anywhere in the plane) */
+T_AVX2 static FC_INLINE __m256i a2_load(int seg, const uint32_t *base, const uint32_t *const *sp, int32_t o) {
+    if (!seg) return _mm256_loadu_si256((const __m256i *)(base + o));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(sp[0] + o))),
+                                   _mm_loadu_si128((const __m128i *)(sp[1] + o)), 1);
 }
-T_AVX2 static FC_INLINE __m256i a2_rsum(int gather, const uint32_t *base, __m256i idx, const int32_t *o) {
-    __m256i a = a2_load(gather, base, idx, o[0]), b = a2_load(gather, base, idx, o[1]);
-    __m256i c = a2_load(gather, base, idx, o[2]), e = a2_load(gather, base, idx, o[3]);
+T_AVX2 static FC_INLINE __m256i a2_rsum(int seg, const uint32_t *base, const uint32_t *const *sp, const int32_t *o) {
+    __m256i a = a2_load(seg, base, sp, o[0]), b = a2_load(seg, base, sp, o[1]);
+    __m256i c = a2_load(seg, base, sp, o[2]), e = a2_load(seg, base, sp, o[3]);
     return _mm256_add_epi32(_mm256_sub_epi32(_mm256_sub_epi32(a, b), c), e);
 }
-T_AVX2 static FC_INLINE unsigned a2_stage(int gather, const scan *S, int si, const uint32_t *base, __m256i idx,
-                                         const float *vnf_in) {
+T_AVX2 static FC_INLINE unsigned a2_stage(int seg, const scan *S, int si, const uint32_t *base,
+                                         const uint32_t *const *sp, const float *vnf_in) {
     const dp_face_detector *d = S->d;
     const fc_stage *stg = &d->stages[si];
     const __m256 vnf = _mm256_loadu_ps(vnf_in);
@@ -523,12 +530,12 @@ T_AVX2 static FC_INLINE unsigned a2_stage(int gather, const scan *S, int si, con
             const __m256i here = _mm256_cmpeq_epi32(at, _mm256_set1_epi32(j));
             if (j > 0 && _mm256_testz_si256(here, here)) continue;
             const fc_vnode *nd = &nodes[j];
-            const __m256 r0 = _mm256_mul_ps(_mm256_set1_ps(nd->w[0]), _mm256_cvtepi32_ps(a2_rsum(gather, base, idx, nd->ofs[0])));
-            const __m256 r1 = _mm256_mul_ps(_mm256_set1_ps(nd->w[1]), _mm256_cvtepi32_ps(a2_rsum(gather, base, idx, nd->ofs[1])));
+            const __m256 r0 = _mm256_mul_ps(_mm256_set1_ps(nd->w[0]), _mm256_cvtepi32_ps(a2_rsum(seg, base, sp, nd->ofs[0])));
+            const __m256 r1 = _mm256_mul_ps(_mm256_set1_ps(nd->w[1]), _mm256_cvtepi32_ps(a2_rsum(seg, base, sp, nd->ofs[1])));
             __m256 r = _mm256_add_ps(r0, r1);
             if (nd->w[2] != 0.0f)
                 r = _mm256_add_ps(r, _mm256_mul_ps(_mm256_set1_ps(nd->w[2]),
-                                                   _mm256_cvtepi32_ps(a2_rsum(gather, base, idx, nd->ofs[2]))));
+                                                   _mm256_cvtepi32_ps(a2_rsum(seg, base, sp, nd->ofs[2]))));
             const __m256 val = _mm256_mul_ps(r, vnf);
             const __m256i lt = _mm256_castps_si256(_mm256_cmp_ps(val, _mm256_set1_ps(nd->thr), _CMP_LT_OQ));
             const __m256i next = _mm256_blendv_epi8(_mm256_set1_epi32(nd->right), _mm256_set1_epi32(nd->left), lt);
@@ -546,20 +553,19 @@ T_AVX2 static FC_INLINE unsigned a2_stage(int gather, const scan *S, int si, con
                       (_mm256_movemask_pd(_mm256_cmp_pd(s_hi, th, _CMP_NLT_UQ)) << 4));
 }
 T_AVX2 static unsigned a2_stage_dense(const scan *S, int si, const uint32_t *p, const float *vnf) {
-    return a2_stage(0, S, si, p, _mm256_setzero_si256(), vnf);
+    return a2_stage(0, S, si, p, NULL, vnf);
 }
-T_AVX2 static unsigned a2_stage_gather(const scan *S, int si, const int32_t *idx, const float *vnf) {
-    return a2_stage(1, S, si, S->ii, _mm256_loadu_si256((const __m256i *)idx), vnf);
+T_AVX2 static unsigned a2_stage_seg(const scan *S, int si, const uint32_t *const *sp, const float *vnf) {
+    return a2_stage(1, S, si, NULL, sp, vnf);
 }
 /* Variance normalisation and stage 0 of the 8 windows at p: vnf_out[i] the
- * factor, st_out[i] -1 flat, 0 rejected by stage 0, 1 passed. */
-T_AVX2 static void a2_norm0(const scan *S, const uint32_t *p, float *vnf_out, int8_t *st_out) {
-    const __m256i zero = _mm256_setzero_si256();
+ * factor; bit i of *ok: not flat, of *pass: not flat and passed stage 0. */
+T_AVX2 static void a2_norm0(const scan *S, const uint32_t *p, float *vnf_out, unsigned *ok_out, unsigned *pass_out) {
     const __m256d area = _mm256_set1_pd(S->norm_area);
     const __m256d two31 = _mm256_set1_pd(2147483648.0);
     const __m128i flip = _mm_set1_epi32(INT32_MIN);
-    const __m256i vs = a2_rsum(0, p, zero, S->cur_nofs);
-    const __m256i vq = a2_rsum(0, p + S->plane, zero, S->cur_nofs);
+    const __m256i vs = a2_rsum(0, p, NULL, S->cur_nofs);
+    const __m256i vq = a2_rsum(0, p + S->plane, NULL, S->cur_nofs);
     /* nf = area * (double)vq - (double)vs * (double)vs (vq unsigned), per half */
     const __m256d q0 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(_mm256_castsi256_si128(vq), flip)), two31);
     const __m256d q1 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(_mm256_extracti128_si256(vq, 1), flip)), two31);
@@ -580,28 +586,32 @@ T_AVX2 static void a2_norm0(const scan *S, const uint32_t *p, float *vnf_out, in
     const __m256d c1 = _mm256_cmp_pd(_mm256_mul_pd(area, _mm256_cvtps_pd(f1)), tiny, _CMP_LT_OQ);
     const unsigned ok =
         (unsigned)(_mm256_movemask_pd(_mm256_and_pd(pos0, c0)) | (_mm256_movemask_pd(_mm256_and_pd(pos1, c1)) << 4));
-    const unsigned pass = ok ? a2_stage(0, S, 0, p, zero, vnf_out) : 0;
-    for (int i = 0; i < 8; i++) st_out[i] = (int8_t)(!((ok >> i) & 1) ? -1 : (int)((pass >> i) & 1));
+    *ok_out = ok;
+    *pass_out = ok ? ok & a2_stage(0, S, 0, p, NULL, vnf_out) : 0;
 }
 
 /* ---- AVX-512: 16 lanes */
 #define T_AVX512 __attribute__((target("avx512f")))
 
-T_AVX512 static FC_INLINE __m512i a5_load(int gather, const uint32_t *base, __m512i idx, int32_t o) {
-    if (!gather) return _mm512_loadu_si512((const void *)(base + o));
-    return _mm512_i32gather_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(o)), (const void *)base, 4);
+/* seg 1: lanes 4j..4j+3 are the 4 windows from sp[j] on (four segments) */
+T_AVX512 static FC_INLINE __m512i a5_load(int seg, const uint32_t *base, const uint32_t *const *sp, int32_t o) {
+    if (!seg) return _mm512_loadu_si512((const void *)(base + o));
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(sp[0] + o)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(sp[1] + o)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(sp[2] + o)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(sp[3] + o)), 3);
 }
-T_AVX512 static FC_INLINE __m512i a5_rsum(int gather, const uint32_t *base, __m512i idx, const int32_t *o) {
-    __m512i a = a5_load(gather, base, idx, o[0]), b = a5_load(gather, base, idx, o[1]);
-    __m512i c = a5_load(gather, base, idx, o[2]), e = a5_load(gather, base, idx, o[3]);
+T_AVX512 static FC_INLINE __m512i a5_rsum(int seg, const uint32_t *base, const uint32_t *const *sp, const int32_t *o) {
+    __m512i a = a5_load(seg, base, sp, o[0]), b = a5_load(seg, base, sp, o[1]);
+    __m512i c = a5_load(seg, base, sp, o[2]), e = a5_load(seg, base, sp, o[3]);
     return _mm512_add_epi32(_mm512_sub_epi32(_mm512_sub_epi32(a, b), c), e);
 }
 T_AVX512 static FC_INLINE __m512d a5_lo_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
 T_AVX512 static FC_INLINE __m512d a5_hi_pd(__m512 v) {
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
-T_AVX512 static FC_INLINE unsigned a5_stage(int gather, const scan *S, int si, const uint32_t *base, __m512i idx,
-                                           const float *vnf_in) {
+T_AVX512 static FC_INLINE unsigned a5_stage(int seg, const scan *S, int si, const uint32_t *base,
+                                           const uint32_t *const *sp, const float *vnf_in) {
     const dp_face_detector *d = S->d;
     const fc_stage *stg = &d->stages[si];
     const __m512 vnf = _mm512_loadu_ps(vnf_in);
@@ -614,12 +624,12 @@ T_AVX512 static FC_INLINE unsigned a5_stage(int gather, const scan *S, int si, c
             const __mmask16 here = j == 0 ? (__mmask16)0xFFFF : _mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(j));
             if (!here) continue;
             const fc_vnode *nd = &nodes[j];
-            const __m512 r0 = _mm512_mul_ps(_mm512_set1_ps(nd->w[0]), _mm512_cvtepi32_ps(a5_rsum(gather, base, idx, nd->ofs[0])));
-            const __m512 r1 = _mm512_mul_ps(_mm512_set1_ps(nd->w[1]), _mm512_cvtepi32_ps(a5_rsum(gather, base, idx, nd->ofs[1])));
+            const __m512 r0 = _mm512_mul_ps(_mm512_set1_ps(nd->w[0]), _mm512_cvtepi32_ps(a5_rsum(seg, base, sp, nd->ofs[0])));
+            const __m512 r1 = _mm512_mul_ps(_mm512_set1_ps(nd->w[1]), _mm512_cvtepi32_ps(a5_rsum(seg, base, sp, nd->ofs[1])));
             __m512 r = _mm512_add_ps(r0, r1);
             if (nd->w[2] != 0.0f)
                 r = _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(nd->w[2]),
-                                                   _mm512_cvtepi32_ps(a5_rsum(gather, base, idx, nd->ofs[2]))));
+                                                   _mm512_cvtepi32_ps(a5_rsum(seg, base, sp, nd->ofs[2]))));
             const __m512 val = _mm512_mul_ps(r, vnf);
             const __mmask16 lt = _mm512_cmp_ps_mask(val, _mm512_set1_ps(nd->thr), _CMP_LT_OQ);
             const __m512i next = _mm512_mask_blend_epi32(lt, _mm512_set1_epi32(nd->right), _mm512_set1_epi32(nd->left));
@@ -637,16 +647,15 @@ T_AVX512 static FC_INLINE unsigned a5_stage(int gather, const scan *S, int si, c
            ((unsigned)_mm512_cmp_pd_mask(s_hi, th, _CMP_NLT_UQ) << 8);
 }
 T_AVX512 static unsigned a5_stage_dense(const scan *S, int si, const uint32_t *p, const float *vnf) {
-    return a5_stage(0, S, si, p, _mm512_setzero_si512(), vnf);
+    return a5_stage(0, S, si, p, NULL, vnf);
 }
-T_AVX512 static unsigned a5_stage_gather(const scan *S, int si, const int32_t *idx, const float *vnf) {
-    return a5_stage(1, S, si, S->ii, _mm512_loadu_si512((const void *)idx), vnf);
+T_AVX512 static unsigned a5_stage_seg(const scan *S, int si, const uint32_t *const *sp, const float *vnf) {
+    return a5_stage(1, S, si, NULL, sp, vnf);
 }
-T_AVX512 static void a5_norm0(const scan *S, const uint32_t *p, float *vnf_out, int8_t *st_out) {
-    const __m512i zero = _mm512_setzero_si512();
+T_AVX512 static void a5_norm0(const scan *S, const uint32_t *p, float *vnf_out, unsigned *ok_out, unsigned *pass_out) {
     const __m512d area = _mm512_set1_pd(S->norm_area);
-    const __m512i vs = a5_rsum(0, p, zero, S->cur_nofs);
-    const __m512i vq = a5_rsum(0, p + S->plane, zero, S->cur_nofs);
+    const __m512i vs = a5_rsum(0, p, NULL, S->cur_nofs);
+    const __m512i vq = a5_rsum(0, p + S->plane, NULL, S->cur_nofs);
     const __m512d q0 = _mm512_cvtepu32_pd(_mm512_castsi512_si256(vq));
     const __m512d q1 = _mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(vq, 1));
     const __m512d s0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(vs));
@@ -665,120 +674,136 @@ T_AVX512 static void a5_norm0(const scan *S, const uint32_t *p, float *vnf_out, 
     const __mmask8 c0 = _mm512_cmp_pd_mask(_mm512_mul_pd(area, _mm512_cvtps_pd(f0)), tiny, _CMP_LT_OQ);
     const __mmask8 c1 = _mm512_cmp_pd_mask(_mm512_mul_pd(area, _mm512_cvtps_pd(f1)), tiny, _CMP_LT_OQ);
     const unsigned ok = (unsigned)(pos0 & c0) | ((unsigned)(pos1 & c1) << 8);
-    const unsigned pass = ok ? a5_stage(0, S, 0, p, zero, vnf_out) : 0;
-    for (int i = 0; i < 16; i++) st_out[i] = (int8_t)(!((ok >> i) & 1) ? -1 : (int)((pass >> i) & 1));
+    *ok_out = ok;
+    *pass_out = ok ? ok & a5_stage(0, S, 0, p, NULL, vnf_out) : 0;
 }
 #endif /* FC_X86 */
 
-/* ---- the row and list logic, for any lane count */
+/* ---- the row and segment logic, for any lane count */
 typedef struct fc_kernel {
     const char *name;
     int lanes;
-    /* neighbours stay side by side (contiguous loads, idle lanes) while at least
-     * this many are alive; fewer are moved to the gathered list. Measured with
-     * perf on alt2 (Xeon, AVX-512): a tree on 16 gathered lanes costs about 4.3
-     * times a tree on 16 contiguous ones, so side by side pays from 4 alive
-     * lanes of 16, and from 3 of 8 */
-    int min_dense;
-    const struct fc_kernel *half; /* the same at half the width (AVX-512: AVX2), or NULL */
-    void (*norm0)(const scan *S, const uint32_t *p, float *vnf_out, int8_t *st_out);
+    void (*norm0)(const scan *S, const uint32_t *p, float *vnf_out, unsigned *ok, unsigned *pass);
     unsigned (*stage_dense)(const scan *S, int si, const uint32_t *p, const float *vnf);
-    unsigned (*stage_gather)(const scan *S, int si, const int32_t *idx, const float *vnf);
+    /* lanes / 4 segments of 4 neighbouring windows each, from anywhere in the plane */
+    unsigned (*stage_seg)(const scan *S, int si, const uint32_t *const *sp, const float *vnf);
 } fc_kernel;
 
 #ifdef FC_X86
-static const fc_kernel fc_k_avx2 = {"avx2", 8, 3, NULL, a2_norm0, a2_stage_dense, a2_stage_gather};
-static const fc_kernel fc_k_avx512 = {"avx512", 16, 4, &fc_k_avx2, a5_norm0, a5_stage_dense, a5_stage_gather};
+static const fc_kernel fc_k_avx2 = {"avx2", 8, a2_norm0, a2_stage_dense, a2_stage_seg};
+static const fc_kernel fc_k_avx512 = {"avx512", 16, a5_norm0, a5_stage_dense, a5_stage_seg};
 #endif
 
+static int push_hit(scan *S, int k, int y, int step, float f, int ww, int wh) {
+    dp_face_box bx = {round_f((float)(k * step) * f), round_f((float)y * f), ww, wh, 1};
+    return box_push(S, &S->hits, bx);
+}
+
+/* Quarters (groups of 4 lanes) of mask with an alive lane. */
+static inline int quarters(unsigned mask, int lanes) {
+    int q = 0;
+    for (int i = 0; i < lanes; i += 4) q += ((mask >> i) & 15u) != 0;
+    return q;
+}
+
 /* One row of windows (y, at step 1 or 2). Window x is element x/step of the
- * row (the planes are split by parity at step 2). Returns 0 when out of memory. */
-static int k_row(scan *S, const fc_kernel *K, int y, int step, int xend, float f, int ww, int wh, size_t *n_list) {
+ * row (the planes are split by parity at step 2). A block stays side by side
+ * while two quarters of it or more are alive (a segment batch costs about
+ * twice a contiguous vector per lane slot); then its alive quarters become
+ * segments. Returns 0 when out of memory. */
+static int k_row(scan *S, const fc_kernel *K, int y, int step, int xend, float f, int ww, int wh, size_t *n_seg) {
     const dp_face_detector *d = S->d;
     const int L = K->lanes;
     const size_t rofs = (size_t)y * S->stride;
     const uint32_t *row = S->ii + rofs;
     const int npos = (xend + step - 1) / step, nblk = (npos + L - 1) / L;
-    for (int b = 0; b < nblk; b++) K->norm0(S, row + (size_t)b * L, S->row_vnf + b * L, S->row_st + b * L);
-    memset(S->row_alive, 0, (size_t)nblk * L);
-    for (int k = 0; k < npos; k++) { /* window x = k * step; a stage-0 rejection skips one more */
-        const int r = S->row_st[k];
-        if (r > 0) S->row_alive[k] = 1;
-        else if (r == 0) k++;
-    }
+    unsigned *ok = S->row_ok, *pass = S->row_pass;
+    for (int b = 0; b < nblk; b++) K->norm0(S, row + (size_t)b * L, S->row_vnf + b * L, &ok[b], &pass[b]);
+    /* OpenCV's walk (window x = k * step): after a stage-0 rejection the next
+     * window is skipped; pass[b] becomes the windows it evaluates that passed */
+    int skip = 0;
     for (int b = 0; b < nblk; b++) {
-        unsigned mask = 0;
-        for (int i = 0; i < L; i++) mask |= (unsigned)S->row_alive[b * L + i] << i;
+        const unsigned rej = ok[b] & ~pass[b];
+        if (!rej && !skip) continue;
+        unsigned alive = 0;
+        const int end = npos - b * L < L ? npos - b * L : L;
+        for (int i = 0; i < end; i++) {
+            if (skip) {
+                skip = 0;
+                continue;
+            }
+            if ((rej >> i) & 1) skip = 1;
+            else alive |= pass[b] & (1u << i);
+        }
+        pass[b] = alive;
+    }
+    if (npos % L) pass[nblk - 1] &= (1u << (npos % L)) - 1; /* past the row's end */
+    for (int b = 0; b < nblk; b++) {
+        unsigned mask = pass[b];
         if (!mask) continue;
         const uint32_t *p = row + (size_t)b * L;
         const float *vnf = S->row_vnf + b * L;
         int s = 1;
-        for (; s < d->n_stages; s++) {
-            const int alive = __builtin_popcount(mask);
-            if (K->half && !(mask >> 8)) { /* all alive lanes in the low half: half-width vectors */
-                if (alive < K->half->min_dense) break;
-                mask &= K->half->stage_dense(S, s, p, vnf);
-            } else if (K->half && !(mask & 0xFF)) {
-                if (alive < K->half->min_dense) break;
-                mask &= K->half->stage_dense(S, s, p + 8, vnf + 8) << 8;
-            } else {
-                if (alive < K->min_dense) break;
-                mask &= K->stage_dense(S, s, p, vnf);
-            }
-        }
-        for (int i = 0; i < L; i++) {
-            if (!((mask >> i) & 1)) continue;
-            const int k = b * L + i;
+        for (; s < d->n_stages && mask && quarters(mask, L) >= 2; s++) mask &= K->stage_dense(S, s, p, vnf);
+        for (int q = 0; q < L; q += 4) {
+            const unsigned m = (mask >> q) & 15u;
+            if (!m) continue;
             if (s >= d->n_stages) {
-                dp_face_box bx = {round_f((float)(k * step) * f), round_f((float)y * f), ww, wh, 1};
-                if (!box_push(S, &S->hits, bx)) return 0;
-            } else {
-                const size_t n = (*n_list)++;
-                S->alive_ofs[n] = (int32_t)(rofs + (size_t)k);
-                S->alive_vnf[n] = vnf[i];
-                S->alive_stage[n] = s;
+                for (int i = 0; i < 4; i++)
+                    if ((m >> i) & 1 && !push_hit(S, b * L + q + i, y, step, f, ww, wh)) return 0;
+                continue;
             }
+            const size_t n = (*n_seg)++;
+            S->seg_ofs[n] = (int32_t)(rofs + (size_t)(b * L + q));
+            memcpy(S->seg_vnf + 4 * n, vnf + q, 4 * sizeof *vnf);
+            S->seg_mask[n] = (uint8_t)m;
+            S->seg_stage[n] = s;
         }
     }
     return 1;
 }
 
-/* Finish the list: stage by stage, L gathered windows at a time. */
-static int k_list(scan *S, const fc_kernel *K, size_t n, int step, float f, int ww, int wh) {
+/* Finish the segments: stage by stage, lanes / 4 of them at a time. */
+static int k_segs(scan *S, const fc_kernel *K, size_t n, int step, float f, int ww, int wh) {
     const dp_face_detector *d = S->d;
-    const int L = K->lanes;
-    int32_t io[16];
-    float iv[16];
-    size_t bi[16];
+    const int per = K->lanes / 4;
+    const uint32_t *sp[4];
+    float vb[16];
+    size_t bi[4];
     for (int si = 1; si < d->n_stages && n > 0; si++) {
         int nb = 0;
         for (size_t i = 0; i <= n; i++) {
-            if (i < n && S->alive_stage[i] == si) bi[nb++] = i;
-            if (nb == L || (i == n && nb > 0)) {
-                for (int k = 0; k < L; k++) {
-                    const size_t e = bi[k < nb ? k : 0];
-                    io[k] = S->alive_ofs[e];
-                    iv[k] = S->alive_vnf[e];
+            if (i < n && S->seg_stage[i] == si) bi[nb++] = i;
+            if (nb == per || (i == n && nb > 0)) {
+                for (int j = 0; j < per; j++) {
+                    const size_t e = bi[j < nb ? j : 0];
+                    sp[j] = S->ii + S->seg_ofs[e];
+                    memcpy(vb + 4 * j, S->seg_vnf + 4 * e, 4 * sizeof *vb);
                 }
-                const unsigned pass = K->stage_gather(S, si, io, iv);
-                for (int k = 0; k < nb; k++) S->alive_stage[bi[k]] = (pass >> k) & 1 ? si + 1 : -1;
+                const unsigned pass = K->stage_seg(S, si, sp, vb);
+                for (int j = 0; j < nb; j++) {
+                    const unsigned m = S->seg_mask[bi[j]] & (pass >> (4 * j)) & 15u;
+                    S->seg_mask[bi[j]] = (uint8_t)m;
+                    S->seg_stage[bi[j]] = m ? si + 1 : -1;
+                }
                 nb = 0;
             }
         }
-        size_t out = 0; /* drop the rejected, keep the order */
+        size_t out = 0; /* drop the dead, keep the order */
         for (size_t i = 0; i < n; i++) {
-            if (S->alive_stage[i] < 0) continue;
-            S->alive_ofs[out] = S->alive_ofs[i];
-            S->alive_vnf[out] = S->alive_vnf[i];
-            S->alive_stage[out] = S->alive_stage[i];
+            if (S->seg_stage[i] < 0) continue;
+            S->seg_ofs[out] = S->seg_ofs[i];
+            memmove(S->seg_vnf + 4 * out, S->seg_vnf + 4 * i, 4 * sizeof *S->seg_vnf);
+            S->seg_mask[out] = S->seg_mask[i];
+            S->seg_stage[out] = S->seg_stage[i];
             out++;
         }
         n = out;
     }
     for (size_t i = 0; i < n; i++) {
-        const int y = S->alive_ofs[i] / S->stride, x = (S->alive_ofs[i] % S->stride) * step;
-        dp_face_box b = {round_f((float)x * f), round_f((float)y * f), ww, wh, 1};
-        if (!box_push(S, &S->hits, b)) return 0;
+        const int y = S->seg_ofs[i] / S->stride, k = S->seg_ofs[i] % S->stride;
+        for (int l = 0; l < 4; l++)
+            if ((S->seg_mask[i] >> l) & 1 && !push_hit(S, k + l, y, step, f, ww, wh)) return 0;
     }
     return 1;
 }
@@ -798,15 +823,16 @@ static int simd_prepare(scan *S, int w0, int h0) {
     const size_t row = (size_t)w0 + 64;
     S->vn = dp_malloc(S->ctx, 2 * (size_t)d->n_nodes * sizeof *S->vn);
     S->vleaves = dp_calloc(S->ctx, ((size_t)d->n_leaves + 32) * sizeof *S->vleaves);
-    S->row_st = dp_malloc(S->ctx, row);
-    S->row_alive = dp_malloc(S->ctx, row);
+    S->row_ok = dp_malloc(S->ctx, row / 8 * sizeof *S->row_ok);
+    S->row_pass = dp_malloc(S->ctx, row / 8 * sizeof *S->row_pass);
     S->row_vnf = dp_malloc(S->ctx, row * sizeof *S->row_vnf);
-    S->alive_cap = (size_t)(w0 + 1) * (size_t)(h0 + 1);
-    S->alive_ofs = dp_malloc(S->ctx, S->alive_cap * sizeof *S->alive_ofs);
-    S->alive_vnf = dp_malloc(S->ctx, S->alive_cap * sizeof *S->alive_vnf);
-    S->alive_stage = dp_malloc(S->ctx, S->alive_cap * sizeof *S->alive_stage);
-    if (!S->vn || !S->vleaves || !S->row_st || !S->row_alive || !S->row_vnf || !S->alive_ofs || !S->alive_vnf ||
-        !S->alive_stage)
+    const size_t cap = ((size_t)(w0 + 1 + 16) / 4 + 1) * (size_t)(h0 + 1); /* segments of a scale, at most */
+    S->seg_ofs = dp_malloc(S->ctx, cap * sizeof *S->seg_ofs);
+    S->seg_stage = dp_malloc(S->ctx, cap * sizeof *S->seg_stage);
+    S->seg_vnf = dp_malloc(S->ctx, 4 * cap * sizeof *S->seg_vnf);
+    S->seg_mask = dp_malloc(S->ctx, cap);
+    if (!S->vn || !S->vleaves || !S->row_ok || !S->row_pass || !S->row_vnf || !S->seg_ofs || !S->seg_stage ||
+        !S->seg_vnf || !S->seg_mask)
         return 0;
     for (int split = 0; split < 2; split++) {
         for (int i = 0; i < d->n_nodes; i++) {
@@ -902,12 +928,13 @@ static void scan_free(scan *S) {
     dp_free(ctx, S->hits.b);
     dp_free(ctx, S->vn);
     dp_free(ctx, S->vleaves);
-    dp_free(ctx, S->row_st);
-    dp_free(ctx, S->row_alive);
-    dp_free(ctx, S->alive_stage);
+    dp_free(ctx, S->row_ok);
+    dp_free(ctx, S->row_pass);
+    dp_free(ctx, S->seg_stage);
+    dp_free(ctx, S->seg_mask);
     dp_free(ctx, S->row_vnf);
-    dp_free(ctx, S->alive_ofs);
-    dp_free(ctx, S->alive_vnf);
+    dp_free(ctx, S->seg_ofs);
+    dp_free(ctx, S->seg_vnf);
     memset(S, 0, sizeof *S);
 }
 
@@ -984,7 +1011,7 @@ static dp_status scan_image(scan *S, const dp_face_detector *d, const uint8_t *g
             size_t n = 0;
             int ok = 1;
             for (int y = 0; y < yend && ok; y += step) ok = k_row(S, K, y, step, xend, f, ww, wh, &n);
-            if (!ok || !k_list(S, K, n, step, f, ww, wh)) {
+            if (!ok || !k_segs(S, K, n, step, f, ww, wh)) {
                 st = dp_error(ctx, DP_ERR_NOMEM, "face detection: out of memory for the hits");
                 goto done;
             }
