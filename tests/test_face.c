@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -516,6 +517,57 @@ static void test_lbp(void **state) {
     dp_face_detector_free(d);
 }
 
+/* Several threads detecting with one detector at once get what one thread gets. */
+typedef struct thread_job {
+    const dp_face_detector *d;
+    const uint8_t *g;
+    int W, H, n, rounds;
+    dp_face_box box[256];
+    dp_status st;
+} thread_job;
+static void *detect_thread(void *arg) {
+    thread_job *j = arg;
+    for (int r = 0; r < j->rounds && j->st == DP_OK; r++) {
+        dp_face_opts o = {.min_neighbors = 1};
+        j->st = dp_face_detect_gray8(j->d, j->g, j->W, j->H, j->W, &o, j->box, 256, &j->n);
+    }
+    return NULL;
+}
+static void test_threads(void **state) {
+    dp_ctx *ctx = *state;
+    dp_face_detector *d;
+    assert_int_equal(dp_face_detector_load(ctx, TINY, &d), DP_OK);
+    const int W = 240, H = 180;
+    uint8_t *g = malloc((size_t)W * H);
+    assert_non_null(g);
+    uint32_t r = 99;
+    for (int i = 0; i < W * H; i++) {
+        r = r * 1664525u + 1013904223u;
+        g[i] = (uint8_t)(((i % W) / 13 + (i / W) / 11) % 2 * 120 + (r >> 26));
+    }
+    thread_job ref = {.d = d, .g = g, .W = W, .H = H, .rounds = 1};
+    detect_thread(&ref);
+    assert_int_equal(ref.st, DP_OK);
+    assert_true(ref.n > 0);
+    enum { T = 4 };
+    thread_job *jobs = calloc(T, sizeof *jobs);
+    pthread_t th[T];
+    assert_non_null(jobs);
+    for (int t = 0; t < T; t++) {
+        jobs[t] = (thread_job){.d = d, .g = g, .W = W, .H = H, .rounds = 3};
+        assert_int_equal(pthread_create(&th[t], NULL, detect_thread, &jobs[t]), 0);
+    }
+    for (int t = 0; t < T; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        assert_int_equal(jobs[t].st, DP_OK);
+        assert_int_equal(jobs[t].n, ref.n);
+        assert_memory_equal(jobs[t].box, ref.box, (size_t)(ref.n < 256 ? ref.n : 256) * sizeof ref.box[0]);
+    }
+    free(jobs);
+    free(g);
+    dp_face_detector_free(d);
+}
+
 /* ------------------------------------------------------------ grouping */
 static void test_group(void **state) {
     dp_ctx *ctx = *state;
@@ -846,6 +898,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_detect_reference, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kernels_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lbp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default, setup, teardown),
