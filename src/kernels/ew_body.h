@@ -438,21 +438,27 @@ INL VF FN(mp_col)(int k, const float *p, int c) {
     VF h1 = (c & 1) ? __builtin_shufflevector(a2, a3, IDX_ODD) : __builtin_shufflevector(a2, a3, IDX_EVEN);
     return (c & 2) ? __builtin_shufflevector(h0, h1, IDX_ODD) : __builtin_shufflevector(h0, h1, IDX_EVEN);
 }
-/* VW outputs; rows[r] = the k*VW inputs of window row r. */
-INL void FN(mp_block)(int k, int rba, const float *const *rows, float mu, float a, float b, VF *best, VI *arg) {
+/* VW outputs; rows[r] = the k*VW inputs of window row r. With want = 0 the
+ * argmax is not tracked: a NaN still wins (any NaN gives the same value). */
+INL void FN(mp_block)(int k, int rba, int want, const float *const *rows, float mu, float a, float b, VF *best, VI *arg) {
     VF m = FN(mp_val)(FN(mp_col)(k, rows[0], 0), rba, mu, a, b);
     VI at = {0};
     for (int r = 0; r < k; r++)
         for (int c = (r == 0); c < k; c++) {
             VF v = FN(mp_val)(FN(mp_col)(k, rows[r], c), rba, mu, a, b);
-            VI u = (v > m) | ((v != v) & (m == m)); /* first maximum; the first NaN wins */
-            m = FN(sel)(u, v, m);
-            at = FN(seli)(u, (VI){0} + (r * k + c), at);
+            if (want) {
+                VI u = (v > m) | ((v != v) & (m == m)); /* first maximum; the first NaN wins */
+                m = FN(sel)(u, v, m);
+                at = FN(seli)(u, (VI){0} + (r * k + c), at);
+            } else {
+                m = FN(sel)((v > m) | (v != v), v, m);
+            }
         }
     *best = m;
     *arg = at;
 }
-INL void FN(mp_row_t)(int k, int rba, float *y, uint8_t *idx, const float *x, int64_t ldx, int64_t ow, const float *aff) {
+INL void FN(mp_row_t)(int k, int rba, int want, float *y, uint8_t *idx, const float *x, int64_t ldx, int64_t ow,
+                      const float *aff) {
     const float mu = rba ? aff[0] : 0.0f, a = rba ? aff[1] : 0.0f, b = rba ? aff[2] : 0.0f;
     int64_t j = 0;
     for (; j + VW <= ow; j += VW) {
@@ -460,9 +466,9 @@ INL void FN(mp_row_t)(int k, int rba, float *y, uint8_t *idx, const float *x, in
         for (int r = 0; r < k; r++) rows[r] = x + r * ldx + k * j;
         VF m;
         VI at;
-        FN(mp_block)(k, rba, rows, mu, a, b, &m, &at);
+        FN(mp_block)(k, rba, want, rows, mu, a, b, &m, &at);
         FN(st)(y + j, m);
-        if (idx) {
+        if (want) {
             VB a8 = __builtin_convertvector(at, VB);
             memcpy(idx + j, &a8, VW);
         }
@@ -478,23 +484,25 @@ INL void FN(mp_row_t)(int k, int rba, float *y, uint8_t *idx, const float *x, in
         }
         VF m;
         VI at;
-        FN(mp_block)(k, rba, rows, mu, a, b, &m, &at);
+        FN(mp_block)(k, rba, want, rows, mu, a, b, &m, &at);
         FN(stp)(y + j, m, r_);
-        if (idx) {
+        if (want) {
             VB a8 = __builtin_convertvector(at, VB);
             memcpy(idx + j, &a8, (size_t)r_);
         }
     }
 }
+#define EW_MP(K, R) idx ? FN(mp_row_t)(K, R, 1, y, idx, x, ldx, ow, rba) : FN(mp_row_t)(K, R, 0, y, idx, x, ldx, ow, rba)
 KT static void FN(maxpool_row)(int k, float *y, uint8_t *idx, const float *x, int64_t ldx, int64_t ow, const float *rba) {
     if (k == 2) {
-        if (rba) FN(mp_row_t)(2, 1, y, idx, x, ldx, ow, rba);
-        else FN(mp_row_t)(2, 0, y, idx, x, ldx, ow, rba);
+        if (rba) EW_MP(2, 1);
+        else EW_MP(2, 0);
     } else {
-        if (rba) FN(mp_row_t)(4, 1, y, idx, x, ldx, ow, rba);
-        else FN(mp_row_t)(4, 0, y, idx, x, ldx, ow, rba);
+        if (rba) EW_MP(4, 1);
+        else EW_MP(4, 0);
     }
 }
+#undef EW_MP
 
 /* Backward: for window row r, the k*VW input gradients of VW windows. */
 INL void FN(mpb_row)(int k, int r, VI at, VF g, VF *out) {
