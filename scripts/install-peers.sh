@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs the peers that 'doppel bench' compares against, if missing (make bench runs it):
 #   - PyTorch: Debian's python3-torch, run with /usr/bin/python3, and OpenBLAS
-#     (libopenblas0-pthread: without it python3-torch computes its matrix products
-#     with the reference BLAS, ~1 GFLOP/s, which is not the peer's fair configuration);
+#     (without it python3-torch computes its matrix products with the reference BLAS,
+#     ~1 GFLOP/s: not the peer's fair configuration). The OpenMP build
+#     (libopenblas0-openmp) shares PyTorch's OpenMP runtime; doppel bench also runs
+#     the model and layer peers with OPENBLAS_NUM_THREADS=1 (docs/bench.md);
 #   - ONNX Runtime: npm onnxruntime-node@1.30.0 (CPU binaries bundled; the install
 #     script that fetches GPU files is skipped) into bench/peers/node_modules, and
 #     Meso-4 exported as ONNX into bench/peers/meso4.onnx by ../shared/peers/export_onnx.py.
@@ -19,7 +21,7 @@ status=0
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 missing=""
-for p in python3-torch libopenblas0-pthread nodejs npm; do
+for p in python3-torch libopenblas0-openmp nodejs npm; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 # node/npm from elsewhere (nvm, a tarball) are fine too.

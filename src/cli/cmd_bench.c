@@ -676,12 +676,22 @@ static int find_in_path(const char *prog_, char *out, size_t n) {
     return 0;
 }
 
-/* The fair configuration (../shared/peers/README.md). OPENBLAS_CORETYPE=SkylakeX
- * only where the CPU has AVX-512 (it names AVX-512 kernels). */
-static const char *torch_env_avx512[] = {
-    "CL=1", "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184", "OPENBLAS_CORETYPE=SkylakeX", NULL};
-static const char *torch_env_plain[] = {"CL=1", "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184",
-                                        NULL};
+/* The fair configuration (../shared/peers/README.md), plus one setting measured
+ * here: OpenBLAS's own threads fight PyTorch's intra-op threads (each of torch's
+ * threads calls OpenBLAS, which starts more), so the model and layer peers run
+ * with OPENBLAS_NUM_THREADS=1 (Meso-4 batch 32: 151 -> 629 img/s; training
+ * 36 -> 94 img/s), while the sgemm peer, where torch.mm is one OpenBLAS call,
+ * gives OpenBLAS the threads. OPENBLAS_CORETYPE=SkylakeX only where the CPU has
+ * AVX-512 (it names AVX-512 kernels). */
+static void torch_env(const env_info *e, int blas_threads, char *blas, size_t n, const char **env) {
+    snprintf(blas, n, "OPENBLAS_NUM_THREADS=%d", blas_threads);
+    int k = 0;
+    env[k++] = "CL=1";
+    env[k++] = "GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184";
+    env[k++] = blas;
+    if (e->avx512) env[k++] = "OPENBLAS_CORETYPE=SkylakeX";
+    env[k] = NULL;
+}
 
 static void probe(const opts *o, env_info *e, int need_torch, int need_ort) {
     ssize_t n = readlink("/proc/self/exe", e->self, sizeof e->self - 1);
@@ -758,7 +768,10 @@ static void run_one(const opts *o, const env_info *e, const workload *w, int ind
     const double per = w->kind == W_SGEMM ? w->flops * 1e-9 : w->batch;
     char th[16], b[16];
     snprintf(th, sizeof th, "%d", o->threads);
-    const char *const *tenv = e->avx512 ? torch_env_avx512 : torch_env_plain;
+    char blas1[40], blas_n[40];
+    const char *tenv[6], *tenv_sgemm[6];
+    torch_env(e, 1, blas1, sizeof blas1, tenv);
+    torch_env(e, o->threads, blas_n, sizeof blas_n, tenv_sgemm);
     for (int rep = 0; rep < o->reps; rep++) {
         for (int p = 0; p < N_PROG; p++) {
             child_out c;
@@ -774,7 +787,7 @@ static void run_one(const opts *o, const env_info *e, const workload *w, int ind
                     run_child(PYTHON, argv, tenv, o->timeout, w->unit, per, &c);
                 } else if (w->torch_sgemm) {
                     char *argv[] = {PYTHON, (char *)e->torch_sgemm, "1024", th, NULL};
-                    run_child(PYTHON, argv, tenv, o->timeout, w->unit, per, &c);
+                    run_child(PYTHON, argv, tenv_sgemm, o->timeout, w->unit, per, &c);
                 } else {
                     const layer_spec *l = w->layer;
                     char a[13][24];
