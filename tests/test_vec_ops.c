@@ -1013,6 +1013,85 @@ static void fusion_shapes(void **state) {
     }
 }
 
+/* ------------------------------------------------------------ multi-output passes */
+/* relu -> batch norm -> max-pool in a graph with gradients: the relu's forward
+ * takes the norm's sums, the norm's forward pools, the norm's backward writes
+ * the relu's input gradient. Against the same graph with extra zero-weight
+ * readers of the relu and the norm (which turn those passes off): every value,
+ * running statistic and gradient the same, in training and eval mode. */
+static void multi_output_case(int k, int training, int threads) {
+    dp_ctx *ctx;
+    dp_ctx_opts o = {.threads = threads, .seed = 5};
+    assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+    dp_paramset *ps[2];
+    dp_graph *g[2];
+    dp_node *x[2], *r[2], *b[2], *p[2], *w[2], *loss[2];
+    const int64_t sh[4] = {3, 4, 4 * k + 2 * k, 4 * k + 3 * k + 1}; /* odd width: a column no window covers */
+    for (int v = 0; v < 2; v++) {
+        assert_int_equal(dp_paramset_new(ctx, &ps[v]), DP_OK);
+        assert_int_equal(dp_graph_new(ctx, &g[v]), DP_OK);
+        x[v] = dp_input(g[v], "x", 4, sh);
+        assert_int_equal(dp_input_requires_grad(g[v], x[v]), DP_OK);
+        r[v] = dp_relu(g[v], x[v]);
+        b[v] = dp_nn_batchnorm2d(g[v], ps[v], "bn", r[v], 0.1f, 1e-5f);
+        dp_pool_opts po = {0};
+        po.kernel_h = po.kernel_w = k;
+        p[v] = dp_maxpool2d(g[v], b[v], &po);
+        dp_tensor *pv = dp_node_value(p[v]);
+        w[v] = dp_input(g[v], "w", 4, pv->shape);
+        loss[v] = dp_sum(g[v], dp_mul(g[v], p[v], w[v]), DP_AXIS_ALL, 0);
+        if (v == 1) { /* zero-weight second readers */
+            dp_node *z1 = dp_sum(g[v], dp_scale(g[v], r[v], 0.0f), DP_AXIS_ALL, 0);
+            dp_node *z2 = dp_sum(g[v], dp_scale(g[v], b[v], 0.0f), DP_AXIS_ALL, 0);
+            loss[v] = dp_add(g[v], loss[v], dp_add(g[v], z1, z2));
+        }
+        assert_int_equal(dp_graph_mark_output(g[v], loss[v]), DP_OK);
+        assert_int_equal(dp_graph_compile(g[v]), DP_OK);
+        assert_int_equal(dp_graph_set_training(g[v], training), DP_OK);
+        assert_int_equal(dp_paramset_init(ps[v], 1), DP_OK);
+        randomise_bn(ps[v], 400);
+        fill(dp_tensor_f32(dp_node_value(x[v])), dp_tensor_numel(dp_node_value(x[v])), 21, -1.0f, 1.0f);
+        fill(dp_tensor_f32(dp_node_value(w[v])), dp_tensor_numel(dp_node_value(w[v])), 22, -1.0f, 1.0f);
+    }
+    assert_ptr_equal(r[0]->mo_next, b[0]);
+    assert_ptr_equal(b[0]->mo_next, p[0]);
+    assert_ptr_equal(b[0]->mo_prev, r[0]);
+    assert_null(r[1]->mo_next);
+    assert_null(b[1]->mo_next);
+    for (int step = 0; step < 2; step++) {
+        for (int v = 0; v < 2; v++) {
+            assert_int_equal(dp_graph_run(g[v]), DP_OK);
+            assert_int_equal(dp_paramset_zero_grad(ps[v]), DP_OK);
+            assert_int_equal(dp_graph_backward(g[v], loss[v], 0, NULL), DP_OK);
+        }
+        dp_node *const nodes[2][4] = {{r[0], b[0], p[0], x[0]}, {r[1], b[1], p[1], x[1]}};
+        for (int q = 0; q < 3; q++)
+            assert_true(same_bits(val(nodes[0][q]), val(nodes[1][q]), dp_tensor_numel(dp_node_value(nodes[0][q]))));
+        assert_true(check_arr("x grad", grad(x[0]), grad(x[1]), dp_tensor_numel(dp_node_value(x[0])), 0.0, 0.0));
+        assert_true(check_arr("relu grad", grad(r[0]), grad(r[1]), dp_tensor_numel(dp_node_value(r[0])), 0.0, 0.0));
+        for (int i = 0; i < dp_paramset_count(ps[0]); i++) {
+            dp_tensor *t0 = dp_paramset_at(ps[0], i), *t1 = dp_paramset_at(ps[1], i);
+            assert_true(same_bits(dp_tensor_f32(t0), dp_tensor_f32(t1), dp_tensor_numel(t0))); /* running stats */
+            if (!dp_paramset_is_buffer(ps[0], i))
+                assert_true(same_bits(dp_tensor_f32(dp_param_grad(t0)), dp_tensor_f32(dp_param_grad(t1)), dp_tensor_numel(t0)));
+        }
+    }
+    for (int v = 0; v < 2; v++) {
+        dp_graph_free(g[v]);
+        dp_paramset_free(ps[v]);
+    }
+    dp_ctx_free(ctx);
+}
+static void multi_output_passes(void **state) {
+    (void)state;
+    for (int kk = 0; kk < N_KERNELS; kk++) {
+        if (!dp_gemm_set_kernel(kernels[kk])) continue;
+        for (int k = 2; k <= 4; k += 2)
+            for (int training = 0; training < 2; training++) multi_output_case(k, training, 3);
+    }
+    multi_output_case(2, 1, 1);
+}
+
 /* ------------------------------------------------------------ chunked inference */
 typedef dp_node *(*model_fn)(dp_graph *, dp_paramset *, dp_node *);
 
@@ -1161,6 +1240,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(thread_count_independent),
         cmocka_unit_test(fusion_meso4),
         cmocka_unit_test(fusion_shapes),
+        cmocka_unit_test(multi_output_passes),
         cmocka_unit_test(chunked_models),
         cmocka_unit_test(not_chunked),
         cmocka_unit_test(env_var_picks_tables),

@@ -262,6 +262,32 @@ static void fusion_pass(dp_graph *g) {
 #undef SOLE_USE
 }
 
+/* Multi-output passes: a node's pass does a reader's work on the data it has
+ * in cache (every value and gradient is still written; docs/engine.md):
+ * relu -> batch norm: the relu's forward takes the norm's batch sums, the
+ * norm's backward writes the relu's input gradient; batch norm -> 2x2/4x4
+ * max-pool: the norm's forward pools each plane it writes. The last needs
+ * the pool's own buffer (never shared): graphs with gradients only. */
+static void multi_output_pass(dp_graph *g, int reuse) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *b = g->nodes[i];
+        b->mo_next = b->mo_prev = NULL;
+        b->mo_flags = 0;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        dp_node *b = g->nodes[i], *r, *p;
+        if (b->op != DP_OP_BATCHNORM2D) continue;
+        r = b->in[0];
+        if (r->op == DP_OP_RELU && r->sole_reader == b) {
+            r->mo_next = b;
+            b->mo_prev = r;
+            b->aux_bytes = (b->aux_bytes + 7) / 8 * 8 + dp_bn_sums_bytes(b);
+        }
+        p = b->sole_reader;
+        if (!reuse && p && p->op == DP_OP_MAXPOOL2D && dp_maxpool_fast(p)) b->mo_next = p;
+    }
+}
+
 /* Which node, if any, is the only reader of each value (fusion, and
  * gradients that need no zeroing). */
 static int find_sole_readers(dp_graph *g) {
@@ -542,6 +568,7 @@ dp_status dp_graph_compile(dp_graph *g) {
         if (def->flags & DP_OPF_VIEW) n->root = n->in[0]->root;
         n->last_use = i;
     }
+    multi_output_pass(g, !any_grad);
     for (int i = 0; i < g->n_nodes; i++) {
         dp_node *n = g->nodes[i];
         for (int k = 0; k < n->n_in; k++) {
@@ -670,7 +697,10 @@ static dp_status need_compiled(dp_graph *g, const char *fn) {
 dp_status dp_graph_invalidate(dp_graph *g) {
     dp_status s = need_compiled(g, "dp_graph_invalidate");
     if (s) return s;
-    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->flags &= ~DP_NF_FRESH;
+    for (int i = 0; i < g->n_nodes; i++) {
+        g->nodes[i]->flags &= ~DP_NF_FRESH;
+        g->nodes[i]->mo_flags = 0; /* a new pass: nothing is done ahead */
+    }
     return DP_OK;
 }
 
@@ -806,6 +836,7 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
     for (int i = 0; i <= loss->id; i++) {
         dp_node *n = g->nodes[i], *r = n->sole_reader;
         n->flags &= ~DP_NF_GRAD_STORE;
+        n->mo_flags &= ~DP_MO_GRAD;
         if (!(n->flags & DP_NF_BWD) || !(n->flags & DP_NF_OWN_GRAD)) continue;
         if (n != loss && r && r->id <= loss->id && (r->flags & DP_NF_BWD) && r->in[0] == n &&
             (dp_op_get(r->op)->flags & DP_OPF_GRAD_STORE))

@@ -138,6 +138,17 @@ struct dp_node {
     dp_node *fuse_in;          /* ... reading this value instead of in[0]'s */
     dp_node *fused_into;       /* this node's value is computed inside that node's forward (eval mode) */
     dp_node *sole_reader;      /* the only node that reads this value, once (NULL: none or several) */
+    /* Multi-output passes (set by dp_graph_compile; every value is still written): */
+    dp_node *mo_next;          /* relu: the batch norm whose batch statistics its forward also sums;
+                                * batch norm: the max-pool whose output its forward also computes */
+    dp_node *mo_prev;          /* batch norm: the relu whose input gradient its backward also writes */
+    int mo_flags;              /* DP_MO_*: work another node's pass did for this node */
+};
+
+enum {
+    DP_MO_STATS = 1, /* batch norm: its batch sums are in its aux (summed by its relu's forward) */
+    DP_MO_VALUE = 2, /* max-pool: its value (and argmax) was computed by its batch norm's forward */
+    DP_MO_GRAD = 4,  /* relu: its input's gradient was written by its batch norm's backward */
 };
 
 /* Fusion patterns (no_grad graphs, applied in eval mode only). */
@@ -228,6 +239,15 @@ void dp_graph_fail(dp_graph *g, dp_status s, const char *fmt, ...) DP_PRINTF(3, 
 /* op_norm.c: the eval-mode affine map of a batch-norm node, y = (x - mu) * a + b,
  * as rba[3c..3c+2] = {mu, a, b} for each channel c (rounded as its forward does). */
 void dp_bn_eval_affine(const dp_node *bn, float *rba);
+/* op_norm.c: whether a batch norm normalises with batch statistics now, and
+ * where a relu's forward leaves them for it ({shift, s1, s2} per channel). */
+int dp_bn_batch_mode(const dp_graph *g, const dp_node *bn);
+double *dp_bn_sums(const dp_node *bn);
+size_t dp_bn_sums_bytes(const dp_node *bn);
+/* op_pool.c: max-pool on the fast path (kernel = stride = 2 or 4, no padding),
+ * and one plane of it computed outside its forward (argmax kept as forward does). */
+int dp_maxpool_fast(const dp_node *p);
+void dp_maxpool_plane(dp_node *p, int64_t plane);
 
 static inline float *dp_f(dp_tensor *t) { return (float *)t->data; }
 static inline int dp_wants_grad(const dp_node *n) { return (n->flags & DP_NF_BWD) && n->grad.data; }

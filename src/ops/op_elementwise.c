@@ -261,10 +261,59 @@ static void un_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
     const dp_op_def dp_op_##lname = {#lname, same_shape, lname##_fwd, lname##_bwd, DP_OPF_GRAD_STORE};
 
 UNARY_OP(scale, DP_EW_SCALE)
-UNARY_OP(relu, DP_EW_RELU)
 UNARY_OP(leaky_relu, DP_EW_LEAKY_RELU)
 UNARY_OP(tanh, DP_EW_TANH)
 UNARY_OP(sigmoid, DP_EW_SIGMOID)
+
+/* relu: when a batch norm in batch mode reads it (alone), its forward also
+ * takes that norm's sums, channel by channel, from each row just written
+ * (the same rows, order and kernel as the norm would use: the same bits);
+ * and when that norm's backward already wrote this relu's input gradient,
+ * its backward has nothing left to do. */
+typedef struct relu_stats_job {
+    int64_t N, C, HW;
+    const float *x;
+    float *y;
+    double *sums;
+} relu_stats_job;
+static void relu_stats_range(void *arg, int64_t c0, int64_t c1, int tid) {
+    (void)tid;
+    const relu_stats_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
+    for (int64_t c = c0; c < c1; c++) {
+        double shift = 0.0, s1 = 0.0, s2 = 0.0;
+        for (int64_t i = 0; i < j->N; i++) {
+            float *y = j->y + (i * j->C + c) * j->HW;
+            k->unary_f(DP_EW_RELU, y, j->x + (i * j->C + c) * j->HW, j->HW, 0.0f);
+            if (i == 0) shift = y[0];
+            k->moments(y, j->HW, shift, &s1, &s2);
+        }
+        j->sums[3 * c] = shift, j->sums[3 * c + 1] = s1, j->sums[3 * c + 2] = s2;
+    }
+}
+static void relu_fwd(dp_graph *g, dp_node *n) {
+    dp_node *bn = n->mo_next;
+    if (bn && dp_bn_batch_mode(g, bn)) {
+        const dp_tensor *t = &n->val;
+        relu_stats_job j = {t->shape[0], t->shape[1], t->shape[2] * t->shape[3], dp_f(&n->in[0]->val), dp_f(&n->val), dp_bn_sums(bn)};
+        dp_parallel_for_cost(g->ctx, j.C, 3 * j.N * j.HW, relu_stats_range, &j);
+        bn->mo_flags |= DP_MO_STATS;
+        return;
+    }
+    un_job j = {.kind = DP_EW_RELU, .x = dp_f(&n->in[0]->val), .out = dp_f(&n->val)};
+    dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 2, un_fwd_range, &j);
+}
+static void relu_bwd(dp_graph *g, dp_node *n) {
+    if (n->mo_flags & DP_MO_GRAD) { /* the batch norm after it did it */
+        n->mo_flags &= ~DP_MO_GRAD;
+        return;
+    }
+    if (!dp_wants_grad(n->in[0])) return;
+    un_job j = {.kind = DP_EW_RELU, .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val), .gy = dp_f(&n->grad),
+                .out = dp_f(&n->in[0]->grad), .acc = dp_grad_acc(n->in[0])};
+    dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, un_bwd_range, &j);
+}
+const dp_op_def dp_op_relu = {"relu", same_shape, relu_fwd, relu_bwd, DP_OPF_GRAD_STORE};
 
 /* elu: libm's expm1f, element by element. */
 static void elu_fwd_range(void *arg, int64_t b, int64_t e, int tid) {

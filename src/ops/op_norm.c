@@ -54,6 +54,10 @@ typedef struct bn_job {
     float *rmean, *rvar;       /* running stats (NULL = none) */
     float momentum, eps;
     int acc; /* backward: add into gx (1) or store (0) */
+    const double *sums; /* batch sums already taken by the relu before it (NULL: take them) */
+    dp_node *pool;      /* the max-pool after it, computed plane by plane here (NULL: none) */
+    float *gx2;         /* backward: the gradient of the relu's input, written here too (NULL: none) */
+    int acc2;
 } bn_job;
 
 static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
@@ -67,9 +71,12 @@ static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
             /* One pass in double, shifted by the channel's first value:
              * var = (sum d^2 - (sum d)^2 / M) / M with d = x - shift loses
              * nothing to cancellation unless the mean is far from every value. */
-            const double shift = j->x[c * HW];
-            double s1 = 0.0, s2 = 0.0;
-            for (int64_t i = 0; i < N; i++) k->moments(j->x + (i * C + c) * HW, HW, shift, &s1, &s2);
+            double shift = j->x[c * HW], s1 = 0.0, s2 = 0.0;
+            if (j->sums) { /* the relu's forward summed the same rows in the same order */
+                shift = j->sums[3 * c], s1 = j->sums[3 * c + 1], s2 = j->sums[3 * c + 2];
+            } else {
+                for (int64_t i = 0; i < N; i++) k->moments(j->x + (i * C + c) * HW, HW, shift, &s1, &s2);
+            }
             double v = s2 - s1 * s1 / (double)M; /* sum of squared deviations */
             if (v < 0.0) v = 0.0;
             double m = shift + s1 / (double)M;
@@ -93,8 +100,20 @@ static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
         /* Centre first (not x*a + (beta - mu*a)): a constant channel then
          * gives exactly beta even when invstd is huge. */
         float a = istd * (j->gamma ? j->gamma[c] : 1.0f), b = j->beta ? j->beta[c] : 0.0f;
-        for (int64_t i = 0; i < N; i++) k->affine(j->y + (i * C + c) * HW, j->x + (i * C + c) * HW, HW, mu, a, b);
+        for (int64_t i = 0; i < N; i++) {
+            k->affine(j->y + (i * C + c) * HW, j->x + (i * C + c) * HW, HW, mu, a, b);
+            if (j->pool) dp_maxpool_plane(j->pool, i * C + c); /* the plane just written, from cache */
+        }
     }
+}
+
+int dp_bn_batch_mode(const dp_graph *g, const dp_node *n) { return g->training || !(n->ext[0] && n->ext[1]); }
+
+/* After mean[C] and invstd[C]: {shift, s1, s2} per channel, when a relu sums for it. */
+size_t dp_bn_sums_bytes(const dp_node *n) { return 3 * (size_t)n->in[0]->val.shape[1] * sizeof(double); }
+double *dp_bn_sums(const dp_node *n) {
+    size_t off = (2 * (size_t)n->in[0]->val.shape[1] * sizeof(float) + 7) / 8 * 8;
+    return (double *)(void *)((char *)n->aux + off);
 }
 
 void dp_bn_eval_affine(const dp_node *n, float *rba) {
@@ -139,7 +158,11 @@ static void bn_fwd(dp_graph *g, dp_node *n) {
     /* Running stats are updated only on the batch-statistics path, which with
      * running stats present means training: eval never changes them. */
     n->ip[BN_BATCH] = j.batch;
+    if (j.batch && (n->mo_flags & DP_MO_STATS)) j.sums = dp_bn_sums(n);
+    n->mo_flags &= ~DP_MO_STATS;
+    if (n->mo_next) j.pool = n->mo_next;
     dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * (j.batch ? 3 : 2), bn_fwd_range, &j);
+    if (j.pool) j.pool->mo_flags |= DP_MO_VALUE;
 }
 
 static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
@@ -163,12 +186,15 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
             for (int64_t i = 0; i < N; i++) {
                 int64_t o = (i * C + c) * HW;
                 k->bn_bapply(j->gx + o, j->x + o, j->gy + o, HW, mu, istd, a, mg, mgx, j->acc);
+                /* the relu before: d/d(its input) = this where its output (x here) > 0 */
+                if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, j->gx + o, j->x + o, j->x + o, HW, 0.0f, j->acc2);
             }
         } else {
             /* Fixed (running) statistics: a plain per-channel affine map. */
             for (int64_t i = 0; i < N; i++) {
                 int64_t o = (i * C + c) * HW;
                 k->unary_b(DP_EW_SCALE, j->gx + o, j->gy + o, j->gy + o, j->gy + o, HW, a, j->acc);
+                if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, j->gx + o, j->x + o, j->x + o, HW, 0.0f, j->acc2);
             }
         }
     }
@@ -184,7 +210,13 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
     if (n->ip[BN_GAMMA] >= 0 && dp_wants_grad(n->in[n->ip[BN_GAMMA]])) j.ggamma = dp_f(&n->in[n->ip[BN_GAMMA]]->grad);
     if (n->ip[BN_BETA] >= 0 && dp_wants_grad(n->in[n->ip[BN_BETA]])) j.gbeta = dp_f(&n->in[n->ip[BN_BETA]]->grad);
     if (!j.gx && !j.ggamma && !j.gbeta) return;
+    dp_node *r = n->mo_prev;
+    if (j.gx && r && dp_wants_grad(r->in[0]) && (r->flags & DP_NF_BWD)) { /* the relu's backward, done here */
+        j.gx2 = dp_f(&r->in[0]->grad);
+        j.acc2 = dp_grad_acc(r->in[0]);
+    }
     dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * 5, bn_bwd_range, &j);
+    if (j.gx2) r->mo_flags |= DP_MO_GRAD;
 }
 
 const dp_op_def dp_op_batchnorm2d = {"batchnorm2d", bn_shape, bn_fwd, bn_bwd, DP_OPF_GRAD_STORE};

@@ -161,7 +161,25 @@ static void mp_fwd_rows(void *vj, int64_t r0, int64_t r1, int tid) {
     }
 }
 
+int dp_maxpool_fast(const dp_node *p) { return pool_fast(p); }
+
+/* One plane through the fast path's row kernel (a batch norm's forward pools
+ * each plane right after writing it, while it is in cache). */
+void dp_maxpool_plane(dp_node *n, int64_t pl) {
+    const pool_geom q = pool_geom_of(n);
+    const dp_ew_kernels *k = dp_ew();
+    uint8_t *arg = (n->flags & DP_NF_MAY_GRAD) ? n->aux : NULL;
+    const float *x = dp_f(&n->in[0]->val) + pl * q.H * q.W;
+    float *y = dp_f(&n->val) + pl * q.OH * q.OW;
+    for (int64_t oh = 0; oh < q.OH; oh++)
+        k->maxpool_row(q.kh, y + oh * q.OW, arg ? arg + (pl * q.OH + oh) * q.OW : NULL, x + oh * q.kh * q.W, q.W, q.OW, NULL);
+}
+
 static void maxpool_fwd(dp_graph *g, dp_node *n) {
+    if (n->mo_flags & DP_MO_VALUE) { /* its batch norm computed it */
+        n->mo_flags &= ~DP_MO_VALUE;
+        return;
+    }
     mp_job j = {.q = pool_geom_of(n), .C = n->in[0]->val.shape[1], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val)};
     /* The argmax is kept only where a gradient may pass (never in no_grad graphs). */
     j.arg = (n->flags & DP_NF_MAY_GRAD) ? n->aux : NULL;
