@@ -1182,6 +1182,30 @@ static void not_chunked(void **state) {
         dp_graph_free(g);
         dp_ctx_free(ctx);
     }
+    /* without a marked output, dp_graph_run computes the last node: whole */
+    {
+        dp_ctx *ctx;
+        dp_ctx_opts o = {.threads = 2, .seed = 5};
+        assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+        dp_graph *g;
+        assert_int_equal(dp_graph_new(ctx, &g), DP_OK);
+        dp_node *x = dp_input(g, "x", 4, (const int64_t[]){5, 4, 256, 256});
+        dp_node *y = dp_mean(g, dp_tanh(g, dp_relu(g, x)), 1, 0);
+        assert_int_equal(dp_graph_set_no_grad(g), DP_OK);
+        assert_int_equal(dp_graph_compile(g), DP_OK);
+        assert_int_equal(g->chunk, 2);
+        fill(dp_tensor_f32(dp_node_value(x)), dp_tensor_numel(dp_node_value(x)), 3, -1.0f, 1.0f);
+        assert_int_equal(dp_graph_run(g), DP_OK);
+        const float *xv = val(x), *yv = val(y);
+        for (int64_t i = 0; i < 5; i++)
+            for (int64_t p = 0; p < 256 * 256; p += 4099) {
+                double s = 0.0;
+                for (int c = 0; c < 4; c++) s += tanhf(fmaxf(xv[(i * 4 + c) * 65536 + p], 0.0f));
+                assert_true(near(yv[i * 65536 + p], s / 4.0, 1e-6, 1e-7));
+            }
+        dp_graph_free(g);
+        dp_ctx_free(ctx);
+    }
     /* and the same graph without the offending op does run in chunks */
     dp_ctx *ctx;
     dp_ctx_opts o = {.threads = 2, .seed = 5};

@@ -439,8 +439,14 @@ static dp_status plan_chunks(dp_graph *g, size_t *ws) {
         else if (n->root != n) g->ckind[i] = DP_CHUNK_VIEW;
         else g->ckind[i] = n->op == DP_OP_INPUT ? DP_CHUNK_FULL : DP_CHUNK_OWN;
     }
+    int outs = 0;
     for (int i = 0; i < g->n_nodes; i++)
-        if ((g->nodes[i]->flags & DP_NF_OUTPUT) && batched[i]) g->ckind[g->nodes[i]->root->id] = DP_CHUNK_FULL;
+        if (g->nodes[i]->flags & DP_NF_OUTPUT) {
+            outs++;
+            if (batched[i]) g->ckind[g->nodes[i]->root->id] = DP_CHUNK_FULL;
+        }
+    if (!outs && batched[g->n_nodes - 1]) /* dp_graph_run computes the last node */
+        g->ckind[g->nodes[g->n_nodes - 1]->root->id] = DP_CHUNK_FULL;
     size_t *size = dp_calloc(ctx, sizeof(size_t) * (size_t)g->n_nodes);
     int *free_at = dp_calloc(ctx, sizeof(int) * (size_t)g->n_nodes);
     if (!size || !free_at) {
