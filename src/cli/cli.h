@@ -16,5 +16,7 @@ int cmd_faces(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_scan(int argc, char **argv);  /* cmd_scan.c: video (issue 6) */
+int cmd_serve(int argc, char **argv); /* cmd_serve.c: local web page + HTTP API (issue 7) */
 
 #endif

@@ -13,6 +13,8 @@ static const cli_command commands[] = {
     {"faces", "find faces in images", cmd_faces},
     {"detect", "is this face real or AI-generated? (also: detect train, detect eval)", cmd_detect},
     {"model", "import models (original MesoNet Keras weights) and inspect checkpoints", cmd_model},
+    {"scan", "scan videos (files, cameras, streams) for deepfaked faces, frame by frame", cmd_scan},
+    {"serve", "local web page and HTTP API: drop in a photo or video, see the verdict", cmd_serve},
     {"bench", "benchmark doppel against PyTorch and ONNX Runtime", cmd_bench},
 };
 
