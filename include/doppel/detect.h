@@ -21,6 +21,7 @@
 
 #include "data.h"
 #include "face.h"
+#include "label.h"
 #include "nn.h"
 
 #ifdef __cplusplus
@@ -201,6 +202,10 @@ dp_status dp_detect_image(dp_detector *d, const dp_face_detector *fd, const dp_i
  * "watermark" (raw JSON, may be NULL). Returns the length (like snprintf). */
 int dp_detect_result_json(const char *file, const dp_detect_result *r, const char *watermark_json, char *buf,
                           size_t n);
+/* The "watermark" member's value for dp_detect_result_json (CLI and server):
+ * {"found":…,"model_id":…,"score":…}; model_id is 0 when not found.
+ * Returns the length (like snprintf). */
+int dp_detect_watermark_json(const dp_watermark_result *w, char *buf, size_t n);
 
 /* Occlusion map of one work crop: a grey patch of side patch (stride
  * patch/2) is slid over the crop; heat[y*work+x] = how much the fused

@@ -1388,9 +1388,7 @@ static int cmd_use(int argc, char **argv) {
         dp_watermark_result wr;
         char wm[160] = "";
         dp_status ws = dp_watermark_detect(ctx, &img, &wr);
-        if (ws == DP_OK)
-            snprintf(wm, sizeof wm, "{\"found\":%s,\"model_id\":%u,\"score\":%.3f}", wr.found ? "true" : "false",
-                     wr.found ? wr.model_id : 0u, (double)wr.score);
+        if (ws == DP_OK) dp_detect_watermark_json(&wr, wm, sizeof wm);
         flagged += r.verdict != DP_VERDICT_REAL;
         if (o.json) {
             char buf[16384];

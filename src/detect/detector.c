@@ -375,6 +375,11 @@ int dp_detect_result_json(const char *file, const dp_detect_result *r, const cha
     return (int)s.len;
 }
 
+int dp_detect_watermark_json(const dp_watermark_result *w, char *buf, size_t n) {
+    return snprintf(buf, n, "{\"found\":%s,\"model_id\":%u,\"score\":%.3f}", w->found ? "true" : "false",
+                    w->found ? w->model_id : 0u, (double)w->score);
+}
+
 /* ------------------------------------------------------------ occlusion */
 dp_status dp_detector_occlusion(dp_detector *d, const dp_image *crop, int patch, float *heat) {
     if (!d || !crop || !heat) return dp_error(d ? d->ctx : NULL, DP_ERR_NULL, "dp_detector_occlusion: NULL argument");
