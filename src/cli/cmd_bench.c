@@ -10,8 +10,8 @@
  * Workloads (docs/bench.md): the five of ../shared/peers/torch_bench.py (same
  * batch sizes, optimiser settings, warm-up and timed iterations; random weights
  * and inputs, no data loading), one 1024x1024 sgemm, and every compute layer
- * of Meso-4 (batch 32) and DCGAN-64 (batch 64), forward and backward, so a slow
- * layer shows itself. The layer shapes live in one table below; the PyTorch
+ * of Meso-4 (batch 32), DCGAN-64 (batch 64) and DCGAN-28 (batch 128), forward
+ * and backward, so a slow layer shows itself. The layer shapes live in one table below; the PyTorch
  * layer peer (bench/torch_layer.py) receives them on its command line.
  *
  * FLOPs are counted from the layer shapes: 2 * multiply-adds for a forward
@@ -48,7 +48,7 @@
 
 #define PEAK_GFLOPS 447.0 /* AVX-512 FMA loop, 2 threads (../shared/peers/README.md) */
 #define PYTHON "/usr/bin/python3" /* Debian's python3-torch lives there (not in a pyenv python) */
-#define MAX_WORKLOADS 64
+#define MAX_WORKLOADS 96
 #define MAX_TIMED 200
 
 extern char **environ;
@@ -96,7 +96,9 @@ typedef struct layer_spec {
 
 /* Meso-4 at batch 32 (meso_inf32, meso_train32): the four convolutions and the
  * memory-bound layers of the first (largest) block. DCGAN-64 at batch 64: every
- * convolution, the largest batch norms and activation. */
+ * convolution, the largest batch norms and activation. DCGAN-28 at batch 128:
+ * every convolution, both of G's batch norms, D's batch norm and activation.
+ * The model workloads' FLOPs are summed from these rows (by name prefix). */
 static const layer_spec layers[] = {
     {"meso_conv1", "f.0 conv 3->8 3x3 pad 1 +bias, 256x256", L_CONV, 32, 3, 256, 256, 8, 3, 1, 1, 1, 0, 0, 1},
     {"meso_relu1", "f.1 ReLU, 8x256x256", L_RELU, 32, 8, 256, 256, 8, 0, 0, 0, 0, 0, 0, 0},
@@ -118,18 +120,18 @@ static const layer_spec layers[] = {
     {"dcgan64_d_conv3", "D.5 conv 128->256 4x4 s2 p1, 16x16->8x8", L_CONV, 64, 128, 16, 16, 256, 4, 2, 1, 0, 0, 1, 0},
     {"dcgan64_d_conv4", "D.8 conv 256->512 4x4 s2 p1, 8x8->4x4", L_CONV, 64, 256, 8, 8, 512, 4, 2, 1, 0, 0, 1, 0},
     {"dcgan64_d_conv5", "D.11 conv 512->1 4x4 s1 p0, 4x4->1x1", L_CONV, 64, 512, 4, 4, 1, 4, 1, 0, 0, 0, 1, 0},
+    {"dcgan28_g_deconv1", "G.0 deconv 100->256 7x7 s1 p0, 1x1->7x7", L_DECONV, 128, 100, 1, 1, 256, 7, 1, 0, 0, 0, 1, 1},
+    {"dcgan28_g_bn1", "G.1 BatchNorm(256), 7x7", L_BN, 128, 256, 7, 7, 256, 0, 0, 0, 0, 0, 1, 0},
+    {"dcgan28_g_deconv2", "G.3 deconv 256->128 4x4 s2 p1, 7x7->14x14", L_DECONV, 128, 256, 7, 7, 128, 4, 2, 1, 0, 0, 1, 0},
+    {"dcgan28_g_bn2", "G.4 BatchNorm(128), 14x14", L_BN, 128, 128, 14, 14, 128, 0, 0, 0, 0, 0, 1, 0},
+    {"dcgan28_g_deconv3", "G.6 deconv 128->1 4x4 s2 p1, 14x14->28x28", L_DECONV, 128, 128, 14, 14, 1, 4, 2, 1, 0, 0, 1, 0},
+    {"dcgan28_d_conv1", "D.0 conv 1->64 4x4 s2 p1, 28x28->14x14", L_CONV, 128, 1, 28, 28, 64, 4, 2, 1, 0, 0, 1, 1},
+    {"dcgan28_d_lrelu1", "D.1 LeakyReLU 0.2, 64x14x14", L_LRELU, 128, 64, 14, 14, 64, 0, 0, 0, 0, 0.2f, 1, 0},
+    {"dcgan28_d_conv2", "D.2 conv 64->128 4x4 s2 p1, 14x14->7x7", L_CONV, 128, 64, 14, 14, 128, 4, 2, 1, 0, 0, 1, 0},
+    {"dcgan28_d_bn2", "D.3 BatchNorm(128), 7x7", L_BN, 128, 128, 7, 7, 128, 0, 0, 0, 0, 0, 1, 0},
+    {"dcgan28_d_conv3", "D.5 conv 128->1 7x7 s1 p0, 7x7->1x1", L_CONV, 128, 128, 7, 7, 1, 7, 1, 0, 0, 0, 1, 0},
 };
 #define N_LAYERS ((int)(sizeof layers / sizeof layers[0]))
-
-/* DCGAN-28 (batch 128): only for its FLOP count. */
-static const layer_spec dcgan28_layers[] = {
-    {"g0", "", L_DECONV, 128, 100, 1, 1, 256, 7, 1, 0, 0, 0, 1, 1},
-    {"g3", "", L_DECONV, 128, 256, 7, 7, 128, 4, 2, 1, 0, 0, 1, 0},
-    {"g6", "", L_DECONV, 128, 128, 14, 14, 1, 4, 2, 1, 0, 0, 1, 0},
-    {"d0", "", L_CONV, 128, 1, 28, 28, 64, 4, 2, 1, 0, 0, 1, 1},
-    {"d2", "", L_CONV, 128, 64, 14, 14, 128, 4, 2, 1, 0, 0, 1, 0},
-    {"d5", "", L_CONV, 128, 128, 7, 7, 1, 7, 1, 0, 0, 0, 1, 0},
-};
 
 static int conv_out(int in, int k, int s, int p) { return (in + 2 * p - k) / s + 1; }
 
@@ -209,15 +211,9 @@ static void build_workloads(void) {
     sum_flops(layers, N_LAYERS, "dcgan64_d_", &df, &df1);
     add_workload("dcgan64", "DCGAN 64x64 iteration (D real+fake, G; Adam 2e-4 b 0.5), batch 64", "it/s", W_DCGAN64, 1,
                  dcgan_flops(df, df1, gf, gf1), "dcgan64", 0);
-    const int n28 = (int)(sizeof dcgan28_layers / sizeof dcgan28_layers[0]);
-    double g28 = 0, g28_1 = 0, d28 = 0, d28_1 = 0;
-    for (int i = 0; i < n28; i++) {
-        double f = layer_fwd_flops(&dcgan28_layers[i]);
-        int is_g = dcgan28_layers[i].kind == L_DECONV;
-        *(is_g ? &g28 : &d28) += f;
-        if (dcgan28_layers[i].first) *(is_g ? &g28_1 : &d28_1) += f;
-    }
-    add_workload("dcgan28", "DCGAN 28x28x1 iteration, batch 128", "it/s", W_DCGAN28, 1, dcgan_flops(d28, d28_1, g28, g28_1),
+    sum_flops(layers, N_LAYERS, "dcgan28_g_", &gf, &gf1);
+    sum_flops(layers, N_LAYERS, "dcgan28_d_", &df, &df1);
+    add_workload("dcgan28", "DCGAN 28x28x1 iteration, batch 128", "it/s", W_DCGAN28, 1, dcgan_flops(df, df1, gf, gf1),
                  "dcgan28", 0);
     workload *w = &wl[n_wl];
     add_workload("sgemm1024", "C = A B, 1024x1024x1024 float32 (dp_sgemm; peer torch.mm)", "GFLOP/s", W_SGEMM, 0,
