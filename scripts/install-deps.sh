@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test|demo|torch]
 set -e
 what=${1:-build}
-pkgs="build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg-dev libwebp-dev libcjson-dev libcmocka-dev libhdf5-dev libxml2-dev opencv-data libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libmicrohttpd-dev"
+pkgs="build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg-dev libwebp-dev libcjson-dev libcmocka-dev libhdf5-dev libxml2-dev opencv-data libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libswresample-dev libavdevice-dev libmicrohttpd-dev"
 case "$what" in
   test) pkgs="$pkgs clang libclang-rt-14-dev dataset-fashion-mnist" ;;
   demo) pkgs="$pkgs dataset-fashion-mnist" ;;
