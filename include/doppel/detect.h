@@ -86,6 +86,8 @@ typedef struct dp_augment_opts {
     float p_flip;    /* horizontal flip */
     float p_jitter;  /* brightness ±0.15, contrast ×0.8..1.2, saturation ×0.7..1.3 */
     float p_cutout;  /* one grey square of side 0.15..0.35 of the crop */
+    float p_noise;   /* Gaussian noise, sd drawn in 0..noise_max (0.03), clamped to [0,1] (p 0.3) */
+    float noise_max;
 } dp_augment_opts;
 void dp_augment_opts_default(dp_augment_opts *o);
 dp_status dp_augment(dp_ctx *ctx, dp_image *img, const dp_augment_opts *o, dp_rng *rng); /* in place */
@@ -212,6 +214,19 @@ int dp_detect_watermark_json(const dp_watermark_result *w, char *buf, size_t n);
  * p_fake drops when that pixel is hidden (clamped at 0). heat has
  * work*work floats. */
 dp_status dp_detector_occlusion(dp_detector *d, const dp_image *crop, int patch, float *heat);
+
+/* ------------------------------------------------------------ explanations
+ * Where the detector looked, for a result of dp_detect_image on img.
+ * dp_detect_heatmap: heat gets a 1-channel image of img's size, values in
+ * [0,1]: each scored face's occlusion map (patch = a quarter of the work
+ * crop), normalised to its own maximum and resampled onto the face's crop
+ * square; 0 outside the faces and where hiding a patch lowers nothing.
+ * dp_detect_explain: out gets an RGB copy of img with the heat map blended
+ * in red, each face box (green real, yellow uncertain, red fake) and a bar
+ * above the box whose length is p_fake (what `doppel detect --explain`
+ * writes). The caller frees heat/out with dp_image_free. */
+dp_status dp_detect_heatmap(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_image *heat);
+dp_status dp_detect_explain(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_image *out);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "detect/draw.h"
 #include "doppel/detect.h"
 #include "doppel/doppel.h"
 
@@ -922,29 +923,9 @@ static dp_status open_model(dp_ctx *ctx, const opts *o, dp_detector **det, char 
     return dp_detector_load(ctx, path, 16, det);
 }
 
-/* Drawing: lines, rectangles, text-free plots, on an RGB dp_image. */
-static void put(dp_image *im, int x, int y, float r, float g, float b, float a) {
-    if (x < 0 || y < 0 || x >= im->width || y >= im->height) return;
-    size_t pl = (size_t)im->width * im->height, i = (size_t)y * im->width + x;
-    float c[3] = {r, g, b};
-    for (int k = 0; k < 3; k++) im->data[k * pl + i] = (1 - a) * im->data[k * pl + i] + a * c[k];
-}
-static void line(dp_image *im, double x0, double y0, double x1, double y1, float r, float g, float b, int thick) {
-    double dx = x1 - x0, dy = y1 - y0, len = sqrt(dx * dx + dy * dy);
-    int steps = (int)(len * 2) + 1;
-    for (int i = 0; i <= steps; i++) {
-        double t = (double)i / steps;
-        int x = (int)lround(x0 + t * dx), y = (int)lround(y0 + t * dy);
-        for (int a = -thick / 2; a <= thick / 2; a++)
-            for (int c = -thick / 2; c <= thick / 2; c++) put(im, x + a, y + c, r, g, b, 1);
-    }
-}
-static void rect(dp_image *im, int x, int y, int w, int h, float r, float g, float b, int thick) {
-    line(im, x, y, x + w, y, r, g, b, thick);
-    line(im, x + w, y, x + w, y + h, r, g, b, thick);
-    line(im, x + w, y + h, x, y + h, r, g, b, thick);
-    line(im, x, y + h, x, y, r, g, b, thick);
-}
+/* Drawing (lines, rectangles) comes from the library (detect/draw.h). */
+#define line dp_draw_line
+#define rect dp_draw_rect
 
 /* A 400×400 plot frame: white, grid every 0.1, axes, diagonal. Plot (u,v) in [0,1]². */
 #define PL 400
@@ -1273,45 +1254,7 @@ done:
 /* ------------------------------------------------------------ use */
 static dp_status explain(dp_ctx *ctx, dp_detector *det, const dp_image *img, const dp_detect_result *r, const char *out) {
     dp_image vis = {0};
-    dp_status s = dp_image_alloc(ctx, 3, img->height, img->width, &vis);
-    if (s != DP_OK) return s;
-    size_t pl = (size_t)img->width * img->height;
-    for (int c = 0; c < 3; c++) memcpy(vis.data + c * pl, img->data + (img->channels == 3 ? c * pl : 0), sizeof(float) * pl);
-    const dp_crop_policy *pol = &dp_detector_get_params(det)->crop;
-    int W = pol->work;
-    float *heat = malloc(sizeof(float) * (size_t)W * W);
-    if (!heat) s = DP_ERR_NOMEM;
-    for (int i = 0; i < r->n_scored && s == DP_OK; i++) {
-        const dp_detect_face *f = &r->faces[i];
-        dp_image crop = {0}, hm = {0}, hs = {0};
-        if ((s = dp_crop_face(ctx, img, &f->box, pol, &crop)) != DP_OK) break;
-        s = dp_detector_occlusion(det, &crop, W / 4, heat);
-        dp_image_free(ctx, &crop);
-        if (s != DP_OK) break;
-        float mx = 0;
-        for (int k = 0; k < W * W; k++) mx = heat[k] > mx ? heat[k] : mx;
-        int x0, y0, side;
-        dp_crop_square(pol, &f->box, &x0, &y0, &side);
-        if ((s = dp_image_alloc(ctx, 1, W, W, &hm)) != DP_OK) break;
-        for (int k = 0; k < W * W; k++) hm.data[k] = mx > 0 ? heat[k] / mx : 0;
-        s = dp_image_resize(ctx, &hm, side, side, &hs);
-        dp_image_free(ctx, &hm);
-        if (s != DP_OK) break;
-        for (int y = 0; y < side; y++)
-            for (int x = 0; x < side; x++) {
-                float a = hs.data[(size_t)y * side + x];
-                if (a > 0.05f) put(&vis, x0 + x, y0 + y, 1, 0.1f, 0, 0.6f * (a > 1 ? 1 : a));
-            }
-        dp_image_free(ctx, &hs);
-        float cr = f->verdict == DP_VERDICT_FAKE ? 1 : f->verdict == DP_VERDICT_REAL ? 0.1f : 1;
-        float cg = f->verdict == DP_VERDICT_FAKE ? 0.1f : f->verdict == DP_VERDICT_REAL ? 0.9f : 0.8f;
-        int th = img->width / 200 + 2;
-        rect(&vis, f->box.x, f->box.y, f->box.w, f->box.h, cr, cg, 0.1f, th);
-        /* a bar above the box: its length is p_fake */
-        int bw = (int)lround(f->box.w * f->p_fake);
-        for (int k = 0; k < th * 2; k++) line(&vis, f->box.x, f->box.y - 3 * th + k, f->box.x + bw, f->box.y - 3 * th + k, cr, cg, 0.1f, 1);
-    }
-    free(heat);
+    dp_status s = dp_detect_explain(det, img, r, &vis);
     if (s == DP_OK) s = dp_image_save_png(ctx, out, &vis);
     dp_image_free(ctx, &vis);
     return s;

@@ -1,6 +1,6 @@
 /* Degradations for training (the same for both classes) and for the
  * robustness table: JPEG re-compression in memory, Gaussian blur, down- and
- * up-scaling, flips, colour jitter, cut-out. */
+ * up-scaling, flips, colour jitter, cut-out, Gaussian noise. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -23,6 +23,8 @@ void dp_augment_opts_default(dp_augment_opts *o) {
     o->p_flip = 0.5f;
     o->p_jitter = 0.5f;
     o->p_cutout = 0.25f;
+    o->p_noise = 0.3f;
+    o->noise_max = 0.03f;
 }
 
 typedef struct jerr {
@@ -222,6 +224,13 @@ dp_status dp_augment(dp_ctx *ctx, dp_image *img, const dp_augment_opts *o, dp_rn
         for (int c = 0; c < C; c++)
             for (int y = y0; y < y0 + s; y++)
                 for (int x = x0; x < x0 + s; x++) img->data[(size_t)c * plane + (size_t)y * W + x] = 0.5f;
+    }
+    if (dp_rng_uniform(rng) < o->p_noise && o->noise_max > 0) { /* sensor noise, the same sigma in every channel */
+        float sd = unif(rng, 0.0f, o->noise_max);
+        for (size_t i = 0; i < (size_t)C * plane; i++) {
+            float t = img->data[i] + sd * dp_rng_normal(rng);
+            img->data[i] = t < 0 ? 0 : t > 1 ? 1 : t;
+        }
     }
     if (dp_rng_uniform(rng) < o->p_jpeg) {
         int q = o->jpeg_lo + (int)dp_rng_below(rng, (uint32_t)(o->jpeg_hi - o->jpeg_lo + 1));
