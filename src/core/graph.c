@@ -830,7 +830,10 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
             continue;
         }
         n->flags &= ~DP_NF_MARK;
-        for (int k = 0; k < n->n_in; k++) n->in[k]->flags |= DP_NF_MARK;
+        /* Only a node on the gradient path passes a gradient to its inputs:
+         * what feeds a detached value (stop_gradient) gets none from it. */
+        if (n->flags & DP_NF_BWD)
+            for (int k = 0; k < n->n_in; k++) n->in[k]->flags |= DP_NF_MARK;
         if ((n->flags & DP_NF_BWD) && !(n->flags & DP_NF_FRESH))
             return dp_error(ctx, DP_ERR_STATE, "dp_graph_backward: node %d (%s) on the gradient path is stale; run forward first",
                             n->id, dp_op_get(n->op)->name);
