@@ -82,6 +82,35 @@ void dp_ctx_clear_error(dp_ctx *ctx);
 int dp_ctx_threads(const dp_ctx *ctx);
 uint64_t dp_ctx_seed(const dp_ctx *ctx);
 
+/* Limits on what untrusted input may make doppel allocate (docs/security.md).
+ * Every reader checks a file's header against them BEFORE allocating, so a
+ * decompression bomb or a header claiming a terabyte costs nothing and fails
+ * with a message naming the file and the limit. A zero field means the
+ * default (dp_limits_default); negative values are refused. */
+typedef struct dp_limits {
+    int64_t max_image_side;    /* widest / tallest image decoded: 16384 */
+    int64_t max_image_pixels;  /* width*height of one image: 100,000,000 */
+    int64_t max_file_bytes;    /* a media file read whole (image, cascade): 256 MiB */
+    int64_t max_tensor_bytes;  /* one tensor / array from a file (safetensors, IDX, HDF5): 1 GiB */
+    int64_t max_video_side;    /* widest / tallest video frame: 8192 */
+    int64_t max_video_frames;  /* frames read from one video: 1,000,000 */
+    int64_t max_video_seconds; /* duration of one video: 86400 (a day) */
+} dp_limits;
+
+#define DP_LIMIT_IMAGE_SIDE 16384
+#define DP_LIMIT_IMAGE_PIXELS ((int64_t)100000000)
+#define DP_LIMIT_FILE_BYTES ((int64_t)256 << 20)
+#define DP_LIMIT_TENSOR_BYTES ((int64_t)1 << 30)
+#define DP_LIMIT_VIDEO_SIDE 8192
+#define DP_LIMIT_VIDEO_FRAMES ((int64_t)1000000)
+#define DP_LIMIT_VIDEO_SECONDS ((int64_t)86400)
+
+void dp_limits_default(dp_limits *l);
+/* Set the context's limits (zero fields: the default). DP_ERR_ARG for a negative one. */
+dp_status dp_ctx_set_limits(dp_ctx *ctx, const dp_limits *l);
+/* The context's limits, defaults filled in (ctx NULL: the defaults). */
+void dp_ctx_limits(const dp_ctx *ctx, dp_limits *out);
+
 /* ---------------------------------------------------------------- tensors */
 
 /* A tensor is a typed, strided view of memory with up to 4 dimensions.

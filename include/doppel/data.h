@@ -30,7 +30,8 @@ typedef struct dp_idx {
     size_t size;
 } dp_idx;
 
-/* max_bytes: refuse files whose header announces more data (0 = 2 GiB). */
+/* max_bytes: refuse files whose header announces more data (0 = the context's
+ * dp_limits.max_tensor_bytes, default 1 GiB). */
 dp_status dp_idx_read(dp_ctx *ctx, const char *path, size_t max_bytes, dp_idx *out);
 /* Writes gzip-compressed when path ends in ".gz". Crash-safe (temp + rename). */
 dp_status dp_idx_write(dp_ctx *ctx, const char *path, int ndim, const int64_t *dims, const uint8_t *data);
@@ -40,9 +41,10 @@ void dp_idx_free(dp_ctx *ctx, dp_idx *idx);
 typedef enum dp_image_format { DP_IMG_UNKNOWN = 0, DP_IMG_PNG, DP_IMG_JPEG, DP_IMG_WEBP } dp_image_format;
 
 /* Checked from the file's header BEFORE any pixel is decoded (a "decompression
- * bomb" costs nothing). A zero field means the default. */
+ * bomb" costs nothing). A zero field means the context's dp_limits
+ * (core.h: max_image_side, max_image_pixels, max_file_bytes). */
 typedef struct dp_image_limits {
-    int max_side;           /* widest / tallest accepted: default 16384 */
+    int max_side;           /* widest / tallest accepted (default 16384) */
     int64_t max_pixels;     /* width*height: default 100,000,000 */
     int64_t max_file_bytes; /* default 256 MiB */
 } dp_image_limits;

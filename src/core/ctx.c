@@ -85,6 +85,7 @@ dp_status dp_ctx_new(const dp_ctx_opts *opts, dp_ctx **out) {
     ctx->threads = threads;
     ctx->seed = opts ? opts->seed : 0;
     ctx->max_tensor_bytes = (opts && opts->max_tensor_bytes) ? opts->max_tensor_bytes : ((size_t)16 << 30);
+    dp_limits_default(&ctx->limits);
     dp_arena_init(&ctx->arena, &ctx->alloc, (size_t)1 << 20);
     dp_status s = dp_pool_new(&ctx->alloc, threads, &ctx->pool);
     if (s != DP_OK) {
@@ -93,6 +94,45 @@ dp_status dp_ctx_new(const dp_ctx_opts *opts, dp_ctx **out) {
     }
     *out = ctx;
     return DP_OK;
+}
+
+void dp_limits_default(dp_limits *l) {
+    if (!l) return;
+    l->max_image_side = DP_LIMIT_IMAGE_SIDE;
+    l->max_image_pixels = DP_LIMIT_IMAGE_PIXELS;
+    l->max_file_bytes = DP_LIMIT_FILE_BYTES;
+    l->max_tensor_bytes = DP_LIMIT_TENSOR_BYTES;
+    l->max_video_side = DP_LIMIT_VIDEO_SIDE;
+    l->max_video_frames = DP_LIMIT_VIDEO_FRAMES;
+    l->max_video_seconds = DP_LIMIT_VIDEO_SECONDS;
+}
+
+dp_status dp_ctx_set_limits(dp_ctx *ctx, const dp_limits *l) {
+    if (!ctx || !l) return dp_error(ctx, DP_ERR_NULL, "dp_ctx_set_limits: NULL argument");
+    int64_t f[7] = {l->max_image_side, l->max_image_pixels, l->max_file_bytes, l->max_tensor_bytes, l->max_video_side,
+                    l->max_video_frames, l->max_video_seconds};
+    static const char *const names[7] = {"max_image_side", "max_image_pixels", "max_file_bytes", "max_tensor_bytes",
+                                         "max_video_side", "max_video_frames", "max_video_seconds"};
+    for (int i = 0; i < 7; i++)
+        if (f[i] < 0) return dp_error(ctx, DP_ERR_ARG, "dp_ctx_set_limits: %s is negative (%lld)", names[i], (long long)f[i]);
+    if (l->max_image_side > INT32_MAX)
+        return dp_error(ctx, DP_ERR_ARG, "dp_ctx_set_limits: max_image_side %lld is above 2^31-1", (long long)l->max_image_side);
+    dp_limits d;
+    dp_limits_default(&d);
+    ctx->limits.max_image_side = l->max_image_side ? l->max_image_side : d.max_image_side;
+    ctx->limits.max_image_pixels = l->max_image_pixels ? l->max_image_pixels : d.max_image_pixels;
+    ctx->limits.max_file_bytes = l->max_file_bytes ? l->max_file_bytes : d.max_file_bytes;
+    ctx->limits.max_tensor_bytes = l->max_tensor_bytes ? l->max_tensor_bytes : d.max_tensor_bytes;
+    ctx->limits.max_video_side = l->max_video_side ? l->max_video_side : d.max_video_side;
+    ctx->limits.max_video_frames = l->max_video_frames ? l->max_video_frames : d.max_video_frames;
+    ctx->limits.max_video_seconds = l->max_video_seconds ? l->max_video_seconds : d.max_video_seconds;
+    return DP_OK;
+}
+
+void dp_ctx_limits(const dp_ctx *ctx, dp_limits *out) {
+    if (!out) return;
+    if (ctx) *out = ctx->limits;
+    else dp_limits_default(out);
 }
 
 void dp_ctx_free(dp_ctx *ctx) {

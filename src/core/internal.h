@@ -55,6 +55,7 @@ struct dp_ctx {
     int threads;
     uint64_t seed;
     size_t max_tensor_bytes;
+    dp_limits limits; /* untrusted input (dp_ctx_set_limits), defaults filled in */
     dp_arena arena; /* tensors, names */
     dp_pool *pool;
     dp_status last_status;

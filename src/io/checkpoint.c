@@ -6,10 +6,12 @@
  * Saving is crash-safe (temp file, fsync, rename, fsync of the folder). Loading
  * validates the whole file and stages the data before anything in the model
  * changes, so a failed load leaves the model and the optimiser as they were. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -184,6 +186,12 @@ static dp_status st_entry_parse(st_file *f, const cJSON *j, st_entry *e) {
     if (bytes != en - b)
         return dp_error(ctx, DP_ERR_FORMAT, "%s: tensor '%s' takes %llu bytes in the file, its dtype and shape need %llu", path,
                         name, (unsigned long long)(en - b), (unsigned long long)bytes);
+    /* A tensor the file really holds, but larger than dp_limits.max_tensor_bytes (checked after the
+     * file's own consistency, so a corrupt header is reported as such). */
+    if (bytes > (uint64_t)ctx->limits.max_tensor_bytes)
+        return dp_error(ctx, DP_ERR_NOMEM,
+                        "%s: tensor '%s' takes %llu bytes, above the limit of %llu (dp_limits.max_tensor_bytes)", path,
+                        name, (unsigned long long)bytes, (unsigned long long)ctx->limits.max_tensor_bytes);
     e->begin = b;
     e->end = en;
     return DP_OK;
@@ -484,6 +492,33 @@ static int sync_dir(dp_ctx *ctx, const char *path) {
     return (rc == EINVAL || rc == ENOTSUP) ? 0 : rc;
 }
 
+/* Removes PATH.tmp-<pid> files that saves killed half-way left behind (their
+ * process is gone), so a training run killed again and again does not fill the
+ * disk. Files of live processes (or of pids that cannot be checked) are kept. */
+static void remove_stale_tmp(dp_ctx *ctx, const char *path) {
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    size_t dl = slash ? (slash == path ? 1 : (size_t)(slash - path)) : 0, bl = strlen(base);
+    char *dname = dl ? dp_malloc(ctx, dl + 1) : NULL;
+    if (dl && !dname) return;
+    if (dname) {
+        memcpy(dname, path, dl);
+        dname[dl] = 0;
+    }
+    DIR *d = opendir(dname ? dname : ".");
+    dp_free(ctx, dname);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, base, bl) || strncmp(e->d_name + bl, ".tmp-", 5)) continue;
+        const char *num = e->d_name + bl + 5;
+        char *end;
+        long pid = strtol(num, &end, 10);
+        if (end == num || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 dp_status dp_checkpoint_save(const char *path, dp_paramset *ps, dp_optim *optim, const char *arch,
                              const char *const *extra) {
     if (!ps) return DP_ERR_NULL;
@@ -536,6 +571,7 @@ dp_status dp_checkpoint_save(const char *path, dp_paramset *ps, dp_optim *optim,
     if ((s = build_header(ctx, path, it, n, optim, arch, extra, &header)) != DP_OK) goto done;
 
     char suffix[32];
+    remove_stale_tmp(ctx, path);
     snprintf(suffix, sizeof suffix, ".tmp-%ld", (long)getpid());
     tmp = dup_str(ctx, path, suffix);
     if (!tmp) {
@@ -682,6 +718,14 @@ dp_status dp_checkpoint_load(const char *path, dp_paramset *ps, dp_optim *optim)
             goto done;
         }
         if (ST_BIG_ENDIAN) swap32(stage + it[i].at, bytes / 4);
+        /* A NaN or Inf weight would only show up later as NaN scores: refuse it here. */
+        const float *v = (const float *)(const void *)(stage + it[i].at);
+        for (size_t k = 0; k < bytes / 4; k++)
+            if (!isfinite(v[k])) {
+                s = dp_error(ctx, DP_ERR_NUMERIC, "%s: tensor '%s' holds a non-finite value (%s) at element %zu", path,
+                             e->name, isnan(v[k]) ? "NaN" : "Inf", k);
+                goto done;
+            }
     }
     /* 3. Commit. */
     for (int i = 0; i < n; i++) memcpy(it[i].t->data, stage + it[i].at, (size_t)(it[i].e->end - it[i].e->begin));

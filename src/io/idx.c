@@ -8,7 +8,6 @@
 #include "io/data_internal.h"
 
 #define IDX_UBYTE 0x08
-#define IDX_DEFAULT_MAX ((size_t)2 << 30)
 
 /* What the data of a file of this rank usually is, for messages. */
 static const char *idx_what(int rank) { return rank == 1 ? "labels" : rank >= 3 ? "pixels" : "data"; }
@@ -44,7 +43,7 @@ void dp_idx_free(dp_ctx *ctx, dp_idx *idx) {
 dp_status dp_idx_read(dp_ctx *ctx, const char *path, size_t max_bytes, dp_idx *out) {
     if (!ctx || !path || !out) return dp_error(ctx, DP_ERR_NULL, "dp_idx_read: NULL argument");
     memset(out, 0, sizeof *out);
-    if (!max_bytes) max_bytes = IDX_DEFAULT_MAX;
+    if (!max_bytes) max_bytes = (size_t)ctx->limits.max_tensor_bytes;
     gzFile f = gzopen(path, "rb");
     if (!f)
         return dp_error(ctx, DP_ERR_IO, "%s: cannot open: %s", path, errno ? strerror(errno) : "gzopen failed");
@@ -99,7 +98,7 @@ dp_status dp_idx_read(dp_ctx *ctx, const char *path, size_t max_bytes, dp_idx *o
         char shape[96];
         st = dp_error(ctx, DP_ERR_NOMEM,
                       "%s: the header announces dimensions %s, more than the limit of %zu bytes "
-                      "(corrupt header, or raise the limit)",
+                      "(corrupt header, or raise dp_limits.max_tensor_bytes)",
                       path, dp_shape_str(rank, out->dims, shape, sizeof shape), max_bytes);
         goto done;
     }

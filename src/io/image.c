@@ -20,17 +20,16 @@
 
 #include "io/data_internal.h"
 
-#define DEF_MAX_SIDE 16384
-#define DEF_MAX_PIXELS ((int64_t)100000000)
-#define DEF_MAX_FILE ((int64_t)256 << 20)
-
 typedef struct limits {
     int max_side;
     int64_t max_pixels, max_file;
 } limits;
 
-static limits get_limits(const dp_image_limits *l) {
-    limits r = {DEF_MAX_SIDE, DEF_MAX_PIXELS, DEF_MAX_FILE};
+/* A field of l that is > 0 wins; else the context's dp_limits (dp_ctx_set_limits). */
+static limits get_limits(const dp_ctx *ctx, const dp_image_limits *l) {
+    dp_limits c;
+    dp_ctx_limits(ctx, &c);
+    limits r = {(int)c.max_image_side, c.max_image_pixels, c.max_file_bytes};
     if (l && l->max_side > 0) r.max_side = l->max_side;
     if (l && l->max_pixels > 0) r.max_pixels = l->max_pixels;
     if (l && l->max_file_bytes > 0) r.max_file = l->max_file_bytes;
@@ -58,10 +57,10 @@ dp_image_format dp_image_sniff(const void *buf, size_t n) {
 static dp_status check_dims(dp_ctx *ctx, const char *name, const char *fmt, int64_t w, int64_t h, const limits *lim) {
     if (w <= 0 || h <= 0) return dp_error(ctx, DP_ERR_FORMAT, "%s: %s header has an empty size %lldx%lld", name, fmt, (long long)w, (long long)h);
     if (w > lim->max_side || h > lim->max_side)
-        return dp_error(ctx, DP_ERR_NOMEM, "%s: %s is %lldx%lld, larger than the limit of %d px a side (dp_image_limits.max_side)",
+        return dp_error(ctx, DP_ERR_NOMEM, "%s: %s is %lldx%lld, larger than the limit of %d px a side (dp_image_limits.max_side, dp_limits.max_image_side)",
                         name, fmt, (long long)w, (long long)h, lim->max_side);
     if (w * h > lim->max_pixels)
-        return dp_error(ctx, DP_ERR_NOMEM, "%s: %s is %lldx%lld = %lld pixels, above the limit of %lld (dp_image_limits.max_pixels)",
+        return dp_error(ctx, DP_ERR_NOMEM, "%s: %s is %lldx%lld = %lld pixels, above the limit of %lld (dp_image_limits.max_pixels, dp_limits.max_image_pixels)",
                         name, fmt, (long long)w, (long long)h, (long long)(w * h), (long long)lim->max_pixels);
     return DP_OK;
 }
@@ -319,7 +318,7 @@ static dp_status decode_any(dp_ctx *ctx, const void *buf, size_t n, const char *
     if (!ctx || !buf) return dp_error(ctx, DP_ERR_NULL, "%s: dp_image_decode: NULL argument", name);
     if (channels != 0 && channels != 1 && channels != 3)
         return dp_error(ctx, DP_ERR_ARG, "%s: channels %d (0, 1 or 3)", name, channels);
-    limits lim = get_limits(l);
+    limits lim = get_limits(ctx, l);
     dp_image_format f = dp_image_sniff(buf, n);
     if (pf) *pf = f;
     switch (f) {
@@ -346,7 +345,7 @@ dp_status dp_image_decode(dp_ctx *ctx, const void *buf, size_t n, const char *na
 dp_status dp_image_load(dp_ctx *ctx, const char *path, int channels, const dp_image_limits *l, dp_image *out) {
     if (!ctx || !path || !out) return dp_error(ctx, DP_ERR_NULL, "dp_image_load: NULL argument");
     memset(out, 0, sizeof *out);
-    limits lim = get_limits(l);
+    limits lim = get_limits(ctx, l);
     uint8_t *buf;
     size_t n;
     dp_status st = dp_io_read_file(ctx, path, (size_t)lim.max_file, &buf, &n);
@@ -360,7 +359,7 @@ dp_status dp_image_probe(dp_ctx *ctx, const char *path, dp_image_format *fmt, in
     if (!ctx || !path) return dp_error(ctx, DP_ERR_NULL, "dp_image_probe: NULL argument");
     uint8_t *buf;
     size_t n;
-    dp_status st = dp_io_read_file(ctx, path, (size_t)DEF_MAX_FILE, &buf, &n);
+    dp_status st = dp_io_read_file(ctx, path, (size_t)get_limits(ctx, NULL).max_file, &buf, &n);
     if (st != DP_OK) return st;
     /* No size limit applies to a probe: it only reads the header. */
     dp_image_limits big = {INT32_MAX, INT64_MAX, 0};
