@@ -169,6 +169,18 @@ static int cmd_info(int argc, char **argv) {
     }
     if (!path) return usage_error("info", "give the checkpoint to describe", NULL);
     char err[1200];
+    /* The library validates the whole file first (every shape and offset against the file's size), so a
+     * truncated or corrupt checkpoint is an error here too, and the sums below cannot overflow. */
+    dp_ctx *vctx = new_ctx();
+    if (vctx) {
+        dp_status vs = dp_checkpoint_meta(vctx, path, "format", err, sizeof err);
+        if (vs != DP_OK && vs != DP_ERR_NOT_FOUND && vs != DP_ERR_ARG) {
+            fprintf(stderr, "doppel model info: %s [%s]\n", dp_ctx_error(vctx), dp_status_name(vs));
+            dp_ctx_free(vctx);
+            return 1;
+        }
+        dp_ctx_free(vctx);
+    }
     cJSON *h = read_header(path, err, sizeof err);
     if (!h) {
         fprintf(stderr, "doppel model info: %s\n", err);
