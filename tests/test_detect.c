@@ -472,21 +472,26 @@ static void write_file(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
-static void cli_bad_input(void **st) {
-    (void)st;
-    const char *cli = "../doppel";
-    if (access(cli, X_OK) != 0) {
-        printf("skipped: the doppel CLI is not at %s (run from build/tests)\n", cli);
-        skip();
-    }
+/* The default face cascade is installed (opencv-data); says why not. */
+static int have_cascade(void) {
     dp_ctx *ctx = new_ctx();
     dp_face_detector *fd = NULL;
-    if (dp_face_detector_default(ctx, &fd) != DP_OK) {
-        printf("skipped: no face cascade (apt-get install opencv-data): %s\n", dp_ctx_error(ctx));
-        dp_ctx_free(ctx);
+    int ok = dp_face_detector_default(ctx, &fd) == DP_OK;
+    if (!ok) printf("skipped: no face cascade (apt-get install opencv-data): %s\n", dp_ctx_error(ctx));
+    dp_face_detector_free(fd);
+    dp_ctx_free(ctx);
+    return ok;
+}
+
+static void cli_bad_input(void **st) {
+    (void)st;
+    const char *cli = DP_CLI_PATH;
+    if (access(cli, X_OK) != 0) {
+        printf("skipped: the doppel CLI is not at %s\n", cli);
         skip();
     }
-    dp_face_detector_free(fd);
+    if (!have_cascade()) skip();
+    dp_ctx *ctx = new_ctx();
     const char *d = tmpdir();
     char model[160], p[256], cmd[2048], out[16384];
     snprintf(model, sizeof model, "%s/spec.safetensors", d);
@@ -572,6 +577,99 @@ static void cli_bad_input(void **st) {
     dp_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------ explanations */
+static void explain_maps(void **st) {
+    (void)st;
+    dp_ctx *ctx = new_ctx();
+    dp_detector *d = small_detector(ctx, 0);
+    dp_image im, heat, vis;
+    OK(dp_image_alloc(ctx, 3, 80, 100, &im));
+    fill_pat(&im);
+    dp_detect_result r;
+    OK(dp_detect_image(d, NULL, &im, &r)); /* the fallback box [14,4,72,72] */
+    OK(dp_detect_heatmap(d, &im, &r, &heat));
+    assert_int_equal(heat.channels, 1);
+    assert_int_equal(heat.height, 80);
+    assert_int_equal(heat.width, 100);
+    /* crop square: side round(72*0.9*1.2) = 78 around (50,40): x 11..88, y 1..78 */
+    int x0, y0, side;
+    dp_crop_square(&dp_detector_get_params(d)->crop, &r.faces[0].box, &x0, &y0, &side);
+    assert_true(x0 == 11 && y0 == 1 && side == 78);
+    float mx = 0;
+    for (int y = 0; y < 80; y++)
+        for (int x = 0; x < 100; x++) {
+            float v = heat.data[y * 100 + x];
+            assert_true(isfinite(v) && v >= 0 && v <= 1);
+            if (x < x0 || x >= x0 + side || y < y0 || y >= y0 + side) assert_true(v == 0);
+            mx = v > mx ? v : mx;
+        }
+    assert_true(mx == 0 || mx > 0.9f); /* normalised to the face's own maximum */
+    OK(dp_detect_explain(d, &im, &r, &vis));
+    assert_true(vis.channels == 3 && vis.height == 80 && vis.width == 100);
+    /* the box's left edge (x = 14, thickness 2) in the uncertain colour */
+    size_t pl = 80 * 100, i = 40 * 100 + 14;
+    assert_true(vis.data[i] == 1.0f && fabsf(vis.data[pl + i] - 0.8f) < 1e-6f && fabsf(vis.data[2 * pl + i] - 0.1f) < 1e-6f);
+    /* far from the face: the image unchanged */
+    assert_true(vis.data[79 * 100 + 99] == im.data[79 * 100 + 99]);
+    assert_int_equal(dp_detect_heatmap(d, NULL, &r, &heat), DP_ERR_NULL);
+    dp_image_free(ctx, &vis);
+    dp_image_free(ctx, &heat);
+    dp_image_free(ctx, &im);
+    dp_detector_free(d);
+    dp_ctx_free(ctx);
+}
+
+/* ------------------------------------------------------------ exit codes on a real photo */
+/* Debian's python3-skimage ships a public-domain NASA portrait; the model
+ * here is forced real or fake by its fusion bias (no learnt weights). */
+static void cli_exit_codes(void **st) {
+    (void)st;
+    const char *cli = DP_CLI_PATH;
+    const char *photo = "/usr/lib/python3/dist-packages/skimage/data/astronaut.png";
+    if (access(cli, X_OK) != 0 || access(photo, R_OK) != 0) {
+        printf("skipped: needs %s and %s (apt-get install python3-skimage)\n", cli, photo);
+        skip();
+    }
+    if (!have_cascade()) skip();
+    dp_ctx *ctx = new_ctx();
+    const char *d = tmpdir();
+    char real_m[200], fake_m[200], cmd[2048], out[16384], png[200];
+    snprintf(real_m, sizeof real_m, "%s/real.safetensors", d);
+    snprintf(fake_m, sizeof fake_m, "%s/fake.safetensors", d);
+    snprintf(png, sizeof png, "%s/explained.png", d);
+    for (int k = 0; k < 2; k++) {
+        dp_detector *det = small_detector(ctx, 0);
+        dp_detector_params *p = dp_detector_get_params(det);
+        p->fuse_w[0] = p->fuse_w[1] = 0;
+        p->fuse_w[2] = k ? 8.0f : -8.0f; /* p_fake 0.99966 or 0.00034 */
+        p->ood_threshold = 0;
+        OK(dp_detector_save(det, k ? fake_m : real_m, NULL));
+        dp_detector_free(det);
+    }
+    unlink(png);
+    snprintf(cmd, sizeof cmd, "%s detect --model %s --explain %s %s; echo rc=$?", cli, real_m, png, photo);
+    run(cmd, out, sizeof out);
+    printf("%s", out);
+    assert_non_null(strstr(out, "astronaut.png: real (p_fake 0.000, 1 face)"));
+    assert_non_null(strstr(out, "rc=0"));
+    dp_image im;
+    OK(dp_image_load(ctx, png, 3, NULL, &im)); /* the explained picture: the photo's size */
+    assert_true(im.width == 512 && im.height == 512);
+    dp_image_free(ctx, &im);
+    snprintf(cmd, sizeof cmd, "%s detect --json --model %s %s; echo rc=$?", cli, fake_m, photo);
+    run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "\"verdict\":\"fake\""));
+    assert_non_null(strstr(out, "rc=1"));
+    /* --thresholds overrides the model's: 0.00034 is now at or above "fake from 0.0002" */
+    snprintf(cmd, sizeof cmd, "%s detect --thresholds 0.0001,0.0002 --model %s %s; echo rc=$?", cli, real_m, photo);
+    run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "rc=1"));
+    snprintf(cmd, sizeof cmd, "%s detect --thresholds 0.9,0.1 --model %s %s 2>&1; echo rc=$?", cli, real_m, photo);
+    run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "rc=2"));
+    dp_ctx_free(ctx);
+}
+
 /* ------------------------------------------------------------ the shipped model on shared faces */
 static void shipped_model(void **st) {
     (void)st;
@@ -596,7 +694,11 @@ static void shipped_model(void **st) {
         skip();
     }
     /* the crop policy comes from the file */
-    assert_int_equal(dp_detector_get_params(d)->crop.size, DP_CROP_SIZE);
+    char cs[160];
+    dp_crop_policy cp;
+    OK(dp_checkpoint_meta(ctx, model, "doppel.crop", cs, sizeof cs));
+    OK(dp_crop_policy_parse(ctx, cs, &cp));
+    assert_memory_equal(&cp, &dp_detector_get_params(d)->crop, sizeof cp);
     const char *files[] = {"real-celeba/000001.jpg", "real-celeba/000002.jpg", "fake-stylegan/gen_00001.jpg",
                            "fake-stylegan/gen_00002.jpg"};
     float p[4];
@@ -622,7 +724,8 @@ int main(void) {
         cmocka_unit_test(crop_policy_text), cmocka_unit_test(crop_square_math), cmocka_unit_test(crop_face_pixels),
         cmocka_unit_test(spectral_features), cmocka_unit_test(metric_auc_ap),   cmocka_unit_test(metric_ece),
         cmocka_unit_test(logreg_platt),     cmocka_unit_test(augmentation),     cmocka_unit_test(model_file),
-        cmocka_unit_test(image_and_json),   cmocka_unit_test(cli_bad_input),    cmocka_unit_test(shipped_model),
+        cmocka_unit_test(image_and_json),   cmocka_unit_test(cli_bad_input),    cmocka_unit_test(explain_maps),
+        cmocka_unit_test(cli_exit_codes),   cmocka_unit_test(shipped_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,7 +89,8 @@ typedef struct opts {
     const char *cmd;
     const char *real[MAX_DIRS], *fake[MAX_DIRS], *val_source[MAX_DIRS];
     int n_real, n_fake, n_val_source;
-    const char *out, *model, *arch, *report, *explain, *run;
+    const char *out, *model, *arch, *report, *explain, *run, *face_cache;
+    float t_real, t_fake; /* --thresholds (train); 0,0: the defaults */
     int epochs, batch, threads, json, csv, quiet, resume, size, work, patience, no_robust, spectral_only;
     int64_t limit, steps;
     double lr;
@@ -123,7 +124,7 @@ static const char *const usage_text =
     "                    of the source tree, then " DP_DETECT_MODEL_DIRS ")\n"
     "  --json            one JSON object per image (one per line)\n"
     "  --csv             file,face,x,y,w,h,p_fake,verdict,meso4,spectral lines\n"
-    "  --explain OUT.png the image with the face boxes and an occlusion heat map (one image only)\n"
+    "  --explain OUT.png the image with the face boxes and an occlusion heat map (one image only)\n"    "  --thresholds R,F  verdict thresholds instead of the model's: real below R, fake from F\n"
     "train:\n"
     "  --real DIR, --fake DIR   folders of images (recursively; repeat for several sources)\n"
     "  --val-source DIR  one of the folders, held out whole: never trained on, reported on its own\n"
@@ -136,6 +137,9 @@ static const char *const usage_text =
     "  --steps N         at most N steps per epoch\n"
     "  --size N          Meso-4 input side (default 256); --work N  common crop resolution (64)\n"
     "  --resume          continue from M.train\n"
+    "  --thresholds R,F  verdict thresholds stored in the model: real below R, fake from F (0.3,0.7)\n"
+    "  --face-cache FILE face boxes found earlier (path, size, mtime -> box); read, extended, written\n"
+    "                    back, so later runs on the same files skip face finding\n"
     "eval:\n"
     "  --json            one JSON object (auc, ap, accuracy, f1, fpr_real, fnr, ece, uncertain,\n"
     "                    groups, robustness ...)\n"
@@ -196,6 +200,15 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
         else if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--report")) o->report = v;
         else if (!strcmp(a, "--explain")) o->explain = v;
+        else if (!strcmp(a, "--face-cache")) o->face_cache = v;
+        else if (!strcmp(a, "--thresholds")) {
+            char *end;
+            o->t_real = strtof(v, &end);
+            if (*end != ',') return usage_error(o, "--thresholds must be REAL,FAKE (e.g. 0.3,0.7), got '%s'", v);
+            o->t_fake = strtof(end + 1, &end);
+            if (*end || !(o->t_real > 0 && o->t_real <= o->t_fake && o->t_fake < 1))
+                return usage_error(o, "--thresholds must be REAL,FAKE with 0 < REAL <= FAKE < 1, got '%s'", v);
+        }
         else if (!strcmp(a, "--arch")) {
             if (strcmp(v, "meso4") && strcmp(v, "spectral")) return usage_error(o, "--arch must be meso4 or spectral, got '%s'", v);
             o->arch = v;
@@ -261,20 +274,113 @@ static void warn_line(const char *fmt, ...) {
     fputc('\n', stderr);
 }
 
-/* Face → work crop of one file. *no_face set when the fallback box was used. */
+/* ------------------------------------------------------------ face-box cache
+ * --face-cache FILE: one line per image, "path<TAB>size<TAB>mtime<TAB>x y w h
+ * found" (found 0: the fallback box). An entry counts only while the file's
+ * size and mtime are unchanged. Written back whole (temporary file + rename). */
+typedef struct bc_entry {
+    char *key; /* "path\tsize\tmtime" */
+    dp_face_box box;
+    int found;
+} bc_entry;
+typedef struct box_cache {
+    bc_entry *e;
+    int64_t n, n_sorted, cap;
+} box_cache;
+
+static int bc_cmp(const void *a, const void *b) { return strcmp(((const bc_entry *)a)->key, ((const bc_entry *)b)->key); }
+
+static int bc_key(const char *path, char *key, size_t n) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    int k = snprintf(key, n, "%s\t%lld\t%lld", path, (long long)st.st_size, (long long)st.st_mtime);
+    return k > 0 && (size_t)k < n;
+}
+
+static int bc_add(box_cache *c, const char *key, const dp_face_box *b, int found) {
+    if (c->n == c->cap) {
+        int64_t cap = c->cap ? c->cap * 2 : 1024;
+        bc_entry *ne = realloc(c->e, sizeof *ne * (size_t)cap);
+        if (!ne) return 0;
+        c->e = ne, c->cap = cap;
+    }
+    if (!(c->e[c->n].key = strdup(key))) return 0;
+    c->e[c->n].box = *b;
+    c->e[c->n].found = found;
+    c->n++;
+    return 1;
+}
+
+static void bc_load(box_cache *c, const char *file) {
+    memset(c, 0, sizeof *c);
+    FILE *f = file ? fopen(file, "r") : NULL;
+    if (!f) return; /* a new cache */
+    char line_[8192];
+    while (fgets(line_, sizeof line_, f)) {
+        char *t3 = NULL, *p = line_;
+        for (int k = 0; k < 3 && p; k++) p = strchr(p + (k ? 1 : 0), '\t'), t3 = p;
+        if (!t3) continue;
+        *t3 = 0;
+        dp_face_box b = {0};
+        int found;
+        if (sscanf(t3 + 1, "%d %d %d %d %d", &b.x, &b.y, &b.w, &b.h, &found) != 5 || b.w <= 0 || b.h <= 0) continue;
+        if (!bc_add(c, line_, &b, found)) break;
+    }
+    fclose(f);
+    if (c->n > 1) qsort(c->e, (size_t)c->n, sizeof *c->e, bc_cmp);
+    c->n_sorted = c->n;
+}
+
+static const bc_entry *bc_find(const box_cache *c, const char *key) {
+    if (!c->n_sorted) return NULL;
+    bc_entry k = {.key = (char *)key};
+    return bsearch(&k, c->e, (size_t)c->n_sorted, sizeof *c->e, bc_cmp);
+}
+
+static void bc_save_free(box_cache *c, const char *file) {
+    if (file && c->n > c->n_sorted) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", file);
+        FILE *f = fopen(tmp, "w");
+        int ok = f != NULL;
+        for (int64_t i = 0; ok && i < c->n; i++)
+            ok = fprintf(f, "%s\t%d %d %d %d %d\n", c->e[i].key, c->e[i].box.x, c->e[i].box.y, c->e[i].box.w, c->e[i].box.h,
+                         c->e[i].found) > 0;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok || rename(tmp, file) != 0) {
+            fprintf(stderr, "doppel detect: cannot write the face cache %s: %s\n", file, strerror(errno));
+            unlink(tmp);
+        }
+    }
+    for (int64_t i = 0; i < c->n; i++) free(c->e[i].key);
+    free(c->e);
+    memset(c, 0, sizeof *c);
+}
+
+/* Face → work crop of one file. *no_face set when the fallback box was used.
+ * cache (may be NULL): boxes found earlier; new ones are added. */
 static dp_status crop_file(dp_ctx *ctx, const dp_face_detector *fd, const char *path, const dp_crop_policy *pol,
-                           dp_image *crop, int *no_face) {
+                           box_cache *cache, dp_image *crop, int *no_face) {
     dp_image img = {0};
     dp_status s = dp_image_load(ctx, path, 3, NULL, &img);
     if (s != DP_OK) return s;
     dp_face_box box;
     int n = 0;
-    dp_face_opts fo = {0};
-    fo.pad = DP_FACE_PAD_AUTO;
-    s = dp_face_detect(fd, &img, &fo, &box, 1, &n);
+    char key[4300];
+    int have_key = cache && bc_key(path, key, sizeof key);
+    const bc_entry *hit = have_key ? bc_find(cache, key) : NULL;
+    if (hit) {
+        box = hit->box;
+        n = hit->found;
+    } else {
+        dp_face_opts fo = {0};
+        fo.pad = DP_FACE_PAD_AUTO;
+        s = dp_face_detect(fd, &img, &fo, &box, 1, &n);
+    }
     if (s == DP_OK) {
         *no_face = n == 0;
         if (n == 0) dp_crop_fallback_box(img.width, img.height, &box);
+        if (have_key && !hit) bc_add(cache, key, &box, n > 0);
         s = dp_crop_face(ctx, &img, &box, pol, crop);
     }
     dp_image_free(ctx, &img);
@@ -336,6 +442,9 @@ static int load_dataset(dp_ctx *ctx, const dp_face_detector *fd, const opts *o, 
     d->s = calloc((size_t)d->files.n + 1, sizeof(sample));
     if (!d->s) return 0;
     int W = pol->work;
+    box_cache cache;
+    bc_load(&cache, o->face_cache);
+    if (o->face_cache) printf("face cache %s: %lld boxes\n", o->face_cache, (long long)cache.n);
     cli_progress pb;
     cli_progress_start(&pb, "faces", d->files.n, "img", !o->quiet);
     int64_t done = 0;
@@ -343,7 +452,7 @@ static int load_dataset(dp_ctx *ctx, const dp_face_detector *fd, const opts *o, 
         for (int64_t i = start[k]; i < start[k + 1]; i++) {
             dp_image crop = {0};
             int nf = 0;
-            dp_status s = crop_file(ctx, fd, d->files.v[i], pol, &crop, &nf);
+            dp_status s = crop_file(ctx, fd, d->files.v[i], pol, o->face_cache ? &cache : NULL, &crop, &nf);
             done++;
             if (s != DP_OK) {
                 warn_line("warning: %s", dp_ctx_error(ctx));
@@ -358,6 +467,7 @@ static int load_dataset(dp_ctx *ctx, const dp_face_detector *fd, const opts *o, 
             sm->crop = malloc((size_t)3 * W * W);
             if (!sm->crop) {
                 dp_image_free(ctx, &crop);
+                bc_save_free(&cache, NULL);
                 return 0;
             }
             crop_to_u8(&crop, sm->crop);
@@ -368,6 +478,7 @@ static int load_dataset(dp_ctx *ctx, const dp_face_detector *fd, const opts *o, 
             cli_progress_update(&pb, done, done, NULL);
         }
     cli_progress_finish(&pb, done, "%lld crops", (long long)d->n);
+    bc_save_free(&cache, o->face_cache);
     for (int k = 0; k < d->n_src; k++)
         printf("data: %-6s %s: %lld images (%lld without a detected face: centre crop; %lld unreadable)%s\n",
                d->src[k].label ? "fake" : "real", d->src[k].dir, (long long)d->src[k].n, (long long)d->src[k].no_face,
@@ -554,8 +665,28 @@ static dp_status fit_fusion(dp_ctx *ctx, dp_detector *det, const float *meso, co
 }
 
 /* Fused metrics of the samples idx[0..n). */
+/* Share of real faces at or above each threshold (would be called fake) and
+ * of fake faces at or above it (caught): how the verdict threshold trades
+ * false alarms on these faces against misses. */
+static void threshold_table(const float *p, const int *y, int64_t n) {
+    static const float T[] = {0.5f, 0.7f, 0.8f, 0.9f, 0.95f, 0.98f, 0.99f, 0.995f, 0.999f};
+    printf("  threshold:      ");
+    for (size_t k = 0; k < sizeof T / sizeof T[0]; k++) printf(" %7.3f", (double)T[k]);
+    for (int c = 0; c < 2; c++) {
+        printf(c ? "\n  fake caught:    " : "\n  real -> fake:   ");
+        int64_t tot = 0;
+        for (int64_t i = 0; i < n; i++) tot += y[i] == c;
+        for (size_t k = 0; k < sizeof T / sizeof T[0]; k++) {
+            int64_t a = 0;
+            for (int64_t i = 0; i < n; i++) a += y[i] == c && p[i] >= T[k];
+            printf(" %6.2f%%", tot ? 100.0 * (double)a / (double)tot : 0.0);
+        }
+    }
+    printf("\n");
+}
+
 static dp_status eval_split(dp_detector *det, const dataset *d, const int64_t *idx, int64_t n, const char *label, int show,
-                            metrics *m) {
+                            metrics *m, int table) {
     float *me = malloc(sizeof(float) * (size_t)(n ? n : 1) * 4), *sp = me + n, *od = sp + n, *p = od + n;
     int *y = malloc(sizeof(int) * (size_t)(n ? n : 1) * 3), *v = y + n, *nf = v + n;
     if (!me || !y) {
@@ -572,6 +703,7 @@ static dp_status eval_split(dp_detector *det, const dataset *d, const int64_t *i
             v[i] = nf[i] ? DP_VERDICT_UNCERTAIN : (int)dp_detector_verdict(det, p[i], od[i]);
         }
         compute_metrics(p, y, v, nf, n, m);
+        if (table) threshold_table(p, y, n);
     }
     free(me);
     free(y);
@@ -597,6 +729,7 @@ static int cmd_train(int argc, char **argv) {
     par.fuse_w[0] = 1;
     par.t_real = DP_DETECT_T_REAL;
     par.t_fake = DP_DETECT_T_FAKE;
+    if (o.t_fake > 0) par.t_real = o.t_real, par.t_fake = o.t_fake;
     for (int i = 0; i < DP_SPECTRAL_MAX; i++) par.spec_sigma[i] = par.class_sigma[0][i] = par.class_sigma[1][i] = 1;
     if (meso && par.crop.size % 32) return usage_error(&o, "--size must be a multiple of 32 for Meso-4");
 
@@ -863,9 +996,9 @@ static int cmd_train(int argc, char **argv) {
                (double)w[0], (double)w[1], (double)w[2]);
     }
     metrics mt = {0}, mh = {0};
-    if ((s = eval_split(det, &d, sp_idx[2], sp_n[2], "  test", !o.quiet, &mt)) != DP_OK) goto done;
+    if ((s = eval_split(det, &d, sp_idx[2], sp_n[2], "  test", !o.quiet, &mt, 0)) != DP_OK) goto done;
     print_metrics("test split (by image)", &mt);
-    if (n_ho && (s = eval_split(det, &d, ho_idx, n_ho, "  held out", !o.quiet, &mh)) != DP_OK) goto done;
+    if (n_ho && (s = eval_split(det, &d, ho_idx, n_ho, "  held out", !o.quiet, &mh, 1)) != DP_OK) goto done;
     if (n_ho) print_metrics("held-out source(s) + test split of the other class", &mh);
     {
         char tm[64], ho[256], ts[32];
@@ -920,7 +1053,12 @@ static dp_status open_model(dp_ctx *ctx, const opts *o, dp_detector **det, char 
         dp_status s = dp_detector_find_default(ctx, DP_SOURCE_DIR, path, n);
         if (s != DP_OK) return s;
     }
-    return dp_detector_load(ctx, path, 16, det);
+    dp_status s = dp_detector_load(ctx, path, 16, det);
+    if (s == DP_OK && o->t_fake > 0) { /* --thresholds: try other verdict thresholds without retraining */
+        dp_detector_get_params(*det)->t_real = o->t_real;
+        dp_detector_get_params(*det)->t_fake = o->t_fake;
+    }
+    return s;
 }
 
 /* Drawing (lines, rectangles) comes from the library (detect/draw.h). */
