@@ -656,6 +656,55 @@ static void test_folder(void **state) {
     assert_int_equal(dp_gan_images_from_folder(ctx, tpath("faces/a.png"), &fo, &ds), DP_ERR_ARG);
 }
 
+/* --face-crop: a CelebA photo keeps its face (cut out around it), a flat image
+ * without a face is left out and counted; the crop differs from the plain fit. */
+static void test_face_crop(void **state) {
+    dp_ctx *ctx = *state;
+    char src[600];
+    snprintf(src, sizeof src, "%s/data/faces/real-celeba/000001.jpg", DP_SHARED_DIR);
+    dp_face_detector *det = NULL;
+    struct stat st;
+    if (stat(src, &st) != 0 || dp_face_detector_default(ctx, &det) != DP_OK) {
+        printf("skipped: needs %s and opencv-data's frontal face cascade\n", src);
+        dp_ctx_clear_error(ctx);
+        skip();
+    }
+    mkdir(tpath("fc"), 0777);
+    size_t n;
+    uint8_t *jpg = read_file(src, &n);
+    FILE *f = fopen(tpath("fc/a.jpg"), "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(jpg, 1, n, f), n);
+    fclose(f);
+    free(jpg);
+    write_png(ctx, tpath("fc/b.png"), 3, 109, 89, 0.0f); /* black: no face */
+    dp_folder_opts fo = {.channels = 3, .height = 64, .width = 64};
+    dp_gan_face_crop fc = {.det = det};
+    dp_dataset *ds = NULL, *plain = NULL;
+    OK(dp_gan_images_from_folder_faces(ctx, tpath("fc"), &fo, &fc, &ds));
+    assert_int_equal(ds->n, 1);
+    assert_int_equal(fc.no_face, 1);
+    assert_int_equal(ds->skipped, 0);
+    fo.limit = 1; /* a.jpg alone */
+    OK(dp_gan_images_from_folder(ctx, tpath("fc"), &fo, &plain));
+    assert_int_equal(plain->n, 1);
+    long diff = 0;
+    for (int i = 0; i < 3 * 64 * 64; i++) diff += labs((long)ds->pixels[i] - (long)plain->pixels[i]);
+    assert_true(diff > 3 * 64 * 64); /* the face crop zooms in: a different picture */
+    dp_dataset_free(ds);
+    dp_dataset_free(plain);
+    /* a folder with no face at all; bad margins */
+    fo.limit = 0;
+    unlink(tpath("fc/a.jpg"));
+    assert_int_equal(dp_gan_images_from_folder_faces(ctx, tpath("fc"), &fo, &fc, &ds), DP_ERR_NOT_FOUND);
+    assert_non_null(strstr(dp_ctx_error(ctx), "no face"));
+    fc.margin = -1;
+    assert_int_equal(dp_gan_images_from_folder_faces(ctx, tpath("fc"), &fo, &fc, &ds), DP_ERR_ARG);
+    fc.det = NULL;
+    assert_int_equal(dp_gan_images_from_folder_faces(ctx, tpath("fc"), &fo, &fc, &ds), DP_ERR_NULL);
+    dp_face_detector_free(det);
+}
+
 /* ------------------------------------------------------------ the CLI */
 #ifdef DP_CLI_PATH
 static int run_cli(const char *args) {
@@ -723,7 +772,9 @@ static void test_cli(void **state) {
     expect_cli("gan train --out x --arch dcgan32", 2, "err.txt", "--arch must be");
     expect_cli("gan train --out x --loss wgan", 2, "err.txt", "--loss must be");
     expect_cli("gan train --out x --batch 1", 2, "err.txt", "--batch");
-    expect_cli("gan train --out x --face-crop", 1, "err.txt", "not available yet");
+    expect_cli("gan train --out x --face-crop", 2, "err.txt", "--face-crop applies to folders");
+    expect_cli("gan train --out x --images y", 2, "err.txt", "--images is for 'eval'");
+    expect_cli("gan eval --images x --untrained", 2, "err.txt", "exactly one of");
     expect_cli("gan train --out x --arch dcgan64", 2, "err.txt", "use --arch dcgan28");
     expect_cli("gan sample --model x", 2, "err.txt", "--grid FILE and/or --out DIR");
 
@@ -787,6 +838,16 @@ static void test_cli(void **state) {
     snprintf(args, sizeof args, "gan train --data %s --arch dcgan28 --out %s --steps 2 --batch 4 --quiet", tpath("imgs"),
              tpath("run3"));
     expect_cli(args, 0, "out.txt", "4 images 1x28x28");
+    /* eval --images: generated images from a folder (here: the same images as the real data) */
+    mkdir(tpath("imgs6"), 0777);
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "%s/%d.png", tpath("imgs6"), i);
+        write_png(ctx, p, 1, 28, 28, 0.1f * (float)(i + 1));
+    }
+    snprintf(args, sizeof args, "gan eval --images %s --data %s --arch dcgan28 -n 6 --json --threads 1", tpath("imgs6"),
+             tpath("imgs6"));
+    expect_cli(args, 0, "out.txt", "\"spectral_distance\":0,");
+    expect_cli(args, 0, "out.txt", "\"generator\":\"images in ");
 }
 #else
 static void test_cli(void **state) {
@@ -808,6 +869,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sample, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_face_crop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -312,6 +312,8 @@ static void test_feature_model(void **state) {
     char json[2048];
     assert_true(dp_gan_eval_json(&ev, "m \"x\".safetensors", NULL, "d", json, sizeof json));
     assert_non_null(strstr(json, "\"fid_doppelcnn\":"));
+    assert_string_equal(ev.fid_name, "FID-FMNIST-doppelcnn"); /* no doppel.dataset: a Fashion-MNIST classifier */
+    assert_non_null(strstr(json, "\"fid_name\":\"FID-FMNIST-doppelcnn\""));
     assert_non_null(strstr(json, "\"spectral_distance\":0"));
     assert_non_null(strstr(json, "\"precision\":1,\"recall\":1,\"n\":70"));
     assert_non_null(strstr(json, "\"feature_model\":\"m \\\"x\\\".safetensors\""));
@@ -324,6 +326,26 @@ static void test_feature_model(void **state) {
     assert_non_null(strstr(json, "\"fid_doppelcnn\":null"));
     /* wrong image shape */
     assert_int_equal(dp_gan_eval_images(ctx, fm, img, 4, img, 4, 1, 14, 14, &ev), DP_ERR_SHAPE);
+    assert_int_equal(dp_gan_eval_images(ctx, fm, img, 4, img, 4, 1, 42, 42, &ev), DP_ERR_SHAPE);
+    /* images twice the model's side are shrunk by 2x2 means: the same FID as shrinking them here */
+    {
+        int64_t m = 20;
+        float *big = malloc(sizeof(float) * m * 56 * 56), *sm = malloc(sizeof(float) * m * 784);
+        for (int64_t i = 0; i < m * 56 * 56; i++) big[i] = dp_rng_uniform(&r);
+        for (int64_t k = 0; k < m; k++)
+            for (int y = 0; y < 28; y++)
+                for (int x = 0; x < 28; x++) {
+                    const float *b = big + k * 3136 + 2 * y * 56 + 2 * x;
+                    sm[k * 784 + y * 28 + x] = (b[0] + b[1] + b[56] + b[57]) * 0.25f;
+                }
+        dp_gan_eval e2, e1;
+        assert_int_equal(dp_gan_eval_images(ctx, fm, big, m / 2, big + m / 2 * 3136, m / 2, 1, 56, 56, &e2), DP_OK);
+        assert_int_equal(dp_gan_eval_images(ctx, fm, sm, m / 2, sm + m / 2 * 784, m / 2, 1, 28, 28, &e1), DP_OK);
+        assert_true(fabs(e2.fid - e1.fid) <= 1e-4 * (1 + fabs(e1.fid)));
+        assert_true(e2.precision == e1.precision && e2.recall == e1.recall);
+        free(big);
+        free(sm);
+    }
     dp_feature_model_free(fm);
     /* the MLP gives 256 features; a GAN checkpoint is refused */
     make_classifier(ctx, p, "classify-mlp");
@@ -339,6 +361,55 @@ static void test_feature_model(void **state) {
     free(f);
     free(f1);
     unlink(p);
+    dp_ctx_free(ctx);
+}
+
+/* The committed face encoder (models/doppel-faceenc.safetensors): its FID is
+ * named FID-faces-doppelenc, it takes 32x32 RGB (64x64 images are shrunk), and
+ * on CelebA (when ../shared is there) two halves of real faces are far closer
+ * than real faces and flat grey images (an untrained generator's look). */
+static void test_face_encoder(void **state) {
+    (void)state;
+    dp_ctx *ctx = new_ctx();
+    const char *mp = DP_SOURCE_DIR "/models/doppel-faceenc.safetensors";
+    dp_feature_model *fm = NULL;
+    assert_int_equal(dp_feature_model_load(ctx, mp, &fm), DP_OK);
+    assert_string_equal(dp_feature_model_fid_name(fm), "FID-faces-doppelenc");
+    assert_int_equal(dp_feature_model_dim(fm), 128);
+    int c, h, w;
+    dp_feature_model_shape(fm, &c, &h, &w);
+    assert_true(c == 3 && h == 32 && w == 32);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/data/faces/real-celeba", DP_SHARED_DIR);
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        dp_feature_model_free(fm);
+        dp_ctx_free(ctx);
+        printf("skipped: %s is absent (the CelebA part of this test)\n", dir);
+        skip();
+    }
+    int64_t n = getenv("DP_TEST_QUICK") ? 60 : 150, per = 3 * 64 * 64;
+    dp_folder_opts fo = {.channels = 3, .height = 64, .width = 64, .limit = 2 * n};
+    dp_dataset *ds = NULL;
+    assert_int_equal(dp_gan_images_from_folder(ctx, dir, &fo, &ds), DP_OK);
+    assert_int_equal(ds->n, 2 * n);
+    float *x = malloc(sizeof(float) * (size_t)(3 * n * per));
+    for (int64_t i = 0; i < 2 * n * per; i++) x[i] = ds->pixels[i] / 255.0f;
+    float *grey = x + 2 * n * per;
+    dp_rng r;
+    dp_rng_seed(&r, 5);
+    for (int64_t i = 0; i < n * per; i++) grey[i] = 0.5f + 0.02f * (dp_rng_uniform(&r) - 0.5f);
+    dp_gan_eval rr, rg;
+    assert_int_equal(dp_gan_eval_images(ctx, fm, x, n, x + n * per, n, 3, 64, 64, &rr), DP_OK);
+    assert_int_equal(dp_gan_eval_images(ctx, fm, x, n, grey, n, 3, 64, 64, &rg), DP_OK);
+    printf("FID-faces-doppelenc, n = %lld: real vs real %.2f, real vs grey %.1f; precision/recall %.3f/%.3f vs %.3f/%.3f\n",
+           (long long)n, rr.fid, rg.fid, rr.precision, rr.recall, rg.precision, rg.recall);
+    assert_string_equal(rr.fid_name, "FID-faces-doppelenc");
+    assert_true(rr.fid >= 0 && rr.fid * 20 < rg.fid);
+    assert_true(rr.recall > 0.5 && rg.recall < 0.1);
+    free(x);
+    dp_dataset_free(ds);
+    dp_feature_model_free(fm);
     dp_ctx_free(ctx);
 }
 
@@ -425,7 +496,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eigen),         cmocka_unit_test(test_sqrtm),         cmocka_unit_test(test_frechet),
         cmocka_unit_test(test_precision_recall), cmocka_unit_test(test_spectral), cmocka_unit_test(test_feature_model),
-        cmocka_unit_test(test_report),
+        cmocka_unit_test(test_report),        cmocka_unit_test(test_face_encoder),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rmdir(g_dir);

@@ -40,6 +40,7 @@
 
 #include "data.h"
 #include "io.h"
+#include "face.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -174,6 +175,21 @@ uint32_t dp_gan_hash_params(dp_paramset *ps);
  * channels/height/width required; limit, image_limits, warn, progress as
  * for dp_dataset_from_folder. Unreadable files are skipped (->skipped). */
 dp_status dp_gan_images_from_folder(dp_ctx *ctx, const char *dir, const dp_folder_opts *opts, dp_dataset **out);
+/* The same with a face crop first (`doppel gan train --face-crop`): in each
+ * image the strongest face of det (dp_face_detect, default options) is taken,
+ * the square of side (1 + 2 margin) × the face box's longer side around its
+ * centre (moved inside the image; at most the image's shorter side) is cut
+ * out and fitted as above. Images without a face are left out and counted in
+ * fc->no_face (not warned about one by one); none with a face at all is
+ * DP_ERR_NOT_FOUND. fc NULL: dp_gan_images_from_folder. */
+#define DP_GAN_FACE_MARGIN 0.25f /* margin 0 → this */
+typedef struct dp_gan_face_crop {
+    const dp_face_detector *det; /* required (dp_face_detector_default) */
+    float margin;                /* 0 → DP_GAN_FACE_MARGIN; at most 4 */
+    int64_t no_face;             /* out: images without a face, left out */
+} dp_gan_face_crop;
+dp_status dp_gan_images_from_folder_faces(dp_ctx *ctx, const char *dir, const dp_folder_opts *opts, dp_gan_face_crop *fc,
+                                          dp_dataset **out);
 
 /* ------------------------------------------------------------ quality metrics (metrics.c)
  * Measured without downloading anything (docs/gan.md, "Measuring a GAN").
@@ -219,20 +235,27 @@ dp_status dp_feature_model_load(dp_ctx *ctx, const char *path, dp_feature_model 
 void dp_feature_model_free(dp_feature_model *m);
 int dp_feature_model_dim(const dp_feature_model *m);
 void dp_feature_model_shape(const dp_feature_model *m, int *c, int *h, int *w);
+/* The name of the FID measured on this model's features: "FID-FMNIST-doppelcnn"
+ * for a classifier of Fashion-MNIST, "FID-<folder>-doppelenc" for one trained on
+ * a folder (the committed face encoder: "FID-faces-doppelenc"). Never "FID". */
+const char *dp_feature_model_fid_name(const dp_feature_model *m);
 /* imgs [n,C,H,W] in [0,1] → out [n,dim]. */
 dp_status dp_feature_model_run(dp_feature_model *m, const float *imgs, int64_t n, float *out);
 
 typedef struct dp_gan_eval {
-    double fid;               /* FID-FMNIST-doppelcnn (NaN without a feature model) */
+    double fid;               /* FID on the feature model's features, named fid_name (NaN without a feature model) */
+    char fid_name[96];        /* dp_feature_model_fid_name, "" without a feature model */
     double spectral_distance; /* mean squared difference of the mean spectral profiles */
     double precision, recall; /* k = DP_PR_K (NaN without a feature model) */
     int64_t n_real, n_fake;
 } dp_gan_eval;
 /* All the metrics between real and generated images (both [n,c,h,w] in
- * [0,1]); fm NULL: the spectral distance only. */
+ * [0,1]); fm NULL: the spectral distance only. Images whose side is an
+ * integer multiple f of the feature model's are shrunk for it by averaging
+ * f×f blocks (the spectral distance uses the full images). */
 dp_status dp_gan_eval_images(dp_ctx *ctx, dp_feature_model *fm, const float *real, int64_t nr, const float *fake, int64_t nf,
                              int c, int h, int w, dp_gan_eval *out);
-/* One JSON object: fid_doppelcnn, spectral_distance, precision, recall, n,
+/* One JSON object: fid_doppelcnn, fid_name, spectral_distance, precision, recall, n,
  * n_real, n_generated, k, feature_model, generator, data (NaN → null; the
  * strings may be NULL → null). 0 if buf is too small. */
 int dp_gan_eval_json(const dp_gan_eval *e, const char *feature_model, const char *generator, const char *data, char *buf,

@@ -25,7 +25,7 @@
 static const char *const usage_text =
     "usage: doppel gan train --out RUN [options]\n"
     "       doppel gan sample --model RUN|FILE (--grid FILE | --out DIR) [options]\n"
-    "       doppel gan eval (--model RUN|FILE | --untrained | --real-vs-real) --features CLASSIFIER [options]\n"
+    "       doppel gan eval (--model RUN|FILE | --images DIR | --untrained | --real-vs-real) --features CLASSIFIER [options]\n"
     "       doppel gan report --run RUN\n"
     "\n"
     "Train a DCGAN, or generate images with one. Every image doppel writes is labelled as\n"
@@ -52,7 +52,8 @@ static const char *const usage_text =
     "  --resume                  continue the run in RUN from its checkpoint, exactly (same seed, same data;\n"
     "                            with the same --threads the result is bit-identical to a run never stopped)\n"
     "  --flip                    flip real images horizontally at random (augmentation)\n"
-    "  --face-crop               crop to the face first (not available yet)\n"
+    "  --face-crop               folders: cut out the square around the strongest face (Viola-Jones, opencv-data's\n"
+    "                            frontal cascade; 1.5x the face box) before fitting; images without a face are left out\n"
     "  --limit N                 use at most N images (quick tests)\n"
     "  --quiet                   no progress bar\n"
     "\n"
@@ -69,12 +70,16 @@ static const char *const usage_text =
     "\n"
     "eval (quality metrics; docs/gan.md, 'Measuring a GAN'):\n"
     "  --model RUN|FILE          the generator to measure (a run folder also gets RUN/eval.json and report.html)\n"
+    "  --images DIR              generated images from elsewhere (e.g. another framework's samples): every image\n"
+    "                            under DIR, fitted to --arch's shape as training folders are (the first -n of them)\n"
     "  --untrained               calibration: a freshly initialised generator (--arch, --seed) instead\n"
     "  --real-vs-real            calibration: two disjoint halves of the real data instead\n"
     "  --data fashion-mnist|DIR  the real images (default fashion-mnist: the first N training images)\n"
     "  --data-dir DIR            where the Fashion-MNIST files are\n"
-    "  --features FILE           a 'doppel classify train' checkpoint whose penultimate layer gives the\n"
-    "                            features of FID-FMNIST-doppelcnn and precision/recall (without it: spectral only)\n"
+    "  --face-crop               fit the real folder images as 'train --face-crop' does\n"
+    "  --features FILE           a 'doppel classify train' checkpoint whose penultimate layer gives the features\n"
+    "                            of the FID (FID-FMNIST-doppelcnn for a Fashion-MNIST classifier, FID-faces-doppelenc\n"
+    "                            for models/doppel-faceenc.safetensors) and precision/recall (without it: spectral only)\n"
     "  -n N                      images of each set (default 2000)\n"
     "  --seed N                  noise seed (default 1); --arch for --untrained (default dcgan28)\n"
     "  --json                    one JSON object: fid_doppelcnn, spectral_distance, precision, recall, n, feature_model, ...\n"
@@ -83,7 +88,8 @@ static const char *const usage_text =
     "report:\n"
     "  --run RUN                 (re)write RUN/report.html: loss curves, sample grids over time, RUN/eval.json\n"
     "\n"
-    "FID-FMNIST-doppelcnn is a Frechet distance on the features of doppel's own classifier, not Inception FID.\n"
+    "FID-FMNIST-doppelcnn / FID-faces-doppelenc are Frechet distances on the features of doppel's own\n"
+    "classifiers, not Inception FID.\n"
     "Exit status: 0 ok, 1 failure, 2 bad usage.\n";
 
 typedef struct opts {
@@ -93,7 +99,7 @@ typedef struct opts {
     uint64_t seed;
     double lr, truncation;
     int resume, flip, face_crop, quiet;
-    const char *features, *run_dir; /* eval, report */
+    const char *features, *run_dir, *images; /* eval, report */
     int json, untrained, real_vs_real;
     /* which were given (a resumed run refuses changes to these) */
     int set_arch, set_loss, set_batch, set_seed, set_lr, set_data;
@@ -215,6 +221,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         else if (!strcmp(name, "--grid")) o->grid = v;
         else if (!strcmp(name, "--features")) o->features = v;
         else if (!strcmp(name, "--run")) o->run_dir = v;
+        else if (!strcmp(name, "--images")) o->images = v;
         else if (!strcmp(name, "--arch")) {
             dp_gan_arch a;
             if (!dp_gan_arch_parse(v, &a)) return usage_error(o, "--arch must be dcgan28 or dcgan64, got '%s'", v);
@@ -269,21 +276,41 @@ static void folder_progress(void *user, int64_t done, int64_t total) {
     cli_progress_update(pb, done, done, NULL);
 }
 
+/* A folder of images fitted to C×H×W (with --face-crop: around the face). */
+static dp_status load_folder(dp_ctx *ctx, const char *dir, int C, int H, int W, int64_t limit, int face_crop, int quiet,
+                             dp_dataset **out) {
+    dp_folder_opts fo = {.channels = C, .height = H, .width = W, .limit = limit, .warn = folder_warn};
+    dp_face_detector *det = NULL;
+    dp_gan_face_crop fc = {0};
+    dp_status s;
+    if (face_crop) {
+        if ((s = dp_face_detector_default(ctx, &det)) != DP_OK) return s;
+        fc.det = det;
+    }
+    cli_progress pb;
+    cli_progress_start(&pb, face_crop ? "faces" : "loading", 1, "img", !quiet);
+    fo.progress = folder_progress;
+    fo.progress_user = &pb;
+    s = dp_gan_images_from_folder_faces(ctx, dir, &fo, face_crop ? &fc : NULL, out);
+    if (s == DP_OK && !quiet) {
+        pb.total = (*out)->n + (*out)->skipped + fc.no_face;
+        if (face_crop)
+            cli_progress_finish(&pb, pb.total, "%lld faces, %lld images without one left out, %lld unreadable", (long long)(*out)->n,
+                                (long long)fc.no_face, (long long)(*out)->skipped);
+        else
+            cli_progress_finish(&pb, pb.total, "%lld images, %lld skipped", (long long)(*out)->n, (long long)(*out)->skipped);
+    } else if (s == DP_OK && face_crop && fc.no_face) {
+        fprintf(stderr, "note: %s: %lld images without a face left out\n", dir, (long long)fc.no_face);
+    }
+    dp_face_detector_free(det);
+    return s;
+}
+
 static dp_status load_data(dp_ctx *ctx, const opts *o, dp_gan_arch arch, dp_dataset **out) {
     int C, H, W;
     dp_gan_arch_shape(arch, &C, &H, &W);
     if (!strcmp(o->data, "fashion-mnist")) return dp_dataset_fashion_mnist(ctx, o->data_dir, 1, o->limit, out);
-    dp_folder_opts fo = {.channels = C, .height = H, .width = W, .limit = o->limit, .warn = folder_warn};
-    cli_progress pb;
-    cli_progress_start(&pb, "loading", 1, "img", !o->quiet);
-    fo.progress = folder_progress;
-    fo.progress_user = &pb;
-    dp_status s = dp_gan_images_from_folder(ctx, o->data, &fo, out);
-    if (s == DP_OK && !o->quiet) {
-        pb.total = (*out)->n + (*out)->skipped;
-        cli_progress_finish(&pb, pb.total, "%lld images, %lld skipped", (long long)(*out)->n, (long long)(*out)->skipped);
-    }
-    return s;
+    return load_folder(ctx, o->data, C, H, W, o->limit, o->face_crop, o->quiet, out);
 }
 
 /* ------------------------------------------------------------ metrics.csv */
@@ -367,9 +394,9 @@ static dp_status save_ckpt(run *r) {
     snprintf(elapsed, sizeof elapsed, "%.3f", r->elapsed0 + (cli_now() - r->t0));
     snprintf(threads, sizeof threads, "%d", dp_ctx_threads(r->ctx));
     snprintf(limit, sizeof limit, "%lld", (long long)r->o->limit);
-    const char *extra[12] = {"doppel.gan.data", r->data_name, "doppel.gan.elapsed", elapsed, "doppel.gan.threads", threads,
-                             "doppel.gan.limit", limit, NULL};
-    if (r->o->data_dir) extra[8] = "doppel.gan.data_dir", extra[9] = r->o->data_dir, extra[10] = NULL;
+    const char *extra[14] = {"doppel.gan.data", r->data_name, "doppel.gan.elapsed", elapsed, "doppel.gan.threads", threads,
+                             "doppel.gan.limit", limit, "doppel.gan.face_crop", r->o->face_crop ? "1" : "0", NULL};
+    if (r->o->data_dir) extra[10] = "doppel.gan.data_dir", extra[11] = r->o->data_dir, extra[12] = NULL;
     return dp_gan_save(r->gan, r->ckpt, extra);
 }
 
@@ -383,11 +410,7 @@ static int cmd_train(int argc, char **argv) {
     if (o.features || o.run_dir || o.json || o.untrained || o.real_vs_real)
         return usage_error(&o, "--features, --run, --json, --untrained and --real-vs-real are for 'eval' and 'report'");
     if (!o.out) return usage_error(&o, "--out RUN (the run folder) is required");
-    if (o.face_crop) {
-        fprintf(stderr, "doppel gan train: --face-crop is not available yet (it needs the face finder, which has not "
-                        "landed); crop the faces beforehand, or train without it\n");
-        return 1;
-    }
+    if (o.images) return usage_error(&o, "--images is for 'eval'");
     run r = {.o = &o};
     snprintf(r.ckpt, sizeof r.ckpt, "%s/ckpt.safetensors", o.out);
     snprintf(r.csv, sizeof r.csv, "%s/metrics.csv", o.out);
@@ -445,6 +468,8 @@ static int cmd_train(int argc, char **argv) {
             dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.data_dir", stored_dir, sizeof stored_dir) == DP_OK)
             o.data_dir = stored_dir;
         if (!o.limit && dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.limit", buf, sizeof buf) == DP_OK) o.limit = atoll(buf);
+        if (dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.face_crop", buf, sizeof buf) == DP_OK && !strcmp(buf, "1"))
+            o.face_crop = 1;
         if (dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.elapsed", buf, sizeof buf) == DP_OK) r.elapsed0 = atof(buf);
         if (dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.threads", buf, sizeof buf) == DP_OK &&
             atoi(buf) != dp_ctx_threads(ctx))
@@ -475,6 +500,11 @@ static int cmd_train(int argc, char **argv) {
     }
     if (!strcmp(o.data, "fashion-mnist") && go.arch != DP_GAN_DCGAN28) {
         usage_error(&o, "fashion-mnist is 28x28 grey: use --arch dcgan28 (dcgan64 needs 64x64 RGB images)");
+        rc = 2;
+        goto done;
+    }
+    if (!strcmp(o.data, "fashion-mnist") && o.face_crop) {
+        usage_error(&o, "--face-crop applies to folders of photos, not fashion-mnist");
         rc = 2;
         goto done;
     }
@@ -620,7 +650,7 @@ static int cmd_sample(int argc, char **argv) {
     if (!o.model) return usage_error(&o, "--model RUN|FILE is required");
     if (!o.grid && !o.out) return usage_error(&o, "say where the images go: --grid FILE and/or --out DIR");
     if (o.set_data || o.data_dir || o.set_arch || o.set_loss || o.set_batch || o.set_lr || o.steps || o.sample_every ||
-        o.ckpt_every || o.resume || o.flip || o.face_crop || o.limit)
+        o.ckpt_every || o.resume || o.flip || o.face_crop || o.limit || o.images)
         return usage_error(&o, "training options are not used by sample (the checkpoint has what it needs)");
     if (o.grid && !(ends_with(o.grid, ".png") || ends_with(o.grid, ".jpg") || ends_with(o.grid, ".jpeg")))
         return usage_error(&o, "--grid must end in .png, .jpg or .jpeg");
@@ -709,20 +739,22 @@ static int cmd_eval(int argc, char **argv) {
     opts o = {.cmd = "eval", .data = "fashion-mnist", .seed = 1, .n = 2000};
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc;
-    int modes = !!o.model + o.untrained + o.real_vs_real;
-    if (modes != 1) return usage_error(&o, "say what to measure: exactly one of --model RUN|FILE, --untrained, --real-vs-real");
+    int modes = !!o.model + !!o.images + o.untrained + o.real_vs_real;
+    if (modes != 1)
+        return usage_error(&o, "say what to measure: exactly one of --model RUN|FILE, --images DIR, --untrained, --real-vs-real");
     if (o.grid || o.out || o.format || o.quality || o.truncation || o.steps || o.set_batch || o.set_loss || o.set_lr ||
-        o.sample_every || o.ckpt_every || o.resume || o.flip || o.face_crop || o.limit || o.run_dir)
-        return usage_error(&o, "eval takes --model/--untrained/--real-vs-real, --data, --data-dir, --features, -n, --seed, "
-                               "--arch, --threads, --json");
+        o.sample_every || o.ckpt_every || o.resume || o.flip || o.limit || o.run_dir)
+        return usage_error(&o, "eval takes --model/--images/--untrained/--real-vs-real, --data, --data-dir, --face-crop, "
+                               "--features, -n, --seed, --arch, --threads, --json");
     if (o.set_arch && o.model) return usage_error(&o, "--arch is for --untrained (a checkpoint knows its arch)");
     int fashion = !strcmp(o.data, "fashion-mnist");
     if (!fashion && o.data_dir) return usage_error(&o, "--data-dir applies to --data fashion-mnist");
+    if (fashion && o.face_crop) return usage_error(&o, "--face-crop applies to folders of photos, not fashion-mnist");
 
     dp_ctx *ctx = NULL;
     dp_gan_sampler *sm = NULL;
     dp_gan *gan = NULL;
-    dp_dataset *ds = NULL;
+    dp_dataset *ds = NULL, *gen_ds = NULL;
     dp_feature_model *fm = NULL;
     float *real = NULL, *fake = NULL, *z = NULL;
     rc = 1;
@@ -753,6 +785,8 @@ static int cmd_eval(int argc, char **argv) {
             }
             snprintf(gen_name, sizeof gen_name, "untrained %s (DCGAN initialisation, seed %llu)", dp_gan_arch_name(arch),
                      (unsigned long long)o.seed);
+        } else if (o.images) {
+            snprintf(gen_name, sizeof gen_name, "images in %s (fitted to %s)", o.images, dp_gan_arch_name(arch));
         } else {
             snprintf(gen_name, sizeof gen_name, "real-vs-real (second half of the real images)");
         }
@@ -768,13 +802,21 @@ static int cmd_eval(int argc, char **argv) {
     /* ---- real images: the first n (2n for --real-vs-real) */
     int64_t n = o.n, need = o.real_vs_real ? 2 * n : n;
     if (fashion) s = dp_dataset_fashion_mnist(ctx, o.data_dir, 1, need, &ds);
-    else {
-        dp_folder_opts fo = {.channels = C, .height = H, .width = W, .limit = need, .warn = folder_warn};
-        s = dp_gan_images_from_folder(ctx, o.data, &fo, &ds);
-    }
+    else s = load_folder(ctx, o.data, C, H, W, need, o.face_crop, 1, &ds);
     if (s != DP_OK) {
         fail(&o, s, "", dp_ctx_error(ctx));
         goto done;
+    }
+    if (o.images) { /* the first n images of the folder, sorted by path */
+        dp_folder_opts fo = {.channels = C, .height = H, .width = W, .warn = folder_warn};
+        if ((s = dp_gan_images_from_folder(ctx, o.images, &fo, &gen_ds)) != DP_OK) {
+            fail(&o, s, "--images", dp_ctx_error(ctx));
+            goto done;
+        }
+        if (gen_ds->n < n) {
+            fprintf(stderr, "note: %s has %lld images; using n = %lld\n", o.images, (long long)gen_ds->n, (long long)gen_ds->n);
+            n = gen_ds->n;
+        }
     }
     if (ds->n < need) {
         int64_t m = o.real_vs_real ? ds->n / 2 : ds->n;
@@ -798,6 +840,8 @@ static int cmd_eval(int argc, char **argv) {
     double t0 = cli_now();
     if (o.real_vs_real) {
         for (int64_t i = 0; i < n * per; i++) fake[i] = ds->pixels[n * per + i] / 255.0f;
+    } else if (o.images) {
+        for (int64_t i = 0; i < n * per; i++) fake[i] = gen_ds->pixels[i] / 255.0f;
     } else {
         int nz = sm ? dp_gan_sampler_nz(sm) : dp_gan_options(gan)->nz;
         z = malloc(sizeof(float) * (size_t)n * (size_t)nz);
@@ -832,8 +876,8 @@ static int cmd_eval(int argc, char **argv) {
     }
     double t_eval = cli_now() - t0;
     char data_name[4400];
-    snprintf(data_name, sizeof data_name, "%s (%s images [0, %lld)%s)", o.data, fashion ? "training" : "the first",
-             (long long)n, o.real_vs_real ? " vs [n, 2n)" : "");
+    snprintf(data_name, sizeof data_name, "%s (%s images [0, %lld)%s%s)", o.data, fashion ? "training" : "the first",
+             (long long)n, o.real_vs_real ? " vs [n, 2n)" : "", o.face_crop ? ", face-cropped" : "");
     char json[16384];
     if (!dp_gan_eval_json(&ev, o.features, gen_name, data_name, json, sizeof json)) {
         fail(&o, DP_ERR_ARG, "the JSON result does not fit (paths too long?)", "");
@@ -846,7 +890,7 @@ static int cmd_eval(int argc, char **argv) {
                o.features ? o.features : "(none: spectral distance only)");
         printf("n = %lld real vs %lld generated; %.1f s to generate, %.1f s to measure\n\n", (long long)n, (long long)n,
                t_gen, t_eval);
-        print_metric("FID-FMNIST-doppelcnn", ev.fid, "Frechet distance on doppel classifier features (not Inception FID)");
+        print_metric(ev.fid_name[0] ? ev.fid_name : "FID", ev.fid, "Frechet distance on doppel classifier features (not Inception FID)");
         print_metric("spectral distance", ev.spectral_distance, "mean squared difference of the mean log-power profiles");
         print_metric("precision (k=3)", ev.precision, "generated images inside the real k-NN manifold");
         print_metric("recall (k=3)", ev.recall, "real images inside the generated k-NN manifold");
@@ -872,6 +916,7 @@ done:
     free(z);
     dp_feature_model_free(fm);
     dp_dataset_free(ds);
+    dp_dataset_free(gen_ds);
     dp_gan_sampler_free(sm);
     dp_gan_free(gan);
     dp_ctx_free(ctx);

@@ -3,6 +3,7 @@
  * dp_dataset (so dp_dataset_free releases it). */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -78,9 +79,45 @@ static void default_warn(void *user, const char *msg) {
     fprintf(stderr, "warning: %s\n", msg);
 }
 
+/* The square around the strongest face (side × (1 + 2 margin), moved inside
+ * the image, at most its shorter side), cropped. DP_ERR_NOT_FOUND: no face. */
+static dp_status crop_face(dp_ctx *ctx, const dp_image *img, const dp_gan_face_crop *fc, dp_image *out) {
+    dp_face_box box;
+    int nf = 0;
+    dp_status s = dp_face_detect(fc->det, img, NULL, &box, 1, &nf);
+    if (s != DP_OK) return s;
+    if (nf == 0) return DP_ERR_NOT_FOUND;
+    double m = fc->margin > 0 ? fc->margin : DP_GAN_FACE_MARGIN;
+    double side = (box.w > box.h ? box.w : box.h) * (1.0 + 2.0 * m);
+    int lim = img->width < img->height ? img->width : img->height;
+    int sd = (int)lround(side);
+    if (sd > lim) sd = lim;
+    if (sd < 1) sd = 1;
+    int x0 = (int)lround(box.x + box.w / 2.0 - sd / 2.0), y0 = (int)lround(box.y + box.h / 2.0 - sd / 2.0);
+    if (x0 < 0) x0 = 0;
+    if (y0 < 0) y0 = 0;
+    if (x0 > img->width - sd) x0 = img->width - sd;
+    if (y0 > img->height - sd) y0 = img->height - sd;
+    if ((s = dp_image_alloc(ctx, img->channels, sd, sd, out)) != DP_OK) return s;
+    for (int c = 0; c < img->channels; c++)
+        for (int y = 0; y < sd; y++)
+            memcpy(out->data + ((size_t)c * sd + y) * sd,
+                   img->data + ((size_t)c * img->height + y0 + y) * img->width + x0, sizeof(float) * (size_t)sd);
+    return DP_OK;
+}
+
 dp_status dp_gan_images_from_folder(dp_ctx *ctx, const char *dir, const dp_folder_opts *opts, dp_dataset **out) {
+    return dp_gan_images_from_folder_faces(ctx, dir, opts, NULL, out);
+}
+
+dp_status dp_gan_images_from_folder_faces(dp_ctx *ctx, const char *dir, const dp_folder_opts *opts, dp_gan_face_crop *fc,
+                                          dp_dataset **out) {
     if (!ctx) return DP_ERR_NULL;
     if (!dir || !opts || !out) return dp_error(ctx, DP_ERR_NULL, "dp_gan_images_from_folder: NULL argument");
+    if (fc && !fc->det) return dp_error(ctx, DP_ERR_NULL, "dp_gan_images_from_folder_faces: no face detector");
+    if (fc && !(fc->margin >= 0 && fc->margin <= 4))
+        return dp_error(ctx, DP_ERR_ARG, "dp_gan_images_from_folder_faces: margin %g is outside [0, 4]", (double)fc->margin);
+    if (fc) fc->no_face = 0;
     *out = NULL;
     int C = opts->channels, H = opts->height, W = opts->width;
     if ((C != 1 && C != 3) || H <= 0 || W <= 0 || H > 4096 || W > 4096)
@@ -120,9 +157,18 @@ dp_status dp_gan_images_from_folder(dp_ctx *ctx, const char *dir, const dp_folde
     void (*warn)(void *, const char *) = opts->warn ? opts->warn : default_warn;
     for (int64_t j = 0; j < want; j++) {
         size_t i = (size_t)(want == total ? j : (int64_t)((double)j * (double)total / (double)want));
-        dp_image img = {0}, fit = {0};
+        dp_image img = {0}, fit = {0}, face = {0};
         dp_status s = dp_image_load(ctx, files.s[i], C, &opts->image_limits, &img);
-        if (s == DP_OK) s = dp_image_resize_cover(ctx, &img, H, W, &fit);
+        if (s == DP_OK && fc) {
+            s = crop_face(ctx, &img, fc, &face);
+            if (s == DP_ERR_NOT_FOUND) { /* no face: not an error, counted */
+                fc->no_face++;
+                dp_image_free(ctx, &img);
+                if (opts->progress && ((j + 1) % 64 == 0 || j + 1 == want)) opts->progress(opts->progress_user, j + 1, want);
+                continue;
+            }
+        }
+        if (s == DP_OK) s = dp_image_resize_cover(ctx, fc ? &face : &img, H, W, &fit);
         if (s == DP_OK) {
             uint8_t *dst = ds->pixels + per * (size_t)ds->n;
             for (size_t p = 0; p < per; p++) {
@@ -139,7 +185,13 @@ dp_status dp_gan_images_from_folder(dp_ctx *ctx, const char *dir, const dp_folde
         }
         dp_image_free(ctx, &img);
         dp_image_free(ctx, &fit);
+        dp_image_free(ctx, &face);
         if (opts->progress && ((j + 1) % 64 == 0 || j + 1 == want)) opts->progress(opts->progress_user, j + 1, want);
+    }
+    if (ds->n == 0 && fc && fc->no_face) {
+        st = dp_error(ctx, DP_ERR_NOT_FOUND, "%s: no face found in any of the %lld images (%lld had none, %lld were unreadable)",
+                      dir, (long long)want, (long long)fc->no_face, (long long)ds->skipped);
+        goto done;
     }
     if (ds->n == 0) {
         st = dp_error(ctx, DP_ERR_FORMAT, "%s: none of the %lld images could be read (see the warnings)", dir, (long long)want);

@@ -12,6 +12,7 @@
  *    et al. 2020, the same profile as the spectral detector,
  *    dp_spectral_features) averaged over each set; the distance is the MEAN
  *    SQUARED difference of the two 1-D profiles. */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +272,7 @@ struct dp_feature_model {
     dp_node *x, *feat;
     int c, h, w, dim, batch;
     float mean[3], std[3];
+    char fid_name[96];
 };
 
 static int parse_floats(const char *s, float *v, int n) {
@@ -312,6 +314,24 @@ dp_status dp_feature_model_load(dp_ctx *ctx, const char *path, dp_feature_model 
         dp_free(ctx, m);
         return dp_error(ctx, DP_ERR_FORMAT, "%s: missing or invalid doppel.input / doppel.norm_mean / doppel.norm_std metadata", path);
     }
+    /* The metric's name says whose features it uses: FID-FMNIST-doppelcnn for a
+     * classifier of Fashion-MNIST, FID-<folder>-doppelenc for one trained on a
+     * folder (e.g. FID-faces-doppelenc, models/doppel-faceenc.safetensors). */
+    char dsn[4096];
+    if (dp_checkpoint_meta(ctx, path, "doppel.dataset", dsn, sizeof dsn) == DP_OK && strcmp(dsn, "fashion-mnist")) {
+        size_t L = strlen(dsn);
+        while (L > 1 && dsn[L - 1] == '/') dsn[--L] = 0;
+        const char *b = strrchr(dsn, '/');
+        b = b ? b + 1 : dsn;
+        char clean[48];
+        size_t k = 0;
+        for (; *b && k + 1 < sizeof clean; b++)
+            if (isalnum((unsigned char)*b) || *b == '-' || *b == '_') clean[k++] = *b;
+        clean[k] = 0;
+        snprintf(m->fid_name, sizeof m->fid_name, "FID-%s-doppelenc", k ? clean : "folder");
+    } else {
+        snprintf(m->fid_name, sizeof m->fid_name, "FID-FMNIST-doppelcnn");
+    }
     dp_ctx_clear_error(ctx);
     /* The classifier of `doppel classify` up to its penultimate layer (same
      * parameter names; fc2 is in the file but not needed). */
@@ -350,6 +370,7 @@ void dp_feature_model_free(dp_feature_model *m) {
     dp_free(m->ctx, m);
 }
 int dp_feature_model_dim(const dp_feature_model *m) { return m ? m->dim : 0; }
+const char *dp_feature_model_fid_name(const dp_feature_model *m) { return m ? m->fid_name : "FID"; }
 void dp_feature_model_shape(const dp_feature_model *m, int *c, int *h, int *w) {
     if (c) *c = m ? m->c : 0;
     if (h) *h = m ? m->h : 0;
@@ -376,10 +397,28 @@ dp_status dp_feature_model_run(dp_feature_model *m, const float *imgs, int64_t n
 }
 
 /* ------------------------------------------------------------ all of them */
+/* planes [np,h,w] → [np,h/f,w/f], each output pixel the mean of an f×f block. */
+static void box_shrink(const float *src, int64_t np, int h, int w, int f, float *dst) {
+    int oh = h / f, ow = w / f;
+    float inv = 1.0f / (float)(f * f);
+    for (int64_t p = 0; p < np; p++) {
+        const float *s = src + p * h * w;
+        float *d = dst + p * oh * ow;
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++) {
+                float acc = 0;
+                for (int dy = 0; dy < f; dy++)
+                    for (int dx = 0; dx < f; dx++) acc += s[(y * f + dy) * w + x * f + dx];
+                d[y * ow + x] = acc * inv;
+            }
+    }
+}
+
 dp_status dp_gan_eval_images(dp_ctx *ctx, dp_feature_model *fm, const float *real, int64_t nr, const float *fake, int64_t nf,
                              int c, int h, int w, dp_gan_eval *out) {
     if (!real || !fake || !out) return dp_error(ctx, DP_ERR_NULL, "dp_gan_eval_images: NULL argument");
     out->fid = out->spectral_distance = out->precision = out->recall = NAN;
+    out->fid_name[0] = 0;
     out->n_real = nr;
     out->n_fake = nf;
     int nb = h / 2;
@@ -391,15 +430,37 @@ dp_status dp_gan_eval_images(dp_ctx *ctx, dp_feature_model *fm, const float *rea
     if (!fm) return DP_OK;
     int fc, fh, fw;
     dp_feature_model_shape(fm, &fc, &fh, &fw);
-    if (fc != c || fh != h || fw != w)
-        return dp_error(ctx, DP_ERR_SHAPE, "the feature model takes %dx%dx%d images, these are %dx%dx%d", fc, fh, fw, c, h, w);
+    snprintf(out->fid_name, sizeof out->fid_name, "%s", dp_feature_model_fid_name(fm));
+    /* Images an integer factor larger than the model's input are shrunk by
+     * averaging f×f blocks (64×64 generators, 32×32 face encoder). */
+    int f = fh > 0 ? h / fh : 0;
+    if (fc != c || f < 1 || fh * f != h || fw * f != w)
+        return dp_error(ctx, DP_ERR_SHAPE, "the feature model takes %dx%dx%d images (or an integer multiple of that side), these are %dx%dx%d",
+                        fc, fh, fw, c, h, w);
     int d = dp_feature_model_dim(fm);
+    int64_t small = (int64_t)c * fh * fw;
     float *fr = dp_malloc(ctx, sizeof(float) * (size_t)(nr + nf) * (size_t)d);
-    if (!fr) return dp_error(ctx, DP_ERR_NOMEM, "dp_gan_eval_images: out of memory for %lld feature vectors", (long long)(nr + nf));
+    float *tmp = f > 1 ? dp_malloc(ctx, sizeof(float) * (size_t)((nr > nf ? nr : nf) * small)) : NULL;
+    if (!fr || (f > 1 && !tmp)) {
+        dp_free(ctx, fr);
+        dp_free(ctx, tmp);
+        return dp_error(ctx, DP_ERR_NOMEM, "dp_gan_eval_images: out of memory for %lld feature vectors", (long long)(nr + nf));
+    }
     float *ff = fr + nr * d;
-    if ((s = dp_feature_model_run(fm, real, nr, fr)) == DP_OK && (s = dp_feature_model_run(fm, fake, nf, ff)) == DP_OK &&
-        (s = dp_fid_from_features(ctx, fr, nr, ff, nf, d, &out->fid)) == DP_OK)
+    const float *sets[2] = {real, fake};
+    int64_t ns[2] = {nr, nf};
+    float *outs[2] = {fr, ff};
+    for (int k = 0; k < 2 && s == DP_OK; k++) {
+        const float *in = sets[k];
+        if (f > 1) {
+            box_shrink(sets[k], ns[k] * c, h, w, f, tmp);
+            in = tmp;
+        }
+        s = dp_feature_model_run(fm, in, ns[k], outs[k]);
+    }
+    if (s == DP_OK && (s = dp_fid_from_features(ctx, fr, nr, ff, nf, d, &out->fid)) == DP_OK)
         s = dp_precision_recall(ctx, fr, nr, ff, nf, d, DP_PR_K, &out->precision, &out->recall);
+    dp_free(ctx, tmp);
     dp_free(ctx, fr);
     return s;
 }
@@ -435,6 +496,7 @@ int dp_gan_eval_json(const dp_gan_eval *e, const char *feature_model, const char
     char *p = buf, *end = buf + n - 2;
     *p++ = '{';
     json_num(&p, end, "fid_doppelcnn", e->fid, 1);
+    json_strv(&p, end, "fid_name", e->fid_name[0] ? e->fid_name : NULL);
     json_num(&p, end, "spectral_distance", e->spectral_distance, 0);
     json_num(&p, end, "precision", e->precision, 0);
     json_num(&p, end, "recall", e->recall, 0);

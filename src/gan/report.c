@@ -241,7 +241,11 @@ static void eval_section(FILE *f, const char *path) {
         cJSON_Delete(j);
         return;
     }
-    fputs("<p>From the last <code>doppel gan eval</code> (RUN/eval.json). <b>FID-FMNIST-doppelcnn</b> is a Fréchet "
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(j, "fid_name");
+    const char *fid_name = cJSON_IsString(fn) && fn->valuestring[0] ? fn->valuestring : "FID-FMNIST-doppelcnn";
+    fputs("<p>From the last <code>doppel gan eval</code> (RUN/eval.json). <b>", f);
+    html_text(f, fid_name);
+    fputs("</b> is a Fréchet "
           "distance on the features of a classifier doppel trained itself, <b>not</b> Inception FID: compare it only "
           "with the same feature model (real-vs-real and untrained-generator calibrations are in docs/gan.md). "
           "Spectral distance: mean squared difference of the mean azimuthal log power spectra. Precision/recall: "
@@ -250,7 +254,12 @@ static void eval_section(FILE *f, const char *path) {
     for (cJSON *it = j->child; it; it = it->next) {
         if (!it->string) continue;
         fputs("<tr><th>", f);
-        html_text(f, !strcmp(it->string, "fid_doppelcnn") ? "FID-FMNIST-doppelcnn (fid_doppelcnn)" : it->string);
+        if (!strcmp(it->string, "fid_doppelcnn")) {
+            html_text(f, fid_name);
+            fputs(" (fid_doppelcnn)", f);
+        } else {
+            html_text(f, it->string);
+        }
         fputs("</th><td>", f);
         if (cJSON_IsNumber(it)) fprintf(f, "%.6g", it->valuedouble);
         else if (cJSON_IsString(it)) html_text(f, it->valuestring);
