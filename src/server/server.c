@@ -293,9 +293,16 @@ static enum MHD_Result start_upload(struct MHD_Connection *c, req *q) {
         q->declared = 1;
         char *end;
         unsigned long long v = strtoull(cl, &end, 10);
-        if (end == cl || (long long)v > s->o.max_upload || v > (unsigned long long)INT64_MAX)
+        if (end == cl || v > (unsigned long long)INT64_MAX || (long long)v > 4 * s->o.max_upload)
             return send_error(c, q, 413, "too_large", "the body is %s bytes; this server takes at most %lld (--max-upload)",
                               cl, (long long)s->o.max_upload);
+        if ((long long)v > s->o.max_upload) {
+            /* A little over the limit: read and drop the body, then answer
+             * 413, so that a browser sees the answer rather than a reset
+             * connection. Far over it (a 2 GB body): answered at once. */
+            q->too_large = 1;
+            return MHD_YES;
+        }
     }
     const char *ct = content_type(c);
     int image_type = type_is(ct, "image/png") || type_is(ct, "image/jpeg") || type_is(ct, "image/webp");
