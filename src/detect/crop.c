@@ -46,6 +46,9 @@ dp_status dp_crop_policy_parse(dp_ctx *ctx, const char *s, dp_crop_policy *p) {
         double v = strtod(q, &end);
         if (end == q) return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': '%s' has no number", s, key);
         q = end;
+        /* work and size become ints: a value outside int's range (1e300, nan) would be undefined to convert */
+        if ((!strcmp(key, "work") || !strcmp(key, "size")) && !(v >= 0 && v <= 65536))
+            return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': %s is out of range", s, key);
         if (!strcmp(key, "inner")) r.inner = (float)v, seen |= 1;
         else if (!strcmp(key, "margin")) r.margin = (float)v, seen |= 2;
         else if (!strcmp(key, "shift")) r.shift = (float)v, seen |= 4;
