@@ -1,0 +1,44 @@
+#!/bin/sh
+# Runs every libFuzzer target of BUILD (made with -DDP_FUZZ=ON) for SECONDS each, one after
+# the other, starting from the committed seeds in fuzz/corpus/<target>/. New inputs go to
+# BUILD/fuzz-work/<target>/ (not into git); a crash, leak, timeout or out-of-memory leaves
+# its input in BUILD/fuzz-crashes/ and makes the script exit 1 after all targets ran.
+#   scripts/fuzz.sh BUILD SECONDS [TARGET...]      (make fuzz FUZZ_SECONDS=N does this)
+# FUZZ_JOBS=N runs N processes per target (default 1); FUZZ_NICE sets the nice level (19).
+set -u
+build=${1:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
+secs=${2:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
+shift 2
+src=$(cd "$(dirname "$0")/.." && pwd)
+targets=${*:-"image idx safetensors model cascade keras cli"}
+nice_level=${FUZZ_NICE:-19}
+mkdir -p "$build/fuzz-work" "$build/fuzz-crashes" "$build/fuzz-logs"
+failed=""
+for t in $targets; do
+    bin="$build/fuzz/fuzz_$t"
+    if [ ! -x "$bin" ]; then
+        echo "fuzz: $bin is missing (build with -DDP_FUZZ=ON)" >&2
+        failed="$failed $t"
+        continue
+    fi
+    mkdir -p "$build/fuzz-work/$t"
+    log="$build/fuzz-logs/$t.log"
+    start=$(date +%s)
+    # -rss_limit_mb: ASan's shadow included; -timeout: a single input taking longer is a hang.
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        nice -n "$nice_level" "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=262144 \
+        -print_final_stats=1 -artifact_prefix="$build/fuzz-crashes/$t-" \
+        "$build/fuzz-work/$t" "$src/fuzz/corpus/$t" >"$log" 2>&1
+    rc=$?
+    end=$(date +%s)
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo "?")
+    printf 'fuzz %-12s %4ds  %10s execs  cov %5s  %s\n' "$t" "$((end - start))" "$execs" "$cov" \
+        "$([ $rc -eq 0 ] && echo ok || echo "FAILED (rc $rc, see $log)")"
+    [ $rc -eq 0 ] || failed="$failed $t"
+done
+if [ -n "$failed" ]; then
+    echo "fuzz: failures in:$failed (inputs in $build/fuzz-crashes/)" >&2
+    exit 1
+fi
+exit 0
