@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-fast test-asan demo gan-demo bench install clean format
+.PHONY: all deps build test test-fast test-asan demo gan-demo bench install clean format fuzz fuzz-build fuzz-corpus valgrind
 
 all: build
 
@@ -58,6 +58,31 @@ BENCH_ARGS ?=
 bench: build
 	-@scripts/install-peers.sh
 	$(BUILD)/doppel bench $(BENCH_ARGS)
+
+# libFuzzer targets (fuzz/, docs/security.md), built with clang + ASan + UBSan in $(FUZZ_BUILD), then each run for
+# FUZZ_SECONDS from the seeds in fuzz/corpus/ (FUZZ_TARGETS="image idx" picks some). CI runs 30 s each.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz-build:
+	@scripts/install-deps.sh test
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDP_FUZZ=ON -DDP_BUILD_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Rewrites the committed seeds from doppel's own writers (fuzz/gen_corpus.c).
+fuzz-corpus: fuzz-build
+	$(FUZZ_BUILD)/fuzz/fuzz_gen fuzz/corpus .
+
+# The main paths under valgrind memcheck (definite/indirect leaks and invalid accesses fail it).
+VALGRIND_BUILD ?= build-valgrind
+valgrind:
+	@scripts/install-deps.sh test
+	cmake -S . -B $(VALGRIND_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build $(VALGRIND_BUILD) -j $(JOBS)
+	scripts/valgrind.sh $(VALGRIND_BUILD)
 
 install: build
 	cmake --install $(BUILD)
