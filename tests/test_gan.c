@@ -828,6 +828,23 @@ static void test_cli(void **state) {
     expect_cli(args, 1, "err.txt", "nothing");
     snprintf(args, sizeof args, "gan sample --model %s -n 3 --grid %s", run1, tpath("g.gif"));
     expect_cli(args, 2, "err.txt", "--grid must end");
+    /* export: G alone, the same model id, and sample reads it */
+    snprintf(args, sizeof args, "gan export --model %s --out %s", run1, tpath("g.safetensors"));
+    expect_cli(args, 0, "out.txt", "no discriminator");
+    snprintf(args, sizeof args, "gan export --model %s --out %s", run1, tpath("g.bin"));
+    expect_cli(args, 2, "err.txt", "--out must end in .safetensors");
+    {
+        dp_gan_sampler *s1 = NULL, *s2 = NULL;
+        snprintf(p, sizeof p, "%s/ckpt.safetensors", run1);
+        OK(dp_gan_sampler_load(ctx, p, 0, &s1));
+        OK(dp_gan_sampler_load(ctx, tpath("g.safetensors"), 0, &s2));
+        assert_int_equal(dp_gan_sampler_model_id(s1), dp_gan_sampler_model_id(s2));
+        assert_int_equal(dp_gan_sampler_step(s1), dp_gan_sampler_step(s2));
+        dp_gan_sampler_free(s1);
+        dp_gan_sampler_free(s2);
+    }
+    snprintf(args, sizeof args, "gan sample --model %s -n 2 --grid %s", tpath("g.safetensors"), tpath("g3.png"));
+    expect_cli(args, 0, "out.txt", "2 images");
 
     /* an image folder (grey 28x28 for dcgan28) */
     mkdir(tpath("imgs"), 0777);

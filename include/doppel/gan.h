@@ -152,6 +152,11 @@ int64_t dp_gan_sampler_step(const dp_gan_sampler *s); /* the checkpoint's step *
 uint32_t dp_gan_sampler_model_id(const dp_gan_sampler *s); /* computed from the loaded weights */
 /* z [n,nz] → out [n,C,H,W] in [0,1]. */
 dp_status dp_gan_sampler_generate(dp_gan_sampler *s, const float *z, int64_t n, float *out);
+/* Write G alone (its tensors with their G.* names, batch-norm running
+ * statistics included; no D, no optimiser): a generator to ship
+ * (`doppel gan export`). dp_gan_sampler_load reads it back with the same
+ * model id. extra: more metadata key/value pairs, NULL-terminated (may be NULL). */
+dp_status dp_gan_sampler_save(dp_gan_sampler *s, const char *path, const char *const *extra);
 
 /* count values of N(0,1) into z. truncation > 0: every value with
  * |z| > truncation is redrawn (a truncated normal); 0 = none. Values below

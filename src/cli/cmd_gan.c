@@ -27,6 +27,7 @@ static const char *const usage_text =
     "       doppel gan sample --model RUN|FILE (--grid FILE | --out DIR) [options]\n"
     "       doppel gan eval (--model RUN|FILE | --images DIR | --untrained | --real-vs-real) --features CLASSIFIER [options]\n"
     "       doppel gan report --run RUN\n"
+    "       doppel gan export --model RUN|FILE --out FILE   (the generator alone, to ship)\n"
     "\n"
     "Train a DCGAN, or generate images with one. Every image doppel writes is labelled as\n"
     "AI-generated (metadata + invisible watermark carrying the model id).\n"
@@ -923,6 +924,40 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------ export */
+static int cmd_export(int argc, char **argv) {
+    opts o = {.cmd = "export"};
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
+    if (!o.model || !o.out) return usage_error(&o, "--model RUN|FILE and --out FILE are required");
+    if (argc != 4) return usage_error(&o, "export takes only --model and --out");
+    if (!ends_with(o.out, ".safetensors")) return usage_error(&o, "--out must end in .safetensors");
+    char model[4200];
+    if (is_dir(o.model)) snprintf(model, sizeof model, "%s/ckpt.safetensors", o.model);
+    else snprintf(model, sizeof model, "%s", o.model);
+    dp_ctx *ctx = NULL;
+    dp_gan_sampler *sm = NULL;
+    dp_status s = dp_ctx_new(&(dp_ctx_opts){.threads = 1, .seed = 1}, &ctx);
+    if (s != DP_OK) return fail(&o, s, "cannot create a context", "");
+    rc = 1;
+    char data[4200] = "";
+    const char *extra[3] = {NULL};
+    if (dp_checkpoint_meta(ctx, model, "doppel.gan.data", data, sizeof data) == DP_OK)
+        extra[0] = "doppel.gan.data", extra[1] = data;
+    dp_ctx_clear_error(ctx);
+    if ((s = dp_gan_sampler_load(ctx, model, 1, &sm)) != DP_OK || (s = dp_gan_sampler_save(sm, o.out, extra)) != DP_OK) {
+        fail(&o, s, "", dp_ctx_error(ctx));
+    } else {
+        printf("%s: %s generator of %s (step %lld, model id %08x), no discriminator or optimiser\n", o.out,
+               dp_gan_arch_name(dp_gan_sampler_arch(sm)), model, (long long)dp_gan_sampler_step(sm),
+               (unsigned)dp_gan_sampler_model_id(sm));
+        rc = 0;
+    }
+    dp_gan_sampler_free(sm);
+    dp_ctx_free(ctx);
+    return rc;
+}
+
 /* ------------------------------------------------------------ report */
 static int cmd_report(int argc, char **argv) {
     opts o = {.cmd = "report"};
@@ -958,7 +993,8 @@ int cmd_gan(int argc, char **argv) {
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(argv[1], "report")) return cmd_report(argc - 2, argv + 2);
-    fprintf(stderr, "doppel gan: unknown subcommand '%s' (train, sample, eval or report; see 'doppel gan --help')\n",
+    if (!strcmp(argv[1], "export")) return cmd_export(argc - 2, argv + 2);
+    fprintf(stderr, "doppel gan: unknown subcommand '%s' (train, sample, eval, report or export; see 'doppel gan --help')\n",
             argv[1]);
     return 2;
 }

@@ -230,6 +230,21 @@ dp_status dp_gan_sampler_load(dp_ctx *ctx, const char *path, int batch, dp_gan_s
     return DP_OK;
 }
 
+dp_status dp_gan_sampler_save(dp_gan_sampler *s, const char *path, const char *const *extra) {
+    if (!s || !path) return dp_error(s ? s->ctx : NULL, DP_ERR_NULL, "dp_gan_sampler_save: NULL argument");
+    char archm[32], nz[32], step[32], id[32];
+    snprintf(archm, sizeof archm, "gan-%s", dp_gan_arch_name(s->arch));
+    snprintf(nz, sizeof nz, "%d", s->gen.nz);
+    snprintf(step, sizeof step, "%lld", (long long)s->step);
+    snprintf(id, sizeof id, "%08x", (unsigned)s->model_id);
+    const char *meta[40] = {"doppel.task", "gan", "doppel.gan.arch", dp_gan_arch_name(s->arch), "doppel.gan.nz", nz,
+                            "doppel.gan.step", step, "doppel.gan.model_id", id, "doppel.gan.generator_only", "1"};
+    int k = 12;
+    for (int i = 0; extra && extra[i] && extra[i + 1] && k < 38; i += 2) meta[k++] = extra[i], meta[k++] = extra[i + 1];
+    meta[k] = NULL;
+    return dp_checkpoint_save(path, s->ps, NULL, archm, meta);
+}
+
 dp_gan_arch dp_gan_sampler_arch(const dp_gan_sampler *s) { return s ? s->arch : DP_GAN_DCGAN28; }
 int dp_gan_sampler_nz(const dp_gan_sampler *s) { return s ? s->gen.nz : 0; }
 int64_t dp_gan_sampler_step(const dp_gan_sampler *s) { return s ? s->step : 0; }
