@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "doppel/doppel.h"
+#include "util/files.h"
 #ifdef DP_HAVE_FFMPEG
 #include "doppel/video.h"
 #endif
@@ -226,18 +227,6 @@ static unsigned char *IMG;      /* a PNG with a face */
 static size_t IMG_N;
 static char IMG_PATH[512];
 
-static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    fclose(f);
-    return b;
-}
-
 static void sleep_ms(int ms) {
     struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&t, NULL);
@@ -263,7 +252,7 @@ static int setup(void **state) {
         dp_image_free(ctx, &im);
         dp_ctx_free(ctx);
     }
-    IMG = read_file(IMG_PATH, &IMG_N);
+    IMG = dp_test_read_file(IMG_PATH, &IMG_N);
     if (!IMG) return -1;
     const char *args[] = {"--max-upload", "4", NULL};
     return server_start(&S, args) ? 0 : -1;
@@ -693,7 +682,7 @@ static void test_scan(void **state) {
     dp_status st = dp_video_write_test(ctx, vp, &sm, quick() ? 6 : 12, 6, 0, 0);
     if (st != DP_OK) fprintf(stderr, "dp_video_write_test: %s\n", dp_ctx_error(ctx));
     size_t n = 0;
-    unsigned char *v = st == DP_OK ? read_file(vp, &n) : NULL;
+    unsigned char *v = st == DP_OK ? dp_test_read_file(vp, &n) : NULL;
     unlink(vp);
     rmdir(dir);
     dp_image_free(ctx, &im);

@@ -97,8 +97,11 @@ function drawHeat(img, f) {
     const n = h.side, tile = document.createElement('canvas');
     tile.width = n; tile.height = n;
     const tg = tile.getContext('2d'), data = tg.createImageData(n, n);
+    // the grid is relative to its strongest cell; a map whose strongest cell moved the score by
+    // less than 5 points is drawn fainter (it says little)
+    const k = Math.min(1, (h.max || 0) / 0.05);
     for (let i = 0; i < n * n; i++) {
-      const a = h.values[i] / 255;
+      const a = k * h.values[i] / 255;
       data.data[4 * i] = 255; data.data[4 * i + 1] = 20; data.data[4 * i + 2] = 20;
       data.data[4 * i + 3] = Math.round(200 * a);
     }
@@ -107,7 +110,7 @@ function drawHeat(img, f) {
     g.drawImage(tile, 0, 0, 192, 192);
     c.dataset.heat = '1';
   }
-  c.setAttribute('aria-label', h ? 'Heat map: the redder, the more hiding that part lowered the score'
+  c.setAttribute('aria-label', h ? `Heat map: the redder, the more hiding that part lowered the score (at most by ${pct(h.max || 0)})`
     : 'The face crop (no heat map)');
   return c;
 }
@@ -142,7 +145,7 @@ function faceRow(img, f, i, res) {
     el('dt', { text: 'detectors' }), el('dd', { text: `Meso-4 ${pct(det.meso4 || 0)}, spectral ${pct(det.spectral || 0)}` }));
   if (f.fallback) dl.append(el('dt', { text: 'note' }), el('dd', { text: 'no face found: the centre of the image was scored' }));
   return el('div', { class: 'face' },
-    el('figure', {}, drawHeat(img, f), el('figcaption', { text: `face ${i + 1}${f.heatmap ? ': heat map' : ''}` })),
+    el('figure', {}, drawHeat(img, f), el('figcaption', { text: `face ${i + 1}${!f.heatmap ? '' : f.heatmap.max < 0.005 ? ': heat map flat (hiding no part lowered the score)' : `: heat map (hiding the reddest part lowers the score by ${pct(f.heatmap.max)})`}` })),
     dl);
 }
 
