@@ -1,7 +1,7 @@
 /* Writes the seed corpora of the fuzz targets: fuzz_gen OUTDIR (make fuzz-corpus
  * regenerates fuzz/corpus/). Every seed is made by doppel's own writers (or, for
  * formats doppel does not write, by the library doppel reads them with), small,
- * and deterministic. */
+ * and the same on every run (but for the timestamps libhdf5 writes into the Keras file). */
 #include "fuzz_common.h" /* first: it asks for _GNU_SOURCE */
 
 #include <errno.h>
@@ -234,6 +234,45 @@ static void cli(void) {
     write_bytes("cli", "gan-sample", e, sizeof e - 1);
 }
 
+/* HTTP requests for doppel serve (fuzz_http): the API's routes, a multipart upload, a raw upload. */
+static void http(void) {
+    static const char get[] = "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    static const char page[] = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    static const char models[] = "GET /api/v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    write_bytes("http", "health", get, sizeof get - 1);
+    write_bytes("http", "page", page, sizeof page - 1);
+    write_bytes("http", "models", models, sizeof models - 1);
+    /* an image upload, raw and as multipart */
+    dp_image img = pattern(3, 16, 16);
+    const char *png = seed_path("http", "tmp.png");
+    if (dp_image_save_png(ctx, png, &img) != DP_OK) die("png");
+    dp_image_free(ctx, &img);
+    uint8_t pix[4096];
+    FILE *f = fopen(png, "rb");
+    size_t n = f ? fread(pix, 1, sizeof pix, f) : 0;
+    if (f) fclose(f);
+    remove(png);
+    char req[8192];
+    int k = snprintf(req, sizeof req,
+                     "POST /api/v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                     "Content-Length: %zu\r\n\r\n", n);
+    memcpy(req + k, pix, n);
+    write_bytes("http", "detect-raw", req, (size_t)k + n);
+    static const char b[] = "XyZbOuNdArY";
+    char body[6000];
+    int bl = snprintf(body, sizeof body,
+                      "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                      "Content-Type: image/png\r\n\r\n", b);
+    memcpy(body + bl, pix, n);
+    bl += (int)n;
+    bl += snprintf(body + bl, sizeof body - (size_t)bl, "\r\n--%s--\r\n", b);
+    k = snprintf(req, sizeof req,
+                 "POST /api/v1/detect?heatmap=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n", b, bl);
+    memcpy(req + k, body, (size_t)bl);
+    write_bytes("http", "detect-multipart", req, (size_t)k + (size_t)bl);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: fuzz_gen OUTDIR SOURCE_DIR (writes OUTDIR/<target>/...)\n");
@@ -253,6 +292,7 @@ int main(int argc, char **argv) {
     copy_file(p, "cascade", "face_tiny_lbp.xml");
     keras();
     cli();
+    http();
     dp_ctx_free(ctx);
     return 0;
 }

@@ -10,12 +10,16 @@ build=${1:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
 secs=${2:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
 shift 2
 src=$(cd "$(dirname "$0")/.." && pwd)
-targets=${*:-"image idx safetensors model cascade keras cli"}
+targets=${*:-"image idx safetensors model cascade keras cli http"}
 nice_level=${FUZZ_NICE:-19}
 mkdir -p "$build/fuzz-work" "$build/fuzz-crashes" "$build/fuzz-logs"
 failed=""
 for t in $targets; do
     bin="$build/fuzz/fuzz_$t"
+    if [ ! -x "$bin" ] && [ "$t" = http ] && [ $# -eq 0 ]; then
+        echo "fuzz http: skipped (built without libmicrohttpd: no doppel serve)"
+        continue
+    fi
     if [ ! -x "$bin" ]; then
         echo "fuzz: $bin is missing (build with -DDP_FUZZ=ON)" >&2
         failed="$failed $t"
@@ -25,15 +29,19 @@ for t in $targets; do
     log="$build/fuzz-logs/$t.log"
     start=$(date +%s)
     # -rss_limit_mb: ASan's shadow included; -timeout: a single input taking longer is a hang.
+    timer=""
+    [ -x /usr/bin/time ] && timer="/usr/bin/time -o $build/fuzz-logs/$t.cpu -f %U+%S"
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        nice -n "$nice_level" "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=262144 \
+        $timer nice -n "$nice_level" "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=262144 \
         -print_final_stats=1 -artifact_prefix="$build/fuzz-crashes/$t-" \
         "$build/fuzz-work/$t" "$src/fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
+    cpu="?"
+    [ -s "$build/fuzz-logs/$t.cpu" ] && cpu=$(tail -1 "$build/fuzz-logs/$t.cpu" | awk -F+ 'NF == 2 {printf "%.0f", $1 + $2}')
     end=$(date +%s)
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo "?")
-    printf 'fuzz %-12s %4ds  %10s execs  cov %5s  %s\n' "$t" "$((end - start))" "$execs" "$cov" \
+    printf 'fuzz %-12s %5ds wall %8s s CPU %10s execs  cov %5s  %s\n' "$t" "$((end - start))" "$cpu" "$execs" "$cov" \
         "$([ $rc -eq 0 ] && echo ok || echo "FAILED (rc $rc, see $log)")"
     [ $rc -eq 0 ] || failed="$failed $t"
 done
