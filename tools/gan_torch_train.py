@@ -14,9 +14,12 @@ generators.
   OPENBLAS_NUM_THREADS=1 nice -n 10 /usr/bin/python3 tools/gan_torch_train.py \
       --arch dcgan28 --data fashion-mnist --steps 1000 --batch 64 --seed 1 --out runs/torch28-s1
 
-Writes OUT/metrics.csv (step,time,loss_d,loss_g,d_real,d_fake), OUT/grid.png
-(64 samples), OUT/samples/sample_NNNNNN.png (--n, default 1000), OUT/G.pt and
-OUT/run.json (configuration, training wall time in seconds, steps per second).
+Writes OUT/metrics.csv (step,time,loss_d,loss_g,d_real,d_fake: `doppel gan report
+--run OUT` draws it), OUT/samples/step_NNNNNN.png (8x8 grids of a fixed noise batch,
+G in eval mode, every --sample-every steps and at the end, as doppel's runs),
+OUT/png/sample_NNNNNN.png (--n, default 1000: `doppel gan eval --images OUT/png`),
+OUT/G.pt and OUT/run.json (configuration, training wall time in seconds without the
+grids, steps per second).
 """
 import argparse, csv, gzip, json, os, struct, sys, time
 
@@ -85,6 +88,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=1000, help="samples written for doppel gan eval")
+    ap.add_argument("--sample-every", type=int, default=0, help="a grid every N steps (0: at the end only)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -100,6 +104,7 @@ def main():
     if data.shape[2] != side:
         raise SystemExit(f"data is {data.shape[2]}x{data.shape[3]}, {a.arch} needs {side}x{side}")
     os.makedirs(os.path.join(a.out, "samples"), exist_ok=True)
+    os.makedirs(os.path.join(a.out, "png"), exist_ok=True)
     crit = nn.BCELoss()
     oD = torch.optim.Adam(D.parameters(), lr=a.lr, betas=(0.5, 0.999))
     oG = torch.optim.Adam(G.parameters(), lr=a.lr, betas=(0.5, 0.999))
@@ -111,6 +116,21 @@ def main():
     log = open(os.path.join(a.out, "metrics.csv"), "w", newline="")
     w = csv.writer(log)
     w.writerow(["step", "time", "loss_d", "loss_g", "d_real", "d_fake"])
+    fixed = torch.randn(64, 100, 1, 1, generator=torch.Generator().manual_seed(2000 + a.seed))
+    t_grids = 0.0
+
+    def write_grid(step):
+        G.eval()
+        with torch.no_grad():
+            g = G(fixed)
+        G.train()
+        c, h, wd = g.shape[1:]
+        grid = torch.ones(c, 8 * (h + 2) + 2, 8 * (wd + 2) + 2)
+        for i in range(64):
+            r, q = divmod(i, 8)
+            grid[:, 2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (wd + 2):2 + q * (wd + 2) + wd] = g[i]
+        save_png(grid, os.path.join(a.out, "samples", f"step_{step:06d}.png"))
+
     t0 = time.time()
     for step in range(1, a.steps + 1):
         if pos == per_pass:
@@ -131,33 +151,28 @@ def main():
         oG.step()
         w.writerow([step, f"{time.time() - t0:.3f}", f"{ld.item():.9g}", f"{lg.item():.9g}",
                     f"{out_r.mean().item():.6g}", f"{out_f.mean().item():.6g}"])
+        if (a.sample_every and step % a.sample_every == 0) or step == a.steps:
+            tg = time.time()
+            write_grid(step)
+            t_grids += time.time() - tg
         if step % max(1, a.steps // 10) == 0 or step == a.steps:
             el = time.time() - t0
             print(f"step {step}/{a.steps}  {step * B / el:.1f} img/s  D {ld.item():.3f}  G {lg.item():.3f}  "
                   f"D(x) {out_r.mean().item():.3f}  D(G(z)) {out_f.mean().item():.3f}  {el:.0f} s", flush=True)
-    train_s = time.time() - t0
+    train_s = time.time() - t0 - t_grids
     log.close()
     G.eval()
     zg = torch.Generator().manual_seed(1000 + a.seed)
     with torch.no_grad():
         imgs = torch.cat([G(torch.randn(min(250, a.n - i), 100, 1, 1, generator=zg)) for i in range(0, a.n, 250)])
     for i in range(a.n):
-        save_png(imgs[i], os.path.join(a.out, "samples", f"sample_{i:06d}.png"))
-    g = imgs[:64]
-    if g.shape[0] < 64:  # fewer samples than a grid: repeat them
-        g = g.repeat((64 + g.shape[0] - 1) // g.shape[0], 1, 1, 1)[:64]
-    c, h, wd = g.shape[1:]
-    grid = torch.ones(c, 8 * (h + 2) + 2, 8 * (wd + 2) + 2)
-    for i in range(64):
-        r, q = divmod(i, 8)
-        grid[:, 2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (wd + 2):2 + q * (wd + 2) + wd] = g[i]
-    save_png(grid, os.path.join(a.out, "grid.png"))
+        save_png(imgs[i], os.path.join(a.out, "png", f"sample_{i:06d}.png"))
     torch.save(G.state_dict(), os.path.join(a.out, "G.pt"))
     info = dict(vars(a), train_wall_s=round(train_s, 1), steps_per_s=round(a.steps / train_s, 4),
                 torch=torch.__version__, images=n)
     with open(os.path.join(a.out, "run.json"), "w") as f:
         json.dump(info, f, indent=1)
-    print(f"trained {a.steps} steps in {train_s:.1f} s; {a.n} samples in {a.out}/samples", flush=True)
+    print(f"trained {a.steps} steps in {train_s:.1f} s; {a.n} samples in {a.out}/png", flush=True)
 
 
 if __name__ == "__main__":
