@@ -87,9 +87,10 @@ static int walk(const char *dir, flist *out, int depth) {
 /* ------------------------------------------------------------ options */
 typedef struct opts {
     const char *cmd;
-    const char *real[MAX_DIRS], *fake[MAX_DIRS], *val_source[MAX_DIRS];
-    int n_real, n_fake, n_val_source;
-    const char *out, *model, *arch, *report, *explain, *run, *face_cache;
+    const char *real[MAX_DIRS], *fake[MAX_DIRS], *val_source[MAX_DIRS], *score_files[MAX_DIRS];
+    int n_real, n_fake, n_val_source, n_scores;
+    const char *out, *model, *arch, *report, *explain, *run, *face_cache, *scores;
+    double max_fpr;
     float t_real, t_fake; /* --thresholds (train); 0,0: the defaults */
     int epochs, batch, threads, json, csv, quiet, resume, size, work, patience, no_robust, spectral_only;
     int64_t limit, steps;
@@ -112,6 +113,7 @@ static const char *const usage_text =
     "usage: doppel detect IMAGE|DIR... [--json] [--csv] [--explain OUT.png] [--model M]\n"
     "       doppel detect train --real DIR... --fake DIR... [--arch meso4|spectral] --out M [options]\n"
     "       doppel detect eval  --real DIR... --fake DIR... [--model M] [--json] [--report OUT.html]\n"
+    "       doppel detect calibrate --scores CSV... [--model M] [--max-fpr X] --out M2\n"
     "\n"
     "Says whether each face in each image is real or AI-generated: finds the faces (Viola-Jones),\n"
     "crops each one by the model's crop policy, scores it with Meso-4 and a spectral detector, fuses\n"
@@ -140,6 +142,11 @@ static const char *const usage_text =
     "  --thresholds R,F  verdict thresholds stored in the model: real below R, fake from F (0.3,0.7)\n"
     "  --face-cache FILE face boxes found earlier (path, size, mtime -> box); read, extended, written\n"
     "                    back, so later runs on the same files skip face finding\n"
+    "  --scores CSV      raw scores of the test split and the held-out source, for 'calibrate'\n"
+    "calibrate:\n"
+    "  --scores CSV      one per leave-one-source-out run; the fusion and the thresholds are fitted\n"
+    "                    on them (each fold also scored with the other folds' fit: the honest figure)\n"
+    "  --max-fpr X       at most this share of any real source judged fake (0.05)\n"
     "eval:\n"
     "  --json            one JSON object (auc, ap, accuracy, f1, fpr_real, fnr, ece, uncertain,\n"
     "                    groups, robustness ...)\n"
@@ -201,6 +208,15 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
         else if (!strcmp(a, "--report")) o->report = v;
         else if (!strcmp(a, "--explain")) o->explain = v;
         else if (!strcmp(a, "--face-cache")) o->face_cache = v;
+        else if (!strcmp(a, "--scores")) {
+            if (o->n_scores >= MAX_DIRS) return usage_error(o, "at most %d --scores files", MAX_DIRS);
+            o->scores = v;
+            o->score_files[o->n_scores++] = v;
+        } else if (!strcmp(a, "--max-fpr")) {
+            char *end;
+            o->max_fpr = strtod(v, &end);
+            if (*end || !(o->max_fpr > 0 && o->max_fpr < 1)) return usage_error(o, "--max-fpr must be in (0, 1), got '%s'", v);
+        }
         else if (!strcmp(a, "--thresholds")) {
             char *end;
             o->t_real = strtof(v, &end);
@@ -629,10 +645,11 @@ static dp_status fit_spectral(dp_ctx *ctx, dp_detector *det, const dataset *d, c
     return s;
 }
 
-/* Fusion (Platt scaling of the stacked logits) on a held-out split. */
-static dp_status fit_fusion(dp_ctx *ctx, dp_detector *det, const float *meso, const float *spec, const int *y, int64_t n) {
-    dp_detector_params *p = dp_detector_get_params(det);
-    float *x = malloc(sizeof(float) * (size_t)n * 2), w[3];
+/* Fusion (Platt scaling of the stacked logits) on a held-out split: fw gets
+ * p_fake = sigmoid(fw0·meso + fw1·spec + fw2). */
+static dp_status fit_fusion_w(dp_ctx *ctx, int use_meso, const float *meso, const float *spec, const int *y, int64_t n,
+                              float fw[3]) {
+    float *x = malloc(sizeof(float) * (size_t)(n ? n : 1) * 2), w[3];
     if (!x) return DP_ERR_NOMEM;
     dp_status s;
     /* The L2 penalty (1.0 on the summed log-loss) keeps the weights finite and
@@ -640,14 +657,14 @@ static dp_status fit_fusion(dp_ctx *ctx, dp_detector *det, const float *meso, co
      * whose weight comes out negative is dropped and the other refitted alone
      * (a negative weight fits noise of the split, it does not generalise). */
     const double l2 = 1.0;
-    p->fuse_w[0] = p->fuse_w[1] = p->fuse_w[2] = 0;
+    fw[0] = fw[1] = fw[2] = 0;
     s = DP_OK;
-    int use_m = p->use_meso, use_s = 1;
+    int use_m = use_meso, use_s = 1;
     if (use_m) {
         for (int64_t i = 0; i < n; i++) x[2 * i] = meso[i], x[2 * i + 1] = spec[i];
         s = dp_logreg_fit(ctx, x, y, n, 2, l2, w);
         if (s == DP_OK && w[0] > 0 && w[1] > 0) {
-            p->fuse_w[0] = w[0], p->fuse_w[1] = w[1], p->fuse_w[2] = w[2];
+            fw[0] = w[0], fw[1] = w[1], fw[2] = w[2];
             free(x);
             return DP_OK;
         }
@@ -658,10 +675,15 @@ static dp_status fit_fusion(dp_ctx *ctx, dp_detector *det, const float *meso, co
         const float *src = use_m && !use_s ? meso : spec;
         for (int64_t i = 0; i < n; i++) x[i] = src[i];
         s = dp_logreg_fit(ctx, x, y, n, 1, l2, w);
-        if (s == DP_OK) p->fuse_w[use_m && !use_s ? 0 : 1] = w[0], p->fuse_w[2] = w[1];
+        if (s == DP_OK) fw[use_m && !use_s ? 0 : 1] = w[0], fw[2] = w[1];
     }
     free(x);
     return s;
+}
+
+static dp_status fit_fusion(dp_ctx *ctx, dp_detector *det, const float *meso, const float *spec, const int *y, int64_t n) {
+    dp_detector_params *p = dp_detector_get_params(det);
+    return fit_fusion_w(ctx, p->use_meso, meso, spec, y, n, p->fuse_w);
 }
 
 /* Fused metrics of the samples idx[0..n). */
@@ -685,8 +707,11 @@ static void threshold_table(const float *p, const int *y, int64_t n) {
     printf("\n");
 }
 
+/* scores (may be NULL): one CSV row per sample with the raw scores, for
+ * `doppel detect calibrate`, for the samples of split want_split (2 test,
+ * 3 held-out source). */
 static dp_status eval_split(dp_detector *det, const dataset *d, const int64_t *idx, int64_t n, const char *label, int show,
-                            metrics *m, int table) {
+                            metrics *m, int table, FILE *scores, int want_split) {
     float *me = malloc(sizeof(float) * (size_t)(n ? n : 1) * 4), *sp = me + n, *od = sp + n, *p = od + n;
     int *y = malloc(sizeof(int) * (size_t)(n ? n : 1) * 3), *v = y + n, *nf = v + n;
     if (!me || !y) {
@@ -704,6 +729,14 @@ static dp_status eval_split(dp_detector *det, const dataset *d, const int64_t *i
         }
         compute_metrics(p, y, v, nf, n, m);
         if (table) threshold_table(p, y, n);
+        for (int64_t i = 0; scores && i < n; i++) {
+            const sample *sm = &d->s[idx[i]];
+            if (sm->split != want_split) continue;
+            const char *split = want_split == 3 ? "heldout" : "test";
+            fprintf(scores, "%s,%d,%.6g,%.6g,%.6g,%d,%d,%s,%s\n", split, sm->label, (double)me[i], (double)sp[i],
+                    (double)od[i], dp_detector_get_params(det)->ood_threshold > 0 && od[i] > dp_detector_get_params(det)->ood_threshold,
+                    sm->no_face, d->src[sm->source].dir, sm->path);
+        }
     }
     free(me);
     free(y);
@@ -996,9 +1029,20 @@ static int cmd_train(int argc, char **argv) {
                (double)w[0], (double)w[1], (double)w[2]);
     }
     metrics mt = {0}, mh = {0};
-    if ((s = eval_split(det, &d, sp_idx[2], sp_n[2], "  test", !o.quiet, &mt, 0)) != DP_OK) goto done;
-    print_metrics("test split (by image)", &mt);
-    if (n_ho && (s = eval_split(det, &d, ho_idx, n_ho, "  held out", !o.quiet, &mh, 1)) != DP_OK) goto done;
+    FILE *scores = NULL;
+    if (o.scores && !(scores = fopen(o.scores, "w"))) {
+        fprintf(stderr, "doppel detect train: cannot write %s: %s\n", o.scores, strerror(errno));
+        goto done;
+    }
+    if (scores) fprintf(scores, "split,label,meso_logit,spectral_logit,ood,ood_over,no_face,source,path\n");
+    s = eval_split(det, &d, sp_idx[2], sp_n[2], "  test", !o.quiet, &mt, 0, scores, 2);
+    if (s == DP_OK) print_metrics("test split (by image)", &mt);
+    if (s == DP_OK && n_ho) s = eval_split(det, &d, ho_idx, n_ho, "  held out", !o.quiet, &mh, 1, scores, 3);
+    if (scores && fclose(scores) != 0) {
+        fprintf(stderr, "doppel detect train: writing %s: %s\n", o.scores, strerror(errno));
+        goto done;
+    }
+    if (s != DP_OK) goto done;
     if (n_ho) print_metrics("held-out source(s) + test split of the other class", &mh);
     {
         char tm[64], ho[256], ts[32];
@@ -1029,6 +1073,260 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------ calibrate
+ * Cross-source calibration: the fusion (Platt scaling) and the verdict
+ * thresholds fitted on the held-out scores of leave-one-source-out runs
+ * (`detect train --val-source DIR --scores CSV`), so that they reflect faces
+ * from sources the CNN never saw rather than its own training sources. Each
+ * CSV is one fold; the estimate printed for a fold uses only the others. */
+typedef struct cal_row {
+    int file, label, heldout, ood_over, no_face, group;
+    float m, s;
+} cal_row;
+
+typedef struct cal_set {
+    cal_row *r;
+    int64_t n, cap;
+    char group_name[64][160];
+    int group_label[64], group_file[64], n_groups;
+} cal_set;
+
+static int cal_read(const char *path, int file, cal_set *cs) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "doppel detect calibrate: cannot read %s: %s\n", path, strerror(errno));
+        return 0;
+    }
+    char line_[8192];
+    int64_t ln = 0, bad = 0;
+    while (fgets(line_, sizeof line_, f)) {
+        if (ln++ == 0) continue; /* header */
+        char *fld[9], *q = line_;
+        int k = 0;
+        for (; k < 8 && q; k++) {
+            fld[k] = q;
+            q = strchr(q, ',');
+            if (q) *q++ = 0;
+        }
+        if (k < 8 || !q) {
+            bad++;
+            continue;
+        }
+        fld[8] = q;
+        q[strcspn(q, "\r\n")] = 0;
+        if (cs->n == cs->cap) {
+            int64_t c = cs->cap ? cs->cap * 2 : 4096;
+            cal_row *nr = realloc(cs->r, sizeof *nr * (size_t)c);
+            if (!nr) break;
+            cs->r = nr, cs->cap = c;
+        }
+        cal_row *r = &cs->r[cs->n];
+        r->file = file;
+        r->heldout = !strcmp(fld[0], "heldout");
+        r->label = atoi(fld[1]) != 0;
+        r->m = strtof(fld[2], NULL);
+        r->s = strtof(fld[3], NULL);
+        r->ood_over = atoi(fld[5]) != 0;
+        r->no_face = atoi(fld[6]) != 0;
+        int g;
+        for (g = 0; g < cs->n_groups; g++)
+            if (cs->group_file[g] == file && !strcmp(cs->group_name[g], fld[7])) break;
+        if (g == cs->n_groups) {
+            if (g == 64) {
+                bad++;
+                continue;
+            }
+            snprintf(cs->group_name[g], sizeof cs->group_name[g], "%s", fld[7]);
+            cs->group_file[g] = file;
+            cs->group_label[g] = r->label;
+            cs->n_groups++;
+        }
+        r->group = g;
+        if (!isfinite(r->m) || !isfinite(r->s)) {
+            bad++;
+            continue;
+        }
+        cs->n++;
+    }
+    fclose(f);
+    if (bad) fprintf(stderr, "doppel detect calibrate: %s: %lld malformed rows skipped\n", path, (long long)bad);
+    return 1;
+}
+
+static const float CAL_T[] = {0.5f,  0.55f, 0.6f,  0.65f, 0.7f,  0.75f, 0.8f,   0.85f,  0.9f,  0.92f,
+                              0.94f, 0.95f, 0.96f, 0.97f, 0.98f, 0.99f, 0.995f, 0.998f, 0.999f};
+
+/* Fits the fusion and thresholds on the rows of cs whose file is not
+ * skip_file (-1: all): at most 300 rows of each group (so one big source does
+ * not decide alone), both classes weighted equally, then the smallest t_fake for which no real group has
+ * more than max_fpr of its faces judged fake. */
+static dp_status cal_fit(dp_ctx *ctx, const cal_set *cs, int skip_file, double max_fpr, float fw[3], float *t_real,
+                         float *t_fake) {
+    int64_t cnt[64] = {0}, tot[64] = {0}, n = 0;
+    for (int64_t i = 0; i < cs->n; i++)
+        if (cs->r[i].file != skip_file) tot[cs->r[i].group]++;
+    float *m = malloc(sizeof(float) * (size_t)(cs->n + 1) * 4), *sp = m + 2 * (cs->n + 1);
+    int *y = malloc(sizeof(int) * (size_t)(cs->n + 1) * 2);
+    if (!m || !y) {
+        free(m);
+        free(y);
+        return DP_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < cs->n; i++) {
+        const cal_row *r = &cs->r[i];
+        if (r->file == skip_file) continue;
+        int64_t g = r->group, stride = tot[g] > 300 ? tot[g] / 300 : 1;
+        if (cnt[g]++ % stride || cnt[g] > 300 * stride) continue;
+        m[n] = r->m, sp[n] = r->s, y[n] = r->label, n++;
+    }
+    /* equal weight for both classes (a prior of one half): the smaller class's rows repeated */
+    int64_t nc[2] = {0, 0}, n0 = n;
+    for (int64_t i = 0; i < n0; i++) nc[y[i]]++;
+    int minor = nc[1] < nc[0];
+    for (int64_t i = 0; nc[minor] && nc[minor] < nc[!minor]; i = (i + 1) % n0)
+        if (y[i] == minor) m[n] = m[i], sp[n] = sp[i], y[n] = minor, n++, nc[minor]++;
+    dp_status s = fit_fusion_w(ctx, 1, m, sp, y, n, fw);
+    free(m);
+    free(y);
+    if (s != DP_OK) return s;
+    *t_fake = CAL_T[sizeof CAL_T / sizeof CAL_T[0] - 1];
+    for (size_t k = 0; k < sizeof CAL_T / sizeof CAL_T[0]; k++) {
+        int64_t fp[64] = {0};
+        double worst = 0;
+        for (int64_t i = 0; i < cs->n; i++) {
+            const cal_row *r = &cs->r[i];
+            if (r->file == skip_file || r->label) continue;
+            double p = dp_sigmoid_d((double)fw[0] * r->m + (double)fw[1] * r->s + (double)fw[2]);
+            fp[r->group] += !r->no_face && !r->ood_over && p >= CAL_T[k];
+        }
+        for (int g = 0; g < cs->n_groups; g++)
+            if (!cs->group_label[g] && tot[g]) worst = fmax(worst, (double)fp[g] / (double)tot[g]);
+        if (worst <= max_fpr) {
+            *t_fake = CAL_T[k];
+            break;
+        }
+    }
+    *t_real = *t_fake < DP_DETECT_T_REAL ? *t_fake : DP_DETECT_T_REAL;
+    return DP_OK;
+}
+
+/* Metrics of fold f (its held-out rows + its test rows of the other class)
+ * under the given calibration. */
+static void cal_eval(const cal_set *cs, int f, const float fw[3], float t_real, float t_fake, metrics *mt) {
+    int has[2] = {0, 0};
+    for (int64_t i = 0; i < cs->n; i++)
+        if (cs->r[i].file == f && cs->r[i].heldout) has[cs->r[i].label] = 1;
+    float *p = malloc(sizeof(float) * (size_t)(cs->n + 1));
+    int *y = malloc(sizeof(int) * (size_t)(cs->n + 1) * 3), *v = y + cs->n + 1, *nf = v + cs->n + 1;
+    int64_t n = 0;
+    memset(mt, 0, sizeof *mt);
+    if (!p || !y) goto out;
+    for (int64_t i = 0; i < cs->n; i++) {
+        const cal_row *r = &cs->r[i];
+        if (r->file != f || !(r->heldout || !has[r->label])) continue;
+        p[n] = (float)dp_sigmoid_d((double)fw[0] * r->m + (double)fw[1] * r->s + (double)fw[2]);
+        y[n] = r->label;
+        nf[n] = r->no_face;
+        v[n] = r->no_face || r->ood_over ? DP_VERDICT_UNCERTAIN
+               : p[n] < t_real           ? DP_VERDICT_REAL
+               : p[n] >= t_fake          ? DP_VERDICT_FAKE
+                                         : DP_VERDICT_UNCERTAIN;
+        n++;
+    }
+    compute_metrics(p, y, v, nf, n, mt);
+out:
+    free(p);
+    free(y);
+}
+
+static dp_status open_model(dp_ctx *ctx, const opts *o, dp_detector **det, char *path, size_t n);
+
+static int cmd_calibrate(int argc, char **argv) {
+    opts o = {.cmd = "calibrate", .max_fpr = 0.05};
+    int rc = parse_opts(argc, argv, &o, NULL);
+    if (rc) return rc;
+    if (!o.n_scores) return usage_error(&o, "give at least one --scores CSV (from detect train --val-source ... --scores)");
+    if (!o.out) return usage_error(&o, "--out is required");
+    cal_set cs = {0};
+    dp_ctx *ctx = NULL;
+    dp_detector *det = NULL;
+    rc = 1;
+    if (dp_ctx_new(&(dp_ctx_opts){.threads = 1, .seed = 1}, &ctx) != DP_OK) return 1;
+    for (int k = 0; k < o.n_scores; k++)
+        if (!cal_read(o.score_files[k], k, &cs)) goto done;
+    printf("calibration rows: %lld from %d file(s); at most %.1f%% of any real source judged fake\n", (long long)cs.n,
+           o.n_scores, 100 * o.max_fpr);
+    float fw[3], tr, tf;
+    if (o.n_scores > 1) {
+        printf("each fold scored with the calibration fitted on the other folds only:\n");
+        for (int f = 0; f < o.n_scores; f++) {
+            metrics mt;
+            if (cal_fit(ctx, &cs, f, o.max_fpr, fw, &tr, &tf) != DP_OK) {
+                fprintf(stderr, "doppel detect calibrate: fitting without %s: %s\n", o.score_files[f], dp_ctx_error(ctx));
+                goto done;
+            }
+            cal_eval(&cs, f, fw, tr, tf, &mt);
+            char what[400] = "";
+            for (int g = 0; g < cs.n_groups; g++) {
+                int held = 0;
+                for (int64_t i = 0; i < cs.n && !held; i++) held = cs.r[i].group == g && cs.r[i].heldout;
+                if (cs.group_file[g] == f && held) {
+                    size_t l = strlen(what);
+                    snprintf(what + l, sizeof what - l, "%s%s held out", l ? ", " : "", cs.group_name[g]);
+                }
+            }
+            printf("  fold %d (%s): thresholds %.3f/%.3f\n  ", f + 1, what, (double)tr, (double)tf);
+            print_metrics("  held-out source + test split of the other class", &mt);
+        }
+    }
+    if (cal_fit(ctx, &cs, -1, o.max_fpr, fw, &tr, &tf) != DP_OK) {
+        fprintf(stderr, "doppel detect calibrate: %s\n", dp_ctx_error(ctx));
+        goto done;
+    }
+    printf("calibration from all folds: p_fake = sigmoid(%.4f·meso4 + %.4f·spectral + %.4f); real below %.3f, fake from %.3f\n",
+           (double)fw[0], (double)fw[1], (double)fw[2], (double)tr, (double)tf);
+    char mpath[4096];
+    if (open_model(ctx, &o, &det, mpath, sizeof mpath) != DP_OK) {
+        fprintf(stderr, "doppel detect calibrate: %s\n", dp_ctx_error(ctx));
+        goto done;
+    }
+    dp_detector_params *p = dp_detector_get_params(det);
+    memcpy(p->fuse_w, fw, sizeof fw);
+    p->t_real = tr, p->t_fake = tf;
+    {
+        static const char *const keep[] = {"doppel.command", "doppel.data", "doppel.epochs", "doppel.val_auc_meso4",
+                                           "doppel.test_auc", "doppel.heldout_auc", "doppel.train_seconds"};
+        enum { NK = sizeof keep / sizeof keep[0] };
+        char vals[NK][2048], cal[2048], cmdline[2048] = "doppel detect calibrate";
+        const char *ex[2 * NK + 5];
+        int k = 0;
+        for (int i = 0; i < NK; i++)
+            if (dp_checkpoint_meta(ctx, mpath, keep[i], vals[i], sizeof vals[i]) == DP_OK) ex[k++] = keep[i], ex[k++] = vals[i];
+        for (int i = 0; i < argc; i++) {
+            size_t l = strlen(cmdline);
+            snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
+        }
+        snprintf(cal, sizeof cal, "fusion and thresholds fitted on the held-out scores of %d leave-one-source-out run(s)",
+                 o.n_scores);
+        ex[k++] = "doppel.calibration";
+        ex[k++] = cal;
+        ex[k++] = "doppel.calibrate_command";
+        ex[k++] = cmdline;
+        ex[k] = NULL;
+        if (dp_detector_save(det, o.out, ex) != DP_OK) {
+            fprintf(stderr, "doppel detect calibrate: saving %s: %s\n", o.out, dp_ctx_error(ctx));
+            goto done;
+        }
+    }
+    printf("saved %s\n", o.out);
+    rc = 0;
+done:
+    free(cs.r);
+    dp_detector_free(det);
+    dp_ctx_free(ctx);
+    return rc;
+}
+
 static int cmd_eval(int argc, char **argv);
 static int cmd_use(int argc, char **argv);
 
@@ -1043,6 +1341,7 @@ int cmd_detect(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "calibrate")) return cmd_calibrate(argc - 2, argv + 2);
     return cmd_use(argc - 1, argv + 1);
 }
 
