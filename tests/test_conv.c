@@ -208,6 +208,7 @@ static const cfg configs[] = {
     {"conv k3 on 3x3 groups 2", 0, 3, 4, 3, 3, 6, 3, 3, {.groups = 2}, 1},
     {"conv 4-wide rows (im2col)", 0, 3, 4, 6, 6, 5, 3, 3, {0}, 1},
     {"conv K cut into slices", 0, 32, 32, 8, 8, 4, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"conv batch-folded panels (DCGAN-28 D)", 0, 45, 8, 14, 14, 16, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"tconv basic", 1, 2, 3, 4, 4, 2, 3, 3, {0}, 1},
     {"tconv s2 p1 outpad 1", 1, 2, 4, 5, 5, 3, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1, .output_pad_w = 1}, 0},
     {"tconv groups 2 s2 outpad", 1, 2, 4, 4, 5, 6, 3, 3, {.groups = 2, .stride_h = 2, .stride_w = 2, .output_pad_h = 1}, 1},
@@ -220,6 +221,7 @@ static const cfg configs[] = {
     {"tconv pieces", 1, 1, 2, 91, 91, 2, 2, 2, {.stride_h = 2, .stride_w = 2}, 1},
     {"tconv single image", 1, 1, 3, 5, 5, 2, 3, 3, {.stride_h = 2, .stride_w = 2}, 1},
     {"tconv from 1x1 groups 2", 1, 3, 4, 1, 1, 6, 3, 3, {.groups = 2}, 1},
+    {"tconv batch-folded panels (DCGAN-28 G)", 1, 45, 16, 7, 7, 8, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"tconv K cut into slices", 1, 32, 4, 4, 4, 32, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1}, 1},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])

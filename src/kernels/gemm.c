@@ -557,8 +557,9 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 
 /* ------------------------------------------------------------ driver */
 /* B's stored rows start at B + r*ldb, or at B + boff[r] when boff != NULL. */
-static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                    int64_t lda, const float *B, int64_t ldb, const int64_t *boff, float beta, float *C, int64_t ldc) {
+static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                       int64_t lda, const float *B, int64_t ldb, const int64_t *boff, dp_bpanel_fn fill, void *arg,
+                       float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
@@ -568,13 +569,16 @@ static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_
     const int mr = kr->mr, nr = kr->nr;
     /* With a single row panel, packed B would be read only once: let the
      * micro-kernel read B's rows in place instead. */
-    const int direct_b = !tb && M <= mr;
+    const int direct_b = !fill && !tb && M <= mr;
     for (int64_t jc = 0; jc < N; jc += NC) {
         int nc = (int)(N - jc < NC ? N - jc : NC);
         for (int64_t pc = 0; pc < K; pc += KC) {
             int kc = (int)(K - pc < KC ? K - pc : KC);
             float bet = pc == 0 ? beta : 1.0f;
-            if (!direct_b) pack_b(kr, tb, B, ldb, boff, pc, kc, jc, nc, bp);
+            if (fill)
+                for (int jp = 0; jp < nc; jp += nr) fill(arg, pc, kc, jc + jp, nc - jp < nr ? nc - jp : nr, nr, bp + (int64_t)(jp / nr) * kc * nr);
+            else if (!direct_b)
+                pack_b(kr, tb, B, ldb, boff, pc, kc, jc, nc, bp);
             for (int64_t ic = 0; ic < M; ic += kr->mc) {
                 int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
                 pack_a(kr, ta, A, lda, ic, mc, pc, kc, ap);
@@ -596,6 +600,16 @@ static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_
             }
         }
     }
+}
+
+static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, const int64_t *boff, float beta, float *C, int64_t ldc) {
+    gemm_st_cb(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, boff, NULL, NULL, beta, C, ldc);
+}
+
+void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill, void *arg,
+                        float beta, float *C, int64_t ldc) {
+    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, A, lda, NULL, 0, NULL, fill, arg, beta, C, ldc);
 }
 
 void dp_sgemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,

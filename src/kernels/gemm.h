@@ -27,6 +27,15 @@ void dp_sgemm_rows_st(int64_t rows, int64_t M, int64_t N, int64_t K, const float
                       int64_t ldbr, const int64_t *boff, float beta, const float *bias, float *C, int64_t ldc,
                       int64_t ldcr);
 
+/* B produced panel by panel instead of read from memory: fill dst[p*nr + j]
+ * for p < kc, j < nr with op(B)[p0 + p][j0 + j] (zeros for j >= n). */
+typedef void (*dp_bpanel_fn)(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst);
+
+/* C[M,N] = A[M,K] (row-major, lda) x B + beta * C, B given by `fill` (an
+ * im2col written straight into the packed layout). Single-threaded. */
+void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill, void *arg,
+                        float beta, float *C, int64_t ldc);
+
 /* Name of the micro-kernel dp_sgemm uses now: "portable", "avx2" or "avx512".
  * The default is the best one the CPU supports (cpuid feature flags), unless
  * the DP_KERNEL environment variable names another supported one. */

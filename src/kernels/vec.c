@@ -57,6 +57,17 @@ static void scatter_add_idx_c(float *dst, const float *v, const int32_t *idx, in
     for (int64_t i = 0; i < n; i++)
         if (idx[i] >= 0) dst[idx[i]] += v[i];
 }
+static void gather_panel_c(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
+                           const int32_t *idx, int64_t ldi, int n) {
+    int64_t c = r0 / kk, t = r0 % kk;
+    for (int p = 0; p < kc; p++, dst += nr) {
+        const float *x = src + c * cs;
+        const int32_t *ix = idx + t * ldi;
+        for (int j = 0; j < n; j++) dst[j] = ix[j] >= 0 ? x[ix[j]] : 0.0f;
+        for (int j = n; j < nr; j++) dst[j] = 0.0f;
+        if (++t == kk) t = 0, c++;
+    }
+}
 
 #ifdef DP_VEC_X86
 /* ------------------------------------------------------------ AVX-512 (masked tails) */
@@ -175,6 +186,27 @@ T512 static void scatter_add_idx_512(float *dst, const float *v, const int32_t *
     scatter_add_idx_c(dst, v + i, idx + i, n - i);
 }
 
+T512 static void gather_panel_512(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
+                                  const int32_t *idx, int64_t ldi, int n) {
+    if (nr % 16) {
+        gather_panel_c(dst, nr, kc, src, cs, r0, kk, idx, ldi, n);
+        return;
+    }
+    int64_t c = r0 / kk, t = r0 % kk;
+    const __m512i zero = _mm512_setzero_si512();
+    for (int p = 0; p < kc; p++, dst += nr) {
+        const float *x = src + c * cs;
+        const int32_t *ix = idx + t * ldi;
+        for (int j = 0; j < nr; j += 16) {
+            __mmask16 lm = (__mmask16)(n - j >= 16 ? 0xFFFFu : n - j <= 0 ? 0u : (1u << (n - j)) - 1u);
+            __m512i iv = _mm512_maskz_loadu_epi32(lm, ix + j);
+            __mmask16 m = _mm512_mask_cmpge_epi32_mask(lm, iv, zero);
+            _mm512_storeu_ps(dst + j, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, iv, x, 4));
+        }
+        if (++t == kk) t = 0, c++;
+    }
+}
+
 /* ------------------------------------------------------------ AVX2 (scalar tails) */
 T256 static float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -231,6 +263,26 @@ T256 static void gather_idx_256(float *dst, const float *src, const int32_t *idx
     gather_idx_c(dst + i, src, idx + i, n - i);
 }
 static void scatter_add_idx_256(float *dst, const float *v, const int32_t *idx, int64_t n) { scatter_add_idx_c(dst, v, idx, n); }
+T256 static void gather_panel_256(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
+                                  const int32_t *idx, int64_t ldi, int n) {
+    if (nr % 8) {
+        gather_panel_c(dst, nr, kc, src, cs, r0, kk, idx, ldi, n);
+        return;
+    }
+    int64_t c = r0 / kk, t = r0 % kk;
+    const __m256i neg = _mm256_set1_epi32(-1);
+    for (int p = 0; p < kc; p++, dst += nr) {
+        const float *x = src + c * cs;
+        const int32_t *ix = idx + t * ldi;
+        for (int j = 0; j < nr; j += 8) {
+            __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            __m256i iv = _mm256_maskload_epi32(ix + j, lm);
+            __m256 m = _mm256_castsi256_ps(_mm256_and_si256(lm, _mm256_cmpgt_epi32(iv, neg)));
+            _mm256_storeu_ps(dst + j, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), x, iv, m, 4));
+        }
+        if (++t == kk) t = 0, c++;
+    }
+}
 static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s) { scatter_add_s_c(dst, src, n, s); }
 #define PICK(f, ...)                        \
     switch (dp_kernel_level()) {            \
@@ -258,3 +310,7 @@ void dp_vec_gather_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV
 void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV(scatter_add_s, dst, src, n, s) }
 void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t n) { PICKV(gather_idx, dst, src, idx, n) }
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n) { PICKV(scatter_add_idx, dst, v, idx, n) }
+void dp_vec_gather_panel(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
+                         const int32_t *idx, int64_t ldi, int n) {
+    PICKV(gather_panel, dst, nr, kc, src, cs, r0, kk, idx, ldi, n)
+}

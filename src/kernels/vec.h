@@ -26,4 +26,11 @@ void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t
 /* src[idx[i]] += v[i] for idx[i] >= 0; the valid indices must be distinct (col2im) */
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n);
 
+/* An im2col panel through an index table: for p < kc, row r = r0 + p reads
+ * channel c = r / kk at src + c*cs and tap t = r % kk; dst[p*nr + j] =
+ * idx[t*ldi + j] >= 0 ? that channel[idx[t*ldi + j]] : 0 for j < n, and 0
+ * for n <= j < nr. */
+void dp_vec_gather_panel(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
+                         const int32_t *idx, int64_t ldi, int n);
+
 #endif

@@ -492,18 +492,55 @@ static void gather_cols(const geom *G, const float *cols, int64_t n0, int64_t n1
 /* out row (=|+=) src + b */
 static void store_row(float *dst, const float *src, int64_t n, float b, int acc) { dp_vec_store_bias(dst, src, n, b, acc); }
 
+/* Whole small images through the index table, im2col written straight into
+ * the GEMM's packed B panels: idx[t*ncols + q] is the offset of tap t of
+ * chunk column q from the chunk's first image (-1: padding). */
+typedef struct tpanel {
+    const float *x; /* the chunk's first image, this group's first channel */
+    int64_t HW, KK, ncols;
+    const int32_t *idx;
+} tpanel;
+
+static void tpanel_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const tpanel *t = arg;
+    dp_vec_gather_panel(dst, nr, kc, t->x, t->HW, p0, t->KK, t->idx + j0, t->ncols, n);
+}
+
+/* Worth it for whole images (a table) with a long reduction (measured: a
+ * 1-channel 4x4 conv, K = 16, is faster with the im2col block), when the
+ * index block fits the im2col scratch and its offsets fit int32; a
+ * multithreaded GEMM (few chunks) keeps the im2col block. */
+static int tpanel_ok(const cjob *J) {
+    const geom *G = J->G;
+    return J->tab && !J->mt && !G->direct && G->CKK >= 64 && G->KK <= J->ch.ks &&
+           J->ch.ipi * G->C * G->HW < ((int64_t)1 << 31);
+}
+
+static void tpanel_index(const geom *G, const int32_t *tab, int64_t nimg, int32_t *idx, int64_t ncols) {
+    for (int64_t t = 0; t < G->KK; t++)
+        for (int64_t i = 0; i < nimg; i++) {
+            const int32_t *tt = tab + t * G->P;
+            int32_t *d = idx + t * ncols + i * G->P, base = (int32_t)(i * G->C * G->HW);
+            for (int64_t q = 0; q < G->P; q++) d[q] = tt[q] >= 0 ? tt[q] + base : -1;
+        }
+}
+
 static void gather_item(cjob *J, int64_t item, float *ws) {
     const geom *G = J->G;
     int64_t n0, n1, q0, cnt;
     item_range(G, &J->ch, item, &n0, &n1, &q0, &cnt);
     int64_t ncols = (n1 - n0) * cnt;
-    int single = n1 - n0 == 1;
+    int single = n1 - n0 == 1, panels = tpanel_ok(J) && q0 == 0 && cnt == G->P;
     float *col = ws, *tmp = ws + ALIGN16(J->ch.ks * J->ch.len);
+    if (panels) tpanel_index(G, J->tab, n1 - n0, (int32_t *)col, ncols);
     for (int64_t grp = 0; grp < G->groups; grp++) {
         const float *A = J->w + grp * G->Og * G->CKK;
         float *C = single ? J->out + (n0 * G->O + grp * G->Og) * G->P + q0 : tmp;
         int64_t ldc = single ? G->P : ncols;
-        if (G->direct && single) {
+        if (panels) {
+            tpanel tp = {J->img + (n0 * G->C + grp * G->Cg) * G->HW, G->HW, G->KK, ncols, (const int32_t *)col};
+            dp_sgemm_bpanel_st(G->Og, ncols, G->CKK, A, G->CKK, tpanel_fill, &tp, single && J->acc ? 1.0f : 0.0f, C, ldc);
+        } else if (G->direct && single) {
             gemm(J->mt, 0, 0, G->Og, cnt, G->CKK, A, G->CKK, J->img + (n0 * G->C + grp * G->Cg) * G->HW + q0, G->HW,
                  J->acc ? 1.0f : 0.0f, C, ldc);
         } else {
