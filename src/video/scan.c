@@ -1,51 +1,602 @@
-/* doppel scan — the video pipeline (stub: the API of include/doppel/video.h; the pipeline follows). */
+/* The video pipeline (docs/video.md):
+ *
+ *   decoding thread (source.c): demux, decode, RGB24 + grey, queue
+ *   this thread: faces (full search every detect_every analysed frames,
+ *                tracked search around each track between) → tracks (IoU)
+ *                → crops → classified in batches (as many frames as are ready)
+ *                → per-frame callback, timeline, annotated output
+ *   at the end:  per-track trimmed mean of the logits → verdicts, fake spans
+ *
+ * The scorer is either a doppel detection model (detect.h: the crop policy,
+ * Meso-4 + spectral, the fused logit) or an imported MesoNet checkpoint
+ * (doppel model import-keras: output P(real), a plain Meso-4/MesoInception-4
+ * on a 256x256 crop of 1.6x the face box). */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
-#include "doppel/video.h"
+#include "video/video_internal.h"
+
+#define MAX_FACES 16   /* per frame */
+#define MAX_PENDING 16 /* frames waiting for their crops' scores */
+#define MESONET_INNER 1.6f
 
 struct dp_video_scanner {
     dp_ctx *ctx;
+    dp_face_detector *fd;
+    char model_path[1024];
+    int batch;
+    /* doppel detection model */
+    dp_detector *det1, *detB;
+    /* imported MesoNet (output P(real)) */
+    int mesonet;
+    dp_paramset *ps;
+    dp_graph *g1, *gB;
+    dp_node *x1, *y1, *xB, *yB;
+    dp_crop_policy crop;
+    float fuse_w[3];
+    float t_real, t_fake, ood_threshold;
 };
 
+/* ------------------------------------------------------------ scanner */
+static dp_status mesonet_graph(dp_video_scanner *s, int batch, const char *arch, dp_graph **g, dp_node **x, dp_node **y) {
+    dp_status st = dp_graph_new(s->ctx, g);
+    if (st != DP_OK) return st;
+    *x = dp_input(*g, "x", 4, (int64_t[]){batch, 3, 256, 256});
+    *y = !strcmp(arch, "mesoinception4") ? dp_model_mesoinception4(*g, s->ps, *x) : dp_model_meso4(*g, s->ps, *x);
+    dp_graph_mark_output(*g, *y);
+    if ((st = dp_graph_set_no_grad(*g)) != DP_OK) return st;
+    if ((st = dp_graph_compile(*g)) != DP_OK) return st;
+    return dp_graph_set_training(*g, 0);
+}
+
+static dp_status load_mesonet(dp_video_scanner *s, const char *path) {
+    char arch[64];
+    dp_status st = dp_checkpoint_meta(s->ctx, path, "doppel.arch", arch, sizeof arch);
+    if (st != DP_OK || (strcmp(arch, "meso4") && strcmp(arch, "mesoinception4")))
+        return dp_error(s->ctx, DP_ERR_FORMAT, "%s: an imported model must be meso4 or mesoinception4", path);
+    s->mesonet = 1;
+    if ((st = dp_paramset_new(s->ctx, &s->ps)) != DP_OK) return st;
+    if ((st = mesonet_graph(s, 1, arch, &s->g1, &s->x1, &s->y1)) != DP_OK) return st;
+    if ((st = mesonet_graph(s, s->batch, arch, &s->gB, &s->xB, &s->yB)) != DP_OK) return st;
+    if ((st = dp_checkpoint_load(path, s->ps, NULL)) != DP_OK) return st;
+    dp_crop_policy_default(&s->crop);
+    s->crop.inner = MESONET_INNER;
+    s->crop.margin = 0;
+    s->crop.shift = 0;
+    s->crop.work = 256;
+    s->crop.size = 256;
+    s->fuse_w[0] = 1, s->fuse_w[1] = 0, s->fuse_w[2] = 0;
+    s->t_real = DP_DETECT_T_REAL;
+    s->t_fake = DP_DETECT_T_FAKE;
+    return DP_OK;
+}
+
 dp_status dp_video_scanner_new(dp_ctx *ctx, const char *model_path, const char *source_dir, dp_video_scanner **out) {
-    (void)model_path;
-    (void)source_dir;
     if (!ctx || !out) return dp_error(ctx, DP_ERR_NULL, "dp_video_scanner_new: NULL argument");
     *out = NULL;
-    return dp_error(ctx, DP_ERR_UNSUPPORTED, "dp_video_scanner_new: not implemented yet");
+    dp_video_scanner *s = calloc(1, sizeof *s);
+    if (!s) return dp_error(ctx, DP_ERR_NOMEM, "dp_video_scanner_new: out of memory");
+    s->ctx = ctx;
+    s->batch = 8;
+    dpv_quiet_ffmpeg();
+    dp_status st = DP_OK;
+    if (model_path) snprintf(s->model_path, sizeof s->model_path, "%s", model_path);
+    else st = dp_detector_find_default(ctx, source_dir, s->model_path, sizeof s->model_path);
+    char out_kind[64] = "";
+    if (st == DP_OK && dp_checkpoint_meta(ctx, s->model_path, "output", out_kind, sizeof out_kind) == DP_OK &&
+        !strcmp(out_kind, "p_real"))
+        st = load_mesonet(s, s->model_path);
+    else if (st == DP_OK) {
+        dp_ctx_clear_error(ctx);
+        st = dp_detector_load(ctx, s->model_path, 1, &s->det1);
+        if (st == DP_OK) st = dp_detector_load(ctx, s->model_path, s->batch, &s->detB);
+        if (st == DP_OK) {
+            const dp_detector_params *p = dp_detector_get_params(s->det1);
+            s->crop = p->crop;
+            memcpy(s->fuse_w, p->fuse_w, sizeof s->fuse_w);
+            s->t_real = p->t_real;
+            s->t_fake = p->t_fake;
+            s->ood_threshold = p->ood_threshold;
+        }
+    }
+    if (st == DP_OK) st = dp_face_detector_default(ctx, &s->fd);
+    if (st != DP_OK) {
+        dp_video_scanner_free(s);
+        return st;
+    }
+    *out = s;
+    return DP_OK;
 }
-void dp_video_scanner_free(dp_video_scanner *s) { free(s); }
-int dp_video_source_is_live(const char *source) { (void)source; return 0; }
+
+void dp_video_scanner_free(dp_video_scanner *s) {
+    if (!s) return;
+    dp_detector_free(s->det1);
+    dp_detector_free(s->detB);
+    dp_graph_free(s->g1);
+    dp_graph_free(s->gB);
+    dp_paramset_free(s->ps);
+    dp_face_detector_free(s->fd);
+    free(s);
+}
+
+/* ------------------------------------------------------------ crops and scores */
+/* The work crop of one face from a packed RGB24 frame: the policy's square
+ * (edge pixels repeated outside the frame), resampled by dp_image_resize —
+ * what dp_crop_face does on the float image. */
+static dp_status crop_rgb(dp_video_scanner *s, const uint8_t *rgb, int W, int H, const dp_face_box *b, dp_image *out) {
+    int x0, y0, side;
+    dp_crop_square(&s->crop, b, &x0, &y0, &side);
+    if (side > 4096) return dp_error(s->ctx, DP_ERR_ARG, "face crop side %d too large", side);
+    dp_image sq = {0};
+    dp_status st = dp_image_alloc(s->ctx, 3, side, side, &sq);
+    if (st != DP_OK) return st;
+    const float k = 1.0f / 255.0f;
+    size_t pl = (size_t)side * side;
+    for (int y = 0; y < side; y++) {
+        int yy = y0 + y < 0 ? 0 : y0 + y >= H ? H - 1 : y0 + y;
+        const uint8_t *row = rgb + (size_t)yy * W * 3;
+        for (int x = 0; x < side; x++) {
+            int xx = x0 + x < 0 ? 0 : x0 + x >= W ? W - 1 : x0 + x;
+            const uint8_t *p = row + (size_t)xx * 3;
+            size_t o = (size_t)y * side + x;
+            sq.data[o] = p[0] * k;
+            sq.data[pl + o] = p[1] * k;
+            sq.data[2 * pl + o] = p[2] * k;
+        }
+    }
+    st = dp_image_resize(s->ctx, &sq, s->crop.work, s->crop.work, out);
+    dp_image_free(s->ctx, &sq);
+    return st;
+}
+
+static dp_status mesonet_run(dp_video_scanner *s, dp_graph *g, dp_node *x, dp_node *y, int batch, const dp_image *c,
+                             int n, float *logit) {
+    size_t per = (size_t)3 * 256 * 256;
+    float *in = dp_tensor_f32(dp_node_value(x));
+    for (int i = 0; i < batch; i++) memcpy(in + per * i, c[i < n ? i : 0].data, sizeof(float) * per);
+    dp_status st = dp_graph_run(g);
+    if (st != DP_OK) return st;
+    const float *p = dp_tensor_f32(dp_node_value(y));
+    for (int i = 0; i < n; i++) logit[i] = -dp_logit(p[i]); /* P(real) → log-odds of fake */
+    return DP_OK;
+}
+
+/* Fused logits (and ood) of n crops: full batches, then one by one. */
+static dp_status score(dp_video_scanner *s, const dp_image *c, int n, float *logit, float *ood) {
+    int B = s->batch;
+    for (int off = 0; off < n;) {
+        int m = n - off >= B ? B : 1;
+        dp_status st;
+        if (s->mesonet) {
+            st = m == B ? mesonet_run(s, s->gB, s->xB, s->yB, B, c + off, m, logit + off)
+                        : mesonet_run(s, s->g1, s->x1, s->y1, 1, c + off, 1, logit + off);
+            for (int i = 0; i < m; i++) ood[off + i] = 0;
+        } else {
+            float mm[64], ss[64];
+            st = dp_detector_raw(m == B ? s->detB : s->det1, c + off, m, mm, ss, ood + off);
+            for (int i = 0; i < m && st == DP_OK; i++)
+                logit[off + i] = s->fuse_w[0] * mm[i] + s->fuse_w[1] * ss[i] + s->fuse_w[2];
+        }
+        if (st != DP_OK) return st;
+        off += m;
+    }
+    return DP_OK;
+}
+
+/* ------------------------------------------------------------ the scan */
+typedef struct pending {
+    dpv_item *it;
+    int n_faces;
+    dp_video_face faces[MAX_FACES];
+    int crop_at[MAX_FACES]; /* index into the crop list, -1 not scored */
+} pending;
+
+typedef struct scan {
+    dp_video_scanner *s;
+    dp_video_opts o;
+    dpv_source *src;
+    const dpv_source_info *info;
+    dpv_writer *wr;
+    dpv_tracker trk;
+    dp_video_result *r;
+    pending pend[MAX_PENDING];
+    int npend;
+    dp_image crops[MAX_PENDING * MAX_FACES];
+    int ncrops;
+    dp_video_face last_faces[MAX_FACES]; /* drawn on frames that are not analysed */
+    int n_last;
+    int64_t analysed, last_full, samples_cap;
+    double t0, lat_sum;
+    int stop;
+    char err[512];
+} scan;
+
+static dp_status set_err(scan *sc, dp_status st, const char *msg) {
+    if (sc->r->status == DP_OK) {
+        sc->r->status = st;
+        snprintf(sc->r->error, sizeof sc->r->error, "%s", msg);
+    }
+    return st;
+}
+
+/* Face boxes of one analysed frame. */
+static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb, int *full) {
+    const dpv_source_info *in = sc->info;
+    int W = in->width, H = in->height;
+    int alive = 0;
+    for (int k = 0; k < sc->trk.n; k++) alive += sc->trk.tr[k].alive;
+    /* a full search every detect_every analysed frames; every other frame while nobody is tracked */
+    int64_t since = sc->analysed - sc->last_full;
+    *full = sc->analysed == 0 || since >= sc->o.detect_every || (alive == 0 && since >= 2);
+    if (!*full && alive == 0) {
+        *nb = 0;
+        return DP_OK;
+    }
+    dp_status st;
+    if (*full) {
+        dp_face_opts fo = {0};
+        fo.min_size = sc->o.min_face;
+        fo.pad = DP_FACE_PAD_NEVER;
+        int n = 0;
+        if ((st = dp_face_detect_gray8(sc->s->fd, it->gray, W, H, W, &fo, boxes, MAX_FACES, &n)) != DP_OK) return st;
+        *nb = n < MAX_FACES ? n : MAX_FACES;
+        sc->last_full = sc->analysed;
+        return DP_OK;
+    }
+    /* tracked search: around each live track, at 0.7-1.45 times its size */
+    int n = 0;
+    for (int k = 0; k < sc->trk.n && n < MAX_FACES; k++) {
+        const dpv_track *tr = &sc->trk.tr[k];
+        if (!tr->alive) continue;
+        const dp_face_box *b = &tr->box;
+        int m = b->w > b->h ? b->w : b->h;
+        int x0 = b->x - m * 3 / 4, y0 = b->y - m * 3 / 4, x1 = b->x + b->w + m * 3 / 4, y1 = b->y + b->h + m * 3 / 4;
+        if (x0 < 0) x0 = 0;
+        if (y0 < 0) y0 = 0;
+        if (x1 > W) x1 = W;
+        if (y1 > H) y1 = H;
+        if (x1 - x0 < 24 || y1 - y0 < 24) continue;
+        dp_face_opts fo = {0};
+        fo.min_size = (int)(m * 0.7);
+        if (fo.min_size < 20) fo.min_size = 20;
+        fo.max_size = (int)(m * 1.45) + 1;
+        fo.min_neighbors = 2;
+        fo.pad = DP_FACE_PAD_NEVER;
+        dp_face_box found[8];
+        int nf = 0;
+        st = dp_face_detect_gray8(sc->s->fd, it->gray + (size_t)y0 * W + x0, x1 - x0, y1 - y0, W, &fo, found, 8, &nf);
+        if (st != DP_OK) return st;
+        if (nf > 8) nf = 8;
+        double best = 0.1;
+        int bi = -1;
+        for (int i = 0; i < nf; i++) {
+            found[i].x += x0, found[i].y += y0;
+            double v = dpv_iou(&found[i], b);
+            if (v > best) best = v, bi = i;
+        }
+        for (int i = 0; i < n && bi >= 0; i++) /* two tracks on one face: the older keeps it */
+            if (dpv_iou(&found[bi], &boxes[i]) > 0.5) bi = -1;
+        if (bi >= 0) boxes[n++] = found[bi];
+    }
+    *nb = n;
+    return DP_OK;
+}
+
+static void fill_frame(scan *sc, const pending *p, dp_video_frame *f) {
+    memset(f, 0, sizeof *f);
+    f->index = p->it->index;
+    f->time_s = p->it->t;
+    f->n_faces = p->n_faces;
+    f->faces = p->faces;
+    f->frames_decoded = dpv_source_decoded(sc->src);
+    f->frames_analysed = sc->analysed;
+    f->frames_dropped = dpv_source_dropped(sc->src);
+    f->frames_total = sc->info->frames_total;
+    f->duration_s = sc->info->duration_s;
+    f->elapsed_s = dpv_now() - sc->t0;
+    f->fps = f->elapsed_s > 0 ? sc->analysed / f->elapsed_s : 0;
+    f->latency_s = dpv_now() - p->it->t_wall;
+    f->live = sc->info->live;
+}
+
+/* Scores the crops of the pending frames, then hands each frame on in order. */
+static dp_status flush(scan *sc) {
+    dp_status st = DP_OK;
+    if (sc->ncrops > 0) {
+        float logit[MAX_PENDING * MAX_FACES], ood[MAX_PENDING * MAX_FACES];
+        st = score(sc->s, sc->crops, sc->ncrops, logit, ood);
+        for (int i = 0; i < sc->ncrops; i++) dp_image_free(sc->s->ctx, &sc->crops[i]);
+        if (st != DP_OK) {
+            sc->ncrops = 0;
+            return set_err(sc, st, dp_ctx_error(sc->s->ctx));
+        }
+        for (int k = 0; k < sc->npend; k++)
+            for (int i = 0; i < sc->pend[k].n_faces; i++) {
+                int c = sc->pend[k].crop_at[i];
+                if (c < 0) continue;
+                dp_video_face *f = &sc->pend[k].faces[i];
+                f->logit = logit[c];
+                f->p_fake = (float)dp_sigmoid_d(logit[c]);
+                f->ood = ood[c];
+            }
+        sc->ncrops = 0;
+    }
+    dp_video_result *r = sc->r;
+    for (int k = 0; k < sc->npend; k++) {
+        pending *p = &sc->pend[k];
+        if (sc->stop) { /* the callback asked to stop: the frames after it are not reported */
+            dpv_source_release(sc->src, p->it);
+            p->it = NULL;
+            continue;
+        }
+        for (int i = 0; i < p->n_faces && st == DP_OK; i++) {
+            dp_video_face *f = &p->faces[i];
+            if (!f->scored) continue;
+            dpv_track *tr = NULL;
+            for (int j = 0; j < sc->trk.n; j++)
+                if (sc->trk.tr[j].id == f->track_id) tr = &sc->trk.tr[j];
+            if (tr && dpv_track_add_score(tr, p->it->t, f->logit) != DP_OK) st = DP_ERR_NOMEM;
+            r->faces_scored++;
+            if (r->n_samples < sc->o.max_samples) {
+                if (r->n_samples == sc->samples_cap) {
+                    int64_t c = sc->samples_cap ? sc->samples_cap * 2 : 1024;
+                    if (c > sc->o.max_samples) c = sc->o.max_samples;
+                    dp_video_sample *ns = realloc(r->samples, sizeof *ns * (size_t)c);
+                    if (!ns) {
+                        st = DP_ERR_NOMEM;
+                        break;
+                    }
+                    r->samples = ns, sc->samples_cap = c;
+                }
+                dp_video_sample *sm = &r->samples[r->n_samples++];
+                sm->frame = p->it->index;
+                sm->time_s = p->it->t;
+                sm->track_id = f->track_id;
+                sm->box = f->box;
+                sm->logit = f->logit;
+                sm->p_fake = f->p_fake;
+            }
+        }
+        if (st != DP_OK) return set_err(sc, st, "out of memory");
+        memcpy(sc->last_faces, p->faces, sizeof(dp_video_face) * (size_t)p->n_faces);
+        sc->n_last = p->n_faces;
+        if (sc->wr && st == DP_OK) {
+            st = dpv_writer_frame(sc->wr, p->it->rgb, p->it->pts, p->faces, p->n_faces, sc->s->t_real,
+                                  sc->s->t_fake, sc->err, sizeof sc->err);
+            if (st != DP_OK) set_err(sc, st, sc->err);
+        }
+        dp_video_frame fr;
+        fill_frame(sc, p, &fr);
+        sc->lat_sum += fr.latency_s;
+        if (fr.latency_s > r->latency_max_s) r->latency_max_s = fr.latency_s;
+        r->frames_analysed++;
+        r->seconds_analysed = p->it->t;
+        if (sc->o.on_frame && !sc->stop && sc->o.on_frame(&fr, sc->o.user)) sc->stop = 1;
+        dpv_source_release(sc->src, p->it);
+        p->it = NULL;
+    }
+    sc->npend = 0;
+    return st;
+}
+
+static dp_status analyse(scan *sc, dpv_item *it) {
+    const dpv_source_info *in = sc->info;
+    dp_face_box boxes[MAX_FACES];
+    int nb = 0, full = 0, ids[MAX_FACES];
+    dp_status st = find_faces(sc, it, boxes, &nb, &full);
+    if (st != DP_OK) return set_err(sc, st, dp_ctx_error(sc->s->ctx));
+    if ((st = dpv_tracker_update(&sc->trk, boxes, nb, full, it->t, ids)) != DP_OK) return set_err(sc, st, "out of memory");
+    sc->analysed++;
+    pending *p = &sc->pend[sc->npend++];
+    p->it = it;
+    p->n_faces = 0;
+    for (int i = 0; i < nb; i++) {
+        if (ids[i] < 0) continue;
+        dp_video_face *f = &p->faces[p->n_faces];
+        memset(f, 0, sizeof *f);
+        f->track_id = sc->trk.tr[ids[i]].id;
+        f->box = boxes[i];
+        p->crop_at[p->n_faces] = -1;
+        int side = boxes[i].w > boxes[i].h ? boxes[i].w : boxes[i].h;
+        if (side >= sc->o.min_face_scored) {
+            st = crop_rgb(sc->s, it->rgb, in->width, in->height, &boxes[i], &sc->crops[sc->ncrops]);
+            if (st != DP_OK) return set_err(sc, st, dp_ctx_error(sc->s->ctx));
+            p->crop_at[p->n_faces] = sc->ncrops++;
+            f->scored = 1;
+        }
+        p->n_faces++;
+    }
+    /* classify now when a batch is full, the pipeline is empty (live: no waiting), or the list is full */
+    if (sc->ncrops >= sc->s->batch || sc->npend == MAX_PENDING || sc->ncrops + MAX_FACES > MAX_PENDING * MAX_FACES ||
+        dpv_source_pending(sc->src) == 0)
+        return flush(sc);
+    return DP_OK;
+}
+
+static int cmp_range(const void *a, const void *b) {
+    const dp_video_range *x = a, *y = b;
+    return (x->t_start > y->t_start) - (x->t_start < y->t_start);
+}
+
+/* Per-track scores, verdicts, the video's verdict and the fake spans. */
+static dp_status aggregate(scan *sc) {
+    dp_video_result *r = sc->r;
+    dp_video_scanner *s = sc->s;
+    r->n_tracks = 0;
+    if (sc->trk.n > 0 && !(r->tracks = calloc((size_t)sc->trk.n, sizeof *r->tracks))) return DP_ERR_NOMEM;
+    int64_t longest = 0;
+    for (int k = 0; k < sc->trk.n; k++)
+        if (sc->trk.tr[k].n > longest) longest = sc->trk.tr[k].n;
+    float lt_real = dp_logit(s->t_real), lt_fake = dp_logit(s->t_fake);
+    int any_conf = 0, any_fake = 0, any_unc = 0;
+    float best_conf = -INFINITY, best_any = -INFINITY;
+    int cap = 0;
+    for (int k = 0; k < sc->trk.n; k++) {
+        const dpv_track *tr = &sc->trk.tr[k];
+        dp_video_track *t = &r->tracks[r->n_tracks++];
+        t->id = tr->id;
+        t->t_start = tr->t_start;
+        t->t_end = tr->t_end;
+        t->n_seen = tr->n_seen;
+        t->n_scored = tr->n;
+        t->mean_side = tr->n_seen ? (float)(tr->side_sum / (double)tr->n_seen) : 0;
+        t->logit = dpv_track_logit(tr);
+        t->p_fake = (float)dp_sigmoid_d(t->logit);
+        int64_t nf = 0;
+        for (int64_t i = 0; i < tr->n; i++) nf += tr->logit[i] >= lt_fake;
+        t->fake_share = tr->n ? (float)nf / (float)tr->n : 0;
+        /* enough frames, and not a stray detection next to a much longer track */
+        t->confident = tr->n >= DP_VIDEO_MIN_TRACK_FRAMES && tr->n * 10 >= longest;
+        t->verdict = !t->confident       ? DP_VERDICT_UNCERTAIN
+                     : t->logit < lt_real ? DP_VERDICT_REAL
+                     : t->logit >= lt_fake ? DP_VERDICT_FAKE
+                                           : DP_VERDICT_UNCERTAIN;
+        if (tr->n > 0 && t->p_fake > best_any) best_any = t->p_fake;
+        if (t->confident) {
+            any_conf = 1;
+            any_fake |= t->verdict == DP_VERDICT_FAKE;
+            any_unc |= t->verdict == DP_VERDICT_UNCERTAIN;
+            if (t->p_fake > best_conf) best_conf = t->p_fake;
+            dp_status st = dpv_track_ranges(tr, s->t_fake, &r->ranges, &r->n_ranges, &cap);
+            if (st != DP_OK) return st;
+        }
+    }
+    r->verdict = !any_conf ? DP_VERDICT_UNCERTAIN : any_fake ? DP_VERDICT_FAKE : any_unc ? DP_VERDICT_UNCERTAIN : DP_VERDICT_REAL;
+    r->p_fake = any_conf ? best_conf : best_any > -INFINITY ? best_any : 0.5f;
+    if (r->n_ranges > 1) qsort(r->ranges, (size_t)r->n_ranges, sizeof *r->ranges, cmp_range);
+    return DP_OK;
+}
+
+static void opts_defaults(dp_video_opts *o, int live) {
+    if (o->every < 1) o->every = 1;
+    if (o->fps < 0) o->fps = 0;
+    if (o->max_width <= 0) o->max_width = 3840;
+    if (o->max_height <= 0) o->max_height = 2160;
+    if (o->max_seconds <= 0) o->max_seconds = live ? 0 : 6 * 3600;
+    if (o->timeout_s <= 0) o->timeout_s = 10;
+    if (o->min_face_scored <= 0) o->min_face_scored = 40;
+    if (o->detect_every <= 0) o->detect_every = 5;
+    if (o->batch <= 0) o->batch = 8;
+    if (o->decode_threads <= 0) o->decode_threads = 1;
+    if (o->max_samples <= 0) o->max_samples = 1000000;
+}
+
 dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_opts *opts, dp_video_result **out) {
-    (void)s, (void)source, (void)opts;
-    if (out) *out = NULL;
-    return DP_ERR_UNSUPPORTED;
+    if (!s || !source || !out) return dp_error(s ? s->ctx : NULL, DP_ERR_NULL, "dp_video_scan: NULL argument");
+    *out = NULL;
+    scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.s = s;
+    if (opts) sc.o = *opts;
+    int live = sc.o.live > 0 || (sc.o.live == 0 && dp_video_source_is_live(source));
+    opts_defaults(&sc.o, live);
+    if (sc.o.batch != s->batch) sc.o.batch = s->batch; /* the graphs were built for this batch */
+    dp_video_result *r = calloc(1, sizeof *r);
+    if (!r) return dp_error(s->ctx, DP_ERR_NOMEM, "dp_video_scan: out of memory");
+    sc.r = r;
+    snprintf(r->source, sizeof r->source, "%s", source);
+    r->live = live;
+    r->duration_s = -1;
+    r->verdict = DP_VERDICT_UNCERTAIN;
+    r->p_fake = 0.5f;
+    *out = r;
+    sc.t0 = dpv_now();
+    sc.trk.max_misses = sc.o.detect_every * 2;
+
+    dpv_source_opts so = {.live = live,
+                          .every = sc.o.every,
+                          .decode_threads = sc.o.decode_threads,
+                          .writing = sc.o.out_path != NULL,
+                          .fps = sc.o.fps,
+                          .max_seconds = sc.o.max_seconds,
+                          .timeout_s = sc.o.timeout_s,
+                          .max_width = sc.o.max_width,
+                          .max_height = sc.o.max_height};
+    dp_status st = dpv_source_open(source, &so, &sc.src, sc.err, sizeof sc.err);
+    if (st == DP_OK) {
+        sc.info = dpv_source_get_info(sc.src);
+        r->width = sc.info->width;
+        r->height = sc.info->height;
+        r->stream_fps = sc.info->fps;
+        r->duration_s = sc.info->duration_s;
+        r->has_audio = sc.info->has_audio;
+        if (sc.o.min_face <= 0) {
+            int sh = r->width < r->height ? r->width : r->height;
+            sc.o.min_face = sh / 12 > 40 ? sh / 12 : 40;
+        }
+        if (sc.o.out_path)
+            st = dpv_writer_open(sc.o.out_path, r->width, r->height, sc.info->time_base, sc.info->fps, sc.info->audio,
+                                 sc.info->audio_time_base, &sc.wr, sc.err, sizeof sc.err);
+        if (st == DP_OK) st = dpv_source_start(sc.src, sc.err, sizeof sc.err);
+    }
+    if (st != DP_OK) set_err(&sc, st, sc.err);
+    double last_item = dpv_now();
+    while (st == DP_OK && !sc.stop) {
+        dpv_item *it;
+        int k = dpv_source_next(sc.src, &it, 0.05);
+        if (k < 0) { /* nothing yet: score what waits, then wait on */
+            if (sc.npend > 0 && (st = flush(&sc)) != DP_OK) break;
+            if (dpv_now() - last_item > sc.o.timeout_s + 5) { /* the decoder itself is stuck */
+                st = set_err(&sc, DP_ERR_IO, "the source stopped delivering frames");
+                break;
+            }
+            continue;
+        }
+        if (k == 0) break;
+        last_item = dpv_now();
+        if (it->kind == 1) {
+            if (sc.wr && (st = dpv_writer_audio(sc.wr, it->pkt, sc.err, sizeof sc.err)) != DP_OK) set_err(&sc, st, sc.err);
+            dpv_source_release(sc.src, it);
+            continue;
+        }
+        if (!it->analyse) { /* only written (--out): after the frames before it */
+            if (sc.npend > 0 && (st = flush(&sc)) != DP_OK) {
+                dpv_source_release(sc.src, it);
+                break;
+            }
+            if (sc.wr && (st = dpv_writer_frame(sc.wr, it->rgb, it->pts, sc.last_faces, sc.n_last, s->t_real, s->t_fake,
+                                                sc.err, sizeof sc.err)) != DP_OK)
+                set_err(&sc, st, sc.err);
+            dpv_source_release(sc.src, it);
+            continue;
+        }
+        st = analyse(&sc, it);
+    }
+    if (sc.npend > 0) {
+        dp_status fs = flush(&sc);
+        if (st == DP_OK) st = fs;
+    }
+    for (int i = 0; i < sc.ncrops; i++) dp_image_free(s->ctx, &sc.crops[i]);
+    if (sc.src) {
+        int limit = 0;
+        char e[512];
+        dp_status ss = dpv_source_status(sc.src, e, sizeof e, &limit);
+        if (sc.stop || limit) r->stopped = 1;
+        else if (ss != DP_OK) set_err(&sc, ss, e);
+        else if (st == DP_OK) r->complete = 1;
+        r->frames_decoded = dpv_source_decoded(sc.src);
+        r->frames_dropped = dpv_source_dropped(sc.src);
+        dpv_source_close(sc.src);
+    }
+    if (sc.wr) { /* keep what was analysed, even when the source broke mid-way */
+        dp_status ws = dpv_writer_close(sc.wr, r->frames_analysed > 0, sc.err, sizeof sc.err);
+        if (ws != DP_OK && r->frames_analysed > 0) set_err(&sc, ws, sc.err);
+    }
+    if (aggregate(&sc) != DP_OK) set_err(&sc, DP_ERR_NOMEM, "out of memory");
+    dpv_tracker_free(&sc.trk);
+    r->wall_s = dpv_now() - sc.t0;
+    r->latency_mean_s = r->frames_analysed ? sc.lat_sum / (double)r->frames_analysed : 0;
+    if (r->status != DP_OK) return dp_error(s->ctx, r->status, "%s", r->error);
+    return DP_OK;
 }
+
 void dp_video_result_free(dp_video_result *r) {
     if (!r) return;
     free(r->tracks);
     free(r->ranges);
     free(r->samples);
     free(r);
-}
-int dp_video_result_json(const dp_video_result *r, int flags, char *buf, size_t n) {
-    (void)r, (void)flags;
-    if (n) buf[0] = 0;
-    return 0;
-}
-int dp_video_frame_json(const char *source, const dp_video_frame *f, char *buf, size_t n) {
-    (void)source, (void)f;
-    if (n) buf[0] = 0;
-    return 0;
-}
-dp_status dp_video_timeline_csv(dp_ctx *ctx, const dp_video_result *r, const char *path) {
-    (void)r, (void)path;
-    return dp_error(ctx, DP_ERR_UNSUPPORTED, "not implemented yet");
-}
-dp_status dp_video_write_test(dp_ctx *ctx, const char *path, const dp_image *img, int n_frames, int fps, int dx,
-                              int audio) {
-    (void)path, (void)img, (void)n_frames, (void)fps, (void)dx, (void)audio;
-    return dp_error(ctx, DP_ERR_UNSUPPORTED, "not implemented yet");
 }

@@ -1,0 +1,130 @@
+/* doppel video internals (src/video/): the decoding thread and its queue,
+ * the tracker, the crop scorer, the annotated-output writer. Not installed. */
+#ifndef DOPPEL_VIDEO_INTERNAL_H
+#define DOPPEL_VIDEO_INTERNAL_H
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "doppel/video.h"
+
+double dpv_now(void); /* monotonic seconds */
+void dpv_quiet_ffmpeg(void); /* FFmpeg's log off unless DOPPEL_FFMPEG_LOG=1 */
+
+/* ------------------------------------------------------------ source (source.c)
+ * One decoded frame, converted to packed RGB24 and 8-bit grey. Audio packets
+ * travel through the same queue (for --out) so that they stay in order. */
+typedef struct dpv_item {
+    int kind;            /* 0 video frame, 1 audio packet */
+    int analyse;         /* video: selected by every/fps (else only written to --out) */
+    int64_t index;       /* decoded frame number */
+    double t;            /* seconds from the stream's start */
+    int64_t pts;         /* in the video stream's time base (AV_NOPTS_VALUE unknown) */
+    double t_wall;       /* when it was decoded (latency) */
+    uint8_t *rgb, *gray; /* width*height*3, width*height */
+    AVPacket *pkt;       /* audio */
+} dpv_item;
+
+typedef struct dpv_source dpv_source;
+
+typedef struct dpv_source_info {
+    int width, height;
+    double fps, duration_s;
+    int64_t frames_total;  /* estimate, -1 unknown */
+    int live, has_audio;
+    AVRational time_base;  /* of the video stream */
+    const AVCodecParameters *audio; /* NULL: no audio stream (or audio not wanted) */
+    AVRational audio_time_base;
+} dpv_source_info;
+
+typedef struct dpv_source_opts {
+    int live, every, decode_threads;
+    int writing; /* --out: every frame and the audio packets are queued too */
+    double fps, max_seconds, timeout_s;
+    int max_width, max_height;
+} dpv_source_opts;
+
+/* Opens the source and reads its header (the checks and the limits happen
+ * here, before any frame is allocated). On failure: a message in err. */
+dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_source **out, char *err, size_t n);
+const dpv_source_info *dpv_source_get_info(const dpv_source *s);
+/* Starts the decoding thread. */
+dp_status dpv_source_start(dpv_source *s, char *err, size_t n);
+/* The next item in order, waiting at most timeout seconds. Returns 1 with an
+ * item, 0 at the end of the stream (then dpv_source_status says why), -1 on
+ * a timeout (nothing yet). */
+int dpv_source_next(dpv_source *s, dpv_item **it, double timeout);
+/* Gives the item's buffers back to the decoder. */
+void dpv_source_release(dpv_source *s, dpv_item *it);
+/* Items waiting in the queue (0: the analysis is keeping up). */
+int dpv_source_pending(dpv_source *s);
+/* How reading ended: DP_OK at a clean end of stream; else the message. */
+dp_status dpv_source_status(dpv_source *s, char *err, size_t n, int *limit_hit);
+int64_t dpv_source_decoded(dpv_source *s);
+int64_t dpv_source_dropped(dpv_source *s);
+/* Asks the thread to stop (interrupts blocking reads), joins it, frees. */
+void dpv_source_close(dpv_source *s);
+
+/* ------------------------------------------------------------ tracker (track.c) */
+typedef struct dpv_track {
+    int id;
+    dp_face_box box;
+    int misses;          /* analysed frames in a row without this face */
+    int alive;
+    int seen_this_frame;
+    double t_start, t_end;
+    int64_t n_seen, n_scored;
+    double side_sum;
+    /* scored logits (for the aggregate and the fake ranges) */
+    float *logit;
+    double *t;
+    int64_t n, cap;
+} dpv_track;
+
+typedef struct dpv_tracker {
+    dpv_track *tr;
+    int n, cap, next_id;
+    int max_misses;
+} dpv_tracker;
+
+double dpv_iou(const dp_face_box *a, const dp_face_box *b);
+/* Matches this frame's boxes to live tracks (greedy by IoU >= 0.3);
+ * unmatched boxes open new tracks when may_open; tracks not seen for more
+ * than max_misses analysed frames end. ids[i] gets the track index of box i. */
+dp_status dpv_tracker_update(dpv_tracker *t, const dp_face_box *boxes, int n, int may_open, double time_s, int *ids);
+dp_status dpv_track_add_score(dpv_track *tr, double t, float logit);
+void dpv_tracker_free(dpv_tracker *t);
+
+/* The track's score: mean of the scored logits (clipped to +-8) after
+ * dropping the lowest and highest 10 %. */
+float dpv_track_logit(const dpv_track *tr);
+/* Fake spans of a track: centred 1-second windows whose mean logit is at or
+ * above logit(t_fake), merged across gaps of up to 0.5 s, kept when at least
+ * 0.5 s long. Appends to *ranges. */
+dp_status dpv_track_ranges(const dpv_track *tr, float t_fake, dp_video_range **ranges, int *n, int *cap);
+
+/* ------------------------------------------------------------ annotated output (annotate.c) */
+typedef struct dpv_writer dpv_writer;
+dp_status dpv_writer_open(const char *path, int width, int height, AVRational time_base, double fps,
+                          const AVCodecParameters *audio, AVRational audio_tb, dpv_writer **out, char *err, size_t n);
+/* Draws the faces on rgb (in place) and encodes the frame. */
+dp_status dpv_writer_frame(dpv_writer *w, uint8_t *rgb, int64_t pts, const dp_video_face *faces, int n_faces,
+                           float t_real, float t_fake, char *err, size_t n);
+dp_status dpv_writer_audio(dpv_writer *w, AVPacket *pkt, char *err, size_t n);
+/* Flushes, writes the trailer (faststart) and renames the file into place
+ * when keep; else removes the temporary file. Frees w. */
+dp_status dpv_writer_close(dpv_writer *w, int keep, char *err, size_t n);
+/* Boxes and labels on a packed RGB24 image. */
+void dpv_draw_faces(uint8_t *rgb, int width, int height, const dp_video_face *faces, int n_faces, float t_real,
+                    float t_fake);
+
+/* Creates PATH.tmp-PID-N (mode 0666 less the umask) for writing; the fd or -1 (errno). */
+int dpv_create_tmp(const char *path, char *tmp, size_t n);
+/* Writes the message into err (n bytes) and returns st. */
+dp_status dpv_fail(char *err, size_t n, dp_status st, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* FFmpeg's error text. */
+const char *dpv_averr(int e, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,515 @@
+/* doppel scan (include/doppel/video.h): the pipeline on small videos made
+ * here with doppel's own encoder (dp_video_write_test), the annotated output,
+ * the aggregation, and bad input — a truncated MP4, a file that is not a
+ * video, an empty file, a stream on stdin that stops or breaks off — which
+ * must give a clear error, keep what was analysed, and never hang. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "doppel/doppel.h"
+
+#ifdef DP_HAVE_FFMPEG
+#include "doppel/video.h"
+#include "video/video_internal.h"
+
+#define ASTRONAUT "/usr/lib/python3/dist-packages/skimage/data/astronaut.png"
+
+static char g_dir[128];
+static dp_ctx *g_ctx;
+static dp_video_scanner *g_sc;
+static int g_have_face; /* the astronaut picture is there (python3-skimage) */
+
+static void path_in(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
+
+/* A 320x240 frame: the astronaut's portrait (224x224) on grey, or a gradient without one. */
+static void make_frame(dp_image *img) {
+    assert_int_equal(dp_image_alloc(g_ctx, 3, 240, 320, img), DP_OK);
+    size_t pl = 240 * 320;
+    for (int y = 0; y < 240; y++)
+        for (int x = 0; x < 320; x++)
+            for (int c = 0; c < 3; c++) img->data[c * pl + y * 320 + x] = 0.3f + 0.4f * (float)x / 320 * (c == 1);
+    dp_image a = {0}, s = {0};
+    if (dp_image_load(g_ctx, ASTRONAUT, 3, NULL, &a) != DP_OK) return;
+    assert_int_equal(dp_image_resize(g_ctx, &a, 224, 224, &s), DP_OK);
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 224; y++)
+            memcpy(img->data + c * pl + (size_t)(y + 8) * 320 + 48, s.data + (size_t)c * 224 * 224 + (size_t)y * 224,
+                   224 * sizeof(float));
+    dp_image_free(g_ctx, &a);
+    dp_image_free(g_ctx, &s);
+    g_have_face = 1;
+}
+
+static void write_video_dx(const char *name, int frames, int audio, int dx, char *path, size_t n) {
+    path_in(path, n, name);
+    dp_image img;
+    make_frame(&img);
+    dp_status st = dp_video_write_test(g_ctx, path, &img, frames, 10, dx, audio);
+    if (st != DP_OK) fprintf(stderr, "dp_video_write_test: %s\n", dp_ctx_error(g_ctx));
+    assert_int_equal(st, DP_OK);
+    dp_image_free(g_ctx, &img);
+}
+
+static void write_video(const char *name, int frames, int audio, char *path, size_t n) {
+    write_video_dx(name, frames, audio, 0, path, n);
+}
+
+static int64_t file_size(const char *p) {
+    struct stat s;
+    return stat(p, &s) == 0 ? (int64_t)s.st_size : -1;
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/doppel-test-scan-XXXXXX");
+    if (!mkdtemp(g_dir)) return -1;
+    if (dp_ctx_new(&(dp_ctx_opts){.threads = 2, .seed = 1}, &g_ctx) != DP_OK) return -1;
+    if (dp_video_scanner_new(g_ctx, NULL, DP_SOURCE_DIR, &g_sc) != DP_OK) {
+        fprintf(stderr, "scanner: %s\n", dp_ctx_error(g_ctx));
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    dp_video_scanner_free(g_sc);
+    dp_ctx_free(g_ctx);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) return -1;
+    return 0;
+}
+
+static dp_video_result *scan(const char *src, const dp_video_opts *o, dp_status *st) {
+    dp_video_result *r = NULL;
+    *st = dp_video_scan(g_sc, src, o, &r);
+    assert_non_null(r);
+    assert_int_equal(*st, r->status);
+    return r;
+}
+
+/* ------------------------------------------------------------ the pipeline */
+static void test_basic(void **state) {
+    (void)state;
+    char v[300], csv[300];
+    write_video("basic.mp4", 20, 1, v, sizeof v);
+    path_in(csv, sizeof csv, "basic.csv");
+    dp_status st;
+    dp_video_result *r = scan(v, NULL, &st);
+    assert_int_equal(st, DP_OK);
+    assert_true(r->complete);
+    assert_int_equal(r->width, 320);
+    assert_int_equal(r->height, 240);
+    assert_int_equal(r->frames_decoded, 20);
+    assert_int_equal(r->frames_analysed, 20);
+    assert_int_equal(r->frames_dropped, 0);
+    assert_true(r->has_audio);
+    if (g_have_face) {
+        assert_true(r->n_tracks >= 1);
+        assert_true(r->tracks[0].n_scored >= 15); /* one still face: found in (nearly) every frame */
+        assert_true(r->tracks[0].confident);
+        assert_true(r->faces_scored >= 15);
+        assert_true(r->n_samples == r->faces_scored);
+        assert_true(r->p_fake >= 0 && r->p_fake <= 1);
+    } else
+        fprintf(stderr, "note: %s absent (python3-skimage): no face in the test video\n", ASTRONAUT);
+    /* JSON parses and says the same */
+    int n = dp_video_result_json(r, DP_VIDEO_JSON_TIMELINE, NULL, 0);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(dp_video_result_json(r, DP_VIDEO_JSON_TIMELINE, buf, (size_t)n + 1), n);
+    cJSON *j = cJSON_Parse(buf);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItem(j, "verdict")->valuestring, dp_verdict_name(r->verdict));
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "frames"), "analysed")->valueint, 20);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tracks")), r->n_tracks);
+    cJSON_Delete(j);
+    free(buf);
+    assert_int_equal(dp_video_timeline_csv(g_ctx, r, csv), DP_OK);
+    FILE *f = fopen(csv, "r");
+    assert_non_null(f);
+    int lines = 0;
+    char line[256];
+    while (fgets(line, sizeof line, f)) lines++;
+    fclose(f);
+    assert_int_equal(lines, 1 + (int)r->n_samples);
+    dp_video_result_free(r);
+    dp_video_result_free(NULL);
+}
+
+static int g_calls;
+static int stop_after_3(const dp_video_frame *f, void *user) {
+    (void)user;
+    assert_true(f->frames_analysed >= 1);
+    assert_true(f->elapsed_s >= 0);
+    return ++g_calls >= 3;
+}
+
+static void test_every_fps_stop(void **state) {
+    (void)state;
+    char v[300];
+    write_video("every.mp4", 20, 0, v, sizeof v);
+    dp_status st;
+    dp_video_result *r = scan(v, &(dp_video_opts){.every = 2}, &st);
+    assert_int_equal(st, DP_OK);
+    assert_int_equal(r->frames_decoded, 20);
+    assert_int_equal(r->frames_analysed, 10);
+    dp_video_result_free(r);
+    r = scan(v, &(dp_video_opts){.fps = 2.5}, &st); /* 2 s of video at 10 fps: 5 frames */
+    assert_int_equal(st, DP_OK);
+    assert_int_equal(r->frames_analysed, 5);
+    dp_video_result_free(r);
+    g_calls = 0;
+    r = scan(v, &(dp_video_opts){.on_frame = stop_after_3}, &st);
+    assert_int_equal(st, DP_OK);
+    assert_true(r->stopped);
+    assert_false(r->complete);
+    assert_int_equal(r->frames_analysed, 3);
+    dp_video_result_free(r);
+    /* limits: checked from the header, before any frame */
+    r = scan(v, &(dp_video_opts){.max_width = 160, .max_height = 120}, &st);
+    assert_int_equal(st, DP_ERR_ARG);
+    assert_non_null(strstr(r->error, "larger than the limit"));
+    assert_int_equal(r->frames_analysed, 0);
+    dp_video_result_free(r);
+    r = scan(v, &(dp_video_opts){.max_seconds = 0.95}, &st); /* frames at 0.0 .. 0.9 s */
+    assert_int_equal(st, DP_OK);
+    assert_true(r->stopped);
+    assert_int_equal(r->frames_analysed, 10);
+    dp_video_result_free(r);
+}
+
+/* The annotated copy: H.264 yuv420p, MP4 with the index in front, the audio kept. */
+static void test_out(void **state) {
+    (void)state;
+    char v[300], out[300];
+    write_video("in.mp4", 12, 1, v, sizeof v);
+    path_in(out, sizeof out, "annotated.mp4");
+    dp_status st;
+    dp_video_result *r = scan(v, &(dp_video_opts){.out_path = out, .every = 3}, &st);
+    assert_int_equal(st, DP_OK);
+    assert_int_equal(r->frames_analysed, 4);
+    dp_video_result_free(r);
+    assert_true(file_size(out) > 0);
+    AVFormatContext *fc = NULL;
+    assert_int_equal(avformat_open_input(&fc, out, NULL, NULL), 0);
+    assert_true(avformat_find_stream_info(fc, NULL) >= 0);
+    int vs = av_find_best_stream(fc, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
+    int as = av_find_best_stream(fc, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
+    assert_true(vs >= 0);
+    assert_true(as >= 0);
+    assert_int_equal(fc->streams[vs]->codecpar->codec_id, AV_CODEC_ID_H264);
+    assert_int_equal(fc->streams[vs]->codecpar->format, AV_PIX_FMT_YUV420P);
+    int frames = 0;
+    AVPacket *pkt = av_packet_alloc();
+    while (av_read_frame(fc, pkt) >= 0) {
+        frames += pkt->stream_index == vs;
+        av_packet_unref(pkt);
+    }
+    av_packet_free(&pkt);
+    assert_int_equal(frames, 12); /* every frame written, analysed or not */
+    avformat_close_input(&fc);
+    /* faststart: 'moov' before 'mdat' */
+    FILE *f = fopen(out, "rb");
+    assert_non_null(f);
+    unsigned char b[8];
+    long off = 0, moov = -1, mdat = -1;
+    while (fseek(f, off, SEEK_SET) == 0 && fread(b, 1, 8, f) == 8) {
+        uint32_t sz = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        if (!memcmp(b + 4, "moov", 4)) moov = off;
+        if (!memcmp(b + 4, "mdat", 4)) mdat = off;
+        if (sz < 8) break;
+        off += sz;
+    }
+    fclose(f);
+    assert_true(moov >= 0 && mdat >= 0 && moov < mdat);
+    /* no temporary file left next to it */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c tmp- > /dev/null", g_dir);
+    assert_int_not_equal(system(cmd), 0);
+}
+
+/* ------------------------------------------------------------ bad input */
+static void test_truncated(void **state) {
+    (void)state;
+    char v[300];
+    write_video_dx("trunc.mp4", 30, 0, 6, v, sizeof v); /* moving: every frame costs bytes */
+    int64_t sz = file_size(v);
+    assert_int_equal(truncate(v, sz * 6 / 10), 0);
+    dp_status st;
+    char out[300];
+    path_in(out, sizeof out, "trunc_out.mp4");
+    dp_video_result *r = scan(v, &(dp_video_opts){.out_path = out}, &st);
+    assert_int_not_equal(st, DP_OK);
+    assert_false(r->complete);
+    assert_true(strlen(r->error) > 0);
+    assert_non_null(strstr(r->error, v));
+    fprintf(stderr, "truncated: %s (%lld frames analysed)\n", r->error, (long long)r->frames_analysed);
+    assert_true(r->frames_analysed > 0 && r->frames_analysed < 30); /* what came before is kept */
+    dp_video_result_free(r);
+    assert_true(file_size(out) > 0); /* the analysed part is written, as a whole file */
+    /* cut before the index (the first 40 bytes): nothing to analyse, a clear error */
+    assert_int_equal(truncate(v, 40), 0);
+    r = scan(v, NULL, &st);
+    assert_int_equal(st, DP_ERR_FORMAT);
+    assert_int_equal(r->frames_analysed, 0);
+    fprintf(stderr, "cut at 40 bytes: %s\n", r->error);
+    assert_non_null(strstr(r->error, v));
+    dp_video_result_free(r);
+}
+
+static void test_not_video(void **state) {
+    (void)state;
+    char p[300], e[300], out[300];
+    path_in(p, sizeof p, "notes.mp4");
+    path_in(e, sizeof e, "empty.mp4");
+    path_in(out, sizeof out, "never.mp4");
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 200; i++) fprintf(f, "this is not a video, line %d\n", i);
+    fclose(f);
+    f = fopen(e, "w");
+    assert_non_null(f);
+    fclose(f);
+    const char *bad[] = {p, e, "/nonexistent/video.mp4", DP_SOURCE_DIR "/models/" DP_DETECT_DEFAULT_MODEL};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dp_status st;
+        dp_video_result *r = scan(bad[i], &(dp_video_opts){.out_path = out}, &st);
+        assert_int_not_equal(st, DP_OK);
+        assert_int_equal(r->frames_analysed, 0);
+        assert_int_equal(r->verdict, DP_VERDICT_UNCERTAIN);
+        assert_non_null(strstr(r->error, bad[i]));
+        fprintf(stderr, "%s\n", r->error);
+        assert_string_equal(dp_ctx_error(g_ctx), r->error);
+        dp_video_result_free(r);
+        assert_int_equal(file_size(out), -1); /* no output file at all */
+    }
+    /* an XML file: not a video either */
+    dp_status st;
+    dp_video_result *r = scan(DP_SOURCE_DIR "/tests/data/face_tiny.xml", NULL, &st);
+    assert_int_not_equal(st, DP_OK);
+    dp_video_result_free(r);
+}
+
+/* Runs `doppel scan --json --timeout 1 -` with a pipe on stdin: writes the
+ * first part of a streamable video (MPEG-TS), then either closes the pipe or
+ * keeps it open without writing. Returns the exit status; out gets stdout. */
+static int run_stdin(const char *video, double part, int close_it, char *out, size_t n, double *took) {
+    int in[2], res[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(res), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(res[1], 1);
+        close(in[0]), close(in[1]), close(res[0]), close(res[1]);
+        execl(DP_CLI_PATH, DP_CLI_PATH, "scan", "--json", "--quiet", "--timeout", "1", "-", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(res[1]);
+    signal(SIGPIPE, SIG_IGN);
+    FILE *f = fopen(video, "rb");
+    assert_non_null(f);
+    int64_t sz = file_size(video), want = (int64_t)(sz * part), sent = 0;
+    char buf[4096];
+    while (sent < want) {
+        size_t k = fread(buf, 1, (size_t)(want - sent < (int64_t)sizeof buf ? want - sent : (int64_t)sizeof buf), f);
+        if (k == 0 || write(in[1], buf, k) != (ssize_t)k) break;
+        sent += (int64_t)k;
+    }
+    fclose(f);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (close_it) close(in[1]);
+    size_t got = 0;
+    int status = -1;
+    for (;;) { /* read its output; never wait more than 60 s (a hang fails the test) */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double el = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+        if (el > 60) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("doppel scan - did not end within 60 s");
+        }
+        fcntl(res[0], F_SETFL, O_NONBLOCK);
+        ssize_t k = read(res[0], out + got, n - 1 - got);
+        if (k > 0) got += (size_t)k;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            while ((k = read(res[0], out + got, n - 1 - got)) > 0) got += (size_t)k;
+            *took = el;
+            break;
+        }
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    out[got] = 0;
+    if (!close_it) close(in[1]);
+    close(res[0]);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_stdin_stops(void **state) {
+    (void)state;
+    char v[300];
+    write_video_dx("stream.ts", 40, 0, 6, v, sizeof v);
+    static char out[1 << 20];
+    double took;
+    /* the writer stops sending but keeps the pipe open: no data for 1 s → error, partial result */
+    int rc = run_stdin(v, 0.5, 0, out, sizeof out, &took);
+    fprintf(stderr, "stalled stream: exit %d after %.1f s\n", rc, took);
+    assert_int_equal(rc, 2);
+    const char *last = strrchr(out, '\n');
+    assert_non_null(last);
+    const char *p = out, *obj = NULL;
+    while ((p = strstr(p, "{\"file\":\"-\",\"verdict\""))) obj = p++;
+    assert_non_null(obj);
+    cJSON *j = cJSON_Parse(obj);
+    assert_non_null(j);
+    assert_non_null(strstr(cJSON_GetObjectItem(j, "error")->valuestring, "stopped"));
+    int analysed = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "frames"), "analysed")->valueint;
+    fprintf(stderr, "  %s; %d frames analysed\n", cJSON_GetObjectItem(j, "error")->valuestring, analysed);
+    assert_true(analysed > 0);
+    cJSON_Delete(j);
+    /* the pipe is closed mid-stream: the end of the stream, what came is reported */
+    rc = run_stdin(v, 0.5, 1, out, sizeof out, &took);
+    fprintf(stderr, "closed stream: exit %d after %.1f s\n", rc, took);
+    assert_true(rc == 0 || rc == 1 || rc == 2);
+    p = out, obj = NULL;
+    while ((p = strstr(p, "{\"file\":\"-\",\"verdict\""))) obj = p++;
+    assert_non_null(obj);
+    j = cJSON_Parse(obj);
+    assert_non_null(j);
+    analysed = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "frames"), "analysed")->valueint;
+    assert_true(analysed > 0 && analysed < 40);
+    cJSON_Delete(j);
+}
+
+/* ------------------------------------------------------------ aggregation */
+static void test_aggregation(void **state) {
+    (void)state;
+    dpv_track tr;
+    memset(&tr, 0, sizeof tr);
+    tr.id = 7;
+    /* 10 s at 10 fps: real (-3) except 4.0-6.0 s fake (+3); two outliers */
+    for (int i = 0; i < 100; i++) {
+        double t = i / 10.0;
+        float l = t >= 4.0 && t < 6.0 ? 3.0f : -3.0f;
+        if (i == 10) l = 50.0f;  /* clipped to 8, then trimmed */
+        if (i == 90) l = -50.0f;
+        assert_int_equal(dpv_track_add_score(&tr, t, l), DP_OK);
+    }
+    float m = dpv_track_logit(&tr);
+    /* +3 x20, +8 x1 (clipped), -3 x78, -8 x1; trimmed 10 % each side: 10 lowest (-8, nine -3) and 10 highest
+     * (8, nine +3) gone: 69 x -3, 11 x +3 */
+    assert_float_equal(m, (69 * -3.0f + 11 * 3.0f) / 80, 1e-4);
+    dp_video_range *rg = NULL;
+    int n = 0, cap = 0;
+    assert_int_equal(dpv_track_ranges(&tr, 0.7f, &rg, &n, &cap), DP_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rg[0].track_id, 7);
+    assert_true(fabs(rg[0].t_start - 4.0) <= 0.31 && fabs(rg[0].t_end - 5.9) <= 0.31);
+    assert_true(rg[0].p_fake > 0.7f);
+    free(rg);
+    free(tr.logit);
+    free(tr.t);
+    /* tracker: a face that moves a little keeps its id; a far one gets a new id */
+    dpv_tracker t = {0};
+    t.max_misses = 2;
+    int ids[2];
+    dp_face_box a = {100, 100, 80, 80, 10}, b = {108, 104, 84, 84, 10}, c = {300, 50, 60, 60, 10};
+    assert_int_equal(dpv_tracker_update(&t, &a, 1, 1, 0.0, ids), DP_OK);
+    assert_int_equal(t.tr[ids[0]].id, 1);
+    dp_face_box two[2] = {c, b};
+    assert_int_equal(dpv_tracker_update(&t, two, 2, 1, 0.1, ids), DP_OK);
+    assert_int_equal(t.tr[ids[1]].id, 1);
+    assert_int_equal(t.tr[ids[0]].id, 2);
+    assert_int_equal(dpv_tracker_update(&t, NULL, 0, 1, 0.2, ids), DP_OK);
+    assert_int_equal(dpv_tracker_update(&t, NULL, 0, 1, 0.3, ids), DP_OK);
+    assert_int_equal(dpv_tracker_update(&t, NULL, 0, 1, 0.4, ids), DP_OK); /* third miss: ended */
+    assert_false(t.tr[0].alive);
+    dpv_tracker_free(&t);
+    assert_true(dp_video_source_is_live("-"));
+    assert_true(dp_video_source_is_live("rtsp://cam/1"));
+    assert_true(dp_video_source_is_live("/dev/video0"));
+    assert_false(dp_video_source_is_live("clip.mp4"));
+}
+
+static void test_cli(void **state) {
+    (void)state;
+    char v[300], cmd[2400], out[300], csv[300];
+    write_video("cli.mp4", 10, 1, v, sizeof v);
+    path_in(out, sizeof out, "cli_out.mp4");
+    path_in(csv, sizeof csv, "cli.csv");
+    snprintf(cmd, sizeof cmd, "%s scan --json --quiet --out '%s' --csv '%s' '%s' > '%s/cli.json'", DP_CLI_PATH, out, csv,
+             v, g_dir);
+    int rc = system(cmd);
+    assert_true(WIFEXITED(rc) && (WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 1));
+    assert_true(file_size(out) > 0);
+    assert_true(file_size(csv) > 0);
+    /* eval over a list (relative paths, header line) */
+    char list[300];
+    path_in(list, sizeof list, "labels.csv");
+    FILE *f = fopen(list, "w");
+    assert_non_null(f);
+    fprintf(f, "path,label\ncli.mp4,0\ncli_out.mp4,1\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s scan eval --quiet --json --list '%s' > '%s/eval.json'", DP_CLI_PATH, list, g_dir);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    char p[300];
+    path_in(p, sizeof p, "eval.json");
+    f = fopen(p, "r");
+    assert_non_null(f);
+    static char line[1 << 16], last[1 << 16];
+    while (fgets(line, sizeof line, f)) memcpy(last, line, sizeof line);
+    fclose(f);
+    cJSON *j = cJSON_Parse(last);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetObjectItem(j, "videos")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(j, "scored")->valueint, 2);
+    assert_non_null(cJSON_GetObjectItem(j, "auc"));
+    assert_non_null(cJSON_GetObjectItem(j, "fpr_real"));
+    cJSON_Delete(j);
+    /* usage errors */
+    snprintf(cmd, sizeof cmd, "%s scan --every 0 x.mp4 2>/dev/null", DP_CLI_PATH);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    snprintf(cmd, sizeof cmd, "%s scan --quiet /nonexistent.mp4 > /dev/null 2>&1", DP_CLI_PATH);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_aggregation), cmocka_unit_test(test_basic),     cmocka_unit_test(test_every_fps_stop),
+        cmocka_unit_test(test_out),         cmocka_unit_test(test_truncated), cmocka_unit_test(test_not_video),
+        cmocka_unit_test(test_stdin_stops), cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
+#else
+int main(void) {
+    printf("test_scan: skipped: built without FFmpeg\n");
+    return 77;
+}
+#endif
