@@ -39,6 +39,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "cli/bench_scan.h"
 #include "core/internal.h" /* dp_sgemm: the sgemm1024 workload times the kernel itself */
 #include "doppel/doppel.h"
 
@@ -148,7 +149,7 @@ static double layer_fwd_flops(const layer_spec *l) {
 /* Backward: the weight gradient costs one forward, the input gradient another. */
 static double layer_bwd_flops(const layer_spec *l) { return layer_fwd_flops(l) * (l->first ? 1.0 : 2.0); }
 
-typedef enum { W_MESO_INF, W_MESO_TRAIN, W_DCGAN64, W_DCGAN28, W_SGEMM, W_LAYER } wkind;
+typedef enum { W_MESO_INF, W_MESO_TRAIN, W_DCGAN64, W_DCGAN28, W_SGEMM, W_LAYER, W_SCAN } wkind;
 
 typedef struct workload {
     char name[48];
@@ -232,6 +233,9 @@ static void build_workloads(void) {
             w->bwd = b;
             w->torch_layer = 1;
         }
+    /* video scanning (src/cli/bench_scan.c) */
+    add_workload("scan480", "doppel scan, 640x480 H.264, every frame analysed", "frames/s", W_SCAN, 1, 0, NULL, 0);
+    add_workload("scan720", "doppel scan, 1280x720 H.264, every frame analysed", "frames/s", W_SCAN, 1, 0, NULL, 0);
 }
 
 static const workload *find_workload(const char *name) {
@@ -281,6 +285,7 @@ static dp_status worker_step(worker *k) {
         dp_sgemm(k->ctx, 0, 0, k->n, k->n, k->n, 1.0f, k->a, k->n, k->b, k->n, 0.0f, k->c, k->n);
         return DP_OK;
     case W_LAYER: return k->w->bwd ? dp_graph_backward(k->g, k->loss, 0, NULL) : dp_graph_run(k->g);
+    case W_SCAN: break; /* bench_scan_worker */
     }
     return DP_ERR_ARG;
 }
@@ -399,6 +404,7 @@ static dp_status worker_build(worker *k, int threads) {
         return DP_OK;
     }
     case W_SGEMM: break; /* made above */
+    case W_SCAN: break;  /* bench_scan_worker */
     }
     return DP_ERR_ARG;
 }
@@ -436,6 +442,7 @@ static int run_worker(const char *name, int threads) {
         fprintf(stderr, "doppel bench --worker: unknown workload '%s'\n", name);
         return 2;
     }
+    if (w->kind == W_SCAN) return bench_scan_worker(name, threads);
     worker k;
     memset(&k, 0, sizeof k);
     k.w = w;
