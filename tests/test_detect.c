@@ -670,6 +670,87 @@ static void cli_exit_codes(void **st) {
     dp_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------ cross-source calibration (detect calibrate) */
+/* Two folds of synthetic scores: the fitted t_fake must be the smallest
+ * threshold of the grid at which no real source has more than 5 % of its
+ * faces at or above it, under the fusion weights written into the model. */
+static void cli_calibrate(void **st) {
+    (void)st;
+    const char *cli = DP_CLI_PATH;
+    if (access(cli, X_OK) != 0) {
+        printf("skipped: the doppel CLI is not at %s\n", cli);
+        skip();
+    }
+    dp_ctx *ctx = new_ctx();
+    const char *d = tmpdir();
+    char model[200], out_m[200], csv[2][200], cmd[2048], out[16384];
+    snprintf(model, sizeof model, "%s/cal_in.safetensors", d);
+    snprintf(out_m, sizeof out_m, "%s/cal_out.safetensors", d);
+    dp_detector *det = small_detector(ctx, 1);
+    OK(dp_detector_save(det, model, (const char *[]){"doppel.command", "doppel detect train (test)", NULL}));
+    dp_detector_free(det);
+    /* fold k: 200 held-out real faces of source "realK" (meso logits spread
+     * around k), 100 test fakes (around 5), a bad row */
+    enum { NR = 200, NF = 100 };
+    float rm[2][NR], rs[2][NR];
+    dp_rng rng;
+    dp_rng_seed(&rng, 5);
+    for (int k = 0; k < 2; k++) {
+        snprintf(csv[k], sizeof csv[k], "%s/fold%d.csv", d, k);
+        FILE *f = fopen(csv[k], "w");
+        assert_non_null(f);
+        fprintf(f, "split,label,meso_logit,spectral_logit,ood,ood_over,no_face,source,path\n");
+        for (int i = 0; i < NR; i++) {
+            rm[k][i] = (float)k + 1.5f * dp_rng_normal(&rng);
+            rs[k][i] = dp_rng_normal(&rng);
+            fprintf(f, "heldout,0,%.6f,%.6f,1,0,0,real%d,/x/r%d_%d.jpg\n", (double)rm[k][i], (double)rs[k][i], k, k, i);
+        }
+        for (int i = 0; i < NF; i++)
+            fprintf(f, "test,1,%.6f,%.6f,1,0,0,fake,/x/f%d_%d.jpg\n", (double)(5 + 1.5f * dp_rng_normal(&rng)),
+                    (double)(1 + dp_rng_normal(&rng)), k, i);
+        fprintf(f, "heldout,0,not-a-number\n");
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s detect calibrate --scores %s --scores %s --model %s --out %s 2>&1; echo rc=$?", cli,
+             csv[0], csv[1], model, out_m);
+    run(cmd, out, sizeof out);
+    printf("%s", out);
+    assert_non_null(strstr(out, "rc=0"));
+    assert_non_null(strstr(out, "fold 1 (real0 held out)"));
+    assert_non_null(strstr(out, "fold 2 (real1 held out)"));
+    assert_non_null(strstr(out, "1 malformed rows skipped"));
+    OK(dp_detector_load(ctx, out_m, 4, &det));
+    const dp_detector_params *p = dp_detector_get_params(det);
+    assert_true(p->fuse_w[0] > 0 && p->fuse_w[1] >= 0);
+    static const float T[] = {0.5f,  0.55f, 0.6f,  0.65f, 0.7f,  0.75f, 0.8f,   0.85f,  0.9f,  0.92f,
+                              0.94f, 0.95f, 0.96f, 0.97f, 0.98f, 0.99f, 0.995f, 0.998f, 0.999f};
+    int want = 18;
+    for (int t = 0; t < 19; t++) {
+        double worst = 0;
+        for (int k = 0; k < 2; k++) {
+            int fp = 0;
+            for (int i = 0; i < NR; i++) fp += dp_detector_fuse(det, rm[k][i], rs[k][i]) >= T[t];
+            worst = fmax(worst, fp / (double)NR);
+        }
+        if (worst <= 0.05 + 1e-9) {
+            want = t;
+            break;
+        }
+    }
+    assert_true(fabsf(p->t_fake - T[want]) < 1e-6f);
+    assert_true(fabsf(p->t_real - fminf(0.3f, T[want])) < 1e-6f);
+    char buf[256];
+    OK(dp_checkpoint_meta(ctx, out_m, "doppel.command", buf, sizeof buf)); /* kept from the input model */
+    assert_string_equal(buf, "doppel detect train (test)");
+    OK(dp_checkpoint_meta(ctx, out_m, "doppel.calibration", buf, sizeof buf));
+    dp_detector_free(det);
+    /* no --scores: a usage error */
+    snprintf(cmd, sizeof cmd, "%s detect calibrate --model %s --out %s 2>&1; echo rc=$?", cli, model, out_m);
+    run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "rc=2"));
+    dp_ctx_free(ctx);
+}
+
 /* ------------------------------------------------------------ the shipped model on shared faces */
 static void shipped_model(void **st) {
     (void)st;
@@ -725,7 +806,7 @@ int main(void) {
         cmocka_unit_test(spectral_features), cmocka_unit_test(metric_auc_ap),   cmocka_unit_test(metric_ece),
         cmocka_unit_test(logreg_platt),     cmocka_unit_test(augmentation),     cmocka_unit_test(model_file),
         cmocka_unit_test(image_and_json),   cmocka_unit_test(cli_bad_input),    cmocka_unit_test(explain_maps),
-        cmocka_unit_test(cli_exit_codes),   cmocka_unit_test(shipped_model),
+        cmocka_unit_test(cli_exit_codes),   cmocka_unit_test(cli_calibrate),    cmocka_unit_test(shipped_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
