@@ -53,6 +53,11 @@ typedef struct req {
     int too_large;
     int declared;            /* the request has a Content-Length (checked against --max-upload) */
     int heatmap;
+    int in_first;            /* inside the first call (headers only) */
+    int drain;               /* a refusal at the first call waits for the (bounded) body: see send_error */
+    int pending_status;      /* that refusal */
+    char *pending_body;
+    int64_t drained;
     char name[256];
     char method[8];
     char url[160];
@@ -103,7 +108,17 @@ static enum MHD_Result send_error(struct MHD_Connection *c, req *q, int status, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return send_json(c, q, status, serve_error_json(status, code, "%s", msg));
+    char *body = serve_error_json(status, code, "%s", msg);
+    if (q->in_first && q->drain && body) {
+        /* Refused from the headers while a body is on its way: read and drop
+         * it first, then answer, so that the client (a browser) reads the
+         * answer instead of a reset connection. Only bodies of at most 4x
+         * --max-upload are waited for; a 2 GB one is answered at once. */
+        q->pending_status = status;
+        q->pending_body = body;
+        return MHD_YES;
+    }
+    return send_json(c, q, status, body);
 }
 
 static enum MHD_Result send_asset(struct MHD_Connection *c, req *q, const serve_asset *a, int head) {
@@ -293,16 +308,9 @@ static enum MHD_Result start_upload(struct MHD_Connection *c, req *q) {
         q->declared = 1;
         char *end;
         unsigned long long v = strtoull(cl, &end, 10);
-        if (end == cl || v > (unsigned long long)INT64_MAX || (long long)v > 4 * s->o.max_upload)
+        if (end == cl || v > (unsigned long long)INT64_MAX || (long long)v > s->o.max_upload)
             return send_error(c, q, 413, "too_large", "the body is %s bytes; this server takes at most %lld (--max-upload)",
                               cl, (long long)s->o.max_upload);
-        if ((long long)v > s->o.max_upload) {
-            /* A little over the limit: read and drop the body, then answer
-             * 413, so that a browser sees the answer rather than a reset
-             * connection. Far over it (a 2 GB body): answered at once. */
-            q->too_large = 1;
-            return MHD_YES;
-        }
     }
     const char *ct = content_type(c);
     int image_type = type_is(ct, "image/png") || type_is(ct, "image/jpeg") || type_is(ct, "image/webp");
@@ -363,6 +371,41 @@ static enum MHD_Result finish_upload(struct MHD_Connection *c, req *q) {
     return send_json(c, q, r.status, r.body);
 }
 
+/* The first call: the headers are in, the body (if any) is not. */
+static enum MHD_Result first_call(struct MHD_Connection *c, srv *s, req *q, const char *url, const char *method) {
+    pthread_mutex_lock(&s->mu);
+    s->requests++;
+    pthread_mutex_unlock(&s->mu);
+    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (s->loopback && !is_loopback_host(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
+        return send_error(c, q, 403, "host_not_allowed",
+                          "this server answers only to localhost / 127.0.0.1 / [::1] (Host header)");
+    if (strncmp(url, "/api/", 5) != 0) {
+        if (!get) return send_error(c, q, 405, "method_not_allowed", "%.16s is not allowed on the page", method);
+        const serve_asset *a = find_asset(url);
+        if (!a) return send_error(c, q, 404, "not_found", "no such page");
+        return send_asset(c, q, a, method[0] == 'H');
+    }
+    const char *hm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "heatmap");
+    if (hm && hm[0] == '0') q->heatmap = 0;
+    int is_health = !strcmp(url, "/api/v1/health");
+    if (!is_health && !token_ok(s, c))
+        return send_error(c, q, 401, "token_required",
+                          "this server needs its API token (Authorization: Bearer T or X-Doppel-Token)");
+    if (is_health || !strcmp(url, "/api/v1/models") || !strncmp(url, "/api/v1/jobs/", 13)) {
+        if (!get) return send_error(c, q, 405, "method_not_allowed", "use GET");
+        if (is_health) return health(c, q);
+        if (url[8] == 'm') return send_json(c, q, 200, serve_pool_models_json(s->pool));
+        serve_reply r = {0};
+        serve_jobs_get(s->jobs, url + 13, &r);
+        return send_json(c, q, r.status, r.body);
+    }
+    q->route = !strcmp(url, "/api/v1/detect") ? R_DETECT : !strcmp(url, "/api/v1/scan") ? R_SCAN : R_OTHER;
+    if (q->route == R_OTHER) return send_error(c, q, 404, "not_found", "no such endpoint (see docs/openapi.yaml)");
+    if (!post) return send_error(c, q, 405, "method_not_allowed", "use POST");
+    return start_upload(c, q);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls) {
     (void)version;
@@ -377,37 +420,24 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         snprintf(q->name, sizeof q->name, "upload");
         snprintf(q->method, sizeof q->method, "%s", method);
         snprintf(q->url, sizeof q->url, "%s", url);
-        pthread_mutex_lock(&s->mu);
-        s->requests++;
-        pthread_mutex_unlock(&s->mu);
-        int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
-        if (s->loopback && !is_loopback_host(MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
-            return send_error(c, q, 403, "host_not_allowed",
-                              "this server answers only to localhost / 127.0.0.1 / [::1] (Host header)");
-        if (strncmp(url, "/api/", 5) != 0) {
-            if (!get) return send_error(c, q, 405, "method_not_allowed", "%.16s is not allowed on the page", method);
-            const serve_asset *a = find_asset(url);
-            if (!a) return send_error(c, q, 404, "not_found", "no such page");
-            return send_asset(c, q, a, method[0] == 'H');
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        long long declared = cl ? strtoll(cl, NULL, 10) : 0;
+        q->drain = (declared > 0 && declared <= 4 * s->o.max_upload) || (te && (strstr(te, "chunked") || strstr(te, "Chunked")));
+        q->in_first = 1;
+        enum MHD_Result r = first_call(c, s, q, url, method);
+        q->in_first = 0;
+        return r;
+    }
+    if (q->pending_body) { /* refused at the first call: drop the body, then answer */
+        if (*upload_data_size) {
+            q->drained += (int64_t)*upload_data_size;
+            *upload_data_size = 0;
+            return q->drained > 4 * s->o.max_upload ? MHD_NO : MHD_YES;
         }
-        const char *hm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "heatmap");
-        if (hm && hm[0] == '0') q->heatmap = 0;
-        int is_health = !strcmp(url, "/api/v1/health");
-        if (!is_health && !token_ok(s, c))
-            return send_error(c, q, 401, "token_required",
-                              "this server needs its API token (Authorization: Bearer T or X-Doppel-Token)");
-        if (is_health || !strcmp(url, "/api/v1/models") || !strncmp(url, "/api/v1/jobs/", 13)) {
-            if (!get) return send_error(c, q, 405, "method_not_allowed", "use GET");
-            if (is_health) return health(c, q);
-            if (url[8] == 'm') return send_json(c, q, 200, serve_pool_models_json(s->pool));
-            serve_reply r = {0};
-            serve_jobs_get(s->jobs, url + 13, &r);
-            return send_json(c, q, r.status, r.body);
-        }
-        q->route = !strcmp(url, "/api/v1/detect") ? R_DETECT : !strcmp(url, "/api/v1/scan") ? R_SCAN : R_OTHER;
-        if (q->route == R_OTHER) return send_error(c, q, 404, "not_found", "no such endpoint (see docs/openapi.yaml)");
-        if (!post) return send_error(c, q, 405, "method_not_allowed", "use POST");
-        return start_upload(c, q);
+        char *b = q->pending_body;
+        q->pending_body = NULL;
+        return send_json(c, q, q->pending_status, b);
     }
     if (q->route == R_OTHER || q->status) { /* answered at the first call; the body is ignored */
         *upload_data_size = 0;
@@ -436,6 +466,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     if (!q) return;
     if (q->pp) MHD_destroy_post_processor(q->pp);
     free(q->buf);
+    free(q->pending_body);
     if (!s->o.quiet)
         fprintf(stderr, "doppel serve: %s %s -> %d (%.0f ms)%s\n", q->method, q->url, q->status, now_ms() - q->t0,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " [connection closed]");
