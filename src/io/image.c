@@ -147,15 +147,50 @@ static void png_read_mem(png_structp png, png_bytep dst, size_t n) {
     d->off += n;
 }
 
+/* libpng's memory comes from the context's allocator too (counted, and failing like any other). */
+static png_voidp png_malloc_fn(png_structp png, png_alloc_size_t n) {
+    png_dec *d = png_get_mem_ptr(png);
+    return dp_malloc(d->ctx, n ? n : 1);
+}
+static void png_free_fn(png_structp png, png_voidp p) {
+    png_dec *d = png_get_mem_ptr(png);
+    dp_free(d->ctx, p);
+}
+
+/* The most libpng may allocate for one ancillary chunk (text, XMP, ICC profile), compressed or not. */
+#define PNG_CHUNK_MAX ((png_alloc_size_t)8 << 20)
+
+/* Every chunk's declared length must fit in the bytes that are there: libpng allocates a
+ * chunk's buffer from its header before reading it, so a 580-byte file whose tEXt chunk
+ * claimed 800 MB made it allocate 800 MB (found by fuzz_image; png_set_chunk_malloc_max
+ * does not stop it in Debian's libpng). Returns the offset of the first bad chunk, or 0. */
+static size_t png_bad_chunk(const uint8_t *buf, size_t n, uint32_t *len) {
+    size_t off = 8;
+    while (n - off >= 8) {
+        const uint8_t *p = buf + off;
+        *len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if ((uint64_t)*len + 12 > n - off) return off;
+        if (!memcmp(p + 4, "IEND", 4)) return 0;
+        off += (size_t)*len + 12;
+    }
+    return 0; /* a truncated header is libpng's to report */
+}
+
 static dp_status decode_png(dp_ctx *ctx, const uint8_t *buf, size_t n, const char *name, int want, const limits *lim,
                             dp_image *out, int *pw, int *ph) {
+    uint32_t clen = 0;
+    size_t bad = png_bad_chunk(buf, n, &clen);
+    if (bad)
+        return dp_error(ctx, DP_ERR_FORMAT, "%s: corrupt PNG: the chunk at offset %zu claims %u bytes, the file has %zu left",
+                        name, bad, clen, n - bad - 8);
     png_dec dec;
     memset(&dec, 0, sizeof dec);
     png_dec *d = &dec; /* everything touched after setjmp goes through d */
     d->buf = buf;
     d->n = n;
     d->ctx = ctx;
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, d, png_err_fn, png_warn_fn);
+    png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, d, png_err_fn, png_warn_fn, d, png_malloc_fn,
+                                               png_free_fn);
     if (!png) return dp_error(ctx, DP_ERR_NOMEM, "%s: cannot create a PNG decoder", name);
     png_infop info = png_create_info_struct(png);
     if (!info) {
@@ -172,6 +207,7 @@ static dp_status decode_png(dp_ctx *ctx, const uint8_t *buf, size_t n, const cha
     /* libpng's own limit (1e6 px a side by default) would fire inside
      * png_read_info with a vaguer message; ours is checked right after. */
     png_set_user_limits(png, 0x7fffffffU, 0x7fffffffU);
+    png_set_chunk_malloc_max(png, PNG_CHUNK_MAX);
     png_read_info(png, info);
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
     dp_status st = check_dims(ctx, name, "PNG", w, h, lim);
