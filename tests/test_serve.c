@@ -455,9 +455,11 @@ static void test_bad_requests(void **state) {
     assert_true(get(S.port, "/api/v2/detect", &r));
     assert_true(has_error_json(&r, 404));
     resp_free(&r);
-    {
+    static const char *const hosts[] = {"attacker.example", "127.attacker.example", "localhost.attacker.example:80", NULL};
+    for (int i = 0; hosts[i]; i++) {
         int fd = connect_to(S.port);
-        const char *h = "GET /api/v1/health HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n";
+        char h[256];
+        snprintf(h, sizeof h, "GET /api/v1/health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", hosts[i]);
         assert_true(send_all(fd, h, strlen(h)) && read_resp(fd, &r));
         close(fd);
         assert_true(has_error_json(&r, 403));

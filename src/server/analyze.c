@@ -39,6 +39,7 @@ struct serve_pool {
     pthread_cond_t cv;
     char model[4096];
     char card[65536]; /* the model card (README.md next to the model), may be empty */
+    char *models_json; /* GET /api/v1/models, built once */
 };
 
 char *serve_error_json(int status, const char *code, const char *fmt, ...) {
@@ -62,6 +63,8 @@ static double round4(float v) {
     snprintf(b, sizeof b, "%.4g", (double)v);
     return strtod(b, NULL);
 }
+
+static char *models_json(serve_pool *p);
 
 static void read_card(serve_pool *p) {
     /* the model card: README.md in the model's folder (models/README.md for the shipped model) */
@@ -109,6 +112,11 @@ int serve_pool_new(const char *model, const char *source_dir, int workers, int t
         }
     }
     read_card(p);
+    if (!(p->models_json = models_json(p))) {
+        snprintf(err, n_err, "out of memory");
+        serve_pool_free(p);
+        return 0;
+    }
     *out = p;
     return 1;
 }
@@ -121,12 +129,15 @@ void serve_pool_free(serve_pool *p) {
         dp_ctx_free(p->s[i].ctx);
     }
     free(p->s);
+    free(p->models_json);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);
 }
 
 const char *serve_pool_model_path(const serve_pool *p) { return p->model; }
+
+char *serve_pool_models_json(serve_pool *p) { return strdup(p->models_json); }
 
 static slot *acquire(serve_pool *p) {
     pthread_mutex_lock(&p->mu);
@@ -150,8 +161,8 @@ static void release(serve_pool *p, slot *s) {
     pthread_mutex_unlock(&p->mu);
 }
 
-char *serve_pool_models_json(serve_pool *p) {
-    slot *s = acquire(p);
+static char *models_json(serve_pool *p) {
+    slot *s = &p->s[0];
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "models"), *m = cJSON_CreateObject();
     cJSON_AddItemToArray(arr, m);
     const char *slash = strrchr(p->model, '/');
@@ -184,7 +195,6 @@ char *serve_pool_models_json(serve_pool *p) {
     cJSON *win = cJSON_AddArrayToObject(fdj, "window");
     cJSON_AddItemToArray(win, cJSON_CreateNumber(ww));
     cJSON_AddItemToArray(win, cJSON_CreateNumber(wh));
-    release(p, s);
     char *out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return out;

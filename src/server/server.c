@@ -154,7 +154,9 @@ static int is_loopback_host(const char *h) {
     if (n == 0 || n >= sizeof name) return 0;
     memcpy(name, h, n);
     name[n] = 0;
-    return !strcasecmp(name, "localhost") || !strcmp(name, "[::1]") || !strncmp(name, "127.", 4);
+    struct in_addr a4;
+    if (inet_pton(AF_INET, name, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127; /* not "127.evil.example" */
+    return !strcasecmp(name, "localhost") || !strcmp(name, "[::1]");
 }
 
 /* Constant-time comparison of the presented token. */
