@@ -92,6 +92,7 @@ typedef struct opts {
     const char *out, *model, *arch, *report, *explain, *run, *face_cache, *scores;
     double max_fpr;
     float t_real, t_fake; /* --thresholds (train); 0,0: the defaults */
+    int aug_heavy;        /* --aug heavy */
     int epochs, batch, threads, json, csv, quiet, resume, size, work, patience, no_robust, spectral_only;
     int64_t limit, steps;
     double lr;
@@ -140,6 +141,7 @@ static const char *const usage_text =
     "  --size N          Meso-4 input side (default 256); --work N  common crop resolution (64)\n"
     "  --resume          continue from M.train\n"
     "  --thresholds R,F  verdict thresholds stored in the model: real below R, fake from F (0.3,0.7)\n"
+    "  --aug default|heavy  heavy: every degradation more often and stronger (docs/detect.md)\n"
     "  --face-cache FILE face boxes found earlier (path, size, mtime -> box); read, extended, written\n"
     "                    back, so later runs on the same files skip face finding\n"
     "  --scores CSV      raw scores of the test split and the held-out source, for 'calibrate'\n"
@@ -208,6 +210,10 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
         else if (!strcmp(a, "--report")) o->report = v;
         else if (!strcmp(a, "--explain")) o->explain = v;
         else if (!strcmp(a, "--face-cache")) o->face_cache = v;
+        else if (!strcmp(a, "--aug")) {
+            if (strcmp(v, "default") && strcmp(v, "heavy")) return usage_error(o, "--aug must be default or heavy, got '%s'", v);
+            o->aug_heavy = !strcmp(v, "heavy");
+        }
         else if (!strcmp(a, "--scores")) {
             if (o->n_scores >= MAX_DIRS) return usage_error(o, "at most %d --scores files", MAX_DIRS);
             o->scores = v;
@@ -568,10 +574,24 @@ static int cmp_float(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* The training augmentation: dp_augment_opts_default, or with --aug heavy
+ * every degradation more often and stronger (down-scaling to 0.3x, blur to
+ * sigma 2, JPEG from q40, noise), so that sharpness and compression history,
+ * which differ between sources, carry less of the label. */
+static void train_augment_opts(const opts *o, dp_augment_opts *ao) {
+    dp_augment_opts_default(ao);
+    if (!o->aug_heavy) return;
+    ao->p_scale = 0.7f, ao->scale_lo = 0.3f;
+    ao->p_blur = 0.5f, ao->blur_max = 2.0f;
+    ao->p_jpeg = 0.7f, ao->jpeg_lo = 40;
+    ao->p_noise = 0.5f;
+}
+
 /* Spectral logistic regression on the training split (clean + one augmented
  * copy of each crop), per-class statistics and the out-of-distribution
- * threshold (99.5th percentile of the training distances). */
-static dp_status fit_spectral(dp_ctx *ctx, dp_detector *det, const dataset *d, const int64_t *tr, int64_t n_tr, uint64_t seed) {
+ * threshold (99.5th percentile of the clean training crops' distances). */
+static dp_status fit_spectral(dp_ctx *ctx, dp_detector *det, const dataset *d, const int64_t *tr, int64_t n_tr, uint64_t seed,
+                              const dp_augment_opts *ao) {
     dp_detector_params *p = dp_detector_get_params(det);
     int F = p->n_spec, W = p->crop.work;
     int64_t N = 2 * n_tr;
@@ -582,8 +602,6 @@ static dp_status fit_spectral(dp_ctx *ctx, dp_detector *det, const dataset *d, c
     if (!x || !y || !dist) s = DP_ERR_NOMEM;
     dp_rng rng;
     dp_rng_stream(&rng, seed, 77);
-    dp_augment_opts ao;
-    dp_augment_opts_default(&ao);
     for (int64_t i = 0; i < N && s == DP_OK; i++) {
         const sample *sm = &d->s[tr[i % n_tr]];
         if (c.width != W) { /* dp_augment may replace the image: keep the size */
@@ -591,7 +609,7 @@ static dp_status fit_spectral(dp_ctx *ctx, dp_detector *det, const dataset *d, c
             if ((s = dp_image_alloc(ctx, 3, W, W, &c)) != DP_OK) break;
         }
         u8_to_crop(sm->crop, &c);
-        if (i >= n_tr && (s = dp_augment(ctx, &c, &ao, &rng)) != DP_OK) break;
+        if (i >= n_tr && (s = dp_augment(ctx, &c, ao, &rng)) != DP_OK) break;
         s = dp_spectral_features(ctx, &c, x + i * F, F);
         y[i] = sm->label;
     }
@@ -635,8 +653,12 @@ static dp_status fit_spectral(dp_ctx *ctx, dp_detector *det, const dataset *d, c
                 }
                 dist[i] = (float)best;
             }
-            qsort(dist, (size_t)N, sizeof(float), cmp_float);
-            p->ood_threshold = dist[(int64_t)(0.995 * (double)(N - 1))];
+            /* the 99.5th percentile of the CLEAN training crops (the first n_tr
+             * rows): the augmented copies (cut-out, strong blur) have a long tail
+             * that put the threshold (23 at work 48) far above every real input
+             * (median 0.4), so the check never fired */
+            qsort(dist, (size_t)n_tr, sizeof(float), cmp_float);
+            p->ood_threshold = dist[(int64_t)(0.995 * (double)(n_tr - 1))];
         }
     }
     free(x);
@@ -831,7 +853,9 @@ static int cmd_train(int argc, char **argv) {
         goto done;
     }
     double t0 = cli_now();
-    if ((s = fit_spectral(ctx, det, &d, sp_idx[0], sp_n[0], o.seed)) != DP_OK) {
+    dp_augment_opts ao_train;
+    train_augment_opts(&o, &ao_train);
+    if ((s = fit_spectral(ctx, det, &d, sp_idx[0], sp_n[0], o.seed, &ao_train)) != DP_OK) {
         fprintf(stderr, "doppel detect train: fitting the spectral detector: %s\n", dp_ctx_error(ctx));
         goto done;
     }
@@ -910,8 +934,7 @@ static int cmd_train(int argc, char **argv) {
         }
         float *xb = dp_tensor_f32(dp_node_value(x)), *tb = dp_tensor_f32(dp_node_value(t));
         const float *lv = dp_tensor_f32(dp_node_value(loss));
-        dp_augment_opts ao;
-        dp_augment_opts_default(&ao);
+        const dp_augment_opts ao = ao_train;
         int W = par.crop.work;
         size_t per = (size_t)3 * S * S;
         float *vm = malloc(sizeof(float) * (size_t)sp_n[1]);
