@@ -416,12 +416,14 @@ static void test_aggregation(void **state) {
         float l = t >= 4.0 && t < 6.0 ? 3.0f : -3.0f;
         if (i == 10) l = 50.0f;  /* clipped to 8, then trimmed */
         if (i == 90) l = -50.0f;
-        assert_int_equal(dpv_track_add_score(&tr, t, l), DP_OK);
+        assert_int_equal(dpv_track_add_score(&tr, t, l, i == 50 ? 0.01f : 1.0f, 0), DP_OK); /* one blurred */
     }
-    float m = dpv_track_logit(&tr);
-    /* +3 x20, +8 x1 (clipped), -3 x78, -8 x1; trimmed 10 % each side: 10 lowest (-8, nine -3) and 10 highest
-     * (8, nine +3) gone: 69 x -3, 11 x +3 */
-    assert_float_equal(m, (69 * -3.0f + 11 * 3.0f) / 80, 1e-4);
+    int64_t used;
+    float m = dpv_track_logit(&tr, &used);
+    /* the blurred frame (a +3 at 5.0 s) out; +3 x19, +8 x1 (clipped), -3 x78, -8 x1 = 99; trimmed 9 each side:
+     * the lowest (-8, eight -3) and highest (8, eight +3) gone: 70 x -3, 11 x +3 */
+    assert_int_equal(used, 81);
+    assert_float_equal(m, (70 * -3.0f + 11 * 3.0f) / 81, 1e-4);
     dp_video_range *rg = NULL;
     int n = 0, cap = 0;
     assert_int_equal(dpv_track_ranges(&tr, 0.7f, &rg, &n, &cap), DP_OK);
@@ -431,6 +433,7 @@ static void test_aggregation(void **state) {
     assert_true(rg[0].p_fake > 0.7f);
     free(rg);
     free(tr.logit);
+    free(tr.sharp);
     free(tr.t);
     /* tracker: a face that moves a little keeps its id; a far one gets a new id */
     dpv_tracker t = {0};

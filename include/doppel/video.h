@@ -100,11 +100,15 @@ typedef struct dp_video_track {
     int64_t n_seen;         /* analysed frames with this face */
     int64_t n_scored;       /* of which scored (big and sharp enough) */
     float mean_side;        /* mean face side, pixels */
-    float logit;            /* the track's score: trimmed mean of the scored frames' logits (docs/video.md) */
+    float logit;            /* the track's score: trimmed mean of the sharp scored frames' logits (docs/video.md) */
     float p_fake;           /* sigmoid(logit) */
     float fake_share;       /* share of the scored frames with p_fake >= the model's t_fake */
-    int confident;          /* enough evidence: >= DP_VIDEO_MIN_TRACK_FRAMES scored frames */
-    dp_verdict verdict;     /* uncertain when not confident */
+    int confident;          /* enough evidence: >= DP_VIDEO_MIN_TRACK_FRAMES scored frames, and at least a tenth
+                               of the longest track's */
+    dp_verdict verdict;     /* real (p_fake < the model's t_real), fake (>= t_fake), else uncertain; uncertain
+                               too when not confident or when most frames are out of the model's distribution */
+    int64_t n_used;         /* scored frames in the trimmed mean (sharp enough, not trimmed) */
+    float ood_share;        /* share of the scored frames the detector calls out of distribution */
 } dp_video_track;
 
 typedef struct dp_video_range { /* a span that looks fake */
@@ -169,7 +173,7 @@ int dp_video_result_json(const dp_video_result *r, int flags, char *buf, size_t 
 /* One analysed frame as a JSON line (live output), like snprintf. */
 int dp_video_frame_json(const char *source, const dp_video_frame *f, char *buf, size_t n);
 /* The timeline as CSV (frame,time_s,track,x,y,w,h,logit,p_fake), written to
- * path.tmp-XXXXXX then renamed. */
+ * a temporary file next to it, then renamed. */
 dp_status dp_video_timeline_csv(dp_ctx *ctx, const dp_video_result *r, const char *path);
 
 /* ------------------------------------------------------------ test videos

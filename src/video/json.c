@@ -74,7 +74,9 @@ int dp_video_result_json(const dp_video_result *r, int flags, char *buf, size_t 
         cJSON_AddNumberToObject(x, "face_px", round(t->mean_side));
         cJSON_AddNumberToObject(x, "logit", r4(t->logit));
         cJSON_AddNumberToObject(x, "p_fake", r4(t->p_fake));
+        cJSON_AddNumberToObject(x, "used", (double)t->n_used);
         cJSON_AddNumberToObject(x, "fake_share", r4(t->fake_share));
+        cJSON_AddNumberToObject(x, "ood_share", r4(t->ood_share));
         cJSON_AddBoolToObject(x, "confident", t->confident);
         cJSON_AddStringToObject(x, "verdict", dp_verdict_name(t->verdict));
         if (!(flags & DP_VIDEO_JSON_TIMELINE)) continue;

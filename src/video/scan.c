@@ -22,6 +22,7 @@
 #define MAX_FACES 16   /* per frame */
 #define MAX_PENDING 16 /* frames waiting for their crops' scores */
 #define MESONET_INNER 1.6f
+#define LIVE_STALE_S 0.1 /* live: a frame this old is skipped when a newer one waits */
 
 struct dp_video_scanner {
     dp_ctx *ctx;
@@ -186,12 +187,35 @@ static dp_status score(dp_video_scanner *s, const dp_image *c, int n, float *log
     return DP_OK;
 }
 
+/* Variance of the 4-neighbour Laplacian of the crop's grey (ITU-R 601): low = blurred. */
+static float sharpness(const dp_image *c) {
+    int W = c->width, H = c->height;
+    size_t pl = (size_t)W * H;
+    double s = 0, s2 = 0;
+    int64_t n = 0;
+    for (int y = 1; y + 1 < H; y++)
+        for (int x = 1; x + 1 < W; x++) {
+            double l = 0;
+            static const int dx[5] = {0, -1, 1, 0, 0}, dy[5] = {0, 0, 0, -1, 1};
+            for (int k = 0; k < 5; k++) {
+                size_t o = (size_t)(y + dy[k]) * W + (x + dx[k]);
+                double g = 0.299 * c->data[o] + 0.587 * c->data[pl + o] + 0.114 * c->data[2 * pl + o];
+                l += k == 0 ? -4 * g : g;
+            }
+            s += l, s2 += l * l, n++;
+        }
+    if (n == 0) return 0;
+    double m = s / (double)n;
+    return (float)(s2 / (double)n - m * m);
+}
+
 /* ------------------------------------------------------------ the scan */
 typedef struct pending {
     dpv_item *it;
     int n_faces;
     dp_video_face faces[MAX_FACES];
     int crop_at[MAX_FACES]; /* index into the crop list, -1 not scored */
+    float sharp[MAX_FACES];
 } pending;
 
 typedef struct scan {
@@ -208,7 +232,7 @@ typedef struct scan {
     int ncrops;
     dp_video_face last_faces[MAX_FACES]; /* drawn on frames that are not analysed */
     int n_last;
-    int64_t analysed, last_full, samples_cap;
+    int64_t analysed, last_full, samples_cap, dropped_late;
     double t0, lat_sum;
     int stop;
     char err[512];
@@ -225,7 +249,6 @@ static dp_status set_err(scan *sc, dp_status st, const char *msg) {
 /* Face boxes of one analysed frame. */
 static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb, int *full) {
     const dpv_source_info *in = sc->info;
-    int W = in->width, H = in->height;
     int alive = 0;
     for (int k = 0; k < sc->trk.n; k++) alive += sc->trk.tr[k].alive;
     /* a full search every detect_every analysed frames; every other frame while nobody is tracked */
@@ -236,13 +259,16 @@ static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, in
         return DP_OK;
     }
     dp_status st;
+    /* the search runs on the grey frame shrunk d times; boxes come back in frame pixels */
+    const int d = in->gray_scale, gw = in->gray_w, gh = in->gray_h;
     if (*full) {
         dp_face_opts fo = {0};
-        fo.min_size = sc->o.min_face;
+        fo.min_size = sc->o.min_face / d;
         fo.pad = DP_FACE_PAD_NEVER;
         int n = 0;
-        if ((st = dp_face_detect_gray8(sc->s->fd, it->gray, W, H, W, &fo, boxes, MAX_FACES, &n)) != DP_OK) return st;
+        if ((st = dp_face_detect_gray8(sc->s->fd, it->gray, gw, gh, gw, &fo, boxes, MAX_FACES, &n)) != DP_OK) return st;
         *nb = n < MAX_FACES ? n : MAX_FACES;
+        for (int i = 0; i < *nb; i++) boxes[i].x *= d, boxes[i].y *= d, boxes[i].w *= d, boxes[i].h *= d;
         sc->last_full = sc->analysed;
         return DP_OK;
     }
@@ -252,12 +278,13 @@ static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, in
         const dpv_track *tr = &sc->trk.tr[k];
         if (!tr->alive) continue;
         const dp_face_box *b = &tr->box;
-        int m = b->w > b->h ? b->w : b->h;
-        int x0 = b->x - m * 3 / 4, y0 = b->y - m * 3 / 4, x1 = b->x + b->w + m * 3 / 4, y1 = b->y + b->h + m * 3 / 4;
+        dp_face_box bs = {b->x / d, b->y / d, b->w / d, b->h / d, 0}; /* in the shrunk frame */
+        int m = bs.w > bs.h ? bs.w : bs.h;
+        int x0 = bs.x - m * 3 / 4, y0 = bs.y - m * 3 / 4, x1 = bs.x + bs.w + m * 3 / 4, y1 = bs.y + bs.h + m * 3 / 4;
         if (x0 < 0) x0 = 0;
         if (y0 < 0) y0 = 0;
-        if (x1 > W) x1 = W;
-        if (y1 > H) y1 = H;
+        if (x1 > gw) x1 = gw;
+        if (y1 > gh) y1 = gh;
         if (x1 - x0 < 24 || y1 - y0 < 24) continue;
         dp_face_opts fo = {0};
         fo.min_size = (int)(m * 0.7);
@@ -267,13 +294,14 @@ static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, in
         fo.pad = DP_FACE_PAD_NEVER;
         dp_face_box found[8];
         int nf = 0;
-        st = dp_face_detect_gray8(sc->s->fd, it->gray + (size_t)y0 * W + x0, x1 - x0, y1 - y0, W, &fo, found, 8, &nf);
+        st = dp_face_detect_gray8(sc->s->fd, it->gray + (size_t)y0 * gw + x0, x1 - x0, y1 - y0, gw, &fo, found, 8, &nf);
         if (st != DP_OK) return st;
         if (nf > 8) nf = 8;
         double best = 0.1;
         int bi = -1;
         for (int i = 0; i < nf; i++) {
-            found[i].x += x0, found[i].y += y0;
+            found[i].x = (found[i].x + x0) * d, found[i].y = (found[i].y + y0) * d;
+            found[i].w *= d, found[i].h *= d;
             double v = dpv_iou(&found[i], b);
             if (v > best) best = v, bi = i;
         }
@@ -293,7 +321,7 @@ static void fill_frame(scan *sc, const pending *p, dp_video_frame *f) {
     f->faces = p->faces;
     f->frames_decoded = dpv_source_decoded(sc->src);
     f->frames_analysed = sc->analysed;
-    f->frames_dropped = dpv_source_dropped(sc->src);
+    f->frames_dropped = dpv_source_dropped(sc->src) + sc->dropped_late;
     f->frames_total = sc->info->frames_total;
     f->duration_s = sc->info->duration_s;
     f->elapsed_s = dpv_now() - sc->t0;
@@ -338,7 +366,8 @@ static dp_status flush(scan *sc) {
             dpv_track *tr = NULL;
             for (int j = 0; j < sc->trk.n; j++)
                 if (sc->trk.tr[j].id == f->track_id) tr = &sc->trk.tr[j];
-            if (tr && dpv_track_add_score(tr, p->it->t, f->logit) != DP_OK) st = DP_ERR_NOMEM;
+            int ood = sc->s->ood_threshold > 0 && f->ood > sc->s->ood_threshold;
+            if (tr && dpv_track_add_score(tr, p->it->t, f->logit, p->sharp[i], ood) != DP_OK) st = DP_ERR_NOMEM;
             r->faces_scored++;
             if (r->n_samples < sc->o.max_samples) {
                 if (r->n_samples == sc->samples_cap) {
@@ -404,6 +433,7 @@ static dp_status analyse(scan *sc, dpv_item *it) {
         if (side >= sc->o.min_face_scored) {
             st = crop_rgb(sc->s, it->rgb, in->width, in->height, &boxes[i], &sc->crops[sc->ncrops]);
             if (st != DP_OK) return set_err(sc, st, dp_ctx_error(sc->s->ctx));
+            p->sharp[p->n_faces] = sharpness(&sc->crops[sc->ncrops]);
             p->crop_at[p->n_faces] = sc->ncrops++;
             f->scored = 1;
         }
@@ -443,14 +473,15 @@ static dp_status aggregate(scan *sc) {
         t->n_seen = tr->n_seen;
         t->n_scored = tr->n;
         t->mean_side = tr->n_seen ? (float)(tr->side_sum / (double)tr->n_seen) : 0;
-        t->logit = dpv_track_logit(tr);
+        t->logit = dpv_track_logit(tr, &t->n_used);
+        t->ood_share = tr->n ? (float)tr->n_ood / (float)tr->n : 0;
         t->p_fake = (float)dp_sigmoid_d(t->logit);
         int64_t nf = 0;
         for (int64_t i = 0; i < tr->n; i++) nf += tr->logit[i] >= lt_fake;
         t->fake_share = tr->n ? (float)nf / (float)tr->n : 0;
         /* enough frames, and not a stray detection next to a much longer track */
         t->confident = tr->n >= DP_VIDEO_MIN_TRACK_FRAMES && tr->n * 10 >= longest;
-        t->verdict = !t->confident       ? DP_VERDICT_UNCERTAIN
+        t->verdict = !t->confident || t->ood_share > 0.5f ? DP_VERDICT_UNCERTAIN
                      : t->logit < lt_real ? DP_VERDICT_REAL
                      : t->logit >= lt_fake ? DP_VERDICT_FAKE
                                            : DP_VERDICT_UNCERTAIN;
@@ -527,6 +558,9 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
             int sh = r->width < r->height ? r->width : r->height;
             sc.o.min_face = sh / 12 > 40 ? sh / 12 : 40;
         }
+        /* face finding on the grey frame shrunk so that the smallest face is about the cascade's window (20) */
+        int d = sc.o.min_face / 20;
+        dpv_source_set_gray_scale(sc.src, d < 1 ? 1 : d > 4 ? 4 : d);
         if (sc.o.out_path)
             st = dpv_writer_open(sc.o.out_path, r->width, r->height, sc.info->time_base, sc.info->fps, sc.info->audio,
                                  sc.info->audio_time_base, &sc.wr, sc.err, sizeof sc.err);
@@ -552,7 +586,15 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
             dpv_source_release(sc.src, it);
             continue;
         }
+        if (live && it->analyse && dpv_now() - it->t_wall > LIVE_STALE_S && dpv_source_pending(sc.src) > 0) {
+            it->analyse = 0; /* live: a newer frame waits, this one is already late — skip it */
+            sc.dropped_late++;
+        }
         if (!it->analyse) { /* only written (--out): after the frames before it */
+            if (!sc.wr) {
+                dpv_source_release(sc.src, it);
+                continue;
+            }
             if (sc.npend > 0 && (st = flush(&sc)) != DP_OK) {
                 dpv_source_release(sc.src, it);
                 break;
@@ -578,7 +620,7 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
         else if (ss != DP_OK) set_err(&sc, ss, e);
         else if (st == DP_OK) r->complete = 1;
         r->frames_decoded = dpv_source_decoded(sc.src);
-        r->frames_dropped = dpv_source_dropped(sc.src);
+        r->frames_dropped = dpv_source_dropped(sc.src) + sc.dropped_late;
         dpv_source_close(sc.src);
     }
     if (sc.wr) { /* keep what was analysed, even when the source broke mid-way */

@@ -53,6 +53,8 @@ struct dpv_source {
     char err[512];
     int64_t decoded, dropped, selected;
     double next_sel_t, last_t;
+    int gscale; /* the grey image is shrunk this many times */
+    uint32_t *acc; /* one row of sums */
 };
 
 void dpv_quiet_ffmpeg(void) {
@@ -160,6 +162,7 @@ static void source_free(dpv_source *s) {
             free(it);
         }
     free(s->ring);
+    free(s->acc);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv_items);
     pthread_cond_destroy(&s->cv_space);
@@ -173,6 +176,7 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
     snprintf(s->name, sizeof s->name, "%s", source);
     s->o = *o;
     s->vs = s->as = -1;
+    s->gscale = 1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -299,8 +303,15 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
             s->info.audio_time_base = s->fmt->streams[a]->time_base;
         }
     }
+    if (!(s->acc = malloc(sizeof(uint32_t) * (size_t)W))) {
+        source_free(s);
+        return dpv_fail(err, n, DP_ERR_NOMEM, "out of memory");
+    }
     s->info.width = W;
     s->info.height = H;
+    s->info.gray_w = W;
+    s->info.gray_h = H;
+    s->info.gray_scale = 1;
     s->info.live = o->live;
     s->info.time_base = st->time_base;
     AVRational fr = av_guess_frame_rate(s->fmt, st, NULL);
@@ -322,6 +333,14 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
 }
 
 const dpv_source_info *dpv_source_get_info(const dpv_source *s) { return &s->info; }
+
+void dpv_source_set_gray_scale(dpv_source *s, int d) {
+    if (s->started || d < 1 || d > 8) return;
+    s->gscale = d;
+    s->info.gray_scale = d;
+    s->info.gray_w = s->info.width / d;
+    s->info.gray_h = s->info.height / d;
+}
 
 /* ------------------------------------------------------------ the queue */
 static dpv_item *item_get(dpv_source *s) { /* under mu */
@@ -518,11 +537,20 @@ static int emit_frame(dpv_source *s, AVFrame *f) {
     uint8_t *dst[4] = {it->rgb, NULL, NULL, NULL};
     int ls[4] = {3 * W, 0, 0, 0};
     sws_scale(s->sws, (const uint8_t *const *)f->data, f->linesize, 0, H, dst, ls);
-    if (an) { /* grey as OpenCV's BGR2GRAY (what the cascades were trained on) */
-        const uint8_t *p = it->rgb;
-        uint8_t *g = it->gray;
-        for (size_t i = 0, m = (size_t)W * H; i < m; i++, p += 3)
-            g[i] = (uint8_t)((9798u * p[0] + 19235u * p[1] + 3735u * p[2] + (1u << 14)) >> 15);
+    if (an) { /* grey as OpenCV's BGR2GRAY (what the cascades were trained on), shrunk d times (d x d means) */
+        const int d = s->gscale, gw = W / d, gh = H / d, dd = d * d;
+        uint32_t *acc = s->acc;
+        for (int gy = 0; gy < gh; gy++) {
+            memset(acc, 0, sizeof(uint32_t) * (size_t)gw);
+            for (int dy = 0; dy < d; dy++) {
+                const uint8_t *p = it->rgb + (size_t)(gy * d + dy) * W * 3;
+                for (int gx = 0; gx < gw; gx++)
+                    for (int dx = 0; dx < d; dx++, p += 3)
+                        acc[gx] += (9798u * p[0] + 19235u * p[1] + 3735u * p[2] + (1u << 14)) >> 15;
+            }
+            uint8_t *g = it->gray + (size_t)gy * gw;
+            for (int gx = 0; gx < gw; gx++) g[gx] = (uint8_t)((acc[gx] + (uint32_t)dd / 2) / (uint32_t)dd);
+        }
     }
     return push(s, it);
 }

@@ -87,21 +87,26 @@ dp_status dpv_tracker_update(dpv_tracker *t, const dp_face_box *boxes, int n, in
     return DP_OK;
 }
 
-dp_status dpv_track_add_score(dpv_track *tr, double t, float logit) {
+dp_status dpv_track_add_score(dpv_track *tr, double t, float logit, float sharp, int ood) {
     if (tr->n == tr->cap) {
         int64_t c = tr->cap ? tr->cap * 2 : 64;
         float *nl = realloc(tr->logit, sizeof *nl * (size_t)c);
         if (!nl) return DP_ERR_NOMEM;
         tr->logit = nl;
+        float *ns = realloc(tr->sharp, sizeof *ns * (size_t)c);
+        if (!ns) return DP_ERR_NOMEM;
+        tr->sharp = ns;
         double *ntt = realloc(tr->t, sizeof *ntt * (size_t)c);
         if (!ntt) return DP_ERR_NOMEM;
         tr->t = ntt;
         tr->cap = c;
     }
     tr->logit[tr->n] = logit;
+    tr->sharp[tr->n] = sharp;
     tr->t[tr->n] = t;
     tr->n++;
     tr->n_scored++;
+    tr->n_ood += ood != 0;
     return DP_OK;
 }
 
@@ -109,6 +114,7 @@ void dpv_tracker_free(dpv_tracker *t) {
     if (!t) return;
     for (int i = 0; i < t->n; i++) {
         free(t->tr[i].logit);
+        free(t->tr[i].sharp);
         free(t->tr[i].t);
     }
     free(t->tr);
@@ -122,19 +128,31 @@ static int cmp_f(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-float dpv_track_logit(const dpv_track *tr) {
+float dpv_track_logit(const dpv_track *tr, int64_t *used) {
+    if (used) *used = 0;
     if (tr->n == 0) return 0;
     float *v = malloc(sizeof *v * (size_t)tr->n);
     double s = 0;
     if (!v) { /* plain clipped mean */
         for (int64_t i = 0; i < tr->n; i++) s += clipl(tr->logit[i]);
+        if (used) *used = tr->n;
         return (float)(s / (double)tr->n);
     }
-    for (int64_t i = 0; i < tr->n; i++) v[i] = clipl(tr->logit[i]);
-    qsort(v, (size_t)tr->n, sizeof *v, cmp_f);
-    int64_t cut = tr->n / 10, m = 0;
-    for (int64_t i = cut; i < tr->n - cut; i++, m++) s += v[i];
+    /* blurred frames (motion, focus) out: sharpness below half the track's median */
+    float floor_sharp = 0;
+    if (tr->sharp) {
+        memcpy(v, tr->sharp, sizeof *v * (size_t)tr->n);
+        qsort(v, (size_t)tr->n, sizeof *v, cmp_f);
+        floor_sharp = 0.5f * v[tr->n / 2];
+    }
+    int64_t k = 0;
+    for (int64_t i = 0; i < tr->n; i++)
+        if (!tr->sharp || tr->sharp[i] >= floor_sharp) v[k++] = clipl(tr->logit[i]);
+    qsort(v, (size_t)k, sizeof *v, cmp_f);
+    int64_t cut = k / 10, m = 0;
+    for (int64_t i = cut; i < k - cut; i++, m++) s += v[i];
     free(v);
+    if (used) *used = m;
     return m ? (float)(s / (double)m) : 0;
 }
 

@@ -23,7 +23,7 @@ typedef struct dpv_item {
     double t;            /* seconds from the stream's start */
     int64_t pts;         /* in the video stream's time base (AV_NOPTS_VALUE unknown) */
     double t_wall;       /* when it was decoded (latency) */
-    uint8_t *rgb, *gray; /* width*height*3, width*height */
+    uint8_t *rgb, *gray; /* width*height*3; gray_w*gray_h (the frame shrunk gray_scale times) */
     AVPacket *pkt;       /* audio */
 } dpv_item;
 
@@ -31,6 +31,7 @@ typedef struct dpv_source dpv_source;
 
 typedef struct dpv_source_info {
     int width, height;
+    int gray_w, gray_h, gray_scale; /* the grey image for face finding */
     double fps, duration_s;
     int64_t frames_total;  /* estimate, -1 unknown */
     int live, has_audio;
@@ -50,6 +51,9 @@ typedef struct dpv_source_opts {
  * here, before any frame is allocated). On failure: a message in err. */
 dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_source **out, char *err, size_t n);
 const dpv_source_info *dpv_source_get_info(const dpv_source *s);
+/* The grey image of each analysed frame shrunk d times (1..8; d x d
+ * means), for face finding; before dpv_source_start. */
+void dpv_source_set_gray_scale(dpv_source *s, int d);
 /* Starts the decoding thread. */
 dp_status dpv_source_start(dpv_source *s, char *err, size_t n);
 /* The next item in order, waiting at most timeout seconds. Returns 1 with an
@@ -78,9 +82,9 @@ typedef struct dpv_track {
     int64_t n_seen, n_scored;
     double side_sum;
     /* scored logits (for the aggregate and the fake ranges) */
-    float *logit;
+    float *logit, *sharp;
     double *t;
-    int64_t n, cap;
+    int64_t n, cap, n_ood;
 } dpv_track;
 
 typedef struct dpv_tracker {
@@ -94,12 +98,17 @@ double dpv_iou(const dp_face_box *a, const dp_face_box *b);
  * unmatched boxes open new tracks when may_open; tracks not seen for more
  * than max_misses analysed frames end. ids[i] gets the track index of box i. */
 dp_status dpv_tracker_update(dpv_tracker *t, const dp_face_box *boxes, int n, int may_open, double time_s, int *ids);
-dp_status dpv_track_add_score(dpv_track *tr, double t, float logit);
+/* One scored frame: its time, fused logit, the crop's sharpness (variance
+ * of the Laplacian of its grey) and whether the detector found it out of
+ * its training distribution. */
+dp_status dpv_track_add_score(dpv_track *tr, double t, float logit, float sharp, int ood);
 void dpv_tracker_free(dpv_tracker *t);
 
-/* The track's score: mean of the scored logits (clipped to +-8) after
- * dropping the lowest and highest 10 %. */
-float dpv_track_logit(const dpv_track *tr);
+/* The track's score: the frames whose sharpness is at least half the
+ * track's median (blurred frames out), their logits clipped to +-8, the
+ * lowest and highest 10 % dropped, the mean of the rest. *used (may be
+ * NULL) gets the number of frames averaged. */
+float dpv_track_logit(const dpv_track *tr, int64_t *used);
 /* Fake spans of a track: centred 1-second windows whose mean logit is at or
  * above logit(t_fake), merged across gaps of up to 0.5 s, kept when at least
  * 0.5 s long. Appends to *ranges. */
