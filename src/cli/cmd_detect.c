@@ -146,8 +146,8 @@ static const char *const usage_text =
     "                    back, so later runs on the same files skip face finding\n"
     "  --scores CSV      raw scores of the test split and the held-out source, for 'calibrate'\n"
     "calibrate:\n"
-    "  --scores CSV      one per leave-one-source-out run; the fusion and the thresholds are fitted\n"
-    "                    on them (each fold also scored with the other folds' fit: the honest figure)\n"
+    "  --scores CSV      one per leave-one-source-out run; the verdict thresholds are chosen on them\n"
+    "                    (each fold also scored with the other folds' choice: the honest figure)\n"
     "  --max-fpr X       at most this share of any real source judged fake (0.05)\n"
     "eval:\n"
     "  --json            one JSON object (auc, ap, accuracy, f1, fpr_real, fnr, ece, uncertain,\n"
@@ -755,9 +755,9 @@ static dp_status eval_split(dp_detector *det, const dataset *d, const int64_t *i
             const sample *sm = &d->s[idx[i]];
             if (sm->split != want_split) continue;
             const char *split = want_split == 3 ? "heldout" : "test";
-            fprintf(scores, "%s,%d,%.6g,%.6g,%.6g,%d,%d,%s,%s\n", split, sm->label, (double)me[i], (double)sp[i],
+            fprintf(scores, "%s,%d,%.6g,%.6g,%.6g,%d,%d,%.7g,%s,%s\n", split, sm->label, (double)me[i], (double)sp[i],
                     (double)od[i], dp_detector_get_params(det)->ood_threshold > 0 && od[i] > dp_detector_get_params(det)->ood_threshold,
-                    sm->no_face, d->src[sm->source].dir, sm->path);
+                    sm->no_face, (double)p[i], d->src[sm->source].dir, sm->path);
         }
     }
     free(me);
@@ -1057,7 +1057,7 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "doppel detect train: cannot write %s: %s\n", o.scores, strerror(errno));
         goto done;
     }
-    if (scores) fprintf(scores, "split,label,meso_logit,spectral_logit,ood,ood_over,no_face,source,path\n");
+    if (scores) fprintf(scores, "split,label,meso_logit,spectral_logit,ood,ood_over,no_face,p_fake,source,path\n");
     s = eval_split(det, &d, sp_idx[2], sp_n[2], "  test", !o.quiet, &mt, 0, scores, 2);
     if (s == DP_OK) print_metrics("test split (by image)", &mt);
     if (s == DP_OK && n_ho) s = eval_split(det, &d, ho_idx, n_ho, "  held out", !o.quiet, &mh, 1, scores, 3);
@@ -1097,14 +1097,17 @@ done:
 }
 
 /* ------------------------------------------------------------ calibrate
- * Cross-source calibration: the fusion (Platt scaling) and the verdict
- * thresholds fitted on the held-out scores of leave-one-source-out runs
- * (`detect train --val-source DIR --scores CSV`), so that they reflect faces
- * from sources the CNN never saw rather than its own training sources. Each
- * CSV is one fold; the estimate printed for a fold uses only the others. */
+ * Cross-source thresholds: the verdict thresholds chosen on the held-out
+ * scores of leave-one-source-out runs (`detect train --val-source DIR
+ * --scores CSV`), so that they reflect faces from sources the CNN never saw
+ * rather than its own training sources. Each CSV is one fold, scored by its
+ * own model's fused p_fake; the fusion of the model itself is kept (refitting
+ * it on pooled folds was measured worse: a fold whose generator is unseen
+ * scores its fakes low and flattens the slope for everything). The estimate
+ * printed for a fold uses thresholds chosen on the other folds only. */
 typedef struct cal_row {
     int file, label, heldout, ood_over, no_face, group;
-    float m, s;
+    float p; /* the fold model's fused p_fake */
 } cal_row;
 
 typedef struct cal_set {
@@ -1124,18 +1127,18 @@ static int cal_read(const char *path, int file, cal_set *cs) {
     int64_t ln = 0, bad = 0;
     while (fgets(line_, sizeof line_, f)) {
         if (ln++ == 0) continue; /* header */
-        char *fld[9], *q = line_;
+        char *fld[10], *q = line_;
         int k = 0;
-        for (; k < 8 && q; k++) {
+        for (; k < 9 && q; k++) {
             fld[k] = q;
             q = strchr(q, ',');
             if (q) *q++ = 0;
         }
-        if (k < 8 || !q) {
+        if (k < 9 || !q) {
             bad++;
             continue;
         }
-        fld[8] = q;
+        fld[9] = q;
         q[strcspn(q, "\r\n")] = 0;
         if (cs->n == cs->cap) {
             int64_t c = cs->cap ? cs->cap * 2 : 4096;
@@ -1147,25 +1150,24 @@ static int cal_read(const char *path, int file, cal_set *cs) {
         r->file = file;
         r->heldout = !strcmp(fld[0], "heldout");
         r->label = atoi(fld[1]) != 0;
-        r->m = strtof(fld[2], NULL);
-        r->s = strtof(fld[3], NULL);
+        r->p = strtof(fld[7], NULL);
         r->ood_over = atoi(fld[5]) != 0;
         r->no_face = atoi(fld[6]) != 0;
         int g;
         for (g = 0; g < cs->n_groups; g++)
-            if (cs->group_file[g] == file && !strcmp(cs->group_name[g], fld[7])) break;
+            if (cs->group_file[g] == file && !strcmp(cs->group_name[g], fld[8])) break;
         if (g == cs->n_groups) {
             if (g == 64) {
                 bad++;
                 continue;
             }
-            snprintf(cs->group_name[g], sizeof cs->group_name[g], "%s", fld[7]);
+            snprintf(cs->group_name[g], sizeof cs->group_name[g], "%s", fld[8]);
             cs->group_file[g] = file;
             cs->group_label[g] = r->label;
             cs->n_groups++;
         }
         r->group = g;
-        if (!isfinite(r->m) || !isfinite(r->s)) {
+        if (!(r->p >= 0 && r->p <= 1)) {
             bad++;
             continue;
         }
@@ -1176,42 +1178,17 @@ static int cal_read(const char *path, int file, cal_set *cs) {
     return 1;
 }
 
-static const float CAL_T[] = {0.5f,  0.55f, 0.6f,  0.65f, 0.7f,  0.75f, 0.8f,   0.85f,  0.9f,  0.92f,
-                              0.94f, 0.95f, 0.96f, 0.97f, 0.98f, 0.99f, 0.995f, 0.998f, 0.999f};
+static const float CAL_T[] = {0.5f,  0.55f, 0.6f,  0.65f, 0.7f,   0.75f,   0.8f,   0.85f,   0.9f,   0.92f,  0.94f,
+                              0.95f, 0.96f, 0.97f, 0.98f, 0.99f, 0.995f, 0.998f, 0.999f, 0.9995f, 0.9998f, 0.9999f};
 
-/* Fits the fusion and thresholds on the rows of cs whose file is not
- * skip_file (-1: all): at most 300 rows of each group (so one big source does
- * not decide alone), both classes weighted equally, then the smallest t_fake for which no real group has
- * more than max_fpr of its faces judged fake. */
-static dp_status cal_fit(dp_ctx *ctx, const cal_set *cs, int skip_file, double max_fpr, float fw[3], float *t_real,
-                         float *t_fake) {
-    int64_t cnt[64] = {0}, tot[64] = {0}, n = 0;
+/* The smallest t_fake of the grid for which no real source (of the files
+ * other than skip_file; -1: all) has more than max_fpr of its faces judged
+ * fake (p >= t, a face found, not out of distribution); t_real stays 0.3
+ * (or t_fake if lower). */
+static void cal_fit(const cal_set *cs, int skip_file, double max_fpr, float *t_real, float *t_fake) {
+    int64_t tot[64] = {0};
     for (int64_t i = 0; i < cs->n; i++)
         if (cs->r[i].file != skip_file) tot[cs->r[i].group]++;
-    float *m = malloc(sizeof(float) * (size_t)(cs->n + 1) * 4), *sp = m + 2 * (cs->n + 1);
-    int *y = malloc(sizeof(int) * (size_t)(cs->n + 1) * 2);
-    if (!m || !y) {
-        free(m);
-        free(y);
-        return DP_ERR_NOMEM;
-    }
-    for (int64_t i = 0; i < cs->n; i++) {
-        const cal_row *r = &cs->r[i];
-        if (r->file == skip_file) continue;
-        int64_t g = r->group, stride = tot[g] > 300 ? tot[g] / 300 : 1;
-        if (cnt[g]++ % stride || cnt[g] > 300 * stride) continue;
-        m[n] = r->m, sp[n] = r->s, y[n] = r->label, n++;
-    }
-    /* equal weight for both classes (a prior of one half): the smaller class's rows repeated */
-    int64_t nc[2] = {0, 0}, n0 = n;
-    for (int64_t i = 0; i < n0; i++) nc[y[i]]++;
-    int minor = nc[1] < nc[0];
-    for (int64_t i = 0; nc[minor] && nc[minor] < nc[!minor]; i = (i + 1) % n0)
-        if (y[i] == minor) m[n] = m[i], sp[n] = sp[i], y[n] = minor, n++, nc[minor]++;
-    dp_status s = fit_fusion_w(ctx, 1, m, sp, y, n, fw);
-    free(m);
-    free(y);
-    if (s != DP_OK) return s;
     *t_fake = CAL_T[sizeof CAL_T / sizeof CAL_T[0] - 1];
     for (size_t k = 0; k < sizeof CAL_T / sizeof CAL_T[0]; k++) {
         int64_t fp[64] = {0};
@@ -1219,8 +1196,7 @@ static dp_status cal_fit(dp_ctx *ctx, const cal_set *cs, int skip_file, double m
         for (int64_t i = 0; i < cs->n; i++) {
             const cal_row *r = &cs->r[i];
             if (r->file == skip_file || r->label) continue;
-            double p = dp_sigmoid_d((double)fw[0] * r->m + (double)fw[1] * r->s + (double)fw[2]);
-            fp[r->group] += !r->no_face && !r->ood_over && p >= CAL_T[k];
+            fp[r->group] += !r->no_face && !r->ood_over && r->p >= CAL_T[k];
         }
         for (int g = 0; g < cs->n_groups; g++)
             if (!cs->group_label[g] && tot[g]) worst = fmax(worst, (double)fp[g] / (double)tot[g]);
@@ -1230,12 +1206,11 @@ static dp_status cal_fit(dp_ctx *ctx, const cal_set *cs, int skip_file, double m
         }
     }
     *t_real = *t_fake < DP_DETECT_T_REAL ? *t_fake : DP_DETECT_T_REAL;
-    return DP_OK;
 }
 
 /* Metrics of fold f (its held-out rows + its test rows of the other class)
  * under the given calibration. */
-static void cal_eval(const cal_set *cs, int f, const float fw[3], float t_real, float t_fake, metrics *mt) {
+static void cal_eval(const cal_set *cs, int f, float t_real, float t_fake, metrics *mt) {
     int has[2] = {0, 0};
     for (int64_t i = 0; i < cs->n; i++)
         if (cs->r[i].file == f && cs->r[i].heldout) has[cs->r[i].label] = 1;
@@ -1247,7 +1222,7 @@ static void cal_eval(const cal_set *cs, int f, const float fw[3], float t_real, 
     for (int64_t i = 0; i < cs->n; i++) {
         const cal_row *r = &cs->r[i];
         if (r->file != f || !(r->heldout || !has[r->label])) continue;
-        p[n] = (float)dp_sigmoid_d((double)fw[0] * r->m + (double)fw[1] * r->s + (double)fw[2]);
+        p[n] = r->p;
         y[n] = r->label;
         nf[n] = r->no_face;
         v[n] = r->no_face || r->ood_over ? DP_VERDICT_UNCERTAIN
@@ -1279,16 +1254,13 @@ static int cmd_calibrate(int argc, char **argv) {
         if (!cal_read(o.score_files[k], k, &cs)) goto done;
     printf("calibration rows: %lld from %d file(s); at most %.1f%% of any real source judged fake\n", (long long)cs.n,
            o.n_scores, 100 * o.max_fpr);
-    float fw[3], tr, tf;
+    float tr, tf;
     if (o.n_scores > 1) {
-        printf("each fold scored with the calibration fitted on the other folds only:\n");
+        printf("each fold scored with the thresholds chosen on the other folds only:\n");
         for (int f = 0; f < o.n_scores; f++) {
             metrics mt;
-            if (cal_fit(ctx, &cs, f, o.max_fpr, fw, &tr, &tf) != DP_OK) {
-                fprintf(stderr, "doppel detect calibrate: fitting without %s: %s\n", o.score_files[f], dp_ctx_error(ctx));
-                goto done;
-            }
-            cal_eval(&cs, f, fw, tr, tf, &mt);
+            cal_fit(&cs, f, o.max_fpr, &tr, &tf);
+            cal_eval(&cs, f, tr, tf, &mt);
             char what[400] = "";
             for (int g = 0; g < cs.n_groups; g++) {
                 int held = 0;
@@ -1302,19 +1274,14 @@ static int cmd_calibrate(int argc, char **argv) {
             print_metrics("  held-out source + test split of the other class", &mt);
         }
     }
-    if (cal_fit(ctx, &cs, -1, o.max_fpr, fw, &tr, &tf) != DP_OK) {
-        fprintf(stderr, "doppel detect calibrate: %s\n", dp_ctx_error(ctx));
-        goto done;
-    }
-    printf("calibration from all folds: p_fake = sigmoid(%.4f·meso4 + %.4f·spectral + %.4f); real below %.3f, fake from %.3f\n",
-           (double)fw[0], (double)fw[1], (double)fw[2], (double)tr, (double)tf);
+    cal_fit(&cs, -1, o.max_fpr, &tr, &tf);
+    printf("thresholds from all folds: real below %.4f, fake from %.4f\n", (double)tr, (double)tf);
     char mpath[4096];
     if (open_model(ctx, &o, &det, mpath, sizeof mpath) != DP_OK) {
         fprintf(stderr, "doppel detect calibrate: %s\n", dp_ctx_error(ctx));
         goto done;
     }
     dp_detector_params *p = dp_detector_get_params(det);
-    memcpy(p->fuse_w, fw, sizeof fw);
     p->t_real = tr, p->t_fake = tf;
     {
         static const char *const keep[] = {"doppel.command", "doppel.data", "doppel.epochs", "doppel.val_auc_meso4",
@@ -1329,8 +1296,8 @@ static int cmd_calibrate(int argc, char **argv) {
             size_t l = strlen(cmdline);
             snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
         }
-        snprintf(cal, sizeof cal, "fusion and thresholds fitted on the held-out scores of %d leave-one-source-out run(s)",
-                 o.n_scores);
+        snprintf(cal, sizeof cal, "thresholds chosen on the held-out scores of %d leave-one-source-out run(s), max FPR %g",
+                 o.n_scores, o.max_fpr);
         ex[k++] = "doppel.calibration";
         ex[k++] = cal;
         ex[k++] = "doppel.calibrate_command";
