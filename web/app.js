@@ -26,10 +26,18 @@ if (location.hash.startsWith('#token=')) {
 
 function status(msg) { $('#status').textContent = msg; }
 
+const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+
 async function api(path, opts = {}) {
   const headers = Object.assign({}, opts.headers || {});
   if (token) headers.Authorization = `Bearer ${token}`;
-  const r = await fetch(path, Object.assign({}, opts, { headers }));
+  let r;
+  for (let attempt = 0; ; attempt++) {
+    r = await fetch(path, Object.assign({}, opts, { headers }));
+    // the server is busy (--max-jobs): wait as it asks, a few times
+    if (r.status !== 429 || attempt >= 30) break;
+    await sleep(1000 * (Number(r.headers.get('Retry-After')) || 2));
+  }
   let body = null;
   try { body = await r.json(); } catch (e) { body = null; }
   if (r.status === 401) {
@@ -233,7 +241,7 @@ async function checkVideo(file, card) {
   const txt = el('span', { text: ' queued' });
   card.body.replaceChildren(prog, txt);
   for (;;) {
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     const j = await api(`/api/v1/jobs/${encodeURIComponent(job.id)}`);
     if (j.progress && j.progress.fraction != null) prog.value = j.progress.fraction;
     txt.textContent = ` ${j.status}${j.progress ? ` — ${j.progress.frames_analysed} frames, ${(j.progress.time_s || 0).toFixed(1)} s of video` : ''}`;
@@ -258,20 +266,30 @@ async function handle(files) {
   if (!list.length) return;
   pending += list.length;
   status(`Checking ${pending} file${pending === 1 ? '' : 's'}…`);
-  await Promise.all(list.map(async (file) => {
-    const card = newCard(file);
-    try {
-      if (file.type.startsWith('video/')) await checkVideo(file, card);
-      else await checkImage(file, card);
-    } catch (e) {
-      card.body.replaceChildren(el('p', { class: 'error', role: 'alert', text: `Could not check this file: ${e.message}` }));
-      card.root.dataset.verdict = 'error';
-    } finally {
-      card.root.setAttribute('aria-busy', 'false');
-      pending--;
+  const cards = list.map((file) => newCard(file));
+  let next = 0;
+  // at most three files in flight: the server analyses two at a time anyway
+  const worker = async () => {
+    while (next < list.length) {
+      const i = next++;
+      await checkOne(list[i], cards[i]);
     }
-  }));
+  };
+  await Promise.all([worker(), worker(), worker()]);
   status(pending ? `Checking ${pending} file${pending === 1 ? '' : 's'}…` : 'Done. The results are below.');
+}
+
+async function checkOne(file, card) {
+  try {
+    if (file.type.startsWith('video/') || /\.(mp4|mov|m4v|webm|mkv|avi)$/i.test(file.name)) await checkVideo(file, card);
+    else await checkImage(file, card);
+  } catch (e) {
+    card.body.replaceChildren(el('p', { class: 'error', role: 'alert', text: `Could not check this file: ${e.message}` }));
+    card.root.dataset.verdict = 'error';
+  } finally {
+    card.root.setAttribute('aria-busy', 'false');
+    pending--;
+  }
 }
 
 async function modelInfo() {

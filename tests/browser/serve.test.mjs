@@ -34,7 +34,8 @@ function run(args) {
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    server = spawn(DOPPEL, ['serve', '--port', '0', '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // --max-jobs 2: the page keeps three files in flight, so a batch of files meets 429 and must retry
+    server = spawn(DOPPEL, ['serve', '--port', '0', '--quiet', '--max-jobs', '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const t = setTimeout(() => reject(new Error('doppel serve did not start within 60 s')), 60000);
     server.stdout.on('data', (d) => {
@@ -86,7 +87,12 @@ async function main() {
   const page = ctx.pages()[0] || await ctx.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  let busy = 0; // the browser logs each 429 answer (which the page retries) as a console error
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    if (/status of 429/.test(m.text())) busy++;
+    else errors.push(m.text());
+  });
   // nothing but this server may be reached
   await page.route('**/*', (r) => (r.request().url().startsWith(base) ? r.continue() : (errors.push(`blocked ${r.request().url()}`), r.abort())));
   await page.goto(base);
@@ -152,6 +158,19 @@ async function main() {
     check(v.lines >= 1 && v.tracks >= 1, `video: a timeline of the score for ${v.tracks} track(s)`);
     check(v.ranges, 'video: the fake time ranges (or "None") are listed');
   }
+
+  // many files at once, without heat maps: more than the server takes at once (429), all answered
+  const many = [];
+  for (let i = 1; i <= 6; i++) { const f = path.join(tmp, `copy${i}.png`); fs.copyFileSync(ASTRONAUT, f); many.push(f); }
+  await page.uncheck('#heatmap');
+  await page.setInputFiles('#files', many);
+  await page.waitForFunction(() => {
+    const c = [...document.querySelectorAll('article.card')].filter((x) => /^copy\d\.png$/.test(x.querySelector('h3').textContent));
+    return c.length === 6 && c.every((x) => x.dataset.verdict);
+  }, null, { timeout: 180000 });
+  const copies = await page.evaluate(() => [...document.querySelectorAll('article.card')]
+    .filter((x) => /^copy\d\.png$/.test(x.querySelector('h3').textContent)).map((x) => x.dataset.verdict));
+  check(copies.every((v) => v === 'real'), `six files at once (server --max-jobs 2): all answered (${copies.join(', ')}; ${busy} answer(s) 429, retried)`);
 
   check(errors.length === 0, `no script errors or outside requests${errors.length ? `: ${errors.join(' | ')}` : ''}`);
   // a phone's width: nothing wider than the screen
