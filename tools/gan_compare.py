@@ -5,8 +5,11 @@
       --torch runs/t28-s1 runs/t28-s2 runs/t28-s3 --html runs/compare28.html
 
 Each run folder holds metrics.csv (step,time,...: the training wall time is the last row's
-time) and eval.json (from `doppel gan eval --model RUN --json` for doppel, `doppel gan eval
---images RUN/png --json > RUN/eval.json` for PyTorch). Prints a Markdown table (one row a
+time) and eval.json: `doppel gan eval --model RUN --json` for doppel, and for PyTorch the
+same on its generator converted by tools/gan_torch_to_doppel.py (`doppel gan eval --model
+RUN/G.safetensors --json > RUN/eval.json`: the same noise and float pipeline). Optional:
+RUN/eval-png.json (`doppel gan eval --images RUN/png --json`: the generator's 8-bit PNG
+samples), RUN/cpu_s.txt (user + system CPU seconds of the training process, /usr/bin/time). Prints a Markdown table (one row a
 run) and the verdict the issue asks for: doppel's FID inside the range of PyTorch's, or
 within 10 % of PyTorch's median. --html also writes a self-contained page with the last
 grid of every run (samples/step_*.png, inlined) and the same table.
@@ -18,7 +21,12 @@ def run_info(d):
     ev = json.load(open(os.path.join(d, "eval.json")))
     rows = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
     grids = sorted(glob.glob(os.path.join(d, "samples", "step_*.png")))
+    png = os.path.join(d, "eval-png.json")
+    fid_png = json.load(open(png))["fid_doppelcnn"] if os.path.exists(png) else None
+    cpu = os.path.join(d, "cpu_s.txt")
+    cpu_s = float(open(cpu).read()) if os.path.exists(cpu) else None
     return dict(dir=d, steps=int(rows[-1]["step"]), wall=float(rows[-1]["time"]), fid=ev["fid_doppelcnn"],
+                fid_png=fid_png, cpu=cpu_s,
                 fid_name=ev.get("fid_name") or "FID", spec=ev["spectral_distance"], prec=ev["precision"],
                 rec=ev["recall"], n=ev["n"], grid=grids[-1] if grids else None)
 
@@ -32,11 +40,14 @@ def main():
     a = ap.parse_args()
     runs = [("doppel", run_info(d)) for d in a.doppel] + [("PyTorch", run_info(d)) for d in a.torch]
     name = runs[0][1]["fid_name"]
-    lines = [f"| framework | run | steps | {name} | spectral distance | precision | recall | training wall |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| framework | run | steps | {name} | spectral distance | precision | recall | {name} via PNG files "
+             "| training wall | process CPU |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for fw, r in runs:
+        png = f"{r['fid_png']:.1f}" if r["fid_png"] is not None else "—"
+        cpu = f"{r['cpu']:.0f} s" if r["cpu"] is not None else "—"
         lines.append(f"| {fw} | `{os.path.basename(r['dir'].rstrip('/'))}` | {r['steps']} | {r['fid']:.1f} | "
-                     f"{r['spec']:.4f} | {r['prec']:.3f} | {r['rec']:.3f} | {r['wall']:.0f} s |")
+                     f"{r['spec']:.4f} | {r['prec']:.3f} | {r['rec']:.3f} | {png} | {r['wall']:.0f} s | {cpu} |")
     tf = [r["fid"] for fw, r in runs if fw == "PyTorch"]
     df = [r["fid"] for fw, r in runs if fw == "doppel"]
     med, lo, hi = statistics.median(tf), min(tf), max(tf)
