@@ -231,11 +231,12 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
                                  uint64_t off, size_t size) {
     (void)kind, (void)content_type, (void)transfer_encoding;
     req *q = cls;
-    if (!filename) {
-        /* a plain field: heatmap=0 */
+    if (!filename && !(key && !strcmp(key, "file"))) {
+        /* a plain field: heatmap=0 (a field named "file" without a file name is taken as the file) */
         if (key && !strcmp(key, "heatmap") && size && off == 0) q->heatmap = data[0] != '0';
         return MHD_YES;
     }
+    if (!filename) filename = "upload";
     if (off == 0 && (q->parts == 0 || q->len > 0)) {
         if (++q->parts > 1) {
             q->form_error = 1;
@@ -341,8 +342,6 @@ static enum MHD_Result start_upload(struct MHD_Connection *c, req *q) {
     return MHD_YES;
 }
 
-static void slot_done_cb(void *cls) { drop_slot(cls); }
-
 static enum MHD_Result finish_upload(struct MHD_Connection *c, req *q) {
     if (q->pp) {
         enum MHD_Result ok = MHD_destroy_post_processor(q->pp);
@@ -365,7 +364,7 @@ static enum MHD_Result finish_upload(struct MHD_Connection *c, req *q) {
     } else {
         char id[64];
         q->has_slot = 0; /* the job keeps the slot until it ends */
-        serve_jobs_submit(q->s->jobs, q->buf, q->len, q->name, slot_done_cb, q->s, id, sizeof id, &r);
+        serve_jobs_submit(q->s->jobs, q->buf, q->len, q->name, drop_slot, q->s, id, sizeof id, &r);
         q->buf = NULL, q->len = q->cap = 0;
     }
     free(q->buf);
