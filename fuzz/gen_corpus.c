@@ -10,6 +10,9 @@
 #include <webp/encode.h>
 
 #include "doppel/detect.h"
+#ifdef DP_HAVE_FFMPEG
+#include "doppel/video.h"
+#endif
 
 static dp_ctx *ctx;
 static const char *out_dir;
@@ -273,6 +276,16 @@ static void http(void) {
     write_bytes("http", "detect-multipart", req, (size_t)k + (size_t)bl);
 }
 
+/* Short test videos for fuzz_video (H.264 MP4 written through FFmpeg by dp_video_write_test). */
+static void videos(void) {
+#ifdef DP_HAVE_FFMPEG
+    dp_image img = pattern(3, 32, 32);
+    if (dp_video_write_test(ctx, seed_path("video", "still-32x32.mp4"), &img, 3, 5, 0, 0) != DP_OK) die("video");
+    if (dp_video_write_test(ctx, seed_path("video", "moving-audio.mp4"), &img, 4, 10, 2, 1) != DP_OK) die("video");
+    dp_image_free(ctx, &img);
+#endif
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: fuzz_gen OUTDIR SOURCE_DIR (writes OUTDIR/<target>/...)\n");
@@ -293,6 +306,7 @@ int main(int argc, char **argv) {
     keras();
     cli();
     http();
+    videos();
     dp_ctx_free(ctx);
     return 0;
 }

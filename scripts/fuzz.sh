@@ -10,14 +10,14 @@ build=${1:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
 secs=${2:?usage: scripts/fuzz.sh BUILD SECONDS [TARGET...]}
 shift 2
 src=$(cd "$(dirname "$0")/.." && pwd)
-targets=${*:-"image idx safetensors model cascade keras cli http"}
+targets=${*:-"image idx safetensors model cascade keras cli http video"}
 nice_level=${FUZZ_NICE:-19}
 mkdir -p "$build/fuzz-work" "$build/fuzz-crashes" "$build/fuzz-logs"
 failed=""
 for t in $targets; do
     bin="$build/fuzz/fuzz_$t"
-    if [ ! -x "$bin" ] && [ "$t" = http ] && [ $# -eq 0 ]; then
-        echo "fuzz http: skipped (built without libmicrohttpd: no doppel serve)"
+    if [ ! -x "$bin" ] && { [ "$t" = http ] || [ "$t" = video ]; } && [ $# -eq 0 ]; then
+        echo "fuzz $t: skipped (built without libmicrohttpd / FFmpeg)"
         continue
     fi
     if [ ! -x "$bin" ]; then
