@@ -2,7 +2,8 @@
  * truncated, wrong magic, huge dimensions, a header claiming a terabyte, NaN
  * weights, wrong shapes, a non-UTF-8 name, an unreadable file (skipped as
  * root: root reads anything), a folder with very many entries — given to
- * every command of the CLI next to good inputs. Each bad input must get a
+ * every command of the CLI (scan too, when built with FFmpeg; serve's bad requests are
+ * tested by test_serve) next to good inputs. Each bad input must get a
  * clear error on one line naming the file, the command must exit non-zero,
  * leave no partial output file, and still process the good inputs. */
 #include <setjmp.h>
@@ -22,6 +23,9 @@
 
 #include "doppel/detect.h"
 #include "doppel/doppel.h"
+#ifdef DP_HAVE_FFMPEG
+#include "doppel/video.h"
+#endif
 #include "util/files.h"
 
 static char dir[64];
@@ -396,6 +400,39 @@ static void classify(void **s) {
     }
 }
 
+/* doppel scan: an empty, a truncated and a text "video" next to a good one; --out is not written for a bad one. */
+static void scan(void **s) {
+    (void)s;
+#ifndef DP_HAVE_FFMPEG
+    printf("skipped: this doppel was built without FFmpeg (no doppel scan)\n");
+    skip();
+#else
+    if (!have_cascade()) skip();
+    dp_image img = pattern(3, 64, 64);
+    dp_status ws = dp_video_write_test(ctx, P("good.mp4"), &img, 6, 10, 1, 0);
+    dp_image_free(ctx, &img);
+    if (ws != DP_OK) fail_msg("cannot write a test video: %s", dp_ctx_error(ctx));
+    size_t n;
+    unsigned char *v = dp_test_read_file(P("good.mp4"), &n);
+    assert_non_null(v);
+    write_file(P("trunc.mp4"), v, n / 3);
+    free(v);
+    write_file(P("empty.mp4"), "", 0);
+    write_file(P("text.mp4"), "this is not a video\n", 20);
+    const char *bad[] = {"empty.mp4", "trunc.mp4", "text.mp4"};
+    result r = run((const char *[]){"scan", "--json", "--quiet", "--model", "small-model.safetensors", "good.mp4",
+                                    "empty.mp4", "trunc.mp4", "text.mp4", NULL});
+    expect_errors("scan", &r, bad, 3);
+    expect_in("scan", &r, "good.mp4", r.out);
+    result_free(&r);
+    r = run((const char *[]){"scan", "--quiet", "--model", "small-model.safetensors", "--out", "annotated.mp4",
+                             "text.mp4", NULL});
+    expect_errors("scan --out", &r, &bad[2], 1);
+    assert_false(exists(P("annotated.mp4")));
+    result_free(&r);
+#endif
+}
+
 /* A folder with very many entries (zero-length "images", subfolders, other files) and two good
  * images (faces reads the images directly inside a folder, detect walks it): each gets through it, names what it could not read,
  * and still answers for the good ones. */
@@ -454,7 +491,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(watermark_check), cmocka_unit_test(faces),      cmocka_unit_test(detect),
         cmocka_unit_test(model_info_import), cmocka_unit_test(gan_sample), cmocka_unit_test(classify),
-        cmocka_unit_test(many_entries),
+        cmocka_unit_test(scan),              cmocka_unit_test(many_entries),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
