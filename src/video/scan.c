@@ -218,6 +218,19 @@ typedef struct pending {
     float sharp[MAX_FACES];
 } pending;
 
+typedef struct finder finder;
+struct finder {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, has_job, busy, has_result, quit;
+    const dp_face_detector *fd;
+    uint8_t *gray;
+    int gw, gh, d, min_face;
+    dp_face_box boxes[MAX_FACES];
+    int n;
+};
+
 typedef struct scan {
     dp_video_scanner *s;
     dp_video_opts o;
@@ -234,6 +247,7 @@ typedef struct scan {
     int n_last;
     int64_t analysed, last_full, samples_cap, dropped_late;
     double t0, lat_sum;
+    finder finder; /* live: the full search's thread */
     int stop;
     char err[512];
 } scan;
@@ -247,32 +261,137 @@ static dp_status set_err(scan *sc, dp_status st, const char *msg) {
 }
 
 /* Face boxes of one analysed frame. */
+/* The whole (shrunk) grey frame searched; boxes in frame pixels. */
+static dp_status full_search(const dp_face_detector *fd, const uint8_t *gray, int gw, int gh, int d, int min_face,
+                             dp_face_box *boxes, int *nb) {
+    dp_face_opts fo = {0};
+    fo.min_size = min_face / d;
+    fo.pad = DP_FACE_PAD_NEVER;
+    int n = 0;
+    dp_status st = dp_face_detect_gray8(fd, gray, gw, gh, gw, &fo, boxes, MAX_FACES, &n);
+    *nb = st == DP_OK ? (n < MAX_FACES ? n : MAX_FACES) : 0;
+    for (int i = 0; i < *nb; i++) boxes[i].x *= d, boxes[i].y *= d, boxes[i].w *= d, boxes[i].h *= d;
+    return st;
+}
+
+/* ------------------------------------------------------------ live: the full search on its own thread
+ * so that it never holds up a frame; the boxes it finds join the tracks when
+ * they come (a few frames later), the tracked search follows them from there. */
+
+static void *finder_main(void *arg) {
+    finder *f = arg;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->has_job && !f->quit) pthread_cond_wait(&f->cv, &f->mu);
+        if (f->quit) break;
+        f->has_job = 0;
+        pthread_mutex_unlock(&f->mu);
+        dp_face_box b[MAX_FACES];
+        int n = 0;
+        if (full_search(f->fd, f->gray, f->gw, f->gh, f->d, f->min_face, b, &n) != DP_OK) n = 0;
+        pthread_mutex_lock(&f->mu);
+        memcpy(f->boxes, b, sizeof b);
+        f->n = n;
+        f->has_result = 1;
+        f->busy = 0;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+static dp_status finder_start(finder *f, const dp_face_detector *fd, const dpv_source_info *in, int min_face) {
+    memset(f, 0, sizeof *f);
+    f->fd = fd;
+    f->gw = in->gray_w, f->gh = in->gray_h, f->d = in->gray_scale, f->min_face = min_face;
+    if (!(f->gray = malloc((size_t)f->gw * f->gh))) return DP_ERR_NOMEM;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    if (pthread_create(&f->th, NULL, finder_main, f) != 0) {
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
+        free(f->gray);
+        f->gray = NULL;
+        return DP_ERR_STATE;
+    }
+    f->started = 1;
+    return DP_OK;
+}
+
+static void finder_stop(finder *f) {
+    if (!f->started) return;
+    pthread_mutex_lock(&f->mu);
+    f->quit = 1;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    pthread_join(f->th, NULL);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f->gray);
+    f->started = 0;
+}
+
+/* Takes the finished search's boxes (0 when none is ready); posts this frame when the finder is idle and post. */
+static int finder_poll(finder *f, const uint8_t *gray, int post, dp_face_box *boxes) {
+    int n = 0;
+    pthread_mutex_lock(&f->mu);
+    if (f->has_result) {
+        n = f->n;
+        memcpy(boxes, f->boxes, sizeof(dp_face_box) * (size_t)n);
+        f->has_result = 0;
+    }
+    if (post && !f->busy) {
+        memcpy(f->gray, gray, (size_t)f->gw * f->gh);
+        f->busy = f->has_job = 1;
+        pthread_cond_signal(&f->cv);
+    } else post = 0;
+    pthread_mutex_unlock(&f->mu);
+    return post ? n | 0x10000 : n; /* bit 16: posted */
+}
+
+static dp_status tracked_search(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb);
+
 static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb, int *full) {
     const dpv_source_info *in = sc->info;
     int alive = 0;
     for (int k = 0; k < sc->trk.n; k++) alive += sc->trk.tr[k].alive;
     /* a full search every detect_every analysed frames; every other frame while nobody is tracked */
     int64_t since = sc->analysed - sc->last_full;
-    *full = sc->analysed == 0 || since >= sc->o.detect_every || (alive == 0 && since >= 2);
+    int want_full = sc->analysed == 0 || since >= sc->o.detect_every || (alive == 0 && since >= 2);
+    dp_status st;
+    if (sc->finder.started) { /* live: tracked search now, the full search's boxes when they come */
+        *nb = 0;
+        if (alive && (st = tracked_search(sc, it, boxes, nb)) != DP_OK) return st;
+        dp_face_box fb[MAX_FACES];
+        int r = finder_poll(&sc->finder, it->gray, want_full, fb), nf = r & 0xffff;
+        if (r & 0x10000) sc->last_full = sc->analysed;
+        *full = nf > 0;
+        for (int i = 0; i < nf && *nb < MAX_FACES; i++) {
+            int dup = 0;
+            for (int j = 0; j < *nb && !dup; j++) dup = dpv_iou(&fb[i], &boxes[j]) > 0.2;
+            if (!dup) boxes[(*nb)++] = fb[i];
+        }
+        return DP_OK;
+    }
+    *full = want_full;
     if (!*full && alive == 0) {
         *nb = 0;
         return DP_OK;
     }
-    dp_status st;
-    /* the search runs on the grey frame shrunk d times; boxes come back in frame pixels */
-    const int d = in->gray_scale, gw = in->gray_w, gh = in->gray_h;
     if (*full) {
-        dp_face_opts fo = {0};
-        fo.min_size = sc->o.min_face / d;
-        fo.pad = DP_FACE_PAD_NEVER;
-        int n = 0;
-        if ((st = dp_face_detect_gray8(sc->s->fd, it->gray, gw, gh, gw, &fo, boxes, MAX_FACES, &n)) != DP_OK) return st;
-        *nb = n < MAX_FACES ? n : MAX_FACES;
-        for (int i = 0; i < *nb; i++) boxes[i].x *= d, boxes[i].y *= d, boxes[i].w *= d, boxes[i].h *= d;
+        if ((st = full_search(sc->s->fd, it->gray, in->gray_w, in->gray_h, in->gray_scale, sc->o.min_face, boxes,
+                              nb)) != DP_OK)
+            return st;
         sc->last_full = sc->analysed;
         return DP_OK;
     }
-    /* tracked search: around each live track, at 0.7-1.45 times its size */
+    return tracked_search(sc, it, boxes, nb);
+}
+
+/* Around each live track, at 0.7-1.45 times its size. */
+static dp_status tracked_search(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb) {
+    const dpv_source_info *in = sc->info;
+    const int d = in->gray_scale, gw = in->gray_w, gh = in->gray_h;
+    dp_status st;
     int n = 0;
     for (int k = 0; k < sc->trk.n && n < MAX_FACES; k++) {
         const dpv_track *tr = &sc->trk.tr[k];
@@ -564,6 +683,8 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
         if (sc.o.out_path)
             st = dpv_writer_open(sc.o.out_path, r->width, r->height, sc.info->time_base, sc.info->fps, sc.info->audio,
                                  sc.info->audio_time_base, &sc.wr, sc.err, sizeof sc.err);
+        if (st == DP_OK && live && finder_start(&sc.finder, s->fd, sc.info, sc.o.min_face) != DP_OK)
+            st = dpv_fail(sc.err, sizeof sc.err, DP_ERR_STATE, "cannot start the face-search thread");
         if (st == DP_OK) st = dpv_source_start(sc.src, sc.err, sizeof sc.err);
     }
     if (st != DP_OK) set_err(&sc, st, sc.err);
@@ -611,6 +732,7 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
         dp_status fs = flush(&sc);
         if (st == DP_OK) st = fs;
     }
+    finder_stop(&sc.finder);
     for (int i = 0; i < sc.ncrops; i++) dp_image_free(s->ctx, &sc.crops[i]);
     if (sc.src) {
         int limit = 0;
