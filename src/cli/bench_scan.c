@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,6 +34,22 @@ int bench_scan_worker(const char *name, int threads) {
 
 #define ASTRONAUT "/usr/lib/python3/dist-packages/skimage/data/astronaut.png"
 #define FFPP_REAL DP_SOURCE_DIR "/../shared/data/video/ffpp_real_519.mp4"
+
+static double cpu_seconds(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
+
+static double load1(void) { /* the 1-minute load average (other work on the machine) */
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}
 
 static int exists(const char *p) {
     struct stat s;
@@ -100,15 +117,20 @@ int bench_scan_worker(const char *name, int threads) {
         return 1;
     }
     dp_video_result *r = NULL;
+    double cpu0 = cpu_seconds();
     dp_status st = dp_video_scan(sc, path, &(dp_video_opts){.live = -1}, &r);
+    double cpu = cpu_seconds() - cpu0;
     int rc = 0;
     if (st != DP_OK || !r || r->frames_analysed == 0) {
         fprintf(stderr, "doppel bench --worker %s: %s\n", name, r ? r->error : dp_ctx_error(ctx));
         rc = 1;
     } else {
         double ms = r->wall_s * 1e3 / (double)r->frames_analysed;
-        printf("%s th=%d %.6g frames/s (%.4f ms/frame, %lld frames of %dx%d, %lld faces scored, %s)\n", name, threads,
-               1e3 / ms, ms, (long long)r->frames_analysed, r->width, r->height, (long long)r->faces_scored, what);
+        /* CPU time per frame (all threads): what the machine's load does not change much */
+        printf("%s th=%d %.6g frames/s (%.4f ms/frame, %lld frames of %dx%d, %lld faces scored, %s; CPU %.2f ms per "
+               "frame, load %.1f)\n",
+               name, threads, 1e3 / ms, ms, (long long)r->frames_analysed, r->width, r->height,
+               (long long)r->faces_scored, what, cpu * 1e3 / (double)r->frames_analysed, load1());
         fflush(stdout);
     }
     dp_video_result_free(r);
