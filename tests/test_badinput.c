@@ -438,7 +438,7 @@ static void scan(void **s) {
  * and still answers for the good ones. */
 static void many_entries(void **s) {
     (void)s;
-    int n = quick ? 300 : 3000;
+    int n = quick ? 300 : 1000;
     assert_int_equal(mkdir(P("many"), 0755), 0);
     assert_int_equal(mkdir(P("many/sub"), 0755), 0);
     char name[128];
