@@ -241,6 +241,26 @@ static void test_out(void **state) {
     }
     fclose(f);
     assert_true(moov >= 0 && mdat >= 0 && moov < mdat);
+    /* audio MP4 cannot hold (PCM in Matroska): re-encoded to AAC */
+    char pcm[300], out2[300];
+    path_in(pcm, sizeof pcm, "pcm.mkv");
+    path_in(out2, sizeof out2, "annotated2.mp4");
+    dp_image img;
+    make_frame(&img);
+    assert_int_equal(dp_video_write_test(g_ctx, pcm, &img, 10, 10, 2, 2), DP_OK);
+    dp_image_free(g_ctx, &img);
+    r = scan(pcm, &(dp_video_opts){.out_path = out2}, &st);
+    assert_int_equal(st, DP_OK);
+    assert_true(r->has_audio);
+    dp_video_result_free(r);
+    fc = NULL;
+    assert_int_equal(avformat_open_input(&fc, out2, NULL, NULL), 0);
+    assert_true(avformat_find_stream_info(fc, NULL) >= 0);
+    as = av_find_best_stream(fc, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
+    assert_true(as >= 0);
+    assert_int_equal(fc->streams[as]->codecpar->codec_id, AV_CODEC_ID_AAC);
+    assert_true(fc->streams[as]->duration * av_q2d(fc->streams[as]->time_base) > 0.8); /* about 1 s of tone */
+    avformat_close_input(&fc);
     /* no temporary file left next to it */
     char cmd[400];
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -c tmp- > /dev/null", g_dir);

@@ -179,8 +179,10 @@ dp_status dp_video_timeline_csv(dp_ctx *ctx, const dp_video_result *r, const cha
 /* ------------------------------------------------------------ test videos
  * Writes a small H.264 (yuv420p) MP4 of n_frames frames at fps, each frame
  * the RGB image img (planar [3,H,W] floats in [0,1], even sides) moved by
- * dx pixels per frame (wrapping, dx may be 0), and a 440 Hz AAC track when
- * audio is nonzero. For tests and benchmarks (no external tool needed). */
+ * dx pixels per frame (wrapping, dx may be 0), with a 440 Hz tone when
+ * audio is 1 (AAC) or 2 (16-bit PCM: .mkv only). The container follows the
+ * name: .ts MPEG-TS (streamable), .mkv Matroska, else MP4 (faststart). For
+ * tests and benchmarks (no external tool needed). */
 dp_status dp_video_write_test(dp_ctx *ctx, const char *path, const dp_image *img, int n_frames, int fps, int dx,
                               int audio);
 

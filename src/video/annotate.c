@@ -79,16 +79,17 @@ static dp_status encode_write(dpv_writer *w, AVCodecContext *enc, AVStream *st, 
     }
 }
 
-/* AAC encoder at rate/channels (mono or stereo). */
-static dp_status open_aac(dpv_writer *w, int rate, int channels, char *err, size_t n) {
-    const AVCodec *c = avcodec_find_encoder(AV_CODEC_ID_AAC);
-    if (!c) return dpv_fail(err, n, DP_ERR_UNSUPPORTED, "no AAC encoder in this FFmpeg");
+/* An audio encoder at rate/channels (mono or stereo): AAC (float planar; the annotated copy) or
+ * 16-bit PCM (test videos). */
+static dp_status open_audio_enc(dpv_writer *w, enum AVCodecID id, int rate, int channels, char *err, size_t n) {
+    const AVCodec *c = avcodec_find_encoder(id);
+    if (!c) return dpv_fail(err, n, DP_ERR_UNSUPPORTED, "no %s encoder in this FFmpeg", avcodec_get_name(id));
     static const int rates[] = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000};
     int ok = 0;
     for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) ok |= rates[i] == rate;
     if (!ok) rate = 48000;
     if (!(w->aenc = avcodec_alloc_context3(c))) return dpv_fail(err, n, DP_ERR_NOMEM, "out of memory");
-    w->aenc->sample_fmt = AV_SAMPLE_FMT_FLTP;
+    w->aenc->sample_fmt = id == AV_CODEC_ID_AAC ? AV_SAMPLE_FMT_FLTP : AV_SAMPLE_FMT_S16;
     w->aenc->sample_rate = rate;
     av_channel_layout_default(&w->aenc->ch_layout, channels >= 2 ? 2 : 1);
     w->aenc->bit_rate = 128000;
@@ -96,11 +97,11 @@ static dp_status open_aac(dpv_writer *w, int rate, int channels, char *err, size
     if (w->oc->oformat->flags & AVFMT_GLOBALHEADER) w->aenc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     char eb[256];
     int r = avcodec_open2(w->aenc, c, NULL);
-    if (r < 0) return dpv_fail(err, n, DP_ERR_UNSUPPORTED, "cannot open the AAC encoder: %s", dpv_averr(r, eb, sizeof eb));
+    if (r < 0) return dpv_fail(err, n, DP_ERR_UNSUPPORTED, "cannot open the %s encoder: %s", c->name, dpv_averr(r, eb, sizeof eb));
     if (!(w->ast = avformat_new_stream(w->oc, NULL))) return dpv_fail(err, n, DP_ERR_NOMEM, "out of memory");
     avcodec_parameters_from_context(w->ast->codecpar, w->aenc);
     w->ast->time_base = w->aenc->time_base;
-    if (!(w->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, w->aenc->ch_layout.nb_channels, 4096)) ||
+    if (!(w->fifo = av_audio_fifo_alloc(w->aenc->sample_fmt, w->aenc->ch_layout.nb_channels, 4096)) ||
         !(w->af = av_frame_alloc()))
         return dpv_fail(err, n, DP_ERR_NOMEM, "out of memory");
     return DP_OK;
@@ -113,7 +114,7 @@ static dp_status aac_drain(dpv_writer *w, int flush, char *err, size_t n) {
         int k = av_audio_fifo_size(w->fifo) < fs ? av_audio_fifo_size(w->fifo) : fs;
         av_frame_unref(w->af);
         w->af->nb_samples = k;
-        w->af->format = AV_SAMPLE_FMT_FLTP;
+        w->af->format = w->aenc->sample_fmt;
         w->af->sample_rate = w->aenc->sample_rate;
         av_channel_layout_copy(&w->af->ch_layout, &w->aenc->ch_layout);
         if (av_frame_get_buffer(w->af, 0) < 0) return dpv_fail(err, n, DP_ERR_NOMEM, "out of memory");
@@ -217,7 +218,8 @@ dp_status dpv_writer_open(const char *path, int width, int height, AVRational tb
             if (!dc || !(w->adec = avcodec_alloc_context3(dc)) || avcodec_parameters_to_context(w->adec, audio) < 0 ||
                 (r = avcodec_open2(w->adec, dc, NULL)) < 0) {
                 avcodec_free_context(&w->adec); /* no decoder: the copy keeps no audio */
-            } else if ((st = open_aac(w, w->adec->sample_rate, w->adec->ch_layout.nb_channels, err, n)) == DP_OK) {
+            } else if ((st = open_audio_enc(w, AV_CODEC_ID_AAC, w->adec->sample_rate, w->adec->ch_layout.nb_channels, err,
+                                            n)) == DP_OK) {
                 (void)eb;
                 if (swr_alloc_set_opts2(&w->swr, &w->aenc->ch_layout, AV_SAMPLE_FMT_FLTP, w->aenc->sample_rate,
                                         &w->adec->ch_layout, w->adec->sample_fmt, w->adec->sample_rate, 0, NULL) < 0 ||
@@ -398,7 +400,7 @@ dp_status dp_video_write_test(dp_ctx *ctx, const char *path, const dp_image *img
     const char *ext = strrchr(path, '.');
     const char *format = ext && !strcmp(ext, ".ts") ? "mpegts" : ext && !strcmp(ext, ".mkv") ? "matroska" : "mp4";
     st = open_common(w, path, W, H, (AVRational){1, fps}, fps, format, err, sizeof err);
-    if (st == DP_OK && audio) st = open_aac(w, 44100, 1, err, sizeof err);
+    if (st == DP_OK && audio) st = open_audio_enc(w, audio == 2 ? AV_CODEC_ID_PCM_S16LE : AV_CODEC_ID_AAC, 44100, 1, err, sizeof err);
     if (st == DP_OK) st = write_header(w, err, sizeof err);
     double phase = 0;
     for (int i = 0; i < n_frames && st == DP_OK; i++) {
@@ -414,7 +416,12 @@ dp_status dp_video_write_test(dp_ctx *ctx, const char *path, const dp_image *img
                 st = dp_error(ctx, DP_ERR_NOMEM, "out of memory");
                 break;
             }
-            for (int j = 0; j < k; j++, phase += 2 * 3.14159265358979323846 * 440.0 / rate) buf[j] = 0.3f * (float)sin(phase);
+            int16_t *b16 = (int16_t *)buf; /* the same buffer as 16-bit samples for PCM */
+            for (int j = 0; j < k; j++, phase += 2 * 3.14159265358979323846 * 440.0 / rate) {
+                float v = 0.3f * (float)sin(phase);
+                if (audio == 2) b16[j] = (int16_t)(v * 32767);
+                else buf[j] = v;
+            }
             void *planes[1] = {buf};
             av_audio_fifo_write(w->fifo, planes, k);
             free(buf);
