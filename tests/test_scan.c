@@ -163,6 +163,11 @@ static int stop_after_3(const dp_video_frame *f, void *user) {
     return ++g_calls >= 3;
 }
 
+static int always(void *user) {
+    (void)user;
+    return 1;
+}
+
 static void test_every_fps_stop(void **state) {
     (void)state;
     char v[300];
@@ -183,6 +188,11 @@ static void test_every_fps_stop(void **state) {
     assert_true(r->stopped);
     assert_false(r->complete);
     assert_int_equal(r->frames_analysed, 3);
+    dp_video_result_free(r);
+    r = scan(v, &(dp_video_opts){.should_stop = always}, &st); /* cancelled before the first frame */
+    assert_int_equal(st, DP_OK);
+    assert_true(r->stopped);
+    assert_int_equal(r->frames_analysed, 0);
     dp_video_result_free(r);
     /* limits: checked from the header, before any frame */
     r = scan(v, &(dp_video_opts){.max_width = 160, .max_height = 120}, &st);

@@ -83,6 +83,10 @@ typedef struct dp_video_opts {
     int64_t max_samples;  /* per-face timeline entries kept in the result (default 1,000,000) */
     dp_video_frame_cb on_frame;
     void *user;
+    /* Polled (with user) between frames and every 50 ms while waiting for
+     * data: nonzero stops the scan as the callback's return does (Ctrl-C, a
+     * cancelled server job). May be NULL. */
+    int (*should_stop)(void *user);
 } dp_video_opts;
 
 /* ------------------------------------------------------------ result */

@@ -246,6 +246,11 @@ static int on_frame(const dp_video_frame *f, void *user) {
     return g_interrupted != 0;
 }
 
+static int interrupted(void *user) {
+    (void)user;
+    return g_interrupted != 0;
+}
+
 static void print_text(const dp_video_result *r) {
     printf("%s: %s (p_fake %.3f)", r->source, dp_verdict_name(r->verdict), (double)r->p_fake);
     printf("  %lld frames analysed of %lld decoded", (long long)r->frames_analysed, (long long)r->frames_decoded);
@@ -304,6 +309,7 @@ static dp_video_result *scan_one(dp_video_scanner *sc, const scan_args *a, const
     dp_video_opts vo = a->vo;
     vo.out_path = out;
     vo.on_frame = on_frame;
+    vo.should_stop = interrupted;
     vo.user = &cb;
     dp_video_result *r = NULL;
     dp_video_scan(sc, src, &vo, &r);

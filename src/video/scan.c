@@ -690,6 +690,10 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
     if (st != DP_OK) set_err(&sc, st, sc.err);
     double last_item = dpv_now();
     while (st == DP_OK && !sc.stop) {
+        if (sc.o.should_stop && sc.o.should_stop(sc.o.user)) {
+            sc.stop = 1;
+            break;
+        }
         dpv_item *it;
         int k = dpv_source_next(sc.src, &it, 0.05);
         if (k < 0) { /* nothing yet: score what waits, then wait on */

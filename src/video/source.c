@@ -575,14 +575,25 @@ static void *thread_main(void *arg) {
         finish(s, DP_ERR_NOMEM, "out of memory");
         goto done;
     }
-    int bad_packets = 0;
+    int bad_packets = 0, again = 0;
     for (;;) {
         if (atomic_load(&s->stop)) {
             finish(s, DP_OK, NULL);
             break;
         }
-        if (strcmp(s->name, "-")) atomic_store(&s->last_io_us, now_us()); /* stdin: set when data comes */
+        /* the no-data clock restarts at each read (stdin: when data comes), not while a device says "again" */
+        if (!again && strcmp(s->name, "-")) atomic_store(&s->last_io_us, now_us());
         int r = av_read_frame(s->fmt, pkt);
+        again = r == AVERROR(EAGAIN);
+        if (again) { /* a non-blocking device without a frame yet */
+            if (s->o.timeout_s > 0 && now_us() - atomic_load(&s->last_io_us) > (int64_t)(s->o.timeout_s * 1e6)) {
+                atomic_store(&s->stalled, 1);
+                r = AVERROR(ETIMEDOUT);
+            } else {
+                nanosleep(&(struct timespec){0, 5000000}, NULL);
+                continue;
+            }
+        }
         if (r < 0) {
             /* flush the decoder: frames it still holds */
             if (avcodec_send_packet(s->dec, NULL) >= 0 && !drain(s, f)) break;
