@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "doppel/import.h"
 #include "video/video_internal.h"
 
 #define MAX_FACES 16   /* per frame */
@@ -53,16 +54,30 @@ static dp_status mesonet_graph(dp_video_scanner *s, int batch, const char *arch,
     return dp_graph_set_training(*g, 0);
 }
 
+static int is_h5(const char *path) {
+    size_t n = strlen(path);
+    return n > 3 && !strcmp(path + n - 3, ".h5");
+}
+
+/* An imported MesoNet: a doppel checkpoint from `doppel model import-keras` (metadata output =
+ * p_real), or the Keras .h5 itself (MesoInception when its name says so, else Meso-4). */
 static dp_status load_mesonet(dp_video_scanner *s, const char *path) {
     char arch[64];
-    dp_status st = dp_checkpoint_meta(s->ctx, path, "doppel.arch", arch, sizeof arch);
+    dp_status st = DP_OK;
+    if (is_h5(path)) {
+        const char *b = strrchr(path, '/');
+        snprintf(arch, sizeof arch, "%s", strstr(b ? b : path, "Inception") ? "mesoinception4" : "meso4");
+    } else
+        st = dp_checkpoint_meta(s->ctx, path, "doppel.arch", arch, sizeof arch);
     if (st != DP_OK || (strcmp(arch, "meso4") && strcmp(arch, "mesoinception4")))
         return dp_error(s->ctx, DP_ERR_FORMAT, "%s: an imported model must be meso4 or mesoinception4", path);
     s->mesonet = 1;
     if ((st = dp_paramset_new(s->ctx, &s->ps)) != DP_OK) return st;
     if ((st = mesonet_graph(s, 1, arch, &s->g1, &s->x1, &s->y1)) != DP_OK) return st;
     if ((st = mesonet_graph(s, s->batch, arch, &s->gB, &s->xB, &s->yB)) != DP_OK) return st;
-    if ((st = dp_checkpoint_load(path, s->ps, NULL)) != DP_OK) return st;
+    if ((st = is_h5(path) ? dp_keras_load_mesonet(s->ps, path, arch, NULL) : dp_checkpoint_load(path, s->ps, NULL)) !=
+        DP_OK)
+        return st;
     dp_crop_policy_default(&s->crop);
     s->crop.inner = MESONET_INNER;
     s->crop.margin = 0;
@@ -87,8 +102,9 @@ dp_status dp_video_scanner_new(dp_ctx *ctx, const char *model_path, const char *
     if (model_path) snprintf(s->model_path, sizeof s->model_path, "%s", model_path);
     else st = dp_detector_find_default(ctx, source_dir, s->model_path, sizeof s->model_path);
     char out_kind[64] = "";
-    if (st == DP_OK && dp_checkpoint_meta(ctx, s->model_path, "output", out_kind, sizeof out_kind) == DP_OK &&
-        !strcmp(out_kind, "p_real"))
+    if (st == DP_OK && (is_h5(s->model_path) ||
+                        (dp_checkpoint_meta(ctx, s->model_path, "output", out_kind, sizeof out_kind) == DP_OK &&
+                         !strcmp(out_kind, "p_real"))))
         st = load_mesonet(s, s->model_path);
     else if (st == DP_OK) {
         dp_ctx_clear_error(ctx);
