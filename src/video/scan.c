@@ -262,6 +262,7 @@ typedef struct scan {
     dp_video_face last_faces[MAX_FACES]; /* drawn on frames that are not analysed */
     int n_last;
     int64_t analysed, last_full, samples_cap, dropped_late;
+    int max_pend; /* frames held for batching: MAX_PENDING, fewer for large frames (<= 128 MiB of them) */
     double t0, lat_sum;
     finder finder; /* live: the full search's thread */
     int stop;
@@ -575,7 +576,7 @@ static dp_status analyse(scan *sc, dpv_item *it) {
         p->n_faces++;
     }
     /* classify now when a batch is full, the pipeline is empty (live: no waiting), or the list is full */
-    if (sc->ncrops >= sc->s->batch || sc->npend == MAX_PENDING || sc->ncrops + MAX_FACES > MAX_PENDING * MAX_FACES ||
+    if (sc->ncrops >= sc->s->batch || sc->npend >= sc->max_pend || sc->ncrops + MAX_FACES > MAX_PENDING * MAX_FACES ||
         dpv_source_pending(sc->src) == 0)
         return flush(sc);
     return DP_OK;
@@ -693,6 +694,9 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
             int sh = r->width < r->height ? r->width : r->height;
             sc.o.min_face = sh / 12 > 40 ? sh / 12 : 40;
         }
+        int64_t fb = (int64_t)r->width * r->height * 4;
+        sc.max_pend = (int)((128LL << 20) / fb);
+        sc.max_pend = sc.max_pend < 2 ? 2 : sc.max_pend > MAX_PENDING ? MAX_PENDING : sc.max_pend;
         /* face finding on the grey frame shrunk so that the smallest face is about the cascade's window (20) */
         int d = sc.o.min_face / 20;
         dpv_source_set_gray_scale(sc.src, d < 1 ? 1 : d > 4 ? 4 : d);
