@@ -68,7 +68,7 @@ function loadImage(file) {
   });
 }
 
-const VCOL = { real: '#0b6b2f', fake: '#d01020', uncertain: '#c77800' };
+const VCOL = { real: '#0b6b2f', fake: '#c0101e', uncertain: '#9a5b00' }; // white text on each: >= 4.5:1
 
 function drawPhoto(img, res) {
   const c = el('canvas', { class: 'photo-canvas', role: 'img' });
