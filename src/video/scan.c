@@ -238,7 +238,7 @@ typedef struct finder finder;
 struct finder {
     pthread_t th;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv, done_cv;
     int started, has_job, busy, has_result, quit;
     const dp_face_detector *fd;
     uint8_t *gray;
@@ -264,7 +264,9 @@ typedef struct scan {
     int64_t analysed, last_full, samples_cap, dropped_late;
     int max_pend; /* frames held for batching: MAX_PENDING, fewer for large frames (<= 128 MiB of them) */
     double t0, lat_sum;
-    finder finder; /* live: the full search's thread */
+    finder finder; /* the full search's thread */
+    int live, full_pending; /* files: a search posted, taken at frame full_due */
+    int64_t full_due;
     int stop;
     char err[512];
 } scan;
@@ -311,6 +313,7 @@ static void *finder_main(void *arg) {
         f->n = n;
         f->has_result = 1;
         f->busy = 0;
+        pthread_cond_signal(&f->done_cv);
     }
     pthread_mutex_unlock(&f->mu);
     return NULL;
@@ -323,9 +326,11 @@ static dp_status finder_start(finder *f, const dp_face_detector *fd, const dpv_s
     if (!(f->gray = malloc((size_t)f->gw * f->gh))) return DP_ERR_NOMEM;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
+    pthread_cond_init(&f->done_cv, NULL);
     if (pthread_create(&f->th, NULL, finder_main, f) != 0) {
         pthread_mutex_destroy(&f->mu);
         pthread_cond_destroy(&f->cv);
+        pthread_cond_destroy(&f->done_cv);
         free(f->gray);
         f->gray = NULL;
         return DP_ERR_STATE;
@@ -343,6 +348,7 @@ static void finder_stop(finder *f) {
     pthread_join(f->th, NULL);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
+    pthread_cond_destroy(&f->done_cv);
     free(f->gray);
     f->started = 0;
 }
@@ -351,7 +357,7 @@ static void finder_stop(finder *f) {
 static int finder_poll(finder *f, const uint8_t *gray, int post, dp_face_box *boxes) {
     int n = 0;
     pthread_mutex_lock(&f->mu);
-    if (f->has_result) {
+    if (f->has_result && boxes) {
         n = f->n;
         memcpy(boxes, f->boxes, sizeof(dp_face_box) * (size_t)n);
         f->has_result = 0;
@@ -365,6 +371,17 @@ static int finder_poll(finder *f, const uint8_t *gray, int post, dp_face_box *bo
     return post ? n | 0x10000 : n; /* bit 16: posted */
 }
 
+/* Waits for the posted search and takes its boxes. */
+static int finder_wait(finder *f, dp_face_box *boxes) {
+    pthread_mutex_lock(&f->mu);
+    while (!f->has_result) pthread_cond_wait(&f->done_cv, &f->mu);
+    int n = f->n;
+    memcpy(boxes, f->boxes, sizeof(dp_face_box) * (size_t)n);
+    f->has_result = 0;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
 static dp_status tracked_search(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb);
 
 static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb, int *full) {
@@ -375,7 +392,33 @@ static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, in
     int64_t since = sc->analysed - sc->last_full;
     int want_full = sc->analysed == 0 || since >= sc->o.detect_every || (alive == 0 && since >= 2);
     dp_status st;
-    if (sc->finder.started) { /* live: tracked search now, the full search's boxes when they come */
+    if (sc->finder.started && !sc->live && (alive || sc->full_pending)) {
+        /* files, someone tracked: the full search of frame k runs on the finder thread while frames
+         * k+1.. are tracked; its boxes are taken at frame k + detect_every - 1 (waiting if need be),
+         * so the result does not depend on timing */
+        *nb = 0;
+        if (alive && (st = tracked_search(sc, it, boxes, nb)) != DP_OK) return st;
+        dp_face_box fb[MAX_FACES];
+        int nf = 0;
+        if (sc->full_pending && (sc->analysed >= sc->full_due || !alive)) {
+            nf = finder_wait(&sc->finder, fb);
+            sc->full_pending = 0;
+        }
+        if (want_full && !sc->full_pending && alive) {
+            finder_poll(&sc->finder, it->gray, 1, NULL);
+            sc->full_pending = 1;
+            sc->full_due = sc->analysed + (sc->o.detect_every > 2 ? sc->o.detect_every - 1 : 1);
+            sc->last_full = sc->analysed;
+        }
+        *full = nf > 0;
+        for (int i = 0; i < nf && *nb < MAX_FACES; i++) {
+            int dup = 0;
+            for (int j = 0; j < *nb && !dup; j++) dup = dpv_iou(&fb[i], &boxes[j]) > 0.2;
+            if (!dup) boxes[(*nb)++] = fb[i];
+        }
+        return DP_OK;
+    }
+    if (sc->finder.started && sc->live) { /* live: tracked search now, the full search's boxes when they come */
         *nb = 0;
         if (alive && (st = tracked_search(sc, it, boxes, nb)) != DP_OK) return st;
         dp_face_box fb[MAX_FACES];
@@ -671,6 +714,7 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
     r->p_fake = 0.5f;
     *out = r;
     sc.t0 = dpv_now();
+    sc.live = live;
     sc.trk.max_misses = sc.o.detect_every * 2;
 
     dpv_source_opts so = {.live = live,
@@ -703,7 +747,7 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
         if (sc.o.out_path)
             st = dpv_writer_open(sc.o.out_path, r->width, r->height, sc.info->time_base, sc.info->fps, sc.info->audio,
                                  sc.info->audio_time_base, &sc.wr, sc.err, sizeof sc.err);
-        if (st == DP_OK && live && finder_start(&sc.finder, s->fd, sc.info, sc.o.min_face) != DP_OK)
+        if (st == DP_OK && finder_start(&sc.finder, s->fd, sc.info, sc.o.min_face) != DP_OK)
             st = dpv_fail(sc.err, sizeof sc.err, DP_ERR_STATE, "cannot start the face-search thread");
         if (st == DP_OK) st = dpv_source_start(sc.src, sc.err, sizeof sc.err);
     }
