@@ -32,6 +32,7 @@ for t in $targets; do
     timer=""
     [ -x /usr/bin/time ] && timer="/usr/bin/time -o $build/fuzz-logs/$t.cpu -f %U+%S"
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        LSAN_OPTIONS=suppressions="$src/fuzz/lsan.supp" \
         $timer nice -n "$nice_level" "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=262144 \
         -print_final_stats=1 -artifact_prefix="$build/fuzz-crashes/$t-" \
         "$build/fuzz-work/$t" "$src/fuzz/corpus/$t" >"$log" 2>&1
