@@ -28,7 +28,10 @@ for f in astronaut.png camera.png; do
 done
 
 # Images doppel generates (each labelled in its metadata and by the watermark).
-gen=$(ls models/*dcgan64*.safetensors 2>/dev/null | head -n 1 || true)
+gen=""
+for f in models/*dcgan64*.safetensors; do
+    [ -e "$f" ] && [ -z "$gen" ] && gen=$f
+done
 if [ -n "$gen" ]; then
     echo "demo: sampling 3 faces from $gen"
     "$doppel" gan sample --model "$gen" -n 3 --seed 7 --out "$out/gan"

@@ -23,4 +23,6 @@ command -v ffmpeg >/dev/null || { echo "$0: ffmpeg is not installed (apt-get ins
 [ -r "$video" ] || { echo "$0: cannot read $video" >&2; exit 2; }
 mkdir -p "$out"
 ffmpeg -v error -nostdin -i "$video" -vf "select=not(mod(n\,$every))" -fps_mode vfr "$out/frame_%05d.png"
-echo "$out: $(ls "$out" | grep -c '^frame_.*\.png$') frames"
+n=0
+for f in "$out"/frame_*.png; do [ -e "$f" ] && n=$((n + 1)); done
+echo "$out: $n frames"
