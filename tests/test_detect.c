@@ -3,9 +3,13 @@
  * Platt scaling, augmentation, the model file (the crop policy travels with
  * it), one image end to end, the JSON shape, and the CLI on bad input (a
  * non-image, a truncated JPEG, a 100000x100000 PNG header, an empty folder:
- * one clear error line each, the rest still processed, exit status 2).
+ * one clear error line each, the rest still processed, exit status 2), a
+ * drawn face found by the default cascade, explanations (heat map, explained
+ * picture), exit codes 0/1 and --explain on a real photo (python3-skimage's
+ * astronaut), cross-source thresholds (detect calibrate).
  * With ../shared/data/faces: the shipped model on a few real and generated
- * faces (skipped visibly when absent). */
+ * faces (skipped visibly when absent). Every skip happens before anything is
+ * allocated. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -577,6 +581,66 @@ static void cli_bad_input(void **st) {
     dp_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------ a drawn face */
+/* A grey cartoon face (shaded oval, brows, eyes, nose shade, mouth) on a dark
+ * background: the default cascade (haarcascade_frontalface_alt2) finds it,
+ * measured 61 neighbours at [24,25,113,113]; a flat image has none. */
+static void blob(dp_image *im, double cx, double cy, double rx, double ry, float v) {
+    for (int y = 0; y < im->height; y++)
+        for (int x = 0; x < im->width; x++) {
+            double dx = (x - cx) / rx, dy = (y - cy) / ry;
+            if (dx * dx + dy * dy < 1) im->data[(size_t)y * im->width + x] = v;
+        }
+}
+static void draw_face(dp_image *im, double cx, double cy, double r) {
+    for (int y = 0; y < im->height; y++)
+        for (int x = 0; x < im->width; x++) {
+            double dx = (x - cx) / (r * 0.8), dy = (y - cy) / r, q = dx * dx + dy * dy;
+            im->data[(size_t)y * im->width + x] = (float)floor(q < 1 ? 185 - 25 * q : 60) / 255.0f;
+        }
+    double ex = r * 0.36;
+    for (int s = -1; s <= 1; s += 2) {
+        blob(im, cx + s * ex, cy - r * 0.38, r * 0.22, r * 0.06, 70 / 255.0f); /* brow */
+        blob(im, cx + s * ex, cy - r * 0.18, r * 0.15, r * 0.09, 40 / 255.0f); /* eye */
+    }
+    blob(im, cx, cy + r * 0.15, r * 0.08, r * 0.2, 150 / 255.0f); /* nose shade */
+    blob(im, cx, cy + r * 0.5, r * 0.3, r * 0.08, 60 / 255.0f);   /* mouth */
+}
+
+static void drawn_face(void **st) {
+    (void)st;
+    if (!have_cascade()) skip();
+    dp_ctx *ctx = new_ctx();
+    dp_face_detector *fd;
+    OK(dp_face_detector_default(ctx, &fd));
+    dp_image im;
+    OK(dp_image_alloc(ctx, 1, 160, 160, &im));
+    draw_face(&im, 80, 80, 55);
+    dp_face_box b[4];
+    int n = 0;
+    dp_face_opts fo = {0};
+    OK(dp_face_detect(fd, &im, &fo, b, 4, &n));
+    printf("drawn face: %d box(es), first [%d,%d,%d,%d] %d neighbours\n", n, b[0].x, b[0].y, b[0].w, b[0].h, b[0].neighbors);
+    assert_int_equal(n, 1);
+    assert_true(fabs(b[0].x + b[0].w / 2.0 - 80) < 10 && fabs(b[0].y + b[0].h / 2.0 - 80) < 10);
+    assert_true(b[0].w >= 80 && b[0].w <= 140);
+    /* the crop policy on that box, and the whole path: one face found, not the fallback */
+    dp_detector *d = small_detector(ctx, 0);
+    dp_detect_result r;
+    OK(dp_detect_image(d, fd, &im, &r));
+    assert_int_equal(r.n_faces, 1);
+    assert_int_equal(r.no_face, 0);
+    assert_memory_equal(&r.faces[0].box, &b[0], sizeof b[0]);
+    /* a flat image: nothing */
+    for (size_t i = 0; i < (size_t)160 * 160; i++) im.data[i] = 0.5f;
+    OK(dp_face_detect(fd, &im, &fo, b, 4, &n));
+    assert_int_equal(n, 0);
+    dp_detector_free(d);
+    dp_image_free(ctx, &im);
+    dp_face_detector_free(fd);
+    dp_ctx_free(ctx);
+}
+
 /* ------------------------------------------------------------ explanations */
 static void explain_maps(void **st) {
     (void)st;
@@ -813,7 +877,7 @@ int main(void) {
         cmocka_unit_test(spectral_features), cmocka_unit_test(metric_auc_ap),   cmocka_unit_test(metric_ece),
         cmocka_unit_test(logreg_platt),     cmocka_unit_test(augmentation),     cmocka_unit_test(model_file),
         cmocka_unit_test(image_and_json),   cmocka_unit_test(cli_bad_input),    cmocka_unit_test(explain_maps),
-        cmocka_unit_test(cli_exit_codes),   cmocka_unit_test(cli_calibrate),    cmocka_unit_test(shipped_model),
+        cmocka_unit_test(cli_exit_codes),   cmocka_unit_test(cli_calibrate),    cmocka_unit_test(drawn_face),    cmocka_unit_test(shipped_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
