@@ -313,6 +313,8 @@ static dp_video_result *scan_one(dp_video_scanner *sc, const scan_args *a, const
     vo.user = &cb;
     dp_video_result *r = NULL;
     dp_video_scan(sc, src, &vo, &r);
+    if (cb.prog.enabled && r && (r->stopped || r->status != DP_OK)) /* ended early: the bar ends where it stopped */
+        cb.prog.total = r->frames_decoded > 0 ? r->frames_decoded : 1;
     if (cb.prog.enabled && r) cli_progress_finish(&cb.prog, r->frames_analysed, "%d track%s", r->n_tracks,
                                                   r->n_tracks == 1 ? "" : "s");
     return r;
