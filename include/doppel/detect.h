@@ -211,8 +211,8 @@ int dp_detect_watermark_json(const dp_watermark_result *w, char *buf, size_t n);
 
 /* Occlusion map of one work crop: a grey patch of side patch (stride
  * patch/2) is slid over the crop; heat[y*work+x] = how much the fused
- * p_fake drops when that pixel is hidden (clamped at 0). heat has
- * work*work floats. */
+ * logit (log-odds of p_fake) drops when that pixel is hidden, averaged over
+ * the patches covering it, clamped at 0. heat has work*work floats. */
 dp_status dp_detector_occlusion(dp_detector *d, const dp_image *crop, int patch, float *heat);
 
 /* ------------------------------------------------------------ explanations

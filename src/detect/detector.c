@@ -405,10 +405,13 @@ dp_status dp_detector_occlusion(dp_detector *d, const dp_image *crop, int patch,
     }
     if (st == DP_OK) st = dp_detector_raw(d, cr, total + 1, m, m + total + 1, NULL);
     if (st == DP_OK) {
-        float base = dp_detector_fuse(d, m[total], m[total + 1 + total]);
+        /* in the fused logit, not the probability: near p 0 or 1 the sigmoid is
+         * flat and every drop would vanish */
+        const float *w = d->p.fuse_w;
+        float base = w[0] * m[total] + w[1] * m[total + 1 + total];
         memset(heat, 0, sizeof(float) * plane);
         for (int k = 0; k < total; k++) {
-            float drop = base - dp_detector_fuse(d, m[k], m[total + 1 + k]);
+            float drop = base - (w[0] * m[k] + w[1] * m[total + 1 + k]);
             int py = (k / np) * stride, px = (k % np) * stride;
             for (int y = py; y < py + patch; y++)
                 for (int x = px; x < px + patch; x++) {
