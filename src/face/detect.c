@@ -39,7 +39,7 @@
 
 #include "face/face_internal.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(DP_PORTABLE)
 #define FC_X86 1
 #include <immintrin.h>
 #endif

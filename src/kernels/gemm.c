@@ -27,7 +27,7 @@
 #include "core/internal.h"
 #include "kernels/gemm.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
 #define DP_GEMM_X86 1
 #include <immintrin.h>
 #endif
@@ -62,44 +62,41 @@ typedef struct kern {
 
 /* ------------------------------------------------------------ portable C */
 #define P_MR 4
-#define P_NR 8
+#define P_NR 4
 
-/* GCC/clang vector extension: plain C, compiled to SSE2 on baseline x86-64
- * (NEON elsewhere); 8 accumulators of 4 lanes fit the 16 SSE registers. */
-typedef float pv4 __attribute__((vector_size(16)));
+/* GCC/clang vector extensions: plain C, compiled to SSE2 on baseline x86-64
+ * (NEON elsewhere). Each multiply-add is rounded once, like the vector
+ * kernels' FMAs: the product of two floats is exact in double, the sum is
+ * rounded there and then to float (equal to fmaf but in rare double-rounding
+ * cases). A separate float multiply and add rounds twice; that flipped ReLU
+ * masks of test_parity's MesoInception-4 against the float64 reference, and
+ * fmaf itself is a library call where the compiler may not emit FMA. The
+ * accumulators are 2-lane doubles holding float values: 8 of them fit the
+ * 16 SSE registers with the operands. */
+typedef double pd2 __attribute__((vector_size(16)));
+typedef float pf2 __attribute__((vector_size(8)));
 
-static inline pv4 pv4_load(const float *p) {
-    pv4 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+static inline pd2 pd2_round(pd2 v) { return __builtin_convertvector(__builtin_convertvector(v, pf2), pd2); }
 
 static void ukr_portable(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
                          int64_t ldc, float alpha, float beta, const float *bias, int m, int n) {
-    pv4 acc[P_MR][2] = {{{0}}};
+    pd2 acc[P_MR][2] = {{{0}}};
     for (int64_t p = 0; p < k; p++) {
         const float *br = boff ? b + boff[p] : b + p * ldb;
-        pv4 b0, b1;
-        if (n == P_NR) {
-            b0 = pv4_load(br);
-            b1 = pv4_load(br + 4);
-        } else { /* only the first n columns may be read */
-            float t[P_NR] = {0};
-            for (int j = 0; j < n; j++) t[j] = br[j];
-            b0 = pv4_load(t);
-            b1 = pv4_load(t + 4);
-        }
+        float t[P_NR] = {0};
+        for (int j = 0; j < P_NR; j++) t[j] = j < n ? br[j] : 0.0f; /* only the first n columns may be read */
+        pd2 b0 = {t[0], t[1]}, b1 = {t[2], t[3]};
         for (int i = 0; i < P_MR; i++) {
-            pv4 av = {a[i], a[i], a[i], a[i]};
-            acc[i][0] += av * b0;
-            acc[i][1] += av * b1;
+            double ai = a[i];
+            pd2 av = {ai, ai};
+            acc[i][0] = pd2_round(av * b0 + acc[i][0]);
+            acc[i][1] = pd2_round(av * b1 + acc[i][1]);
         }
         a += P_MR;
     }
     for (int i = 0; i < m; i++) {
-        float r[P_NR], *cr = c + (int64_t)i * ldc, bi = bias ? bias[i] : 0.0f;
-        memcpy(r, &acc[i][0], sizeof acc[i][0]);
-        memcpy(r + 4, &acc[i][1], sizeof acc[i][1]);
+        float *cr = c + (int64_t)i * ldc, bi = bias ? bias[i] : 0.0f;
+        float r[P_NR] = {(float)acc[i][0][0], (float)acc[i][0][1], (float)acc[i][1][0], (float)acc[i][1][1]};
         if (beta == 0.0f)
             for (int j = 0; j < n; j++) cr[j] = alpha * r[j] + bi;
         else
@@ -676,14 +673,14 @@ static void dot_portable(int64_t M, int64_t N, int64_t K, const float *A, int64_
     for (int64_t i = 0; i < M; i++)
         for (int64_t n = 0; n < N; n++) {
             const float *a = A + i * lda, *b = brow(B, ldb, boff, n);
-            float acc[8] = {0};
+            double acc[8] = {0}; /* exact products, summed in double */
             int64_t j = 0;
             for (; j + 8 <= K; j += 8)
-                for (int q = 0; q < 8; q++) acc[q] += a[j + q] * b[j + q];
-            float s = 0.0f;
-            for (; j < K; j++) s += a[j] * b[j];
+                for (int q = 0; q < 8; q++) acc[q] += (double)a[j + q] * b[j + q];
+            double s = 0.0;
+            for (; j < K; j++) s += (double)a[j] * b[j];
             for (int q = 0; q < 8; q++) s += acc[q];
-            C[i * ldc + n] += s;
+            C[i * ldc + n] += (float)s;
         }
 }
 

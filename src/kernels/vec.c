@@ -4,7 +4,7 @@
 
 #include "kernels/gemm.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
 #define DP_VEC_X86 1
 #include <immintrin.h>
 #define T512 __attribute__((target("avx512f,fma")))
