@@ -247,10 +247,10 @@ static const workload *find_workload(const char *name) {
 /* ------------------------------------------------------------ the worker: one workload in doppel */
 typedef struct worker {
     dp_ctx *ctx;
-    dp_graph *g;
+    dp_graph *g, *g2; /* DCGAN: g = G, g2 = D */
     dp_paramset *ps, *ps2;
     dp_optim *o1, *o2;
-    dp_node *x, *z, *out, *loss, *loss_g;
+    dp_node *x, *z, *out, *loss, *loss_g, *t, *seed;
     dp_rng rng;
     float *a, *b, *c; /* sgemm */
     int n;
@@ -272,15 +272,26 @@ static dp_status worker_step(worker *k) {
             return s;
         return dp_optim_step(k->o1);
     case W_DCGAN64:
-    case W_DCGAN28:
+    case W_DCGAN28: {
+        /* The PyTorch example's order: D on real, D on fake (detached), D step; D on fake, backward into G, G step. */
+        dp_tensor *x = dp_node_value(k->x), *t = dp_node_value(k->t), *fake = dp_node_value(k->out);
+        const size_t xb = (size_t)dp_tensor_numel(x) * sizeof(float);
         fill_tensor(&k->rng, dp_node_value(k->z)); /* a fresh z each iteration, as the PyTorch example */
-        if ((s = dp_graph_invalidate(k->g)) || (s = dp_graph_forward(k->g, 1, &k->loss)) || (s = dp_optim_zero_grad(k->o2)) ||
-            (s = dp_graph_backward(k->g, k->loss, 0, NULL)) || (s = dp_optim_step(k->o2)))
+        if ((s = dp_graph_invalidate(k->g)) || (s = dp_graph_forward(k->g, 1, &k->out)) || (s = dp_optim_zero_grad(k->o2)))
             return s;
+        for (int pass = 0; pass < 3; pass++) { /* real, fake for D, fake for G */
+            memcpy(dp_tensor_f32(x), pass == 0 ? k->a : dp_tensor_f32(fake), xb);
+            if ((s = dp_tensor_fill(t, pass == 1 ? 0.0f : 1.0f)) || (s = dp_graph_invalidate(k->g2)) ||
+                (s = dp_graph_forward(k->g2, 1, &k->loss)) || (s = dp_graph_backward(k->g2, k->loss, 0, NULL)))
+                return s;
+            if (pass == 1 && (s = dp_optim_step(k->o2))) return s;
+        }
+        memcpy(dp_tensor_f32(dp_node_value(k->seed)), dp_tensor_f32(dp_node_grad(k->x)), xb); /* dLoss_G / dfake */
         if ((s = dp_graph_forward(k->g, 1, &k->loss_g)) || (s = dp_optim_zero_grad(k->o1)) ||
             (s = dp_graph_backward(k->g, k->loss_g, 0, NULL)))
             return s;
         return dp_optim_step(k->o1);
+    }
     case W_SGEMM:
         dp_sgemm(k->ctx, 0, 0, k->n, k->n, k->n, 1.0f, k->a, k->n, k->b, k->n, 0.0f, k->c, k->n);
         return DP_OK;
@@ -357,30 +368,37 @@ static dp_status worker_build(worker *k, int threads) {
     }
     case W_DCGAN64:
     case W_DCGAN28: {
+        /* Two graphs, as PyTorch runs the example: G, and one D that runs three
+         * times (real, fake for D, fake for G), so only one D pass's activations
+         * and gradients exist at a time. D's input gradient from the third pass
+         * seeds G's backward through loss_G = sum(fake * seed) (d/dfake = seed).
+         * D's passes compute their input gradient every time (x requires it
+         * for the third): 2 x d_conv1's input gradient more than PyTorch. */
         const int big = w->kind == W_DCGAN64;
         const int64_t n = big ? 64 : 128, c = big ? 3 : 1, hw = big ? 64 : 28;
-        k->z = dp_input(g, "z", 4, (int64_t[]){n, 100, 1, 1});
-        k->x = dp_input(g, "x", 4, (int64_t[]){n, c, hw, hw});
-        dp_node *ones = dp_input(g, "ones", 2, (int64_t[]){n, 1}), *zeros = dp_input(g, "zeros", 2, (int64_t[]){n, 1});
         dp_paramset *pg = k->ps, *pd = k->ps2;
-        dp_node *fake = big ? dp_model_dcgan64_g(g, pg, k->z) : dp_model_dcgan28_g(g, pg, k->z);
-        dp_node *d_real = big ? dp_model_dcgan64_d(g, pd, k->x) : dp_model_dcgan28_d(g, pd, k->x);
-        dp_node *detached = dp_stop_gradient(g, fake);
-        dp_node *d_fake = big ? dp_model_dcgan64_d(g, pd, detached) : dp_model_dcgan28_d(g, pd, detached);
-        dp_node *d_gen = big ? dp_model_dcgan64_d(g, pd, fake) : dp_model_dcgan28_d(g, pd, fake);
-        k->loss = dp_add(g, dp_bce(g, d_real, ones), dp_bce(g, d_fake, zeros));
-        k->loss_g = dp_bce(g, d_gen, ones);
-        if ((s = dp_graph_mark_output(g, k->loss)) || (s = dp_graph_mark_output(g, k->loss_g)) || (s = dp_graph_compile(g)) ||
-            (s = dp_graph_set_training(g, 1)) || (s = dp_tensor_fill(dp_node_value(ones), 1.0f)) ||
-            (s = dp_tensor_fill(dp_node_value(zeros), 0.0f)))
+        k->z = dp_input(g, "z", 4, (int64_t[]){n, 100, 1, 1});
+        k->out = big ? dp_model_dcgan64_g(g, pg, k->z) : dp_model_dcgan28_g(g, pg, k->z);
+        k->seed = dp_input(g, "seed", 4, (int64_t[]){n, c, hw, hw});
+        k->loss_g = dp_sum(g, dp_mul(g, k->out, k->seed), DP_AXIS_ALL, 0);
+        if ((s = dp_graph_mark_output(g, k->out)) || (s = dp_graph_mark_output(g, k->loss_g)) || (s = dp_graph_compile(g)) ||
+            (s = dp_graph_set_training(g, 1)) || (s = dp_graph_new(k->ctx, &k->g2)))
             return s;
+        dp_graph *d = k->g2;
+        k->x = dp_input(d, "x", 4, (int64_t[]){n, c, hw, hw});
+        k->t = dp_input(d, "t", 2, (int64_t[]){n, 1});
+        if ((s = dp_input_requires_grad(d, k->x))) return s;
+        k->loss = dp_bce(d, big ? dp_model_dcgan64_d(d, pd, k->x) : dp_model_dcgan28_d(d, pd, k->x), k->t);
+        if ((s = dp_graph_mark_output(d, k->loss)) || (s = dp_graph_compile(d)) || (s = dp_graph_set_training(d, 1))) return s;
         dp_optim_opts oo = {0};
         oo.kind = DP_OPTIM_ADAM;
         oo.lr = 2e-4f;
         oo.beta1 = 0.5f;
         oo.beta2 = 0.999f;
         if ((s = dp_optim_new(pg, &oo, &k->o1)) || (s = dp_optim_new(pd, &oo, &k->o2))) return s;
-        fill_tensor(&k->rng, dp_node_value(k->x));
+        k->a = malloc((size_t)dp_tensor_numel(dp_node_value(k->x)) * sizeof(float)); /* the real batch */
+        if (!k->a) return dp_error(k->ctx, DP_ERR_NOMEM, "dcgan: out of memory");
+        fill_normal(&k->rng, k->a, dp_tensor_numel(dp_node_value(k->x)));
         return DP_OK;
     }
     case W_LAYER: {
@@ -413,6 +431,7 @@ static void worker_free(worker *k) {
     dp_optim_free(k->o1);
     dp_optim_free(k->o2);
     dp_graph_free(k->g);
+    dp_graph_free(k->g2);
     dp_paramset_free(k->ps);
     dp_paramset_free(k->ps2);
     dp_ctx_free(k->ctx);

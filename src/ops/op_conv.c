@@ -425,7 +425,7 @@ static int64_t thread_scratch(const geom *G, int T) {
 }
 
 /* Workspace: T scratch blocks, then T-1 gradient blocks (dW and the
- * cols-side bias), then the flipped weights. */
+ * cols-side bias), then the flipped weights (only for a stride-1 scatter). */
 typedef struct conv_rt {
     dp_graph *g;
     int T;
@@ -449,7 +449,8 @@ static void rt_init(conv_rt *rt, dp_graph *g, const geom *G) {
     rt->wn = G->O * G->CKK;
     rt->pw = ALIGN16(rt->wn + G->O);
     rt->ws = g->ws;
-    rt->tab = (int32_t *)(rt->ws + rt->T * rt->S + (wgrad_parts(rt->T, rt->pw) - 1) * rt->pw + ALIGN16(rt->wn));
+    rt->tab = (int32_t *)(rt->ws + rt->T * rt->S + (wgrad_parts(rt->T, rt->pw) - 1) * rt->pw +
+                          (implicit_scatter_ok(G) ? ALIGN16(rt->wn) : 0));
 }
 
 typedef struct cjob {
@@ -867,12 +868,12 @@ static void channel_sum(dp_graph *g, const float *gy, int64_t N, int64_t Ch, int
 static size_t conv_ws_bytes(dp_graph *g, const geom *G) {
     if (G->depthwise || dense_ok(G)) return 0;
     int64_t T = g->ctx->threads;
-    /* T scratch blocks, T-1 weight-gradient blocks, the flipped weights */
+    /* T scratch blocks, T-1 weight-gradient blocks, the flipped weights (stride-1 scatters) */
     int64_t pw = ALIGN16(G->O * G->CKK + G->O);
     chunks ch;
     plan_chunks(G, &ch);
-    int64_t floats = T * thread_scratch(G, (int)T) + (wgrad_parts((int)T, pw) - 1) * pw + ALIGN16(G->O * G->CKK) +
-                     (use_table(G, &ch) ? ALIGN16(G->KK * G->P) : 0);
+    int64_t floats = T * thread_scratch(G, (int)T) + (wgrad_parts((int)T, pw) - 1) * pw +
+                     (implicit_scatter_ok(G) ? ALIGN16(G->O * G->CKK) : 0) + (use_table(G, &ch) ? ALIGN16(G->KK * G->P) : 0);
     return (size_t)floats * sizeof(float);
 }
 
