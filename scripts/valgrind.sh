@@ -47,7 +47,7 @@ check gan-resume "$cli" gan train --data "$work/imgs" --arch dcgan28 --batch 4 -
 check gan-sample "$cli" gan sample --model "$work/run" -n 4 --grid "$work/grid.png"
 check classify-train "$cli" classify train --data "$work/imgs" --arch mlp --size 8 --epochs 1 --batch 4 \
     --threads 2 --quiet --out "$work/c.safetensors"
-check classify-eval "$cli" classify eval --model "$work/c.safetensors" --data "$work/imgs" --size 8 --threads 2 --quiet
+check classify-eval "$cli" classify eval --model "$work/c.safetensors" --data "$work/imgs" --threads 2 --quiet
 build_abs=$(cd "$build" && pwd)
 cd "$build_abs/tests" 2>/dev/null && for t in test_checkpoint test_data; do
     [ -x "./$t" ] && check "$t" "./$t"
