@@ -139,6 +139,25 @@ static void stop_gradient_blocks(void **state) {
     assert_true(gx[0] == 2.0f);
 }
 
+/* Backward does not run what feeds a stop_gradient: p's product would add
+ * +0.0 to p's gradient, which turns a stored -0.0 into +0.0. */
+static void stop_gradient_skips_its_inputs(void **state) {
+    fx *f = *state;
+    dp_tensor *p = param(f, "p", 1, SH(2), 3.0f), *w = param(f, "w", 1, SH(2), 2.0f);
+    dp_node *x = dp_input(f->g, "x", 1, SH(2));
+    dp_node *a = dp_mul(f->g, dp_param(f->g, p), x);
+    dp_node *loss = dp_sum(f->g, dp_mul(f->g, dp_stop_gradient(f->g, a), dp_param(f->g, w)), DP_AXIS_ALL, 0);
+    assert_int_equal(dp_graph_compile(f->g), DP_OK);
+    dp_tensor_copy_from(dp_node_value(x), (float[]){1.5f, 4.0f}, 2);
+    assert_int_equal(dp_graph_run(f->g), DP_OK);
+    dp_paramset_zero_grad(f->ps);
+    dp_tensor_copy_from(dp_param_grad(p), (float[]){-0.0f, -0.0f}, 2);
+    assert_int_equal(dp_graph_backward(f->g, loss, 0, NULL), DP_OK);
+    const float *gp = dp_tensor_f32(dp_param_grad(p)), *gw = dp_tensor_f32(dp_param_grad(w));
+    assert_true(gw[0] == 4.5f && gw[1] == 12.0f);
+    assert_true(gp[0] == 0.0f && signbit(gp[0]) && signbit(gp[1]));
+}
+
 /* A second forward in the same pass reuses what was computed (the dropout
  * mask stays); a new pass recomputes it. */
 static void partial_forward_reuses(void **state) {
@@ -257,6 +276,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(accumulate_and_wrt, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_gradient_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(partial_forward_reuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_gradient_skips_its_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(planner_reuses_buffers, setup, teardown),
         cmocka_unit_test_setup_teardown(no_grad_graph, setup, teardown),
         cmocka_unit_test(deterministic),
