@@ -1,7 +1,9 @@
 /* HTTP request handling of doppel serve: the server (src/server/, libmicrohttpd, the
  * default detection model) runs in this process on a loopback port; each input is sent
  * as raw bytes on a new connection (request line, headers, body: GET/POST, multipart
- * uploads, ...), the answer is read until the server closes or 2 s pass. A crash,
+ * uploads, ...), the answer is read until the server closes or 10 s pass. The server works on
+ * its own threads, possibly after the client has gone, so scripts/fuzz.sh turns off libFuzzer's
+ * per-input leak check for this target (LeakSanitizer still checks at exit). A crash,
  * sanitizer report or hang anywhere in the server is a finding. */
 #include "fuzz_common.h" /* first: it asks for _GNU_SOURCE */
 
@@ -32,7 +34,9 @@ static int connect_once(void) {
         close(fd);
         return -1;
     }
-    struct timeval tv = {2, 0};
+    /* long enough for an answer (a heat map takes seconds under ASan), so that little server work
+     * outlives its input */
+    struct timeval tv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     return fd;

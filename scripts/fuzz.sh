@@ -29,12 +29,16 @@ for t in $targets; do
     log="$build/fuzz-logs/$t.log"
     start=$(date +%s)
     # -rss_limit_mb: ASan's shadow included; -timeout: a single input taking longer is a hang.
+    # http: the server's threads may still hold an earlier request's buffers when an input ends, which
+    # the per-input leak check takes for leaks (a false positive seen 2026-11-27): leaks are checked at exit.
+    extra=""
+    [ "$t" = http ] && extra="-detect_leaks=0"
     timer=""
     [ -x /usr/bin/time ] && timer="/usr/bin/time -o $build/fuzz-logs/$t.cpu -f %U+%S"
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         LSAN_OPTIONS=suppressions="$src/fuzz/lsan.supp" \
         $timer nice -n "$nice_level" "$bin" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=262144 \
-        -print_final_stats=1 -artifact_prefix="$build/fuzz-crashes/$t-" \
+        -print_final_stats=1 -artifact_prefix="$build/fuzz-crashes/$t-" $extra \
         "$build/fuzz-work/$t" "$src/fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
     cpu="?"
