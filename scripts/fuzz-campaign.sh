@@ -1,0 +1,141 @@
+#!/bin/bash
+# A long fuzzing campaign in the background (docs/security.md, "Fuzzing"): runs the libFuzzer targets
+# of BUILD (made with -DDP_FUZZ=ON, as by make fuzz-build) in slices of SLICE seconds, JOBS at a time
+# (default 2), always starting the target with the least CPU time so far, until DEADLINE (HH:MM today,
+# or seconds since the epoch). Every slice appends one line to the ledger, with the CPU seconds of the
+# fuzzer and its children as measured by /usr/bin/time (user + system, not wall time):
+#   scripts/fuzz-campaign.sh BUILD DEADLINE [SLICE] [TARGET...]
+#   scripts/fuzz-campaign.sh --report BUILD          (per-target totals from the ledger)
+# Working corpora live in BUILD/campaign/work/<target>/ (seeded from fuzz/corpus/<target>/, not in git),
+# crashes in BUILD/campaign/crashes/, logs in BUILD/campaign/logs/, the ledger in BUILD/campaign/ledger.tsv.
+# PRIOR="image=51 cli=16 ..." adds CPU seconds from earlier runs when choosing the next target.
+# The fuzzers run at nice 19 (FUZZ_NICE) under their own names (.../fuzz_<target>), so that
+# `pkill -STOP -f '/fuzz_'` pauses them and `pkill -CONT -f '/fuzz_'` resumes them; this script's own
+# name does not match. A paused slice simply burns less CPU: libFuzzer's time limit is wall time.
+# Stop it with SIGTERM to the script (it ends the running slices and records them).
+set -u
+all_targets="image idx safetensors model cascade keras cli http video"
+
+if [ "${1:-}" = --report ]; then
+    ledger="${2:?usage: $0 --report BUILD}/campaign/ledger.tsv"
+    [ -f "$ledger" ] || { echo "no ledger at $ledger" >&2; exit 1; }
+    awk -F'\t' '$1 !~ /^#/ && NF >= 9 {cpu[$2] += $4; wall[$2] += $3; ex[$2] += $5; n[$2]++;
+                 if ($6 > cov[$2]) cov[$2] = $6; if ($7 != 0) bad[$2]++}
+        END {printf "%-12s %6s %9s %9s %12s %6s %s\n", "target", "slices", "wall s", "CPU s", "execs", "cov", "failed";
+             for (t in n) printf "%-12s %6d %9d %9.0f %12d %6d %d\n", t, n[t], wall[t], cpu[t], ex[t], cov[t], bad[t] + 0}' \
+        "$ledger" | sort
+    exit 0
+fi
+
+build=${1:?usage: $0 BUILD DEADLINE [SLICE] [TARGET...]}
+deadline=${2:?usage: $0 BUILD DEADLINE [SLICE] [TARGET...]}
+slice=${3:-600}
+shift 2
+[ $# -gt 0 ] && shift
+targets=${*:-$all_targets}
+jobs=${FUZZ_JOBS:-2}
+nice_level=${FUZZ_NICE:-19}
+case "$deadline" in
+    *:*) deadline=$(date -d "$deadline" +%s) || exit 2 ;;
+esac
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "$build" && pwd) || exit 2
+camp="$build/campaign"
+ledger="$camp/ledger.tsv"
+mkdir -p "$camp/work" "$camp/crashes" "$camp/logs"
+[ -f "$ledger" ] || printf '# end\ttarget\twall_s\tcpu_s\texecs\tcov\trc\tcorpus\tlog\n' >"$ledger"
+# A target not built yet is skipped until its binary appears (a build may still be running).
+runnable=$targets
+
+# CPU seconds so far for a target: PRIOR plus the ledger.
+cpu_so_far() {
+    local prior
+    prior=$(printf '%s\n' ${PRIOR:-} | awk -F= -v t="$1" '$1 == t {s += $2} END {print s + 0}')
+    awk -F'\t' -v t="$1" -v p="$prior" '$2 == t {s += $4} END {printf "%.0f\n", s + p}' "$ledger"
+}
+
+# The target with the least CPU so far among those not running now.
+running=""
+pick() {
+    local best="" best_cpu="" t c
+    for t in $runnable; do
+        case " $running " in *" $t "*) continue ;; esac
+        [ -x "$build/fuzz/fuzz_$t" ] || continue
+        c=$(cpu_so_far "$t")
+        if [ -z "$best" ] || [ "$c" -lt "$best_cpu" ]; then best=$t; best_cpu=$c; fi
+    done
+    echo "$best"
+}
+
+# One slice of one target; appends its ledger line.
+run_slice() {
+    local t=$1 secs=$2 stamp log cpuf start rc cpu execs cov extra=""
+    stamp=$(date -u +%Y%m%dT%H%M%S)
+    log="$camp/logs/$t-$stamp.log"
+    cpuf="$camp/logs/$t-$stamp.cpu"
+    mkdir -p "$camp/work/$t"
+    # See scripts/fuzz.sh for why http has no per-input leak check and keras runs in fork mode.
+    [ "$t" = http ] && extra="-detect_leaks=0"
+    [ "$t" = keras ] && extra="-fork=1 -ignore_crashes=1"
+    start=$(date +%s)
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        LSAN_OPTIONS=suppressions="$src/fuzz/lsan.supp" \
+        /usr/bin/time -o "$cpuf" -f '%U %S' nice -n "$nice_level" "$build/fuzz/fuzz_$t" \
+        -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=262144 -print_final_stats=1 \
+        -artifact_prefix="$camp/crashes/$t-" $extra "$camp/work/$t" "$src/fuzz/corpus/$t" >"$log" 2>&1
+    rc=$?
+    cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ {c = $1 + $2} END {printf "%.1f", c + 0}' "$cpuf" 2>/dev/null)
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+    (
+        flock 9
+        printf '%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\n' "$(date -u +%FT%TZ)" "$t" "$(($(date +%s) - start))" "${cpu:-0}" \
+            "${execs:-0}" "${cov:-0}" "$rc" "$(find "$camp/work/$t" -type f | wc -l)" "$log" >>"$ledger"
+    ) 9>>"$ledger.lock"
+}
+
+declare -A pid_of=()
+stop() {
+    local t timer fuzzer
+    # slice subshell -> /usr/bin/time -> the fuzzer (nice execs it): end each fuzzer by its pid, so the
+    # slice still records its CPU time.
+    for t in "${!pid_of[@]}"; do
+        for timer in $(pgrep -P "${pid_of[$t]}"); do
+            for fuzzer in $(pgrep -P "$timer"); do kill -TERM "$fuzzer" 2>/dev/null; done
+        done
+    done
+    wait
+    echo "campaign: stopped at $(date +%T)"
+    "$0" --report "$build"
+    exit 0
+}
+trap stop TERM INT
+
+echo "campaign: pid $$, targets:$runnable, slices of ${slice}s, $jobs at a time, until $(date -d "@$deadline" +%T)"
+while :; do
+    # Reap finished slices.
+    for t in "${!pid_of[@]}"; do
+        if ! kill -0 "${pid_of[$t]}" 2>/dev/null; then
+            wait "${pid_of[$t]}" 2>/dev/null
+            unset "pid_of[$t]"
+        fi
+    done
+    running="${!pid_of[*]}"
+    now=$(date +%s)
+    left=$((deadline - now))
+    if [ ${#pid_of[@]} -lt "$jobs" ] && [ "$left" -ge 60 ]; then
+        t=$(pick)
+        if [ -n "$t" ]; then
+            secs=$slice
+            [ "$left" -lt "$secs" ] && secs=$left
+            run_slice "$t" "$secs" &
+            pid_of[$t]=$!
+            echo "campaign: $(date +%T) fuzz_$t for ${secs}s (CPU so far $(cpu_so_far "$t") s)"
+            continue
+        fi
+    fi
+    [ ${#pid_of[@]} -eq 0 ] && [ "$left" -lt 60 ] && break
+    sleep 5
+done
+echo "campaign: done at $(date +%T)"
+"$0" --report "$build"
