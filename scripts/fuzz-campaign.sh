@@ -11,7 +11,9 @@
 # PRIOR="image=51 cli=16 ..." adds CPU seconds from earlier runs when choosing the next target.
 # The fuzzers run at nice 19 (FUZZ_NICE) under their own names (.../fuzz_<target>), so that
 # `pkill -STOP -f '/fuzz_'` pauses them and `pkill -CONT -f '/fuzz_'` resumes them; this script's own
-# name does not match. A paused slice simply burns less CPU: libFuzzer's time limit is wall time.
+# name does not match. A paused slice simply burns less CPU: libFuzzer's time limits are wall time. So
+# that a pause does not read as a hang, one input may take FUZZ_TIMEOUT s (default 300) of wall time, and
+# every timeout is then replayed alone: one that needs less than 20 CPU-s goes to crashes/paused/.
 # Stop it with SIGTERM to the script (it ends the running slices and records them).
 set -u
 all_targets="image idx safetensors model cascade keras cli http video"
@@ -67,6 +69,24 @@ pick() {
     echo "$best"
 }
 
+# Replays each new timeout input of target $1 alone (at most 10 minutes of wall time); one that takes
+# less than 20 CPU-s was a pause, not a hang: it goes to crashes/paused/, the others are renamed -hang-.
+triage_timeouts() {
+    local f used
+    for f in "$camp/crashes/$1-timeout-"*; do
+        [ -f "$f" ] || continue
+        ASAN_OPTIONS=detect_leaks=0 timeout 600 /usr/bin/time -o "$f.cpu" -f '%U %S' nice -n "$nice_level" \
+            "$build/fuzz/fuzz_$1" -timeout=0 -runs=1 "$f" >"$f.replay" 2>&1
+        used=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ {c = $1 + $2} END {printf "%d", c}' "$f.cpu" 2>/dev/null)
+        if grep -q '^Executed .* in ' "$f.replay" && [ "${used:-99}" -lt 20 ]; then
+            mkdir -p "$camp/crashes/paused"
+            mv "$f" "$f.cpu" "$f.replay" "$camp/crashes/paused/"
+        else
+            mv "$f" "${f/-timeout-/-hang-}"
+        fi
+    done
+}
+
 # One slice of one target; appends its ledger line.
 run_slice() {
     local t=$1 secs=$2 stamp log cpuf start rc cpu execs cov extra=""
@@ -81,11 +101,14 @@ run_slice() {
     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         LSAN_OPTIONS=suppressions="$src/fuzz/lsan.supp" \
         /usr/bin/time -o "$cpuf" -f '%U %S' nice -n "$nice_level" "$build/fuzz/fuzz_$t" \
-        -max_total_time="$secs" -timeout=20 -rss_limit_mb=2560 -max_len=262144 -print_final_stats=1 \
+        -max_total_time="$secs" -timeout="${FUZZ_TIMEOUT:-300}" -rss_limit_mb=2560 -max_len=262144 -print_final_stats=1 \
         -artifact_prefix="$camp/crashes/$t-" $extra "$camp/work/$t" "$src/fuzz/corpus/$t" >"$log" 2>&1
     rc=$?
+    triage_timeouts "$t"
     cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ {c = $1 + $2} END {printf "%.1f", c + 0}' "$cpuf" 2>/dev/null)
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    # stopped early (no final stats): the last status line's count
+    [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
     (
         flock 9
@@ -95,13 +118,21 @@ run_slice() {
 }
 
 declare -A pid_of=()
+# The pids below $1 (children first, then theirs).
+descendants() {
+    local c
+    for c in $(pgrep -P "$1"); do
+        echo "$c"
+        descendants "$c"
+    done
+}
 stop() {
-    local t timer fuzzer
-    # slice subshell -> /usr/bin/time -> the fuzzer (nice execs it): end each fuzzer by its pid, so the
-    # slice still records its CPU time.
+    local t p
+    # slice subshell -> /usr/bin/time -> the fuzzer (nice execs it) -> in fork mode, sh -> its workers:
+    # end the fuzzers by their pids (not /usr/bin/time), so that the slice still records its CPU time.
     for t in "${!pid_of[@]}"; do
-        for timer in $(pgrep -P "${pid_of[$t]}"); do
-            for fuzzer in $(pgrep -P "$timer"); do kill -TERM "$fuzzer" 2>/dev/null; done
+        for p in $(descendants "${pid_of[$t]}"); do
+            case "$(ps -o comm= -p "$p" 2>/dev/null)" in time | bash) ;; *) kill -TERM "$p" 2>/dev/null ;; esac
         done
     done
     wait
