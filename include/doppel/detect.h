@@ -92,6 +92,13 @@ typedef struct dp_augment_opts {
 void dp_augment_opts_default(dp_augment_opts *o);
 dp_status dp_augment(dp_ctx *ctx, dp_image *img, const dp_augment_opts *o, dp_rng *rng); /* in place */
 
+/* Self-blended image (Shiohara & Yamasaki, CVPR 2022), in place: the work
+ * crop blended with a slightly changed copy of itself (scale 0.94..1.06,
+ * shift <= 4 %, blur or sharpening, colour shift) inside a soft elliptical
+ * face mask, at a blend ratio of 0.25..1 — the same face, no other identity.
+ * A training "fake" that teaches blending boundaries (docs/detect.md). */
+dp_status dp_self_blend(dp_ctx *ctx, dp_image *img, dp_rng *rng);
+
 /* Baseline JPEG at quality q (1..100) in memory (libjpeg) and decoded back. */
 dp_status dp_jpeg_recompress(dp_ctx *ctx, dp_image *img, int quality); /* in place */
 /* Separable Gaussian blur (kernel radius ceil(3 sigma), edges repeated). */
@@ -142,7 +149,17 @@ typedef struct dp_detector_params {
     float ood_threshold;           /* mean squared z-score to the nearer class above this → uncertain */
     float fuse_w[3];               /* p = sigmoid(w0·meso_logit + w1·spec_logit + w2) */
     float t_real, t_fake;
+    /* Out of distribution for what Meso-4 sees: the Mahalanobis distance of
+     * its penultimate features (the DP_DETECT_NFEAT values after the first
+     * dense layer) to the nearer class mean, with the pooled within-class
+     * covariance of the clean training crops (Lee et al. 2018), divided by
+     * DP_DETECT_NFEAT. feat_threshold 0: no such check (older models).
+     * Stored as tensors "ood.mu", "ood.prec" and metadata doppel.ood_features. */
+    float feat_threshold;
+    float feat_mu[2][16];
+    float feat_prec[16 * 16];
 } dp_detector_params;
+#define DP_DETECT_NFEAT 16
 
 typedef struct dp_detector dp_detector;
 
@@ -162,9 +179,24 @@ dp_paramset *dp_detector_paramset(dp_detector *d);          /* Meso-4 weights: "
 dp_ctx *dp_detector_ctx(dp_detector *d);
 
 /* Raw scores of n work crops: Meso-4 logit, spectral logit, and the
- * out-of-distribution distance of the spectral profile (any may be NULL). */
+ * out-of-distribution score (any may be NULL). ood is the spectral
+ * profile's distance; when the model also has feature statistics
+ * (feat_threshold > 0) it is the larger of that and the feature distance
+ * rescaled so that both checks share the one threshold ood_threshold:
+ * ood > ood_threshold exactly when either check fires. */
 dp_status dp_detector_raw(dp_detector *d, const dp_image *crops, int n, float *meso_logit, float *spec_logit,
                           float *ood);
+/* Everything dp_detector_raw computes, and the parts of ood (any may be
+ * NULL): ood_spectral and ood_features (0 without feature statistics), and
+ * features: n × DP_DETECT_NFEAT penultimate values of Meso-4. */
+typedef struct dp_detector_scores {
+    float *meso_logit, *spec_logit, *ood, *ood_spectral, *ood_features, *features;
+} dp_detector_scores;
+dp_status dp_detector_score(dp_detector *d, const dp_image *crops, int n, const dp_detector_scores *out);
+/* Fits the feature statistics (class means, pooled covariance, its inverse)
+ * on n feature rows (labels 0/1) and sets feat_threshold to the given
+ * percentile (e.g. 99.5) of their own distances. */
+dp_status dp_detector_fit_features(dp_detector *d, const float *features, const int *label, int64_t n, double percentile);
 /* Fused probability and verdict from raw scores. */
 float dp_detector_fuse(const dp_detector *d, float meso_logit, float spec_logit);
 dp_verdict dp_detector_verdict(const dp_detector *d, float p_fake, float ood);
@@ -183,6 +215,8 @@ typedef struct dp_detect_face {
     float p_fake;
     float p_meso, p_spectral; /* each detector on its own (calibrated on its own by the fusion's bias-free part) */
     float ood;
+    float ood_spectral, ood_features; /* the two parts of ood (ood_features 0 without feature statistics) */
+    int ood_over;                     /* 1 spectral, 2 features, 3 both over their thresholds: verdict uncertain */
     dp_verdict verdict;
 } dp_detect_face;
 

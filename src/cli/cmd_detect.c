@@ -90,7 +90,7 @@ typedef struct opts {
     const char *real[MAX_DIRS], *fake[MAX_DIRS], *val_source[MAX_DIRS], *score_files[MAX_DIRS];
     int n_real, n_fake, n_val_source, n_scores;
     const char *out, *model, *arch, *report, *explain, *run, *face_cache, *scores;
-    double max_fpr;
+    double max_fpr, self_blend, ood_pct;
     float t_real, t_fake; /* --thresholds (train); 0,0: the defaults */
     int aug_heavy;        /* --aug heavy */
     int epochs, batch, threads, json, csv, quiet, resume, size, work, patience, no_robust, spectral_only;
@@ -145,6 +145,11 @@ static const char *const usage_text =
     "  --face-cache FILE face boxes found earlier (path, size, mtime -> box); read, extended, written\n"
     "                    back, so later runs on the same files skip face finding\n"
     "  --scores CSV      raw scores of the test split and the held-out source, for 'calibrate'\n"
+    "  --self-blend P    this share (0..1) of the fake half of each batch are self-blended real\n"
+    "                    training faces (Shiohara & Yamasaki 2022: a face blended with a changed\n"
+    "                    copy of itself inside a soft face mask; no other identity)\n"
+    "  --ood-percentile X  Meso-4 feature distance above this percentile of the clean training\n"
+    "                    crops -> uncertain (99.5)\n"
     "calibrate:\n"
     "  --scores CSV      one per leave-one-source-out run; the verdict thresholds are chosen on them\n"
     "                    (each fold also scored with the other folds' choice: the honest figure)\n"
@@ -218,6 +223,13 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
             if (o->n_scores >= MAX_DIRS) return usage_error(o, "at most %d --scores files", MAX_DIRS);
             o->scores = v;
             o->score_files[o->n_scores++] = v;
+        } else if (!strcmp(a, "--self-blend") || !strcmp(a, "--ood-percentile")) {
+            char *end;
+            int sb = !strcmp(a, "--self-blend");
+            double x = strtod(v, &end);
+            if (*end || !(sb ? x >= 0 && x <= 1 : x > 50 && x < 100))
+                return usage_error(o, "%s must be in %s, got '%s'", a, sb ? "[0, 1]" : "(50, 100)", v);
+            *(sb ? &o->self_blend : &o->ood_pct) = x;
         } else if (!strcmp(a, "--max-fpr")) {
             char *end;
             o->max_fpr = strtod(v, &end);
@@ -548,7 +560,7 @@ static void print_metrics(const char *what, const metrics *m) {
 /* ------------------------------------------------------------ scoring stored crops */
 /* Raw scores of the samples idx[0..n) (clean crops, or augmented with rng). */
 static dp_status score_samples(dp_detector *det, const dataset *d, const int64_t *idx, int64_t n, float *meso, float *spec,
-                               float *ood, const char *label, int show) {
+                               float *ood, float *ood_s, float *ood_f, const char *label, int show) {
     dp_ctx *ctx = dp_detector_ctx(det);
     int W = dp_detector_get_params(det)->crop.work;
     enum { CH = 32 };
@@ -561,7 +573,9 @@ static dp_status score_samples(dp_detector *det, const dataset *d, const int64_t
     for (int64_t off = 0; off < n && s == DP_OK; off += CH) {
         int m = n - off < CH ? (int)(n - off) : CH;
         for (int i = 0; i < m; i++) u8_to_crop(d->s[idx[off + i]].crop, &crops[i]);
-        s = dp_detector_raw(det, crops, m, meso ? meso + off : NULL, spec ? spec + off : NULL, ood ? ood + off : NULL);
+        dp_detector_scores sc = {meso ? meso + off : NULL, spec ? spec + off : NULL, ood ? ood + off : NULL,
+                                 ood_s ? ood_s + off : NULL, ood_f ? ood_f + off : NULL, NULL};
+        s = dp_detector_score(det, crops, m, &sc);
         cli_progress_update(&pb, off + m, off + m, NULL);
     }
     if (s == DP_OK) cli_progress_finish(&pb, n, NULL);
@@ -734,14 +748,15 @@ static void threshold_table(const float *p, const int *y, int64_t n) {
  * 3 held-out source). */
 static dp_status eval_split(dp_detector *det, const dataset *d, const int64_t *idx, int64_t n, const char *label, int show,
                             metrics *m, int table, FILE *scores, int want_split) {
-    float *me = malloc(sizeof(float) * (size_t)(n ? n : 1) * 4), *sp = me + n, *od = sp + n, *p = od + n;
+    float *me = malloc(sizeof(float) * (size_t)(n ? n : 1) * 6), *sp = me + n, *od = sp + n, *p = od + n, *os_ = p + n,
+          *of = os_ + n;
     int *y = malloc(sizeof(int) * (size_t)(n ? n : 1) * 3), *v = y + n, *nf = v + n;
     if (!me || !y) {
         free(me);
         free(y);
         return DP_ERR_NOMEM;
     }
-    dp_status s = score_samples(det, d, idx, n, me, sp, od, label, show);
+    dp_status s = score_samples(det, d, idx, n, me, sp, od, os_, of, label, show);
     if (s == DP_OK) {
         for (int64_t i = 0; i < n; i++) {
             p[i] = dp_detector_fuse(det, me[i], sp[i]);
@@ -750,14 +765,35 @@ static dp_status eval_split(dp_detector *det, const dataset *d, const int64_t *i
             v[i] = nf[i] ? DP_VERDICT_UNCERTAIN : (int)dp_detector_verdict(det, p[i], od[i]);
         }
         compute_metrics(p, y, v, nf, n, m);
-        if (table) threshold_table(p, y, n);
+        if (table) {
+            threshold_table(p, y, n);
+            const dp_detector_params *pp = dp_detector_get_params(det);
+            for (int c = 0; c < 2; c++) {
+                int64_t tot = 0, ov_s = 0, ov_f = 0, fk = 0, un = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    if (y[i] != c) continue;
+                    tot++;
+                    ov_s += pp->ood_threshold > 0 && os_[i] > pp->ood_threshold;
+                    ov_f += pp->feat_threshold > 0 && of[i] > pp->feat_threshold;
+                    fk += v[i] == DP_VERDICT_FAKE;
+                    un += v[i] == DP_VERDICT_UNCERTAIN;
+                }
+                if (tot)
+                    printf("  %s: %lld faces: verdict fake %.2f%%, uncertain %.2f%%; out of distribution by spectrum "
+                           "%.2f%%, by Meso-4 features %.2f%%\n",
+                           c ? "fake" : "real", (long long)tot, 100.0 * (double)fk / (double)tot,
+                           100.0 * (double)un / (double)tot, 100.0 * (double)ov_s / (double)tot,
+                           100.0 * (double)ov_f / (double)tot);
+            }
+        }
         for (int64_t i = 0; scores && i < n; i++) {
             const sample *sm = &d->s[idx[i]];
             if (sm->split != want_split) continue;
             const char *split = want_split == 3 ? "heldout" : "test";
-            fprintf(scores, "%s,%d,%.6g,%.6g,%.6g,%d,%d,%.7g,%s,%s\n", split, sm->label, (double)me[i], (double)sp[i],
-                    (double)od[i], dp_detector_get_params(det)->ood_threshold > 0 && od[i] > dp_detector_get_params(det)->ood_threshold,
-                    sm->no_face, (double)p[i], d->src[sm->source].dir, sm->path);
+            fprintf(scores, "%s,%d,%.6g,%.6g,%.6g,%d,%d,%.7g,%s,%.6g,%.6g,%s\n", split, sm->label, (double)me[i],
+                    (double)sp[i], (double)od[i],
+                    dp_detector_get_params(det)->ood_threshold > 0 && od[i] > dp_detector_get_params(det)->ood_threshold,
+                    sm->no_face, (double)p[i], d->src[sm->source].dir, (double)os_[i], (double)of[i], sm->path);
         }
     }
     free(me);
@@ -863,7 +899,7 @@ static int cmd_train(int argc, char **argv) {
         int64_t nv = sp_n[1];
         float *sp = malloc(sizeof(float) * (size_t)nv);
         int *yy = malloc(sizeof(int) * (size_t)nv);
-        if (sp && yy && score_samples(det, &d, sp_idx[1], nv, NULL, sp, NULL, "  spectral val", 0) == DP_OK) {
+        if (sp && yy && score_samples(det, &d, sp_idx[1], nv, NULL, sp, NULL, NULL, NULL, "  spectral val", 0) == DP_OK) {
             for (int64_t i = 0; i < nv; i++) yy[i] = d.s[sp_idx[1][i]].label;
             printf("spectral detector: %d features, fitted in %.1f s; validation AUC %.4f; OOD threshold %.3f\n",
                    dp_detector_get_params(det)->n_spec, cli_now() - t0, dp_metric_auc(sp, yy, nv),
@@ -956,12 +992,19 @@ static int cmd_train(int argc, char **argv) {
             for (int64_t st = 0; st < steps && !bad; st++) {
                 for (int i = 0; i < B; i++) {
                     int c = i & 1;
-                    if (cpos[c] >= cn[c]) cpos[c] = 0;
-                    const sample *sm = &d.s[cl[c][cpos[c]++]];
+                    /* a self-blended real face in a fake slot (--self-blend) */
+                    int sbi = c == 1 && o.self_blend > 0 && dp_rng_uniform(&er) < o.self_blend;
+                    const sample *sm;
+                    if (sbi) sm = &d.s[cl[0][dp_rng_below(&er, (uint32_t)cn[0])]];
+                    else {
+                        if (cpos[c] >= cn[c]) cpos[c] = 0;
+                        sm = &d.s[cl[c][cpos[c]++]];
+                    }
                     dp_image cimg, in;
                     if ((s = dp_image_alloc(ctx, 3, W, W, &cimg)) != DP_OK) break;
                     u8_to_crop(sm->crop, &cimg);
-                    s = dp_augment(ctx, &cimg, &ao, &er);
+                    s = sbi ? dp_self_blend(ctx, &cimg, &er) : DP_OK;
+                    if (s == DP_OK) s = dp_augment(ctx, &cimg, &ao, &er);
                     if (s == DP_OK) s = dp_crop_to_input(ctx, &cimg, &par.crop, &in);
                     dp_image_free(ctx, &cimg);
                     if (s != DP_OK) break;
@@ -984,7 +1027,7 @@ static int cmd_train(int argc, char **argv) {
             if (bad) break;
             cli_progress_finish(&pb, steps * B, "loss %.4f", lsum / (double)steps);
             double secs = cli_now() - te;
-            if ((s = score_samples(det, &d, sp_idx[1], sp_n[1], vm, NULL, NULL, "  validation", !o.quiet)) != DP_OK) {
+            if ((s = score_samples(det, &d, sp_idx[1], sp_n[1], vm, NULL, NULL, NULL, NULL, "  validation", !o.quiet)) != DP_OK) {
                 fprintf(stderr, "doppel detect train: validation: %s\n", dp_ctx_error(ctx));
                 bad = 1;
                 break;
@@ -1031,6 +1074,40 @@ static int cmd_train(int argc, char **argv) {
             goto done;
         }
         /* dp_checkpoint_load overwrote the spectral tensors with what was saved: the params struct is unchanged */
+
+        /* ---- what Meso-4 sees: feature statistics of the clean training crops, for the OOD check */
+        int64_t nt = sp_n[0];
+        float *fe = malloc(sizeof(float) * (size_t)(nt ? nt : 1) * DP_DETECT_NFEAT);
+        int *fy = malloc(sizeof(int) * (size_t)(nt ? nt : 1));
+        enum { CH = 32 };
+        dp_image cr[CH];
+        memset(cr, 0, sizeof cr);
+        s = fe && fy ? DP_OK : DP_ERR_NOMEM;
+        for (int i = 0; i < CH && s == DP_OK; i++) s = dp_image_alloc(ctx, 3, W, W, &cr[i]);
+        for (int64_t off = 0; off < nt && s == DP_OK; off += CH) {
+            int m = nt - off < CH ? (int)(nt - off) : CH;
+            for (int i = 0; i < m; i++) {
+                u8_to_crop(d.s[sp_idx[0][off + i]].crop, &cr[i]);
+                fy[off + i] = d.s[sp_idx[0][off + i]].label;
+            }
+            dp_detector_scores sc = {.features = fe + off * DP_DETECT_NFEAT};
+            s = dp_detector_score(det, cr, m, &sc);
+        }
+        for (int i = 0; i < CH; i++) dp_image_free(ctx, &cr[i]);
+        double pct = o.ood_pct > 0 ? o.ood_pct : 99.5;
+        if (s == DP_OK) s = dp_detector_fit_features(det, fe, fy, nt, pct);
+        if (s == DP_OK) {
+            const dp_detector_params *pp = dp_detector_get_params(det);
+            printf("Meso-4 features: %d values, Mahalanobis to the nearer class on %lld clean training crops; "
+                   "OOD threshold %.3f (percentile %g)\n",
+                   DP_DETECT_NFEAT, (long long)nt, (double)pp->feat_threshold, pct);
+        }
+        free(fe);
+        free(fy);
+        if (s != DP_OK) {
+            fprintf(stderr, "doppel detect train: feature statistics: %s\n", dp_ctx_error(ctx));
+            goto done;
+        }
     }
 
     /* ---- fusion + calibration on the validation split */
@@ -1038,7 +1115,7 @@ static int cmd_train(int argc, char **argv) {
         int64_t nv = sp_n[1];
         float *me = malloc(sizeof(float) * (size_t)nv * 2), *sp = me + nv;
         int *yy = malloc(sizeof(int) * (size_t)nv);
-        s = me && yy ? score_samples(det, &d, sp_idx[1], nv, me, sp, NULL, "  calibration", !o.quiet) : DP_ERR_NOMEM;
+        s = me && yy ? score_samples(det, &d, sp_idx[1], nv, me, sp, NULL, NULL, NULL, "  calibration", !o.quiet) : DP_ERR_NOMEM;
         for (int64_t i = 0; s == DP_OK && i < nv; i++) yy[i] = d.s[sp_idx[1][i]].label;
         if (s == DP_OK) s = fit_fusion(ctx, det, me, sp, yy, nv);
         free(me);
@@ -1057,7 +1134,9 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "doppel detect train: cannot write %s: %s\n", o.scores, strerror(errno));
         goto done;
     }
-    if (scores) fprintf(scores, "split,label,meso_logit,spectral_logit,ood,ood_over,no_face,p_fake,source,path\n");
+    if (scores)
+        fprintf(scores, "split,label,meso_logit,spectral_logit,ood,ood_over,no_face,p_fake,source,ood_spectral,"
+                        "ood_features,path\n");
     s = eval_split(det, &d, sp_idx[2], sp_n[2], "  test", !o.quiet, &mt, 0, scores, 2);
     if (s == DP_OK) print_metrics("test split (by image)", &mt);
     if (s == DP_OK && n_ho) s = eval_split(det, &d, ho_idx, n_ho, "  held out", !o.quiet, &mh, 1, scores, 3);
@@ -1125,8 +1204,12 @@ static int cal_read(const char *path, int file, cal_set *cs) {
     }
     char line_[8192];
     int64_t ln = 0, bad = 0;
+    int extra = 0; /* columns between source and path (ood_spectral, ood_features in newer files) */
     while (fgets(line_, sizeof line_, f)) {
-        if (ln++ == 0) continue; /* header */
+        if (ln++ == 0) { /* header */
+            extra = strstr(line_, ",ood_features,") ? 2 : 0;
+            continue;
+        }
         char *fld[10], *q = line_;
         int k = 0;
         for (; k < 9 && q; k++) {
@@ -1135,6 +1218,14 @@ static int cal_read(const char *path, int file, cal_set *cs) {
             if (q) *q++ = 0;
         }
         if (k < 9 || !q) {
+            bad++;
+            continue;
+        }
+        for (int e = 0; e < extra && q; e++) {
+            q = strchr(q, ',');
+            if (q) q++;
+        }
+        if (!q) {
             bad++;
             continue;
         }

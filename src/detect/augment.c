@@ -238,3 +238,91 @@ dp_status dp_augment(dp_ctx *ctx, dp_image *img, const dp_augment_opts *o, dp_rn
     }
     return DP_OK;
 }
+
+/* ------------------------------------------------------------ self-blended images
+ * Shiohara & Yamasaki, CVPR 2022, on a work crop: the face blended with a
+ * slightly changed copy of ITSELF inside a soft face-region mask. No second
+ * identity is involved; what the detector learns is the blending boundary and
+ * the colour/sharpness mismatch inside it. */
+static float bilinear(const float *p, int H, int W, float y, float x) {
+    if (x < 0) x = 0;
+    if (y < 0) y = 0;
+    if (x > W - 1) x = (float)(W - 1);
+    if (y > H - 1) y = (float)(H - 1);
+    int x0 = (int)x, y0 = (int)y, x1 = x0 + 1 < W ? x0 + 1 : x0, y1 = y0 + 1 < H ? y0 + 1 : y0;
+    float fx = x - (float)x0, fy = y - (float)y0;
+    float a = p[(size_t)y0 * W + x0] + fx * (p[(size_t)y0 * W + x1] - p[(size_t)y0 * W + x0]);
+    float b = p[(size_t)y1 * W + x0] + fx * (p[(size_t)y1 * W + x1] - p[(size_t)y1 * W + x0]);
+    return a + fy * (b - a);
+}
+
+dp_status dp_self_blend(dp_ctx *ctx, dp_image *img, dp_rng *rng) {
+    if (!img || !img->data || !rng) return dp_error(ctx, DP_ERR_NULL, "dp_self_blend: NULL argument");
+    int H = img->height, W = img->width, C = img->channels;
+    if (H < 8 || W < 8) return dp_error(ctx, DP_ERR_ARG, "dp_self_blend: %dx%d is too small", W, H);
+    size_t plane = (size_t)H * W;
+    dp_image src = {0}, mask = {0};
+    dp_status st = dp_image_alloc(ctx, C, H, W, &src);
+    if (st == DP_OK) st = dp_image_alloc(ctx, 1, H, W, &mask);
+    if (st != DP_OK) goto out;
+    /* the source: the same face, scaled by 0.94..1.06 about the centre and
+     * shifted by up to 4 % of the side (bilinear, edges repeated) */
+    float sc = unif(rng, 0.94f, 1.06f), dx = unif(rng, -0.04f, 0.04f) * W, dy = unif(rng, -0.04f, 0.04f) * H;
+    float cx = 0.5f * (W - 1), cy = 0.5f * (H - 1);
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                src.data[c * plane + (size_t)y * W + x] =
+                    bilinear(img->data + c * plane, H, W, cy + ((float)y - cy - dy) / sc, cx + ((float)x - cx - dx) / sc);
+    /* sharpness: blur (sigma 0.4..1.2) or unsharp masking (amount 0.3..1) */
+    float u = dp_rng_uniform(rng);
+    if (u < 0.35f) {
+        if ((st = dp_gaussian_blur(ctx, &src, unif(rng, 0.4f, 1.2f))) != DP_OK) goto out;
+    } else if (u < 0.7f) {
+        dp_image bl = {0};
+        if ((st = dp_image_alloc(ctx, C, H, W, &bl)) != DP_OK) goto out;
+        memcpy(bl.data, src.data, sizeof(float) * plane * C);
+        if ((st = dp_gaussian_blur(ctx, &bl, 1.0f)) == DP_OK) {
+            float amt = unif(rng, 0.3f, 1.0f);
+            for (size_t i = 0; i < plane * C; i++) {
+                float t = src.data[i] + amt * (src.data[i] - bl.data[i]);
+                src.data[i] = t < 0 ? 0 : t > 1 ? 1 : t;
+            }
+        }
+        dp_image_free(ctx, &bl);
+        if (st != DP_OK) goto out;
+    }
+    /* colour: a shift per channel (±0.06), brightness ±0.08, contrast ×0.9..1.1 */
+    {
+        float sh[3], br = unif(rng, -0.08f, 0.08f), ct = unif(rng, 0.9f, 1.1f);
+        for (int c = 0; c < C && c < 3; c++) sh[c] = unif(rng, -0.06f, 0.06f);
+        for (int c = 0; c < C; c++)
+            for (size_t i = 0; i < plane; i++) {
+                float t = (src.data[c * plane + i] - 0.5f) * ct + 0.5f + br + sh[c < 3 ? c : 0];
+                src.data[c * plane + i] = t < 0 ? 0 : t > 1 ? 1 : t;
+            }
+    }
+    /* the mask: an ellipse over the inner face (the work crop is centred on
+     * it), jittered, its edge softened by a blur of 1..4 % of the side... */
+    {
+        float ex = cx + unif(rng, -0.04f, 0.04f) * W, ey = cy + unif(rng, 0.0f, 0.06f) * H;
+        float rx = unif(rng, 0.26f, 0.40f) * W, ry = unif(rng, 0.32f, 0.46f) * H;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                float a = ((float)x - ex) / rx, b = ((float)y - ey) / ry;
+                mask.data[(size_t)y * W + x] = a * a + b * b <= 1.0f ? 1.0f : 0.0f;
+            }
+        if ((st = dp_gaussian_blur(ctx, &mask, unif(rng, 0.01f, 0.05f) * (float)W)) != DP_OK) goto out;
+    }
+    /* ... and scaled by a blend ratio: 1 (half the time) or 0.25..1 */
+    float ratio = dp_rng_uniform(rng) < 0.5f ? 1.0f : unif(rng, 0.25f, 1.0f);
+    for (int c = 0; c < C; c++)
+        for (size_t i = 0; i < plane; i++) {
+            float m = ratio * mask.data[i];
+            img->data[c * plane + i] = m * src.data[c * plane + i] + (1 - m) * img->data[c * plane + i];
+        }
+out:
+    dp_image_free(ctx, &src);
+    dp_image_free(ctx, &mask);
+    return st;
+}

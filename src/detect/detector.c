@@ -16,7 +16,7 @@ struct dp_detector {
     dp_ctx *ctx;
     dp_paramset *ps;
     dp_graph *g;
-    dp_node *x, *y;
+    dp_node *x, *y, *feat; /* feat: Meso-4's penultimate values [batch, 16] (NULL if not found) */
     int batch;
     dp_detector_params p;
     dp_image tmp_in;
@@ -67,6 +67,30 @@ static float *pt_field(dp_detector_params *p, int i) {
 }
 static int64_t pt_numel(int i) { return PT[i].ndim == 1 ? PT[i].shape[0] : PT[i].shape[0] * PT[i].shape[1]; }
 
+/* The feature statistics: only in models that have them (doppel.ood_features). */
+static const ptens FT[] = {{"ood.mu", 2, {2, DP_DETECT_NFEAT}}, {"ood.prec", 2, {DP_DETECT_NFEAT, DP_DETECT_NFEAT}}};
+static float *ft_field(dp_detector_params *p, int i) { return i == 0 ? &p->feat_mu[0][0] : p->feat_prec; }
+static dp_status add_feat_tensors(dp_detector *d) {
+    for (int i = 0; i < 2; i++) {
+        dp_tensor *t;
+        dp_status st = dp_paramset_get_or_add(d->ps, FT[i].name, 2, FT[i].shape, DP_PARAM_BUFFER, NULL, &t);
+        if (st != DP_OK) return st;
+    }
+    return DP_OK;
+}
+
+/* Meso-4's penultimate node: the LeakyReLU after the first dense layer
+ * (sigmoid ← dense c.5 ← dropout ← LeakyReLU), kept as a graph output. */
+static dp_node *penultimate(dp_node *y, int batch) {
+    if (!y || y->n_in < 1 || !y->in[0] || y->in[0]->n_in < 1) return NULL;
+    dp_node *n = y->in[0]->in[0];
+    while (n && n->op == DP_OP_DROPOUT && n->n_in >= 1) n = n->in[0];
+    if (!n || n->op != DP_OP_LEAKY_RELU || n->val.ndim != 2 || n->val.shape[0] != batch ||
+        n->val.shape[1] != DP_DETECT_NFEAT)
+        return NULL;
+    return n;
+}
+
 static dp_status build(dp_detector *d, int batch) {
     dp_status st;
     for (int i = 0; i < NPT; i++) {
@@ -74,6 +98,7 @@ static dp_status build(dp_detector *d, int batch) {
         if ((st = dp_paramset_get_or_add(d->ps, PT[i].name, PT[i].ndim, PT[i].shape, DP_PARAM_BUFFER, NULL, &t)) != DP_OK)
             return st;
     }
+    if (d->p.feat_threshold > 0 && (st = add_feat_tensors(d)) != DP_OK) return st;
     if (!d->p.use_meso) return DP_OK;
     if ((st = dp_graph_new(d->ctx, &d->g)) != DP_OK) return st;
     int S = d->p.crop.size;
@@ -81,6 +106,7 @@ static dp_status build(dp_detector *d, int batch) {
     d->x = dp_input(d->g, "x", 4, (int64_t[]){batch, 3, S, S});
     d->y = dp_model_meso4(d->g, d->ps, d->x);
     dp_graph_mark_output(d->g, d->y);
+    if ((d->feat = penultimate(d->y, batch)) != NULL) dp_graph_mark_output(d->g, d->feat);
     if ((st = dp_graph_set_no_grad(d->g)) != DP_OK) return st;
     if ((st = dp_graph_compile(d->g)) != DP_OK) return st;
     return dp_graph_set_training(d->g, 0);
@@ -126,7 +152,14 @@ dp_status dp_detector_save(dp_detector *d, const char *path, const char *const *
         if (!t) return dp_error(d->ctx, DP_ERR_STATE, "dp_detector_save: tensor %s missing", PT[i].name);
         memcpy(dp_tensor_f32(t), pt_field(&d->p, i), sizeof(float) * (size_t)pt_numel(i));
     }
-    char crop[160], thr[64], ood[32], nspec[16], meso[8];
+    dp_status st;
+    if (d->p.feat_threshold > 0) {
+        if ((st = add_feat_tensors(d)) != DP_OK) return st;
+        for (int i = 0; i < 2; i++)
+            memcpy(dp_tensor_f32(dp_paramset_find(d->ps, FT[i].name)), ft_field(&d->p, i),
+                   sizeof(float) * (size_t)(FT[i].shape[0] * FT[i].shape[1]));
+    }
+    char crop[160], thr[64], ood[32], oodf[32], nspec[16], meso[8];
     dp_crop_policy_format(&d->p.crop, crop, sizeof crop);
     snprintf(thr, sizeof thr, "%.6g,%.6g", (double)d->p.t_real, (double)d->p.t_fake);
     snprintf(ood, sizeof ood, "%.6g", (double)d->p.ood_threshold);
@@ -137,6 +170,11 @@ dp_status dp_detector_save(dp_detector *d, const char *path, const char *const *
     const char *base[] = {"doppel.task", "detect", "doppel.crop", crop, "doppel.thresholds", thr, "doppel.ood", ood,
                           "doppel.spectral_features", nspec, "doppel.use_meso", meso};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) kv[k++] = base[i];
+    if (d->p.feat_threshold > 0) {
+        snprintf(oodf, sizeof oodf, "%.6g", (double)d->p.feat_threshold);
+        kv[k++] = "doppel.ood_features";
+        kv[k++] = oodf;
+    }
     for (int i = 0; extra && extra[i] && extra[i + 1] && k < 60; i += 2) {
         kv[k++] = extra[i];
         kv[k++] = extra[i + 1];
@@ -167,6 +205,11 @@ dp_status dp_detector_load(dp_ctx *ctx, const char *path, int batch, dp_detector
     }
     if (dp_checkpoint_meta(ctx, path, "doppel.ood", buf, sizeof buf) == DP_OK) p.ood_threshold = strtof(buf, NULL);
     if (dp_checkpoint_meta(ctx, path, "doppel.use_meso", buf, sizeof buf) == DP_OK) p.use_meso = atoi(buf) != 0;
+    if (dp_checkpoint_meta(ctx, path, "doppel.ood_features", buf, sizeof buf) == DP_OK) {
+        p.feat_threshold = strtof(buf, NULL);
+        if (!(p.feat_threshold > 0 && isfinite(p.feat_threshold)))
+            return dp_error(ctx, DP_ERR_FORMAT, "%s: bad doppel.ood_features '%s'", path, buf);
+    }
     dp_detector *d;
     if ((st = dp_detector_new(ctx, &p, batch, 1, &d)) != DP_OK) return st;
     if ((st = dp_checkpoint_load(path, d->ps, NULL)) != DP_OK) {
@@ -175,6 +218,15 @@ dp_status dp_detector_load(dp_ctx *ctx, const char *path, int batch, dp_detector
     }
     for (int i = 0; i < NPT; i++)
         memcpy(pt_field(&d->p, i), dp_tensor_f32(dp_paramset_find(d->ps, PT[i].name)), sizeof(float) * (size_t)pt_numel(i));
+    if (d->p.feat_threshold > 0) {
+        if (!d->feat) {
+            dp_detector_free(d);
+            return dp_error(ctx, DP_ERR_FORMAT, "%s: the model has feature statistics but no Meso-4 penultimate layer", path);
+        }
+        for (int i = 0; i < 2; i++)
+            memcpy(ft_field(&d->p, i), dp_tensor_f32(dp_paramset_find(d->ps, FT[i].name)),
+                   sizeof(float) * (size_t)(FT[i].shape[0] * FT[i].shape[1]));
+    }
     *out = d;
     return DP_OK;
 }
@@ -205,26 +257,55 @@ static dp_status spectral_one(dp_detector *d, const dp_image *crop, float *logit
     return DP_OK;
 }
 
-dp_status dp_detector_raw(dp_detector *d, const dp_image *crops, int n, float *meso_logit, float *spec_logit, float *ood) {
-    if (!d || (!crops && n > 0)) return dp_error(d ? d->ctx : NULL, DP_ERR_NULL, "dp_detector_raw: NULL argument");
+/* (f - mu_c)' P (f - mu_c) / NFEAT, the smaller over the two classes. */
+static float feat_distance(const dp_detector_params *p, const float *f) {
+    enum { K = DP_DETECT_NFEAT };
+    double best = INFINITY;
+    for (int c = 0; c < 2; c++) {
+        double v[K], s = 0;
+        for (int i = 0; i < K; i++) v[i] = (double)f[i] - p->feat_mu[c][i];
+        for (int i = 0; i < K; i++) {
+            double r = 0;
+            for (int j = 0; j < K; j++) r += (double)p->feat_prec[i * K + j] * v[j];
+            s += v[i] * r;
+        }
+        s /= K;
+        if (s < best) best = s;
+    }
+    return (float)best;
+}
+
+dp_status dp_detector_score(dp_detector *d, const dp_image *crops, int n, const dp_detector_scores *o) {
+    if (!d || !o || (!crops && n > 0)) return dp_error(d ? d->ctx : NULL, DP_ERR_NULL, "dp_detector_score: NULL argument");
     int W = d->p.crop.work;
     for (int i = 0; i < n; i++)
         if (crops[i].width != W || crops[i].height != W || crops[i].channels != 3)
             return dp_error(d->ctx, DP_ERR_ARG, "dp_detector_raw: crop %d is %dx%dx%d, the model's crops are 3x%dx%d", i,
                             crops[i].channels, crops[i].height, crops[i].width, W, W);
+    if (o->features && !d->feat)
+        return dp_error(d->ctx, DP_ERR_UNSUPPORTED, "dp_detector_score: this model has no Meso-4 features");
+    int want_ood = o->ood || o->ood_spectral || o->ood_features;
+    int use_feat = d->feat && d->p.feat_threshold > 0 && want_ood;
     dp_status st;
-    for (int i = 0; i < n; i++)
-        if ((st = spectral_one(d, &crops[i], spec_logit ? &spec_logit[i] : NULL, ood ? &ood[i] : NULL)) != DP_OK)
-            return st;
-    if (!meso_logit) return DP_OK;
+    for (int i = 0; i < n; i++) {
+        float so = 0;
+        if ((st = spectral_one(d, &crops[i], o->spec_logit ? &o->spec_logit[i] : NULL, &so)) != DP_OK) return st;
+        if (o->ood) o->ood[i] = so;
+        if (o->ood_spectral) o->ood_spectral[i] = so;
+        if (o->ood_features) o->ood_features[i] = 0;
+    }
+    if (!o->meso_logit && !o->features && !use_feat) return DP_OK;
     if (!d->p.use_meso) {
-        for (int i = 0; i < n; i++) meso_logit[i] = 0;
+        for (int i = 0; o->meso_logit && i < n; i++) o->meso_logit[i] = 0;
         return DP_OK;
     }
     int S = d->p.crop.size;
     size_t per = (size_t)3 * S * S;
     float *x = dp_tensor_f32(dp_node_value(d->x));
     const float *y = dp_tensor_f32(dp_node_value(d->y));
+    const float *fv = d->feat ? dp_tensor_f32(dp_node_value(d->feat)) : NULL;
+    /* rescaled onto the spectral threshold: one threshold for both checks */
+    double scale = d->p.ood_threshold > 0 ? (double)d->p.ood_threshold / (double)d->p.feat_threshold : 1.0;
     for (int off = 0; off < n; off += d->batch) {
         int m = n - off < d->batch ? n - off : d->batch;
         for (int i = 0; i < d->batch; i++) {
@@ -234,9 +315,99 @@ dp_status dp_detector_raw(dp_detector *d, const dp_image *crops, int n, float *m
             dp_image_free(d->ctx, &in);
         }
         if ((st = dp_graph_run(d->g)) != DP_OK) return st;
-        for (int i = 0; i < m; i++) meso_logit[off + i] = dp_logit(y[i]);
+        for (int i = 0; i < m; i++) {
+            int k = off + i;
+            if (o->meso_logit) o->meso_logit[k] = dp_logit(y[i]);
+            if (o->features) memcpy(o->features + (size_t)k * DP_DETECT_NFEAT, fv + (size_t)i * DP_DETECT_NFEAT,
+                                    sizeof(float) * DP_DETECT_NFEAT);
+            if (!use_feat) continue;
+            float fd = feat_distance(&d->p, fv + (size_t)i * DP_DETECT_NFEAT);
+            if (o->ood_features) o->ood_features[k] = fd;
+            if (o->ood) {
+                float r = (float)(fd * scale);
+                if (r > o->ood[k]) o->ood[k] = r;
+            }
+        }
     }
     return DP_OK;
+}
+
+dp_status dp_detector_raw(dp_detector *d, const dp_image *crops, int n, float *meso_logit, float *spec_logit, float *ood) {
+    dp_detector_scores o = {.meso_logit = meso_logit, .spec_logit = spec_logit, .ood = ood};
+    return dp_detector_score(d, crops, n, &o);
+}
+
+/* Cholesky inverse of a symmetric positive definite K×K matrix (double). */
+static int spd_inverse(double *a, int K, double *inv) {
+    double L[DP_DETECT_NFEAT * DP_DETECT_NFEAT] = {0};
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j <= i; j++) {
+            double s = a[i * K + j];
+            for (int k = 0; k < j; k++) s -= L[i * K + k] * L[j * K + k];
+            if (i == j) {
+                if (!(s > 0)) return 0;
+                L[i * K + i] = sqrt(s);
+            } else L[i * K + j] = s / L[j * K + j];
+        }
+    for (int c = 0; c < K; c++) { /* solve L L' x = e_c */
+        double z[DP_DETECT_NFEAT];
+        for (int i = 0; i < K; i++) {
+            double s = i == c;
+            for (int k = 0; k < i; k++) s -= L[i * K + k] * z[k];
+            z[i] = s / L[i * K + i];
+        }
+        for (int i = K - 1; i >= 0; i--) {
+            double s = z[i];
+            for (int k = i + 1; k < K; k++) s -= L[k * K + i] * inv[k * K + c];
+            inv[i * K + c] = s / L[i * K + i];
+        }
+    }
+    return 1;
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+dp_status dp_detector_fit_features(dp_detector *d, const float *f, const int *label, int64_t n, double pct) {
+    enum { K = DP_DETECT_NFEAT };
+    if (!d || !f || !label) return dp_error(d ? d->ctx : NULL, DP_ERR_NULL, "dp_detector_fit_features: NULL argument");
+    if (!d->feat) return dp_error(d->ctx, DP_ERR_UNSUPPORTED, "dp_detector_fit_features: this model has no Meso-4 features");
+    if (!(pct > 0 && pct < 100)) return dp_error(d->ctx, DP_ERR_ARG, "dp_detector_fit_features: percentile %g", pct);
+    double mu[2][K] = {{0}}, cnt[2] = {0, 0}, cov[K * K] = {0}, inv[K * K];
+    for (int64_t r = 0; r < n; r++) {
+        int c = label[r] != 0;
+        cnt[c]++;
+        for (int i = 0; i < K; i++) mu[c][i] += f[r * K + i];
+    }
+    if (cnt[0] < 2 || cnt[1] < 2)
+        return dp_error(d->ctx, DP_ERR_ARG, "dp_detector_fit_features: needs two rows of each class");
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < K; i++) mu[c][i] /= cnt[c];
+    for (int64_t r = 0; r < n; r++) {
+        int c = label[r] != 0;
+        for (int i = 0; i < K; i++)
+            for (int j = 0; j < K; j++) cov[i * K + j] += (f[r * K + i] - mu[c][i]) * (f[r * K + j] - mu[c][j]);
+    }
+    double tr = 0;
+    for (int i = 0; i < K * K; i++) cov[i] /= (double)(n - 2);
+    for (int i = 0; i < K; i++) tr += cov[i * K + i];
+    /* shrinkage: dead units (a ReLU-like layer) give a singular covariance */
+    for (int i = 0; i < K; i++) cov[i * K + i] += 1e-3 * tr / K + 1e-8;
+    if (!spd_inverse(cov, K, inv)) return dp_error(d->ctx, DP_ERR_NUMERIC, "dp_detector_fit_features: singular covariance");
+    dp_detector_params *p = &d->p;
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < K; i++) p->feat_mu[c][i] = (float)mu[c][i];
+    for (int i = 0; i < K * K; i++) p->feat_prec[i] = (float)inv[i];
+    float *dist = malloc(sizeof(float) * (size_t)n);
+    if (!dist) return dp_error(d->ctx, DP_ERR_NOMEM, "dp_detector_fit_features: out of memory");
+    for (int64_t r = 0; r < n; r++) dist[r] = feat_distance(p, f + r * K);
+    qsort(dist, (size_t)n, sizeof(float), cmp_f);
+    p->feat_threshold = dist[(int64_t)(pct / 100.0 * (double)(n - 1))];
+    free(dist);
+    if (!(p->feat_threshold > 0)) p->feat_threshold = 1e-6f;
+    return add_feat_tensors(d);
 }
 
 float dp_detector_fuse(const dp_detector *d, float m, float s) {
@@ -303,10 +474,12 @@ dp_status dp_detect_image(dp_detector *d, const dp_face_detector *fd, const dp_i
     }
     dp_image crops[DP_DETECT_MAX_FACES];
     memset(crops, 0, sizeof crops);
-    float m[DP_DETECT_MAX_FACES], s[DP_DETECT_MAX_FACES], o[DP_DETECT_MAX_FACES];
+    float m[DP_DETECT_MAX_FACES], s[DP_DETECT_MAX_FACES], o[DP_DETECT_MAX_FACES], os_[DP_DETECT_MAX_FACES],
+        of[DP_DETECT_MAX_FACES];
     st = DP_OK;
     for (int i = 0; i < nf && st == DP_OK; i++) st = dp_crop_face(d->ctx, img, &boxes[i], &d->p.crop, &crops[i]);
-    if (st == DP_OK) st = dp_detector_raw(d, crops, nf, m, s, o);
+    dp_detector_scores sc = {.meso_logit = m, .spec_logit = s, .ood = o, .ood_spectral = os_, .ood_features = of};
+    if (st == DP_OK) st = dp_detector_score(d, crops, nf, &sc);
     for (int i = 0; i < nf; i++) dp_image_free(d->ctx, &crops[i]);
     if (st != DP_OK) return st;
     out->n_scored = nf;
@@ -319,7 +492,11 @@ dp_status dp_detect_image(dp_detector *d, const dp_face_detector *fd, const dp_i
         f->p_meso = (float)dp_sigmoid_d(m[i]);
         f->p_spectral = (float)dp_sigmoid_d(s[i]);
         f->ood = o[i];
-        f->verdict = out->no_face ? DP_VERDICT_UNCERTAIN : dp_detector_verdict(d, f->p_fake, f->ood);
+        f->ood_spectral = os_[i];
+        f->ood_features = of[i];
+        f->ood_over = (d->p.ood_threshold > 0 && os_[i] > d->p.ood_threshold) |
+                      (d->p.feat_threshold > 0 && of[i] > d->p.feat_threshold) << 1;
+        f->verdict = out->no_face || f->ood_over ? DP_VERDICT_UNCERTAIN : dp_detector_verdict(d, f->p_fake, f->ood);
         any_fake |= f->verdict == DP_VERDICT_FAKE;
         any_unc |= f->verdict == DP_VERDICT_UNCERTAIN;
         if (f->p_fake > out->p_fake) out->p_fake = f->p_fake;
@@ -365,9 +542,13 @@ int dp_detect_result_json(const char *file, const dp_detect_result *r, const cha
         const dp_detect_face *f = &r->faces[i];
         sb_printf(&s,
                   "%s{\"box\":[%d,%d,%d,%d],\"p_fake\":%.4f,\"verdict\":\"%s\",\"detectors\":{\"meso4\":%.4f,"
-                  "\"spectral\":%.4f},\"ood\":%.3f%s}",
+                  "\"spectral\":%.4f},\"ood\":%.3f",
                   i ? "," : "", f->box.x, f->box.y, f->box.w, f->box.h, r4(f->p_fake), dp_verdict_name(f->verdict),
-                  r4(f->p_meso), r4(f->p_spectral), r4(f->ood), r->no_face ? ",\"fallback\":true" : "");
+                  r4(f->p_meso), r4(f->p_spectral), r4(f->ood));
+        if (f->ood_over)
+            sb_printf(&s, ",\"ood_over\":true,\"ood_reason\":\"%s\"",
+                      f->ood_over == 3 ? "spectrum+features" : f->ood_over == 2 ? "features" : "spectrum");
+        sb_printf(&s, "%s}", r->no_face ? ",\"fallback\":true" : "");
     }
     sb_printf(&s, "]");
     if (wm) sb_printf(&s, ",\"watermark\":%s", wm);
