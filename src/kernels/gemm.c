@@ -67,32 +67,84 @@ typedef struct kern {
 /* GCC/clang vector extensions: plain C, compiled to SSE2 on baseline x86-64
  * (NEON elsewhere). Each multiply-add is rounded once, like the vector
  * kernels' FMAs: the product of two floats is exact in double, the sum is
- * rounded there and then to float (equal to fmaf but in rare double-rounding
- * cases). A separate float multiply and add rounds twice; that flipped ReLU
- * masks of test_parity's MesoInception-4 against the float64 reference, and
- * fmaf itself is a library call where the compiler may not emit FMA. The
- * accumulators are 2-lane doubles holding float values: 8 of them fit the
- * 16 SSE registers with the operands. */
+ * rounded there and then to float precision (equal to fmaf but in rare
+ * double-rounding cases), so this kernel gives the FMA kernels' results. A
+ * float multiply then add rounds twice: that flipped ReLU masks of
+ * test_parity's MesoInception-4 against its float64 reference, and so did
+ * summing the whole K slice in double (more accurate, but a near-zero
+ * pre-activation landed on the other side of zero than in every float32 path
+ * tried); fmaf itself is a library call where the compiler may not emit FMA.
+ *
+ * The accumulators are 2-lane doubles holding float values. The rounding to
+ * float precision is arithmetic, not a conversion (conversions and the
+ * shuffles around them queue on one execution port of x86 cores): with
+ * c = x * (2^29 + 1), c - (c - x) is x rounded to 53 - 29 = 24 significant
+ * bits (Veltkamp's splitting). Unlike a conversion to float it keeps
+ * exponents below float's range (a sum under 2^-126 keeps 24 bits where
+ * float would have fewer) and never overflows to infinity; no test or model
+ * comes near either. 4 x 4 floats are 8 accumulator registers; the B row,
+ * the broadcast A value and the rounding's temporaries fill the other 8 of
+ * the 16 SSE registers. */
 typedef double pd2 __attribute__((vector_size(16)));
-typedef float pf2 __attribute__((vector_size(8)));
+typedef double pd4 __attribute__((vector_size(32)));
+typedef float pf4 __attribute__((vector_size(16)));
 
-static inline pd2 pd2_round(pd2 v) { return __builtin_convertvector(__builtin_convertvector(v, pf2), pd2); }
+#define DP_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* four floats from p (any alignment), widened */
+DP_ALWAYS_INLINE void p_ld4(const float *p, pd4 *out) {
+    pf4 v;
+    memcpy(&v, p, sizeof v);
+    *out = __builtin_convertvector(v, pd4);
+}
+
+/* x rounded to float precision (24 significant bits, to nearest) */
+DP_ALWAYS_INLINE pd2 p_round24(pd2 x) {
+    const pd2 split = {536870913.0, 536870913.0}; /* 2^29 + 1 */
+    pd2 c = x * split;
+    return c - (c - x);
+}
+
+/* acc = round24(acc + a * b), the product exact and the sum in double */
+DP_ALWAYS_INLINE void p_madd(pd2 acc[2], double a, const pd4 *b) {
+    pd2 av = {a, a}, b0 = {(*b)[0], (*b)[1]}, b1 = {(*b)[2], (*b)[3]};
+    acc[0] = p_round24(acc[0] + av * b0);
+    acc[1] = p_round24(acc[1] + av * b1);
+}
+
+/* acc += the k steps; B_p starts at b + boff[p] (use_off) or b + p*ldb; only
+ * its first n columns are read unless full (n == P_NR). Specialised by the
+ * callers' constants. */
+DP_ALWAYS_INLINE void p_steps(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, int n,
+                              int use_off, int full, pd2 acc[P_MR][2]) {
+    for (int64_t p = 0; p < k; p++, a += P_MR) {
+        const float *br = use_off ? b + boff[p] : b + p * ldb;
+        float t[P_NR] = {0};
+        if (!full)
+            for (int j = 0; j < n; j++) t[j] = br[j];
+        pd4 bv, av;
+        p_ld4(full ? br : t, &bv);
+        p_ld4(a, &av);
+        p_madd(acc[0], av[0], &bv);
+        p_madd(acc[1], av[1], &bv);
+        p_madd(acc[2], av[2], &bv);
+        p_madd(acc[3], av[3], &bv);
+    }
+}
 
 static void ukr_portable(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
                          int64_t ldc, float alpha, float beta, const float *bias, int m, int n) {
     pd2 acc[P_MR][2] = {{{0}}};
-    for (int64_t p = 0; p < k; p++) {
-        const float *br = boff ? b + boff[p] : b + p * ldb;
-        float t[P_NR] = {0};
-        for (int j = 0; j < P_NR; j++) t[j] = j < n ? br[j] : 0.0f; /* only the first n columns may be read */
-        pd2 b0 = {t[0], t[1]}, b1 = {t[2], t[3]};
-        for (int i = 0; i < P_MR; i++) {
-            double ai = a[i];
-            pd2 av = {ai, ai};
-            acc[i][0] = pd2_round(av * b0 + acc[i][0]);
-            acc[i][1] = pd2_round(av * b1 + acc[i][1]);
-        }
-        a += P_MR;
+    if (n == P_NR) {
+        if (boff)
+            p_steps(k, a, b, ldb, boff, n, 1, 1, acc);
+        else
+            p_steps(k, a, b, ldb, NULL, n, 0, 1, acc);
+    } else {
+        if (boff)
+            p_steps(k, a, b, ldb, boff, n, 1, 0, acc);
+        else
+            p_steps(k, a, b, ldb, NULL, n, 0, 0, acc);
     }
     for (int i = 0; i < m; i++) {
         float *cr = c + (int64_t)i * ldc, bi = bias ? bias[i] : 0.0f;
@@ -668,20 +720,45 @@ void dp_sgemm_rows_st(int64_t rows, int64_t M, int64_t N, int64_t K, const float
  * the reduction runs in chunks that keep the A rows in L1. */
 #define DOT_KCH 1024
 
+/* 2 rows of A by 2 of B at a time, products exact and summed in double (see
+ * the portable micro-kernel); a row past M or N repeats the last one and is
+ * computed, not stored. */
 static void dot_portable(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                          const int64_t *boff, float *C, int64_t ldc) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t n = 0; n < N; n++) {
-            const float *a = A + i * lda, *b = brow(B, ldb, boff, n);
-            double acc[8] = {0}; /* exact products, summed in double */
+    for (int64_t i = 0; i < M; i += 2) {
+        const float *a0 = A + i * lda, *a1 = i + 1 < M ? a0 + lda : a0;
+        for (int64_t n = 0; n < N; n += 2) {
+            const float *b0 = brow(B, ldb, boff, n), *b1 = n + 1 < N ? brow(B, ldb, boff, n + 1) : b0;
+            pd4 s00 = {0}, s01 = {0}, s10 = {0}, s11 = {0};
             int64_t j = 0;
-            for (; j + 8 <= K; j += 8)
-                for (int q = 0; q < 8; q++) acc[q] += (double)a[j + q] * b[j + q];
-            double s = 0.0;
-            for (; j < K; j++) s += (double)a[j] * b[j];
-            for (int q = 0; q < 8; q++) s += acc[q];
-            C[i * ldc + n] += (float)s;
+            for (; j + 4 <= K; j += 4) {
+                pd4 x0, x1, y0, y1;
+                p_ld4(a0 + j, &x0);
+                p_ld4(a1 + j, &x1);
+                p_ld4(b0 + j, &y0);
+                p_ld4(b1 + j, &y1);
+                s00 += x0 * y0;
+                s01 += x0 * y1;
+                s10 += x1 * y0;
+                s11 += x1 * y1;
+            }
+            double r00 = (s00[0] + s00[2]) + (s00[1] + s00[3]), r01 = (s01[0] + s01[2]) + (s01[1] + s01[3]);
+            double r10 = (s10[0] + s10[2]) + (s10[1] + s10[3]), r11 = (s11[0] + s11[2]) + (s11[1] + s11[3]);
+            for (; j < K; j++) {
+                r00 += (double)a0[j] * b0[j];
+                r01 += (double)a0[j] * b1[j];
+                r10 += (double)a1[j] * b0[j];
+                r11 += (double)a1[j] * b1[j];
+            }
+            float *c0 = C + i * ldc + n;
+            c0[0] += (float)r00;
+            if (n + 1 < N) c0[1] += (float)r01;
+            if (i + 1 < M) {
+                c0[ldc] += (float)r10;
+                if (n + 1 < N) c0[ldc + 1] += (float)r11;
+            }
         }
+    }
 }
 
 #ifdef DP_GEMM_X86
