@@ -193,92 +193,102 @@ static void draw_path(const char *draw, int many, const char *file, char *out, s
     snprintf(out, n, "%s/%.*s.faces.png", draw, len, base);
 }
 
-/* ------------------------------------------------------------ main */
-int cmd_faces(int argc, char **argv) {
-    faces_opts o = {0};
-    file_list files = {0};
-    int rc = 0;
+/* ------------------------------------------------------------ options */
+/* Parses argv into o and files (directories listed); nothing is opened but those. Returns -1 to go on,
+ * else the exit status (0 after --help, 2 for a usage error; files is then freed). Also called by
+ * fuzz/fuzz_cli.c. */
+static int parse_opts(int argc, char **argv, faces_opts *o, file_list *files) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage_text, stdout);
-            list_free(&files);
+            list_free(files);
             return 0;
         } else if (!strcmp(a, "--json")) {
-            o.json = 1;
+            o->json = 1;
         } else if (!strcmp(a, "--summary")) {
-            o.summary = 1;
+            o->summary = 1;
         } else if (!strcmp(a, "--quiet")) {
-            o.quiet = 1;
+            o->quiet = 1;
         } else if (!strcmp(a, "--draw") || !strcmp(a, "--cascade") || !strcmp(a, "--verify")) {
             if (!v || !*v) {
-                list_free(&files);
+                list_free(files);
                 return usage_error("%s needs a value", a);
             }
-            if (!strcmp(a, "--draw")) o.draw = v;
-            else if (!strcmp(a, "--cascade")) o.cascade = v;
-            else o.verify = v;
+            if (!strcmp(a, "--draw")) o->draw = v;
+            else if (!strcmp(a, "--cascade")) o->cascade = v;
+            else o->verify = v;
             i++;
         } else if (!strcmp(a, "--bench")) {
-            if (!parse_int(v, 1, 1000000, &o.bench)) goto bad_value;
+            if (!parse_int(v, 1, 1000000, &o->bench)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--min-size")) {
-            if (!parse_int(v, 0, 1 << 20, &o.fo.min_size)) goto bad_value;
+            if (!parse_int(v, 0, 1 << 20, &o->fo.min_size)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--max-size")) {
-            if (!parse_int(v, 0, 1 << 20, &o.fo.max_size)) goto bad_value;
+            if (!parse_int(v, 0, 1 << 20, &o->fo.max_size)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--min-neighbors")) {
             int k;
             if (!parse_int(v, -1, 100000, &k)) goto bad_value;
-            o.fo.min_neighbors = k == 0 ? -1 : k; /* 0 in the option means what OpenCV means: no grouping */
+            o->fo.min_neighbors = k == 0 ? -1 : k; /* 0 in the option means what OpenCV means: no grouping */
             i++;
         } else if (!strcmp(a, "--verify-min-neighbors")) {
-            if (!parse_int(v, 0, 100000, &o.fo.verify_min_neighbors)) goto bad_value;
+            if (!parse_int(v, 0, 100000, &o->fo.verify_min_neighbors)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--scale")) {
-            if (!parse_double(v, 1.0001, 100, &o.fo.scale_factor)) goto bad_value;
+            if (!parse_double(v, 1.0001, 100, &o->fo.scale_factor)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--pad-fraction")) {
             if (!parse_double(v, 1e-6, 2, &d)) goto bad_value;
-            o.fo.pad_fraction = (float)d;
+            o->fo.pad_fraction = (float)d;
             i++;
         } else if (!strcmp(a, "--pad")) {
-            if (v && !strcmp(v, "auto")) o.fo.pad = DP_FACE_PAD_AUTO;
-            else if (v && !strcmp(v, "never")) o.fo.pad = DP_FACE_PAD_NEVER;
-            else if (v && !strcmp(v, "always")) o.fo.pad = DP_FACE_PAD_ALWAYS;
+            if (v && !strcmp(v, "auto")) o->fo.pad = DP_FACE_PAD_AUTO;
+            else if (v && !strcmp(v, "never")) o->fo.pad = DP_FACE_PAD_NEVER;
+            else if (v && !strcmp(v, "always")) o->fo.pad = DP_FACE_PAD_ALWAYS;
             else goto bad_value;
             i++;
         } else if (!strcmp(a, "--pad-fill")) {
-            if (v && !strcmp(v, "replicate")) o.fo.pad_fill = DP_FACE_FILL_REPLICATE;
-            else if (v && !strcmp(v, "mean")) o.fo.pad_fill = DP_FACE_FILL_MEAN;
+            if (v && !strcmp(v, "replicate")) o->fo.pad_fill = DP_FACE_FILL_REPLICATE;
+            else if (v && !strcmp(v, "mean")) o->fo.pad_fill = DP_FACE_FILL_MEAN;
             else goto bad_value;
             i++;
         } else if (a[0] == '-' && a[1]) {
-            list_free(&files);
+            list_free(files);
             return usage_error("unknown option '%s'", a);
         } else {
             struct stat st;
-            int ok = (stat(a, &st) == 0 && S_ISDIR(st.st_mode)) ? add_dir(&files, a) : list_add(&files, a);
+            int ok = (stat(a, &st) == 0 && S_ISDIR(st.st_mode)) ? add_dir(files, a) : list_add(files, a);
             if (!ok) {
-                list_free(&files);
+                list_free(files);
                 fprintf(stderr, "doppel faces: %s: cannot list: %s\n", a, strerror(errno));
                 return 2;
             }
         }
         continue;
     bad_value:
-        list_free(&files);
+        list_free(files);
         if (!v) return usage_error("%s needs a value", a);
         fprintf(stderr, "doppel faces: bad value '%s' for %s (see 'doppel faces --help')\n", v, a);
         return 2;
     }
-    if (files.n == 0) {
-        list_free(&files);
+    if (files->n == 0) {
+        list_free(files);
         return usage_error("%s", "no image given");
     }
+    return -1;
+}
+
+/* ------------------------------------------------------------ main */
+int cmd_faces(int argc, char **argv) {
+    faces_opts o = {0};
+    file_list files = {0};
+    int rc = parse_opts(argc, argv, &o, &files);
+    if (rc >= 0) return rc;
+    rc = 0;
     const int many = files.n > 1;
     if (o.draw && many) {
         size_t k = strlen(o.draw);

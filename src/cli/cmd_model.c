@@ -43,7 +43,9 @@ static dp_ctx *new_ctx(void) {
 }
 
 /* ------------------------------------------------------------ import-keras */
-static int cmd_import(int argc, char **argv) {
+/* import-keras's options: -1 to go on (*in, *arch, *out set), else the exit status. Also called by
+ * fuzz/fuzz_cli.c. */
+static int import_parse(int argc, char **argv, const char **in_, const char **arch_, const char **out_) {
     const char *in = NULL, *arch = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -68,6 +70,14 @@ static int cmd_import(int argc, char **argv) {
     if (strcmp(arch, "meso4") && strcmp(arch, "mesoinception4"))
         return usage_error("import-keras", "--arch must be meso4 or mesoinception4, not", arch);
     if (!out) return usage_error("import-keras", "give the checkpoint to write with --out FILE.safetensors", NULL);
+    *in_ = in, *arch_ = arch, *out_ = out;
+    return -1;
+}
+
+static int cmd_import(int argc, char **argv) {
+    const char *in, *arch, *out;
+    int prc = import_parse(argc, argv, &in, &arch, &out);
+    if (prc >= 0) return prc;
     dp_ctx *ctx = new_ctx();
     if (!ctx) return 1;
     dp_keras_info ki;
@@ -154,20 +164,30 @@ static int build_arch(dp_ctx *ctx, const char *arch, dp_paramset *ps) {
     return 0;
 }
 
-static int cmd_info(int argc, char **argv) {
+/* info's options: -1 to go on (*path_, *json set), else the exit status. Also called by fuzz/fuzz_cli.c. */
+static int info_parse(int argc, char **argv, const char **path_, int *json) {
     const char *path = NULL;
-    int json = 0;
+    *json = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(usage_text, stdout);
             return 0;
         }
-        if (!strcmp(argv[i], "--json")) json = 1;
+        if (!strcmp(argv[i], "--json")) *json = 1;
         else if (argv[i][0] == '-' && argv[i][1]) return usage_error("info", "unknown option", argv[i]);
         else if (!path) path = argv[i];
         else return usage_error("info", "more than one file:", argv[i]);
     }
     if (!path) return usage_error("info", "give the checkpoint to describe", NULL);
+    *path_ = path;
+    return -1;
+}
+
+static int cmd_info(int argc, char **argv) {
+    const char *path;
+    int json;
+    int prc = info_parse(argc, argv, &path, &json);
+    if (prc >= 0) return prc;
     char err[1200];
     /* The library validates the whole file first (every shape and offset against the file's size), so a
      * truncated or corrupt checkpoint is an error here too, and the sums below cannot overflow. */

@@ -47,16 +47,10 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
     return 1;
 }
 
-int cmd_serve(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage_text, stdout);
-            return 0;
-        }
-#ifndef DP_HAVE_MHD
-    fprintf(stderr, "doppel serve: this doppel was built without libmicrohttpd (install libmicrohttpd-dev and rebuild)\n");
-    return 2;
-#else
+#ifdef DP_HAVE_MHD
+/* The options after --help was looked for: -1 to go on (o filled), else the exit status (2). Also called
+ * by fuzz/fuzz_cli.c. */
+static int serve_parse(int argc, char **argv, serve_opts *o_) {
     serve_opts o = {.bind = "127.0.0.1", .port = 8080, .max_upload = 32LL << 20, .max_jobs = 8, .workers = 2,
                     .threads = 1, .timeout_s = 30};
     for (int i = 1; i < argc; i++) {
@@ -113,6 +107,23 @@ int cmd_serve(int argc, char **argv) {
             return 2;
         }
     }
-    return serve_run(&o);
+    *o_ = o;
+    return -1;
+}
+#endif
+
+int cmd_serve(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+#ifndef DP_HAVE_MHD
+    fprintf(stderr, "doppel serve: this doppel was built without libmicrohttpd (install libmicrohttpd-dev and rebuild)\n");
+    return 2;
+#else
+    serve_opts o;
+    int rc = serve_parse(argc, argv, &o);
+    return rc >= 0 ? rc : serve_run(&o);
 #endif
 }

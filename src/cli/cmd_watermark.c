@@ -79,10 +79,12 @@ static const char *strip_path(const char *msg, const char *path) {
 }
 
 /* ------------------------------------------------------------ check */
-static int cmd_check(int argc, char **argv) {
-    int json = 0, nfiles = 0;
+/* check's options: -1 to go on (*json set), else the exit status. Also called by fuzz/fuzz_cli.c. */
+static int check_parse(int argc, char **argv, int *json) {
+    int nfiles = 0;
+    *json = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
+        if (!strcmp(argv[i], "--json")) *json = 1;
         else if (!strcmp(argv[i], "--")) {
             nfiles += argc - i - 1;
             break;
@@ -90,6 +92,13 @@ static int cmd_check(int argc, char **argv) {
         else nfiles++;
     }
     if (!nfiles) return usage_error("check", "no FILE given");
+    return -1;
+}
+
+static int cmd_check(int argc, char **argv) {
+    int json;
+    int prc = check_parse(argc, argv, &json);
+    if (prc >= 0) return prc;
     dp_ctx *ctx;
     if (dp_ctx_new(&(dp_ctx_opts){.threads = 1}, &ctx) != DP_OK) {
         fprintf(stderr, "doppel watermark check: cannot create a context\n");
@@ -595,64 +604,59 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return 1;
 }
 
-static int cmd_eval(int argc, char **argv) {
-    wopts o = {.size = 64, .qual = {95, 90, 80, 70, 60, 50}, .nq = 6};
-    flist files = {0};
-    int rc = 2;
-    dp_ctx *ctx = NULL;
-    dp_dataset *fm = NULL;
+/* eval's options: -1 to go on, else the exit status (2). PATHs are searched into files, or only
+ * counted when files is NULL (fuzz/fuzz_cli.c calls it so, to parse without walking folders). */
+static int eval_parse(int argc, char **argv, wopts *o, flist *files) {
+    int npaths = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--grey")) o.grey = 1;
-        else if (!strcmp(a, "--false-hits")) o.false_hits = 1;
-        else if (!strcmp(a, "--attacks")) o.attacks = 1;
+        if (!strcmp(a, "--grey")) o->grey = 1;
+        else if (!strcmp(a, "--false-hits")) o->false_hits = 1;
+        else if (!strcmp(a, "--attacks")) o->attacks = 1;
         else if (!strcmp(a, "--size") || !strcmp(a, "--limit") || !strcmp(a, "--jpeg") || !strcmp(a, "--data") ||
                  !strcmp(a, "--examples")) {
-            if (!v) {
-                usage_error("eval", "%s needs a value", a);
-                goto out;
-            }
+            if (!v) return usage_error("eval", "%s needs a value", a);
             i++;
-            if (!strcmp(a, "--size") && !parse_int(v, DP_WATERMARK_MIN_SIDE, 4096, &o.size)) {
-                usage_error("eval", "--size %s (%d..4096)", v, DP_WATERMARK_MIN_SIDE);
-                goto out;
-            }
-            if (!strcmp(a, "--limit") && !parse_int(v, 1, 1 << 30, &o.limit)) {
-                usage_error("eval", "--limit %s", v);
-                goto out;
-            }
-            if (!strcmp(a, "--examples")) o.examples = v;
+            if (!strcmp(a, "--size") && !parse_int(v, DP_WATERMARK_MIN_SIDE, 4096, &o->size))
+                return usage_error("eval", "--size %s (%d..4096)", v, DP_WATERMARK_MIN_SIDE);
+            if (!strcmp(a, "--limit") && !parse_int(v, 1, 1 << 30, &o->limit)) return usage_error("eval", "--limit %s", v);
+            if (!strcmp(a, "--examples")) o->examples = v;
             if (!strcmp(a, "--data")) {
-                if (strcmp(v, "fashion-mnist")) {
-                    usage_error("eval", "--data %s (only fashion-mnist; give folders as PATH)", v);
-                    goto out;
-                }
-                o.fmnist = 1;
+                if (strcmp(v, "fashion-mnist"))
+                    return usage_error("eval", "--data %s (only fashion-mnist; give folders as PATH)", v);
+                o->fmnist = 1;
             }
             if (!strcmp(a, "--jpeg")) {
-                o.nq = 0;
+                o->nq = 0;
                 char buf[256];
                 snprintf(buf, sizeof buf, "%s", v);
                 for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                    if (o.nq == 16 || !parse_int(t, 1, 100, &o.qual[o.nq])) {
-                        usage_error("eval", "--jpeg %s (up to 16 qualities 1..100, comma-separated)", v);
-                        goto out;
-                    }
-                    o.nq++;
+                    if (o->nq == 16 || !parse_int(t, 1, 100, &o->qual[o->nq]))
+                        return usage_error("eval", "--jpeg %s (up to 16 qualities 1..100, comma-separated)", v);
+                    o->nq++;
                 }
             }
         } else if (a[0] == '-') {
-            usage_error("eval", "unknown option '%s'", a);
-            goto out;
-        } else if (!walk(&files, a, 0)) {
-            goto out;
+            return usage_error("eval", "unknown option '%s'", a);
+        } else if (files && !walk(files, a, 0)) {
+            return 2;
+        } else {
+            npaths++;
         }
     }
-    if (!files.n && !o.fmnist) {
-        usage_error("eval", "no image given (files or folders, or --data fashion-mnist)");
-        goto out;
-    }
+    if (!(files ? files->n : npaths) && !o->fmnist) return usage_error("eval", "no image given (files or folders, or --data fashion-mnist)");
+    return -1;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    wopts o = {.size = 64, .qual = {95, 90, 80, 70, 60, 50}, .nq = 6};
+    flist files = {0};
+    int rc = eval_parse(argc, argv, &o, &files);
+    dp_ctx *ctx = NULL;
+    dp_dataset *fm = NULL;
+    if (rc >= 0) goto out;
+    rc = 2;
     if (files.n) qsort(files.v, (size_t)files.n, sizeof(char *), cmp_str);
     if (o.limit && o.limit < files.n) { /* spread evenly over the sorted list */
         for (int i = 0; i < o.limit; i++) {
