@@ -161,10 +161,17 @@ static int parse(int argc, char **argv, scan_args *a) {
             if (!parse_pos_int(v, 1, 64, &a->threads)) BAD();
         } else if (!strcmp(k, "--max-size")) {
             NEED();
-            int w = 0, h = 0;
-            char extra;
-            if (sscanf(v, "%dx%d%c", &w, &h, &extra) != 2 || w < 16 || h < 16 || w > 16384 || h > 16384) BAD();
-            a->vo.max_width = w, a->vo.max_height = h;
+            /* strtol, not sscanf's %d: a number out of int's range would be undefined behaviour there */
+            char *e;
+            errno = 0;
+            long w = strtol(v, &e, 10), h = 0;
+            if (!errno && e != v && *e == 'x') {
+                const char *hs = e + 1;
+                h = strtol(hs, &e, 10);
+                if (errno || e == hs || *e) h = 0;
+            }
+            if (w < 16 || h < 16 || w > 16384 || h > 16384) BAD();
+            a->vo.max_width = (int)w, a->vo.max_height = (int)h;
         } else if (k[0] == '-' && k[1] == '-') {
             fprintf(stderr, "doppel scan: unknown option %s (see doppel scan --help)\n", k);
             return -1;
