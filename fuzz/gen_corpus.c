@@ -222,19 +222,29 @@ static void keras(void) {
     H5Fclose(f);
 }
 
+#define CLI_SEED(name, bytes) {name, bytes, sizeof bytes - 1}
 static void cli(void) {
     /* first byte: the command (0 classify train, 1 eval, 2-5 gan train|sample|eval|report,
-     * 6 detect, 7 detect train, 8 detect eval), then NUL-separated arguments */
-    static const char a[] = "\0--epochs\0002\0--batch=32\0--lr\0000.01\0--data\0fashion-mnist\0--grey";
-    static const char b[] = "\2--steps\00010\0--loss\0wgan-gp\0--out\0run\0--arch\0dcgan28";
-    static const char c[] = "\6a.png\0--json\0--model\0m.safetensors\0b.jpg";
-    static const char d[] = "\7--real\0r\0--fake\0f\0--out\0m\0--epochs\0001\0--work\00032";
-    static const char e[] = "\3--model\0run\0-n\0004\0--grid\0g.png";
-    write_bytes("cli", "classify-train", a, sizeof a - 1);
-    write_bytes("cli", "gan-train", b, sizeof b - 1);
-    write_bytes("cli", "detect", c, sizeof c - 1);
-    write_bytes("cli", "detect-train", d, sizeof d - 1);
-    write_bytes("cli", "gan-sample", e, sizeof e - 1);
+     * 6 detect, 7 detect train, 8 detect eval, 9 faces, 10-11 watermark check|eval,
+     * 12-13 model import-keras|info, 14 scan, 15 serve), then NUL-separated arguments */
+    static const struct {
+        const char *name, *bytes;
+        size_t n;
+    } seeds[] = {
+        CLI_SEED("classify-train", "\0--epochs\0002\0--batch=32\0--lr\0000.01\0--data\0fashion-mnist\0--grey"),
+        CLI_SEED("gan-train", "\2--steps\00010\0--loss\0wgan-gp\0--out\0run\0--arch\0dcgan28"),
+        CLI_SEED("detect", "\6a.png\0--json\0--model\0m.safetensors\0b.jpg"),
+        CLI_SEED("detect-train", "\7--real\0r\0--fake\0f\0--out\0m\0--epochs\0001\0--work\00032"),
+        CLI_SEED("gan-sample", "\3--model\0run\0-n\0004\0--grid\0g.png"),
+        CLI_SEED("faces", "\11a.png\0--min-size\00024\0--scale\0001.2\0--pad\0auto\0--json\0--draw\0out.png"),
+        CLI_SEED("watermark-check", "\12--json\0a.png\0--\0-b.png"),
+        CLI_SEED("watermark-eval", "\13--size\00064\0--jpeg\00090,50\0--limit\00010\0--attacks\0dir"),
+        CLI_SEED("model-import-keras", "\14Meso4_DF.h5\0--arch\0meso4\0--out\0m.safetensors"),
+        CLI_SEED("model-info", "\15m.safetensors\0--json"),
+        CLI_SEED("scan", "\16clip.mp4\0--json\0--every\0002\0--max-size\0640x480\0--timeout\0002.5\0--csv\0t.csv"),
+        CLI_SEED("serve", "\17--port\0000\0--bind\0127.0.0.1\0--max-upload\0008\0--token\0t\0--quiet"),
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) write_bytes("cli", seeds[i].name, seeds[i].bytes, seeds[i].n);
 }
 
 /* HTTP requests for doppel serve (fuzz_http): the API's routes, a multipart upload, a raw upload. */
