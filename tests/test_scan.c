@@ -207,6 +207,58 @@ static void test_every_fps_stop(void **state) {
     dp_video_result_free(r);
 }
 
+/* The context's dp_limits (core.h): a header over them is refused before any frame, a stream
+ * without one in its header is stopped at the limit with an error, the frames before it reported. */
+static dp_video_result *scan_limited(const char *src, const dp_limits *l, dp_status *st) {
+    dp_ctx *ctx;
+    dp_video_scanner *sc;
+    assert_int_equal(dp_ctx_new(&(dp_ctx_opts){.threads = 1, .seed = 1}, &ctx), DP_OK);
+    assert_int_equal(dp_ctx_set_limits(ctx, l), DP_OK);
+    assert_int_equal(dp_video_scanner_new(ctx, NULL, DP_SOURCE_DIR, &sc), DP_OK);
+    dp_video_result *r = NULL;
+    *st = dp_video_scan(sc, src, NULL, &r);
+    assert_non_null(r);
+    assert_int_equal(*st, r->status);
+    if (*st != DP_OK) assert_string_equal(dp_ctx_error(ctx), r->error);
+    dp_video_scanner_free(sc);
+    dp_ctx_free(ctx);
+    return r;
+}
+
+static void test_ctx_limits(void **state) {
+    (void)state;
+    char v[300], ts[300];
+    write_video("lim.mp4", 20, 0, v, sizeof v); /* 320x240, 10 fps, 2 s; the MP4 header lists 20 frames */
+    write_video("lim.ts", 20, 0, ts, sizeof ts); /* MPEG-TS: no frame count in its header */
+    dp_status st;
+    dp_video_result *r = scan_limited(v, &(dp_limits){.max_video_side = 200}, &st);
+    assert_int_equal(st, DP_ERR_ARG);
+    assert_non_null(strstr(r->error, "dp_limits.max_video_side"));
+    assert_int_equal(r->frames_decoded, 0);
+    dp_video_result_free(r);
+    r = scan_limited(v, &(dp_limits){.max_video_frames = 5}, &st);
+    assert_int_equal(st, DP_ERR_ARG);
+    assert_non_null(strstr(r->error, "dp_limits.max_video_frames"));
+    assert_int_equal(r->frames_decoded, 0);
+    dp_video_result_free(r);
+    r = scan_limited(ts, &(dp_limits){.max_video_frames = 5}, &st);
+    assert_int_equal(st, DP_ERR_ARG);
+    assert_non_null(strstr(r->error, "stopped after 5 frames"));
+    assert_int_equal(r->frames_decoded, 5);
+    assert_int_equal(r->frames_analysed, 5); /* what came before the limit is reported */
+    assert_false(r->complete);
+    dp_video_result_free(r);
+    r = scan_limited(v, &(dp_limits){.max_video_seconds = 1}, &st);
+    assert_int_equal(st, DP_ERR_ARG);
+    assert_non_null(strstr(r->error, "dp_limits.max_video_seconds"));
+    assert_int_equal(r->frames_decoded, 0);
+    dp_video_result_free(r);
+    r = scan_limited(v, &(dp_limits){.max_video_seconds = 2, .max_video_frames = 20, .max_video_side = 320}, &st);
+    assert_int_equal(st, DP_OK); /* at the limits: accepted */
+    assert_int_equal(r->frames_analysed, 20);
+    dp_video_result_free(r);
+}
+
 /* The annotated copy: H.264 yuv420p, MP4 with the index in front, the audio kept. */
 static void test_out(void **state) {
     (void)state;
@@ -465,6 +517,19 @@ static void test_aggregation(void **state) {
     free(tr.logit);
     free(tr.sharp);
     free(tr.t);
+    /* the video rule: t_real 0.3, t_fake 0.9995 (the shipped model's) → t_video 0.95 (logit 2.94) */
+    const float tr3 = 0.3f, tf = 0.9995f;
+    assert_int_equal(dpv_track_verdict(4.6f, 51, 751, 1, 0, tr3, tf), DP_VERDICT_FAKE);      /* mean 0.99, 6.8 % */
+    assert_int_equal(dpv_track_verdict(4.6f, 10, 751, 1, 0, tr3, tf), DP_VERDICT_UNCERTAIN); /* 1.3 % of frames */
+    assert_int_equal(dpv_track_verdict(4.5f, 0, 50, 1, 0, tr3, tf), DP_VERDICT_UNCERTAIN);   /* none as a photo */
+    assert_int_equal(dpv_track_verdict(2.9f, 40, 50, 1, 0, tr3, tf), DP_VERDICT_UNCERTAIN);  /* mean under 0.95 */
+    assert_int_equal(dpv_track_verdict(7.9f, 2, 50, 1, 0, tr3, tf), DP_VERDICT_UNCERTAIN);   /* under 3 frames */
+    assert_int_equal(dpv_track_verdict(-8.0f, 0, 751, 1, 0, tr3, tf), DP_VERDICT_REAL);
+    assert_int_equal(dpv_track_verdict(-8.0f, 0, 751, 0, 0, tr3, tf), DP_VERDICT_UNCERTAIN); /* not confident */
+    assert_int_equal(dpv_track_verdict(8.0f, 50, 50, 1, 0.6f, tr3, tf), DP_VERDICT_UNCERTAIN); /* mostly OOD */
+    /* a model whose t_fake is under 0.95 (MesoNet: 0.7): t_video = t_fake */
+    assert_int_equal(dpv_track_verdict(2.9f, 700, 751, 1, 0, tr3, 0.7f), DP_VERDICT_FAKE);
+    assert_int_equal(dpv_track_verdict(0.5f, 300, 751, 1, 0, tr3, 0.7f), DP_VERDICT_UNCERTAIN);
     /* tracker: a face that moves a little keeps its id; a far one gets a new id */
     dpv_tracker t = {0};
     t.max_misses = 2;
@@ -536,7 +601,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aggregation), cmocka_unit_test(test_basic),     cmocka_unit_test(test_every_fps_stop),
         cmocka_unit_test(test_out),         cmocka_unit_test(test_truncated), cmocka_unit_test(test_not_video),
-        cmocka_unit_test(test_stdin_stops), cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_stdin_stops), cmocka_unit_test(test_cli),       cmocka_unit_test(test_ctx_limits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -109,8 +109,9 @@ typedef struct dp_video_track {
     float fake_share;       /* share of the scored frames with p_fake >= the model's t_fake */
     int confident;          /* enough evidence: >= DP_VIDEO_MIN_TRACK_FRAMES scored frames, and at least a tenth
                                of the longest track's */
-    dp_verdict verdict;     /* real (p_fake < the model's t_real), fake (>= t_fake), else uncertain; uncertain
-                               too when not confident or when most frames are out of the model's distribution */
+    dp_verdict verdict;     /* real (p_fake < the model's t_real), fake (the video rule above), else uncertain;
+                               uncertain too when not confident or when most frames are out of the model's
+                               distribution */
     int64_t n_used;         /* scored frames in the trimmed mean (sharp enough, not trimmed) */
     float ood_share;        /* share of the scored frames the detector calls out of distribution */
 } dp_video_track;
@@ -122,6 +123,15 @@ typedef struct dp_video_range { /* a span that looks fake */
 } dp_video_range;
 
 #define DP_VIDEO_MIN_TRACK_FRAMES 8
+/* The video rule (docs/video.md, "Aggregation"): a confident track is fake when its score
+ * (trimmed mean logit) is at least logit(t_video), t_video = min(the model's t_fake,
+ * DP_VIDEO_T_FAKE), and at least DP_VIDEO_MIN_FAKE_SHARE of its scored frames, and
+ * DP_VIDEO_MIN_FAKE_FRAMES of them, are each at or above the model's t_fake (the image
+ * threshold); real when the score is under logit(t_real); else uncertain. The fake ranges
+ * are the 1-s windows whose mean is at least logit(t_video). */
+#define DP_VIDEO_T_FAKE 0.95f
+#define DP_VIDEO_MIN_FAKE_SHARE 0.02f
+#define DP_VIDEO_MIN_FAKE_FRAMES 3
 
 typedef struct dp_video_result {
     char source[1024];

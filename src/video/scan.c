@@ -140,10 +140,13 @@ void dp_video_scanner_free(dp_video_scanner *s) {
 }
 
 /* ------------------------------------------------------------ crops and scores */
-/* The work crop of one face from a packed RGB24 frame: the policy's square
- * (edge pixels repeated outside the frame), resampled by dp_image_resize —
- * what dp_crop_face does on the float image. */
-static dp_status crop_rgb(dp_video_scanner *s, const uint8_t *rgb, int W, int H, const dp_face_box *b, dp_image *out) {
+/* The work crop of one face from a decoded frame: the policy's square (edge
+ * pixels repeated outside the frame), resampled by dp_image_resize — what
+ * dp_crop_face does on the float image. The square's pixels come from the
+ * planar YUV frame converted here (BT.601, libswscale's default; the chroma
+ * sample of each block, values rounded to 8 bits as an RGB24 frame holds them),
+ * or from the RGB24 copy for other pixel formats. */
+static dp_status crop_frame(dp_video_scanner *s, const dpv_item *it, int W, int H, const dp_face_box *b, dp_image *out) {
     int x0, y0, side;
     dp_crop_square(&s->crop, b, &x0, &y0, &side);
     if (side > 4096) return dp_error(s->ctx, DP_ERR_ARG, "face crop side %d too large", side);
@@ -152,16 +155,36 @@ static dp_status crop_rgb(dp_video_scanner *s, const uint8_t *rgb, int W, int H,
     if (st != DP_OK) return st;
     const float k = 1.0f / 255.0f;
     size_t pl = (size_t)side * side;
+    /* BT.601: limited range (Y 16..235, C 16..240) or full (yuvj) */
+    const int full = it->yuv == 2;
+    const float ky = full ? 1.0f : 255.0f / 219.0f, oy = full ? 0.0f : 16.0f, kc = full ? 1.0f : 255.0f / 224.0f;
+    const float rv = 1.402f * kc, gu = -0.344136f * kc, gv = -0.714136f * kc, bu = 1.772f * kc;
     for (int y = 0; y < side; y++) {
         int yy = y0 + y < 0 ? 0 : y0 + y >= H ? H - 1 : y0 + y;
-        const uint8_t *row = rgb + (size_t)yy * W * 3;
+        float *dr = sq.data + (size_t)y * side, *dg = dr + pl, *db = dg + pl;
+        if (it->yuv) {
+            const AVFrame *f = it->frame;
+            const int cy = yy >> it->csy, sx = it->csx;
+            const uint8_t *Y = f->data[0] + (size_t)yy * f->linesize[0], *U = f->data[1] + (size_t)cy * f->linesize[1],
+                          *V = f->data[2] + (size_t)cy * f->linesize[2];
+            for (int x = 0; x < side; x++) {
+                int xx = x0 + x < 0 ? 0 : x0 + x >= W ? W - 1 : x0 + x;
+                float l = ((float)Y[xx] - oy) * ky, u = (float)U[xx >> sx] - 128.0f, v = (float)V[xx >> sx] - 128.0f;
+                float c[3] = {l + rv * v, l + gu * u + gv * v, l + bu * u};
+                for (int j = 0; j < 3; j++) c[j] = c[j] < 0 ? 0 : c[j] > 255 ? 255 : c[j];
+                dr[x] = floorf(c[0] + 0.5f) * k;
+                dg[x] = floorf(c[1] + 0.5f) * k;
+                db[x] = floorf(c[2] + 0.5f) * k;
+            }
+            continue;
+        }
+        const uint8_t *row = it->rgb + (size_t)yy * W * 3;
         for (int x = 0; x < side; x++) {
             int xx = x0 + x < 0 ? 0 : x0 + x >= W ? W - 1 : x0 + x;
             const uint8_t *p = row + (size_t)xx * 3;
-            size_t o = (size_t)y * side + x;
-            sq.data[o] = p[0] * k;
-            sq.data[pl + o] = p[1] * k;
-            sq.data[2 * pl + o] = p[2] * k;
+            dr[x] = p[0] * k;
+            dg[x] = p[1] * k;
+            db[x] = p[2] * k;
         }
     }
     st = dp_image_resize(s->ctx, &sq, s->crop.work, s->crop.work, out);
@@ -447,7 +470,7 @@ static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, in
     return tracked_search(sc, it, boxes, nb);
 }
 
-/* Around each live track, at 0.7-1.45 times its size. */
+/* Around each live track (half its size on each side), at 0.75-1.33 times its size. */
 static dp_status tracked_search(scan *sc, const dpv_item *it, dp_face_box *boxes, int *nb) {
     const dpv_source_info *in = sc->info;
     const int d = in->gray_scale, gw = in->gray_w, gh = in->gray_h;
@@ -459,16 +482,16 @@ static dp_status tracked_search(scan *sc, const dpv_item *it, dp_face_box *boxes
         const dp_face_box *b = &tr->box;
         dp_face_box bs = {b->x / d, b->y / d, b->w / d, b->h / d, 0}; /* in the shrunk frame */
         int m = bs.w > bs.h ? bs.w : bs.h;
-        int x0 = bs.x - m * 3 / 4, y0 = bs.y - m * 3 / 4, x1 = bs.x + bs.w + m * 3 / 4, y1 = bs.y + bs.h + m * 3 / 4;
+        int x0 = bs.x - m / 2, y0 = bs.y - m / 2, x1 = bs.x + bs.w + m / 2, y1 = bs.y + bs.h + m / 2;
         if (x0 < 0) x0 = 0;
         if (y0 < 0) y0 = 0;
         if (x1 > gw) x1 = gw;
         if (y1 > gh) y1 = gh;
         if (x1 - x0 < 24 || y1 - y0 < 24) continue;
         dp_face_opts fo = {0};
-        fo.min_size = (int)(m * 0.7);
+        fo.min_size = (int)(m * 0.75);
         if (fo.min_size < 20) fo.min_size = 20;
-        fo.max_size = (int)(m * 1.45) + 1;
+        fo.max_size = (int)(m * 1.33) + 1;
         fo.min_neighbors = 2;
         fo.pad = DP_FACE_PAD_NEVER;
         dp_face_box found[8];
@@ -610,7 +633,7 @@ static dp_status analyse(scan *sc, dpv_item *it) {
         p->crop_at[p->n_faces] = -1;
         int side = boxes[i].w > boxes[i].h ? boxes[i].w : boxes[i].h;
         if (side >= sc->o.min_face_scored) {
-            st = crop_rgb(sc->s, it->rgb, in->width, in->height, &boxes[i], &sc->crops[sc->ncrops]);
+            st = crop_frame(sc->s, it, in->width, in->height, &boxes[i], &sc->crops[sc->ncrops]);
             if (st != DP_OK) return set_err(sc, st, dp_ctx_error(sc->s->ctx));
             p->sharp[p->n_faces] = sharpness(&sc->crops[sc->ncrops]);
             p->crop_at[p->n_faces] = sc->ncrops++;
@@ -639,7 +662,8 @@ static dp_status aggregate(scan *sc) {
     int64_t longest = 0;
     for (int k = 0; k < sc->trk.n; k++)
         if (sc->trk.tr[k].n > longest) longest = sc->trk.tr[k].n;
-    float lt_real = dp_logit(s->t_real), lt_fake = dp_logit(s->t_fake);
+    const float t_video = s->t_fake < DP_VIDEO_T_FAKE ? s->t_fake : DP_VIDEO_T_FAKE; /* the fake ranges' bar */
+    float lt_fake = dp_logit(s->t_fake);
     int any_conf = 0, any_fake = 0, any_unc = 0;
     float best_conf = -INFINITY, best_any = -INFINITY;
     int cap = 0;
@@ -660,17 +684,14 @@ static dp_status aggregate(scan *sc) {
         t->fake_share = tr->n ? (float)nf / (float)tr->n : 0;
         /* enough frames, and not a stray detection next to a much longer track */
         t->confident = tr->n >= DP_VIDEO_MIN_TRACK_FRAMES && tr->n * 10 >= longest;
-        t->verdict = !t->confident || t->ood_share > 0.5f ? DP_VERDICT_UNCERTAIN
-                     : t->logit < lt_real ? DP_VERDICT_REAL
-                     : t->logit >= lt_fake ? DP_VERDICT_FAKE
-                                           : DP_VERDICT_UNCERTAIN;
+        t->verdict = dpv_track_verdict(t->logit, nf, tr->n, t->confident, t->ood_share, s->t_real, s->t_fake);
         if (tr->n > 0 && t->p_fake > best_any) best_any = t->p_fake;
         if (t->confident) {
             any_conf = 1;
             any_fake |= t->verdict == DP_VERDICT_FAKE;
             any_unc |= t->verdict == DP_VERDICT_UNCERTAIN;
             if (t->p_fake > best_conf) best_conf = t->p_fake;
-            dp_status st = dpv_track_ranges(tr, s->t_fake, &r->ranges, &r->n_ranges, &cap);
+            dp_status st = dpv_track_ranges(tr, t_video, &r->ranges, &r->n_ranges, &cap);
             if (st != DP_OK) return st;
         }
     }
@@ -688,7 +709,6 @@ static void opts_defaults(dp_video_opts *o, int live) {
     if (o->max_seconds <= 0) o->max_seconds = live ? 0 : 6 * 3600;
     if (o->timeout_s <= 0) o->timeout_s = 10;
     if (o->min_face_scored <= 0) o->min_face_scored = 40;
-    if (o->detect_every <= 0) o->detect_every = 5;
     if (o->batch <= 0) o->batch = 8;
     if (o->decode_threads <= 0) o->decode_threads = 1;
     if (o->max_samples <= 0) o->max_samples = 1000000;
@@ -715,7 +735,6 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
     *out = r;
     sc.t0 = dpv_now();
     sc.live = live;
-    sc.trk.max_misses = sc.o.detect_every * 2;
 
     dpv_source_opts so = {.live = live,
                           .every = sc.o.every,
@@ -726,7 +745,14 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
                           .timeout_s = sc.o.timeout_s,
                           .max_width = sc.o.max_width,
                           .max_height = sc.o.max_height};
+    dp_limits lim;
+    dp_ctx_limits(s->ctx, &lim);
+    so.lim_side = lim.max_video_side;
+    so.lim_frames = lim.max_video_frames;
+    so.lim_seconds = (double)lim.max_video_seconds;
     dp_status st = dpv_source_open(source, &so, &sc.src, sc.err, sizeof sc.err);
+    const int de_auto = sc.o.detect_every <= 0;
+    if (de_auto) sc.o.detect_every = 5; /* replaced below from the stream's frame rate */
     if (st == DP_OK) {
         sc.info = dpv_source_get_info(sc.src);
         r->width = sc.info->width;
@@ -738,6 +764,13 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
             int sh = r->width < r->height ? r->width : r->height;
             sc.o.min_face = sh / 12 > 40 ? sh / 12 : 40;
         }
+        if (de_auto) { /* the full search about every 0.4 s of video (1..10 analysed frames) */
+            double per_s = sc.info->fps > 0 ? sc.info->fps / sc.o.every : 0;
+            if (sc.o.fps > 0 && (per_s <= 0 || sc.o.fps < per_s)) per_s = sc.o.fps;
+            int de = per_s > 0 ? (int)(per_s * 0.4) : 5;
+            sc.o.detect_every = de < 1 ? 1 : de > 10 ? 10 : de;
+        }
+        sc.trk.max_misses = sc.o.detect_every * 2;
         int64_t fb = (int64_t)r->width * r->height * 4;
         sc.max_pend = (int)((128LL << 20) / fb);
         sc.max_pend = sc.max_pend < 2 ? 2 : sc.max_pend > MAX_PENDING ? MAX_PENDING : sc.max_pend;

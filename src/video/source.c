@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 #include <math.h>
 #include <poll.h>
@@ -55,6 +56,7 @@ struct dpv_source {
     double next_sel_t, last_t;
     int gscale; /* the grey image is shrunk this many times */
     uint32_t *acc; /* one row of sums */
+    uint8_t ylut[256], ident[256]; /* limited-range Y (16..235) → full-range grey; full range: itself */
 };
 
 void dpv_quiet_ffmpeg(void) {
@@ -140,6 +142,14 @@ dp_status dpv_fail(char *err, size_t n, dp_status st, const char *fmt, ...) {
     return st;
 }
 
+static void item_free(dpv_item *it) {
+    free(it->rgb);
+    free(it->gray);
+    av_frame_free(&it->frame);
+    av_packet_free(&it->pkt);
+    free(it);
+}
+
 static void source_free(dpv_source *s) {
     if (!s) return;
     sws_freeContext(s->sws);
@@ -149,18 +159,9 @@ static void source_free(dpv_source *s) {
         av_freep(&s->avio->buffer);
         avio_context_free(&s->avio);
     }
-    for (int i = 0; i < s->npool; i++) {
-        free(s->pool[i]->rgb);
-        av_packet_free(&s->pool[i]->pkt);
-        free(s->pool[i]);
-    }
+    for (int i = 0; i < s->npool; i++) item_free(s->pool[i]);
     if (s->ring)
-        for (int i = 0; i < s->count; i++) {
-            dpv_item *it = s->ring[(s->head + i) % s->qcap];
-            free(it->rgb);
-            av_packet_free(&it->pkt);
-            free(it);
-        }
+        for (int i = 0; i < s->count; i++) item_free(s->ring[(s->head + i) % s->qcap]);
     free(s->ring);
     free(s->acc);
     pthread_mutex_destroy(&s->mu);
@@ -177,6 +178,11 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
     s->o = *o;
     s->vs = s->as = -1;
     s->gscale = 1;
+    for (int v = 0; v < 256; v++) {
+        int g = (int)lrint((v - 16) * 255.0 / 219.0);
+        s->ylut[v] = (uint8_t)(g < 0 ? 0 : g > 255 ? 255 : g);
+        s->ident[v] = (uint8_t)v;
+    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -277,6 +283,12 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
         source_free(s);
         return DP_ERR_ARG;
     }
+    if (o->lim_side > 0 && (W > o->lim_side || H > o->lim_side)) {
+        dpv_fail(err, n, DP_ERR_ARG, "%s: %dx%d is larger than the limit of %lld px a side (dp_limits.max_video_side)",
+                 source, W, H, (long long)o->lim_side);
+        source_free(s);
+        return DP_ERR_ARG;
+    }
     if (W < 16 || H < 16) {
         dpv_fail(err, n, DP_ERR_FORMAT, "%s: %dx%d is too small to hold a face", source, W, H);
         source_free(s);
@@ -325,6 +337,20 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
         else if (s->info.duration_s > 0 && s->info.fps > 0)
             s->info.frames_total = (int64_t)llround(s->info.duration_s * s->info.fps);
     }
+    /* the context's limits, from the header where it says (a duration guessed from the bitrate does not count) */
+    if (o->lim_frames > 0 && st->nb_frames > o->lim_frames) {
+        dpv_fail(err, n, DP_ERR_ARG, "%s: %lld frames, more than the limit of %lld (dp_limits.max_video_frames)", source,
+                 (long long)st->nb_frames, (long long)o->lim_frames);
+        source_free(s);
+        return DP_ERR_ARG;
+    }
+    if (o->lim_seconds > 0 && s->info.duration_s > o->lim_seconds &&
+        s->fmt->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE) {
+        dpv_fail(err, n, DP_ERR_ARG, "%s: %.1f s long, more than the limit of %.0f s (dp_limits.max_video_seconds)",
+                 source, s->info.duration_s, o->lim_seconds);
+        source_free(s);
+        return DP_ERR_ARG;
+    }
     s->start_pts = st->start_time != AV_NOPTS_VALUE ? st->start_time : 0;
     for (unsigned i = 0; i < s->fmt->nb_streams; i++)
         if ((int)i != s->vs && (int)i != s->as) s->fmt->streams[i]->discard = AVDISCARD_ALL;
@@ -350,13 +376,12 @@ static dpv_item *item_get(dpv_source *s) { /* under mu */
 
 static void item_put(dpv_source *s, dpv_item *it) { /* under mu */
     if (it->pkt) av_packet_unref(it->pkt);
+    if (it->frame) av_frame_unref(it->frame);
     if (s->npool < (int)(sizeof s->pool / sizeof s->pool[0])) {
         s->pool[s->npool++] = it;
         return;
     }
-    free(it->rgb);
-    av_packet_free(&it->pkt);
-    free(it);
+    item_free(it);
 }
 
 void dpv_source_release(dpv_source *s, dpv_item *it) {
@@ -478,6 +503,26 @@ static int selected(dpv_source *s, int64_t index, double t) {
     return index % (s->o.every > 0 ? s->o.every : 1) == 0;
 }
 
+/* 8-bit planar Y, U, V (4:2:0, 4:2:2, 4:4:4, 4:4:0, 4:1:1): 1 limited range, 2 full range (the yuvj
+ * formats; as libswscale, the format decides, not the frame's colour_range); 0 another format.
+ * *csx, *csy: log2 of the chroma subsampling. */
+static int planar_yuv8(enum AVPixelFormat fmt, int *csx, int *csy) {
+    const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(fmt);
+    if (!d || d->nb_components != 3 || !(d->flags & AV_PIX_FMT_FLAG_PLANAR) ||
+        (d->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BE | AV_PIX_FMT_FLAG_HWACCEL |
+                     AV_PIX_FMT_FLAG_BITSTREAM)))
+        return 0;
+    for (int c = 0; c < 3; c++)
+        if (d->comp[c].plane != c || d->comp[c].depth != 8 || d->comp[c].step != 1 || d->comp[c].shift ||
+            d->comp[c].offset)
+            return 0;
+    *csx = d->log2_chroma_w, *csy = d->log2_chroma_h;
+    return fmt == AV_PIX_FMT_YUVJ420P || fmt == AV_PIX_FMT_YUVJ422P || fmt == AV_PIX_FMT_YUVJ444P ||
+                   fmt == AV_PIX_FMT_YUVJ440P || fmt == AV_PIX_FMT_YUVJ411P
+               ? 2
+               : 1;
+}
+
 /* One decoded frame → an item. 0: stop; 1: go on. */
 static int emit_frame(dpv_source *s, AVFrame *f) {
     int W = s->info.width, H = s->info.height;
@@ -491,6 +536,11 @@ static int emit_frame(dpv_source *s, AVFrame *f) {
                                      : (s->info.fps > 0 ? s->decoded / s->info.fps : 0);
     if (t < 0) t = 0;
     int64_t index = s->decoded;
+    if (s->o.lim_frames > 0 && s->decoded >= s->o.lim_frames) {
+        finish(s, DP_ERR_ARG, "%s: stopped after %lld frames, the limit (dp_limits.max_video_frames)", s->name,
+               (long long)s->o.lim_frames);
+        return 0;
+    }
     s->last_t = t;
     pthread_mutex_lock(&s->mu);
     s->decoded++;
@@ -502,6 +552,11 @@ static int emit_frame(dpv_source *s, AVFrame *f) {
         finish(s, DP_OK, NULL);
         return 0;
     }
+    if (s->o.lim_seconds > 0 && t > s->o.lim_seconds) {
+        finish(s, DP_ERR_ARG, "%s: stopped at %.0f s of video, the limit (dp_limits.max_video_seconds)", s->name,
+               s->o.lim_seconds);
+        return 0;
+    }
     int an = selected(s, index, t);
     if (!an && !s->o.writing) return 1; /* not analysed and not written (--out): nothing to pass on */
     pthread_mutex_lock(&s->mu);
@@ -511,44 +566,71 @@ static int emit_frame(dpv_source *s, AVFrame *f) {
         finish(s, DP_ERR_NOMEM, "out of memory");
         return 0;
     }
-    if (!it->rgb) {
-        it->rgb = malloc((size_t)W * H * 4);
-        if (!it->rgb) {
-            free(it);
-            finish(s, DP_ERR_NOMEM, "out of memory (frame buffers)");
-            return 0;
-        }
-        it->gray = it->rgb + (size_t)W * H * 3;
+    int csx = 0, csy = 0;
+    const int yk = planar_yuv8((enum AVPixelFormat)f->format, &csx, &csy);
+    const int need_rgb = s->o.writing || !yk;
+    const int d = s->gscale, gw = W / d, gh = H / d;
+    if ((need_rgb && !it->rgb && !(it->rgb = malloc((size_t)W * H * 3))) ||
+        (an && !it->gray && !(it->gray = malloc((size_t)gw * gh))) ||
+        (yk && !it->frame && !(it->frame = av_frame_alloc())) || (yk && av_frame_ref(it->frame, f) < 0)) {
+        dpv_source_release(s, it);
+        finish(s, DP_ERR_NOMEM, "out of memory (frame buffers)");
+        return 0;
     }
+    it->yuv = yk;
+    it->csx = csx, it->csy = csy;
     it->kind = 0;
     it->analyse = an;
     it->index = index;
     it->t = t;
     it->pts = pts;
     it->t_wall = dpv_now();
-    s->sws = sws_getCachedContext(s->sws, W, H, (enum AVPixelFormat)f->format, W, H, AV_PIX_FMT_RGB24, SWS_BILINEAR,
-                                  NULL, NULL, NULL);
-    if (!s->sws) {
-        dpv_source_release(s, it);
-        finish(s, DP_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", s->name,
-               av_get_pix_fmt_name((enum AVPixelFormat)f->format));
-        return 0;
+    if (need_rgb) {
+        s->sws = sws_getCachedContext(s->sws, W, H, (enum AVPixelFormat)f->format, W, H, AV_PIX_FMT_RGB24,
+                                      SWS_BILINEAR, NULL, NULL, NULL);
+        if (!s->sws) {
+            dpv_source_release(s, it);
+            finish(s, DP_ERR_UNSUPPORTED, "%s: cannot convert pixel format %s", s->name,
+                   av_get_pix_fmt_name((enum AVPixelFormat)f->format));
+            return 0;
+        }
+        uint8_t *dst[4] = {it->rgb, NULL, NULL, NULL};
+        int ls[4] = {3 * W, 0, 0, 0};
+        sws_scale(s->sws, (const uint8_t *const *)f->data, f->linesize, 0, H, dst, ls);
     }
-    uint8_t *dst[4] = {it->rgb, NULL, NULL, NULL};
-    int ls[4] = {3 * W, 0, 0, 0};
-    sws_scale(s->sws, (const uint8_t *const *)f->data, f->linesize, 0, H, dst, ls);
     if (an) { /* grey as OpenCV's BGR2GRAY (what the cascades were trained on), shrunk d times (d x d means) */
-        const int d = s->gscale, gw = W / d, gh = H / d, dd = d * d;
+        const int dd = d * d;
         uint32_t *acc = s->acc;
         for (int gy = 0; gy < gh; gy++) {
             memset(acc, 0, sizeof(uint32_t) * (size_t)gw);
+            uint8_t *g = it->gray + (size_t)gy * gw;
+            if (yk) { /* BT.601 luma is that weighted sum: the Y plane, range-expanded (limited: 16..235) */
+                const uint8_t *lut = yk == 1 ? s->ylut : s->ident;
+                const uint8_t *r0 = f->data[0] + (size_t)gy * d * f->linesize[0];
+                if (d == 1) {
+                    for (int gx = 0; gx < gw; gx++) g[gx] = lut[r0[gx]];
+                    continue;
+                }
+                if (d == 2) {
+                    const uint8_t *r1 = r0 + f->linesize[0];
+                    for (int gx = 0; gx < gw; gx++)
+                        g[gx] = lut[(r0[2 * gx] + r0[2 * gx + 1] + r1[2 * gx] + r1[2 * gx + 1] + 2) >> 2];
+                    continue;
+                }
+                for (int dy = 0; dy < d; dy++) {
+                    const uint8_t *p = f->data[0] + (size_t)(gy * d + dy) * f->linesize[0];
+                    for (int gx = 0; gx < gw; gx++)
+                        for (int dx = 0; dx < d; dx++) acc[gx] += *p++;
+                }
+                for (int gx = 0; gx < gw; gx++) g[gx] = lut[(acc[gx] + (uint32_t)dd / 2) / (uint32_t)dd];
+                continue;
+            }
             for (int dy = 0; dy < d; dy++) {
                 const uint8_t *p = it->rgb + (size_t)(gy * d + dy) * W * 3;
                 for (int gx = 0; gx < gw; gx++)
                     for (int dx = 0; dx < d; dx++, p += 3)
                         acc[gx] += (9798u * p[0] + 19235u * p[1] + 3735u * p[2] + (1u << 14)) >> 15;
             }
-            uint8_t *g = it->gray + (size_t)gy * gw;
             for (int gx = 0; gx < gw; gx++) g[gx] = (uint8_t)((acc[gx] + (uint32_t)dd / 2) / (uint32_t)dd);
         }
     }

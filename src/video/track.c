@@ -199,3 +199,15 @@ dp_status dpv_track_ranges(const dpv_track *tr, float t_fake, dp_video_range **r
     }
     return in ? add_range(tr, r0, r1, psum, pn, ranges, n, cap) : DP_OK;
 }
+
+dp_verdict dpv_track_verdict(float logit, int64_t n_fake, int64_t n, int confident, float ood_share, float t_real,
+                             float t_fake) {
+    if (!confident || ood_share > 0.5f || n <= 0) return DP_VERDICT_UNCERTAIN;
+    const float t_video = t_fake < DP_VIDEO_T_FAKE ? t_fake : DP_VIDEO_T_FAKE;
+    if (logit < dp_logit(t_real)) return DP_VERDICT_REAL;
+    /* the mean leans clearly fake, and a sustained share of frames would each be called fake as a photo */
+    if (logit >= dp_logit(t_video) && n_fake >= DP_VIDEO_MIN_FAKE_FRAMES &&
+        (float)n_fake >= DP_VIDEO_MIN_FAKE_SHARE * (float)n)
+        return DP_VERDICT_FAKE;
+    return DP_VERDICT_UNCERTAIN;
+}

@@ -23,7 +23,16 @@ typedef struct dpv_item {
     double t;            /* seconds from the stream's start */
     int64_t pts;         /* in the video stream's time base (AV_NOPTS_VALUE unknown) */
     double t_wall;       /* when it was decoded (latency) */
-    uint8_t *rgb, *gray; /* width*height*3; gray_w*gray_h (the frame shrunk gray_scale times) */
+    /* The picture: a reference to the decoded 8-bit 4:2:0 frame when yuv is 1
+     * (limited range) or 2 (full range, the yuvj formats) of an 8-bit planar
+     * YUV frame, chroma shrunk 2^csx x 2^csy times — crops are converted from
+     * it, no RGB copy of the whole frame is made — else (other pixel formats)
+     * rgb. rgb (packed RGB24, width*height*3) is filled too when the frame is
+     * written (--out); NULL otherwise. gray: gray_w*gray_h, the frame shrunk
+     * gray_scale times, for face finding (analysed frames only). */
+    AVFrame *frame;
+    int yuv, csx, csy;
+    uint8_t *rgb, *gray;
     AVPacket *pkt;       /* audio */
 } dpv_item;
 
@@ -45,6 +54,9 @@ typedef struct dpv_source_opts {
     int writing; /* --out: every frame and the audio packets are queued too */
     double fps, max_seconds, timeout_s;
     int max_width, max_height;
+    /* the context's dp_limits (0: none): a header over them is refused, a stream is stopped with an error */
+    int64_t lim_side, lim_frames;
+    double lim_seconds;
 } dpv_source_opts;
 
 /* Opens the source and reads its header (the checks and the limits happen
@@ -109,6 +121,11 @@ void dpv_tracker_free(dpv_tracker *t);
  * lowest and highest 10 % dropped, the mean of the rest. *used (may be
  * NULL) gets the number of frames averaged. */
 float dpv_track_logit(const dpv_track *tr, int64_t *used);
+/* The video rule (video.h, docs/video.md): a track's verdict from its score (trimmed mean
+ * logit), n_fake of its n scored frames at or above t_fake, whether it is confident and its
+ * out-of-distribution share; t_real, t_fake: the model's image thresholds. */
+dp_verdict dpv_track_verdict(float logit, int64_t n_fake, int64_t n, int confident, float ood_share, float t_real,
+                             float t_fake);
 /* Fake spans of a track: centred 1-second windows whose mean logit is at or
  * above logit(t_fake), merged across gaps of up to 0.5 s, kept when at least
  * 0.5 s long. Appends to *ranges. */
