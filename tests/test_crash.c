@@ -167,8 +167,11 @@ static void kill9_resume(void **state) {
     if (getenv("DP_CRASH_SEED")) seed = (unsigned)atoi(getenv("DP_CRASH_SEED"));
     printf("kill -9 trials: %d, seed %u (DP_CRASH_SEED=%u repeats them)\n", trials, seed, seed);
     srand(seed);
-    /* Delays grow with how long a start takes here (sanitizers, load): the first
-     * trials find the first checkpoint, the rest land anywhere in training. */
+    /* Delays grow with how long a start takes here (sanitizers, load, a portable
+     * build's slower kernels): the first trials find the first checkpoint, the
+     * rest land anywhere in training. The window grows by half after each trial
+     * killed before the first checkpoint (it grew by 200 ms: under a load of 18
+     * the portable build needed more than the 50th trial's 10 s window). */
     long max_ms = 400;
     for (int t = 0; t < trials; t++) {
         struct stat sb;
@@ -190,7 +193,7 @@ static void kill9_resume(void **state) {
         during_write += left > 0;
         if (stat(ckpt, &sb) != 0) {
             if (last_step >= 0) fail_msg("trial %d: the checkpoint disappeared", t);
-            max_ms += 200; /* killed before the first checkpoint: give the next start longer */
+            max_ms += max_ms / 2; /* killed before the first checkpoint: give the next start longer */
             continue;
         }
         with_ckpt++;
