@@ -56,8 +56,10 @@ static const char usage_text[] =
 
 #ifndef DP_HAVE_FFMPEG
 int cmd_scan(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
     fprintf(stderr, "doppel scan: this doppel was built without FFmpeg (install libavformat-dev libavcodec-dev "
                     "libswscale-dev libswresample-dev libavutil-dev and rebuild)\n");
     return 2;

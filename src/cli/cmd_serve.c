@@ -37,6 +37,7 @@ static const char *const usage_text =
     "  --quiet           no request log on stderr\n"
     "Stops on Ctrl-C (SIGINT) or SIGTERM.\n";
 
+#ifdef DP_HAVE_MHD
 static int parse_int(const char *s, long lo, long hi, long *out) {
     if (!s || !*s) return 0;
     char *end;
@@ -47,7 +48,6 @@ static int parse_int(const char *s, long lo, long hi, long *out) {
     return 1;
 }
 
-#ifdef DP_HAVE_MHD
 /* The options after --help was looked for: -1 to go on (o filled), else the exit status (2). Also called
  * by fuzz/fuzz_cli.c. */
 static int serve_parse(int argc, char **argv, serve_opts *o_) {
