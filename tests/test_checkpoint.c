@@ -394,7 +394,7 @@ static void corrupt_headers(void **state) {
          "'a'"},
         {"{\"__metadata__\":[],\"t\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, DP_ERR_FORMAT, "metadata"},
         /* Right structure, wrong content for this model. */
-        {"{\"t\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, DP_ERR_DTYPE, "'t' is F16"},
+        {"{\"t\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, DP_ERR_DTYPE, "'t' is BF16"},
         {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}}", 8, DP_ERR_SHAPE, "[1,2] in the file"},
         {"{\"u\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, DP_ERR_NOT_FOUND, "'t' is missing"},
         /* Extra tensors (any dtype) and gaps are fine. */

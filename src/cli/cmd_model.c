@@ -14,6 +14,7 @@
 static const char *const usage_text =
     "usage: doppel model import-keras FILE.h5 --arch meso4|mesoinception4 --out MODEL.safetensors\n"
     "       doppel model info MODEL.safetensors [--json]\n"
+    "       doppel model convert MODEL.safetensors --f16|--f32 --out OUT.safetensors\n"
     "\n"
     "import-keras  read a Keras 2.x HDF5 weight file of the original MesoNet (DariusAf/MesoNet:\n"
     "              Meso4_DF.h5, Meso4_F2F.h5 with --arch meso4; MesoInception_DF.h5,\n"
@@ -22,6 +23,9 @@ static const char *const usage_text =
     "              P(real) for an RGB 256x256 image scaled to [0,1] (docs/keras-import.md).\n"
     "info          print a checkpoint's architecture, parameter counts and metadata; for the\n"
     "              reference architectures it also checks that the file loads into the model.\n"
+    "convert       rewrite a checkpoint with every tensor stored as float16 (--f16: half the\n"
+    "              size, rounded to nearest even; doppel reads F16 files into float32) or as\n"
+    "              float32 (--f32); metadata kept. Prints what the rounding did to the values.\n"
     "\n"
     "Exit status: 0 ok, 1 failure, 2 bad usage.\n";
 
@@ -277,6 +281,52 @@ static int cmd_info(int argc, char **argv) {
     return fails ? 1 : 0;
 }
 
+/* ------------------------------------------------------------ convert */
+static int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    int f16 = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--f16") || !strcmp(a, "--f32")) {
+            int v = a[3] == '1';
+            if (f16 >= 0 && f16 != v) return usage_error("convert", "give one of --f16 and --f32, not both", NULL);
+            f16 = v;
+        } else if (!strcmp(a, "--out")) {
+            if (i + 1 >= argc) return usage_error("convert", "missing value after", a);
+            out = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("convert", "unknown option", a);
+        } else if (!in) {
+            in = a;
+        } else {
+            return usage_error("convert", "more than one input file:", a);
+        }
+    }
+    if (!in) return usage_error("convert", "give the checkpoint to convert", NULL);
+    if (f16 < 0) return usage_error("convert", "give --f16 or --f32", NULL);
+    if (!out) return usage_error("convert", "give the file to write with --out FILE.safetensors", NULL);
+    dp_ctx *ctx = new_ctx();
+    if (!ctx) return 1;
+    dp_convert_info ci;
+    dp_status s = dp_checkpoint_convert(ctx, in, out, f16 ? DP_F16 : DP_F32, &ci);
+    if (s != DP_OK) {
+        fprintf(stderr, "doppel model convert: %s [%s]\n", dp_ctx_error(ctx), dp_status_name(s));
+        dp_ctx_free(ctx);
+        return 1;
+    }
+    printf("wrote %s: %lld values in %d tensors stored as %s\n", out, (long long)ci.values, ci.tensors, f16 ? "F16" : "F32");
+    if (f16)
+        printf("rounding: largest absolute error %.3g, largest relative error %.3g (|x| >= 2^-14), %lld values stored as "
+               "subnormals, %lld flushed to zero\n",
+               ci.max_abs_err, ci.max_rel_err, (long long)ci.subnormal, (long long)ci.flushed);
+    dp_ctx_free(ctx);
+    return 0;
+}
+
 int cmd_model(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
@@ -284,5 +334,6 @@ int cmd_model(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "import-keras")) return cmd_import(argc - 1, argv + 1);
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "convert")) return cmd_convert(argc - 1, argv + 1);
     return usage_error(NULL, "unknown subcommand", argv[1]);
 }

@@ -45,6 +45,59 @@ static void swap32(void *p, size_t n_words) {
     }
 }
 
+static void swap16(void *p, size_t n_words) {
+    unsigned char *b = p;
+    for (size_t i = 0; i < n_words; i++, b += 2) {
+        unsigned char t = b[0];
+        b[0] = b[1];
+        b[1] = t;
+    }
+}
+
+/* ------------------------------------------------------------ float16 (IEEE 754 binary16) */
+
+uint16_t dp_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) { /* Inf stays Inf; NaN keeps its top 10 payload bits and stays a NaN (as numpy) */
+        uint32_t r = 0x7c00u | ((ax & 0x7fffffu) >> 13);
+        return (uint16_t)(sign | (ax > 0x7f800000u && r == 0x7c00u ? r + 1 : r));
+    }
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* 65520 and above round to Inf */
+    if (ax < 0x38800000u) {                                    /* below 2^-14: a subnormal half, or zero */
+        if (ax < 0x33000000u) return (uint16_t)sign;           /* below 2^-25: rounds to (signed) zero */
+        uint32_t mant = (ax & 0x7fffffu) | 0x800000u, shift = 126u - (ax >> 23); /* value / 2^-24 = mant >> shift */
+        uint32_t r = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1))) r++; /* to nearest, ties to even (may reach 0x400: the smallest normal) */
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = (ax - 0x38000000u) >> 13, rem = ax & 0x1fffu; /* exponent rebiased from 127 to 15 */
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1))) r++;    /* a carry into the exponent is the right result */
+    return (uint16_t)(sign | r);
+}
+
+float dp_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, x;
+    if (e == 0x1f)
+        x = sign | 0x7f800000u | (m << 13);
+    else if (e)
+        x = sign | ((e + 112u) << 23) | (m << 13);
+    else if (!m)
+        x = sign;
+    else { /* subnormal: m * 2^-24, normalised */
+        uint32_t k = 0;
+        while (!(m & 0x400u)) {
+            m <<= 1;
+            k++;
+        }
+        x = sign | ((113u - k) << 23) | ((m & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
 static char *dup_str(dp_ctx *ctx, const char *a, const char *b) {
     size_t la = strlen(a), lb = b ? strlen(b) : 0;
     char *s = dp_malloc(ctx, la + lb + 1);
@@ -342,8 +395,19 @@ static const char *st_meta(const st_file *f, const char *key) {
 
 typedef struct ck_item {
     const char *name;
-    const dp_tensor *t;
+    int ndim;
+    const int64_t *shape;
+    const float *data; /* numel contiguous floats */
+    int64_t numel;
 } ck_item;
+
+static void item_of(ck_item *it, const char *name, const dp_tensor *t) {
+    it->name = name;
+    it->ndim = t->ndim;
+    it->shape = t->shape;
+    it->data = t->data;
+    it->numel = dp_numel(t);
+}
 
 /* The shortest decimal that reads back as the same float ("0.1", not 0.100000001). */
 static cJSON *float_json(float x) {
@@ -398,9 +462,34 @@ static int is_reserved(const char *k) {
     return 0;
 }
 
+/* Adds the items' entries to root (offsets in order, F32 or F16 storage) and prints it (cJSON-allocated). */
+static dp_status header_text(dp_ctx *ctx, const char *path, cJSON *root, const ck_item *it, int n, int f16, char **out) {
+    int ok = 1;
+    uint64_t off = 0, es = f16 ? 2 : 4;
+    for (int i = 0; ok && i < n; i++) {
+        uint64_t bytes = (uint64_t)it[i].numel * es;
+        double shape[ST_MAX_RANK], offs[2] = {(double)off, (double)(off + bytes)};
+        for (int d = 0; d < it[i].ndim; d++) shape[d] = (double)it[i].shape[d];
+        cJSON *e = cJSON_CreateObject();
+        ok &= e != NULL;
+        if (!ok) break;
+        ok &= cJSON_AddStringToObject(e, "dtype", f16 ? "F16" : "F32") != NULL;
+        ok &= cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(shape, it[i].ndim));
+        ok &= cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2));
+        if (!cJSON_AddItemToObject(root, it[i].name, e)) {
+            cJSON_Delete(e);
+            ok = 0;
+        }
+        off += bytes;
+    }
+    *out = ok ? cJSON_PrintUnformatted(root) : NULL;
+    if (!*out) return dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory building the header", path);
+    return DP_OK;
+}
+
 /* Builds the JSON header text (cJSON-allocated) for the items, offsets in order. */
 static dp_status build_header(dp_ctx *ctx, const char *path, const ck_item *it, int n, dp_optim *optim, const char *arch,
-                              const char *const *extra, char **out) {
+                              const char *const *extra, int f16, char **out) {
     *out = NULL;
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = root ? cJSON_AddObjectToObject(root, "__metadata__") : NULL; /* first, as Hugging Face's writer does */
@@ -419,33 +508,30 @@ static dp_status build_header(dp_ctx *ctx, const char *path, const ck_item *it, 
         }
     }
     for (int i = 0; ok && extra && extra[i]; i += 2) ok &= cJSON_AddStringToObject(meta, extra[i], extra[i + 1]) != NULL;
-    uint64_t off = 0;
-    for (int i = 0; ok && i < n; i++) {
-        const dp_tensor *t = it[i].t;
-        uint64_t bytes = (uint64_t)dp_numel(t) * sizeof(float);
-        double shape[DP_MAX_DIMS], offs[2] = {(double)off, (double)(off + bytes)};
-        for (int d = 0; d < t->ndim; d++) shape[d] = (double)t->shape[d];
-        cJSON *e = cJSON_CreateObject();
-        ok &= e != NULL;
-        if (!ok) break;
-        ok &= cJSON_AddStringToObject(e, "dtype", "F32") != NULL;
-        ok &= cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(shape, t->ndim));
-        ok &= cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2));
-        if (!cJSON_AddItemToObject(root, it[i].name, e)) {
-            cJSON_Delete(e);
-            ok = 0;
-        }
-        off += bytes;
-    }
-    if (ok) *out = cJSON_PrintUnformatted(root);
+    dp_status s = ok ? header_text(ctx, path, root, it, n, f16, out)
+                     : dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory building the header", path);
     cJSON_Delete(root);
     cJSON_free(ojson);
-    if (!*out) return dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory building the header", path);
+    return s;
+}
+
+/* F16 storage cannot hold a finite value of magnitude 65520 or more (it would round to Inf): refuse the
+ * file rather than change the model. NaN and Inf are stored as they are (loading refuses them, as for F32). */
+static dp_status check_f16_range(dp_ctx *ctx, const char *path, const ck_item *it, int n) {
+    for (int i = 0; i < n; i++)
+        for (int64_t k = 0; k < it[i].numel; k++) {
+            float v = it[i].data[k];
+            if (isfinite(v) && (dp_f32_to_f16(v) & 0x7c00u) == 0x7c00u)
+                return dp_error(ctx, DP_ERR_NUMERIC,
+                                "%s: tensor '%s' holds %.9g at element %lld, beyond float16's range (largest 65504); "
+                                "store it as F32",
+                                path, it[i].name, (double)v, (long long)k);
+        }
     return DP_OK;
 }
 
-/* Writes the file body to fd; returns 0 or an errno. */
-static int write_body(int fd, const char *header, const ck_item *it, int n) {
+/* Writes the file body to fd (F32, or F16 rounded to nearest even); returns 0 or an errno. */
+static int write_body(int fd, const char *header, const ck_item *it, int n, int f16) {
     size_t hl = strlen(header);
     size_t pad = (8 - hl % 8) % 8; /* the data starts 8-byte aligned, like safetensors' own writer */
     uint64_t len = hl + pad;
@@ -454,20 +540,29 @@ static int write_body(int fd, const char *header, const ck_item *it, int n) {
     int rc;
     if ((rc = write_all(fd, lenb, 8)) || (rc = write_all(fd, header, hl)) || (rc = write_all(fd, "        ", pad))) return rc;
     for (int i = 0; i < n; i++) {
-        const dp_tensor *t = it[i].t;
-        size_t bytes = (size_t)dp_numel(t) * sizeof(float);
-        if (!ST_BIG_ENDIAN) {
-            if ((rc = write_all(fd, t->data, bytes))) return rc;
+        const float *src = it[i].data;
+        size_t m_all = (size_t)it[i].numel;
+        if (!f16 && !ST_BIG_ENDIAN) {
+            if ((rc = write_all(fd, src, m_all * 4))) return rc;
             continue;
         }
-        /* Big-endian hosts: swap through a small buffer. */
-        float tmp[1024];
-        const float *src = t->data;
-        for (size_t k = 0; k < bytes / 4; k += 1024) {
-            size_t m = bytes / 4 - k < 1024 ? bytes / 4 - k : 1024;
-            memcpy(tmp, src + k, m * 4);
-            swap32(tmp, m);
-            if ((rc = write_all(fd, tmp, m * 4))) return rc;
+        /* F16, or big-endian hosts: convert / swap through a small buffer. */
+        union {
+            float f[1024];
+            uint16_t h[1024];
+        } tmp;
+        for (size_t k = 0; k < m_all; k += 1024) {
+            size_t m = m_all - k < 1024 ? m_all - k : 1024;
+            if (f16) {
+                for (size_t j = 0; j < m; j++) tmp.h[j] = dp_f32_to_f16(src[k + j]);
+                if (ST_BIG_ENDIAN) swap16(tmp.h, m);
+                rc = write_all(fd, tmp.h, m * 2);
+            } else {
+                memcpy(tmp.f, src + k, m * 4);
+                swap32(tmp.f, m);
+                rc = write_all(fd, tmp.f, m * 4);
+            }
+            if (rc) return rc;
         }
     }
     return 0;
@@ -519,72 +614,21 @@ static void remove_stale_tmp(dp_ctx *ctx, const char *path) {
     closedir(d);
 }
 
-dp_status dp_checkpoint_save(const char *path, dp_paramset *ps, dp_optim *optim, const char *arch,
-                             const char *const *extra) {
-    if (!ps) return DP_ERR_NULL;
-    dp_ctx *ctx = dp_paramset_ctx(ps);
-    if (!path || !*path) return dp_error(ctx, DP_ERR_NULL, "dp_checkpoint_save: path is NULL or empty");
-    if (optim && dp_optim_paramset(optim) != ps)
-        return dp_error(ctx, DP_ERR_ARG, "%s: the optimiser was made for another paramset", path);
-    for (int i = 0; extra && extra[i]; i += 2) {
-        if (!extra[i + 1]) return dp_error(ctx, DP_ERR_ARG, "%s: metadata key '%s' has no value", path, extra[i]);
-        if (is_reserved(extra[i]))
-            return dp_error(ctx, DP_ERR_ARG, "%s: metadata key '%s' is written by doppel itself", path, extra[i]);
-        for (int k = 0; k < i; k += 2)
-            if (!strcmp(extra[k], extra[i])) return dp_error(ctx, DP_ERR_ARG, "%s: metadata key '%s' is given twice", path, extra[i]);
-    }
-
-    int n_ps = dp_paramset_count(ps), n_st = optim ? dp_optim_state_count(optim) : 0, n = n_ps + n_st;
-    dp_status s = DP_OK;
-    char *header = NULL, *tmp = NULL;
-    int fd = -1;
-    ck_item *it = dp_calloc(ctx, sizeof(ck_item) * (size_t)(n ? n : 1));
-    char **onames = dp_calloc(ctx, sizeof(char *) * (size_t)(n_st ? n_st : 1));
-    if (!it || !onames) {
-        s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    for (int i = 0; i < n_ps; i++) {
-        dp_tensor *t = dp_paramset_at(ps, i);
-        if (t->dtype != DP_F32 || !dp_tensor_is_contiguous(t)) {
-            s = dp_error(ctx, DP_ERR_DTYPE, "%s: tensor '%s' is not a contiguous F32 tensor", path, t->name);
-            goto done;
-        }
-        if (!strncmp(t->name, ST_OPTIM_PREFIX, strlen(ST_OPTIM_PREFIX)) && optim) {
-            s = dp_error(ctx, DP_ERR_ARG, "%s: parameter '%s' would clash with the optimiser state names", path, t->name);
-            goto done;
-        }
-        it[i].name = t->name;
-        it[i].t = t;
-    }
-    for (int i = 0; i < n_st; i++) {
-        const char *sn;
-        dp_tensor *t = dp_optim_state_at(optim, i, &sn);
-        onames[i] = dup_str(ctx, ST_OPTIM_PREFIX, sn);
-        if (!onames[i]) {
-            s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory", path);
-            goto done;
-        }
-        it[n_ps + i].name = onames[i];
-        it[n_ps + i].t = t;
-    }
-    if ((s = build_header(ctx, path, it, n, optim, arch, extra, &header)) != DP_OK) goto done;
-
+/* Writes header + items to path crash-safely: PATH.tmp-<pid>, fsync, rename, fsync of the folder.
+ * A failed write leaves no temporary file and PATH as it was. */
+static dp_status write_file(dp_ctx *ctx, const char *path, const char *header, const ck_item *it, int n, int f16) {
     char suffix[32];
     remove_stale_tmp(ctx, path);
     snprintf(suffix, sizeof suffix, ".tmp-%ld", (long)getpid());
-    tmp = dup_str(ctx, path, suffix);
-    if (!tmp) {
-        s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char *tmp = dup_str(ctx, path, suffix);
+    if (!tmp) return dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory", path);
+    dp_status s = DP_OK;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), rc;
     if (fd < 0) {
         s = dp_error(ctx, DP_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
         goto done;
     }
-    int rc = write_body(fd, header, it, n);
-    if (rc) {
+    if ((rc = write_body(fd, header, it, n, f16))) {
         s = dp_error(ctx, DP_ERR_IO, "%s: cannot write %s: %s", path, tmp, strerror(rc));
         goto done;
     }
@@ -609,9 +653,76 @@ dp_status dp_checkpoint_save(const char *path, dp_paramset *ps, dp_optim *optim,
 done:
     if (fd >= 0) close(fd);
     if (tmp) {
-        unlink(tmp); /* a failed save leaves no temporary file and PATH as it was */
+        unlink(tmp);
         dp_free(ctx, tmp);
     }
+    return s;
+}
+
+static dp_status storage_flag(dp_ctx *ctx, const char *path, dp_dtype storage, int *f16) {
+    if (storage != DP_F32 && storage != DP_F16)
+        return dp_error(ctx, DP_ERR_ARG, "%s: tensors can be stored as F32 or F16, not %s", path, dp_dtype_name(storage));
+    *f16 = storage == DP_F16;
+    return DP_OK;
+}
+
+dp_status dp_checkpoint_save(const char *path, dp_paramset *ps, dp_optim *optim, const char *arch,
+                             const char *const *extra) {
+    return dp_checkpoint_save_as(path, ps, optim, arch, extra, DP_F32);
+}
+
+dp_status dp_checkpoint_save_as(const char *path, dp_paramset *ps, dp_optim *optim, const char *arch,
+                                const char *const *extra, dp_dtype storage) {
+    if (!ps) return DP_ERR_NULL;
+    dp_ctx *ctx = dp_paramset_ctx(ps);
+    if (!path || !*path) return dp_error(ctx, DP_ERR_NULL, "dp_checkpoint_save: path is NULL or empty");
+    int f16 = 0;
+    dp_status s = storage_flag(ctx, path, storage, &f16);
+    if (s) return s;
+    if (optim && dp_optim_paramset(optim) != ps)
+        return dp_error(ctx, DP_ERR_ARG, "%s: the optimiser was made for another paramset", path);
+    for (int i = 0; extra && extra[i]; i += 2) {
+        if (!extra[i + 1]) return dp_error(ctx, DP_ERR_ARG, "%s: metadata key '%s' has no value", path, extra[i]);
+        if (is_reserved(extra[i]))
+            return dp_error(ctx, DP_ERR_ARG, "%s: metadata key '%s' is written by doppel itself", path, extra[i]);
+        for (int k = 0; k < i; k += 2)
+            if (!strcmp(extra[k], extra[i])) return dp_error(ctx, DP_ERR_ARG, "%s: metadata key '%s' is given twice", path, extra[i]);
+    }
+
+    int n_ps = dp_paramset_count(ps), n_st = optim ? dp_optim_state_count(optim) : 0, n = n_ps + n_st;
+    char *header = NULL;
+    ck_item *it = dp_calloc(ctx, sizeof(ck_item) * (size_t)(n ? n : 1));
+    char **onames = dp_calloc(ctx, sizeof(char *) * (size_t)(n_st ? n_st : 1));
+    if (!it || !onames) {
+        s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    for (int i = 0; i < n_ps; i++) {
+        dp_tensor *t = dp_paramset_at(ps, i);
+        if (t->dtype != DP_F32 || !dp_tensor_is_contiguous(t)) {
+            s = dp_error(ctx, DP_ERR_DTYPE, "%s: tensor '%s' is not a contiguous F32 tensor", path, t->name);
+            goto done;
+        }
+        if (!strncmp(t->name, ST_OPTIM_PREFIX, strlen(ST_OPTIM_PREFIX)) && optim) {
+            s = dp_error(ctx, DP_ERR_ARG, "%s: parameter '%s' would clash with the optimiser state names", path, t->name);
+            goto done;
+        }
+        item_of(&it[i], t->name, t);
+    }
+    for (int i = 0; i < n_st; i++) {
+        const char *sn;
+        dp_tensor *t = dp_optim_state_at(optim, i, &sn);
+        onames[i] = dup_str(ctx, ST_OPTIM_PREFIX, sn);
+        if (!onames[i]) {
+            s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory", path);
+            goto done;
+        }
+        item_of(&it[n_ps + i], onames[i], t);
+    }
+    if (f16 && (s = check_f16_range(ctx, path, it, n)) != DP_OK) goto done;
+    if ((s = build_header(ctx, path, it, n, optim, arch, extra, f16, &header)) != DP_OK) goto done;
+    s = write_file(ctx, path, header, it, n, f16);
+done:
     cJSON_free(header);
     for (int i = 0; onames && i < n_st; i++) dp_free(ctx, onames[i]);
     dp_free(ctx, onames);
@@ -627,13 +738,61 @@ typedef struct ld_item {
     size_t at; /* offset in the staging buffer */
 } ld_item;
 
+static int is_f16(const st_entry *e) { return !strcmp(e->dtype, "F16"); }
+
+/* Reads entry e (F32 or F16) into buf, its size in the file, in host byte order, and checks that every
+ * value is finite: a NaN or Inf weight would only show up later as NaN scores. */
+static dp_status read_entry(st_file *f, const st_entry *e, unsigned char *buf) {
+    size_t bytes = (size_t)(e->end - e->begin);
+    int h = is_f16(e);
+    int rc = pread_all(f->fd, buf, bytes, f->data_start + e->begin);
+    if (rc)
+        return rc == -1 ? dp_error(f->ctx, DP_ERR_FORMAT, "%s: truncated while reading tensor '%s'", f->path, e->name)
+                        : dp_error(f->ctx, DP_ERR_IO, "%s: read error in tensor '%s': %s", f->path, e->name, strerror(rc));
+    if (ST_BIG_ENDIAN) {
+        if (h)
+            swap16(buf, bytes / 2);
+        else
+            swap32(buf, bytes / 4);
+    }
+    for (size_t k = 0, n = bytes / (h ? 2 : 4); k < n; k++) {
+        float v;
+        if (h) {
+            uint16_t u;
+            memcpy(&u, buf + 2 * k, 2);
+            v = dp_f16_to_f32(u);
+        } else {
+            memcpy(&v, buf + 4 * k, 4);
+        }
+        if (!isfinite(v))
+            return dp_error(f->ctx, DP_ERR_NUMERIC, "%s: tensor '%s' holds a non-finite value (%s) at element %zu", f->path,
+                            e->name, isnan(v) ? "NaN" : "Inf", k);
+    }
+    return DP_OK;
+}
+
+/* The staged bytes of entry e as floats (F16 widened exactly). */
+static void decode_entry(const st_entry *e, const unsigned char *buf, float *dst) {
+    size_t bytes = (size_t)(e->end - e->begin);
+    if (!is_f16(e)) {
+        memcpy(dst, buf, bytes);
+        return;
+    }
+    for (size_t k = 0; k < bytes / 2; k++) {
+        uint16_t u;
+        memcpy(&u, buf + 2 * k, 2);
+        dst[k] = dp_f16_to_f32(u);
+    }
+}
+
 /* Finds name in the file and checks it against t; the message names both shapes. */
 static dp_status match(st_file *f, const char *name, const char *what, const dp_tensor *t, const st_entry **out) {
     dp_ctx *ctx = f->ctx;
     const st_entry *e = st_find(f, name);
     if (!e) return dp_error(ctx, DP_ERR_NOT_FOUND, "%s: %s '%s' is missing from the file", f->path, what, name);
-    if (strcmp(e->dtype, "F32"))
-        return dp_error(ctx, DP_ERR_DTYPE, "%s: %s '%s' is %s in the file, the model expects F32", f->path, what, name, e->dtype);
+    if (strcmp(e->dtype, "F32") && strcmp(e->dtype, "F16"))
+        return dp_error(ctx, DP_ERR_DTYPE, "%s: %s '%s' is %s in the file, the model expects F32 (or F16, read as F32)", f->path,
+                        what, name, e->dtype);
     int same = e->ndim == t->ndim;
     for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
     if (!same) {
@@ -701,38 +860,113 @@ dp_status dp_checkpoint_load(const char *path, dp_paramset *ps, dp_optim *optim)
     /* 2. Stage all the data, so an I/O error half-way changes nothing. */
     for (int i = 0; i < n; i++) {
         it[i].at = total;
-        total += (size_t)(it[i].e->end - it[i].e->begin);
+        total += ((size_t)(it[i].e->end - it[i].e->begin) + 7) & ~(size_t)7;
     }
     stage = dp_malloc(ctx, total ? total : 1);
     if (!stage) {
         s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory staging %zu bytes", path, total);
         goto done;
     }
-    for (int i = 0; i < n; i++) {
-        const st_entry *e = it[i].e;
-        size_t bytes = (size_t)(e->end - e->begin);
-        int rc = pread_all(f.fd, stage + it[i].at, bytes, f.data_start + e->begin);
-        if (rc) {
-            s = rc == -1 ? dp_error(ctx, DP_ERR_FORMAT, "%s: truncated while reading tensor '%s'", path, e->name)
-                         : dp_error(ctx, DP_ERR_IO, "%s: read error in tensor '%s': %s", path, e->name, strerror(rc));
-            goto done;
-        }
-        if (ST_BIG_ENDIAN) swap32(stage + it[i].at, bytes / 4);
-        /* A NaN or Inf weight would only show up later as NaN scores: refuse it here. */
-        const float *v = (const float *)(const void *)(stage + it[i].at);
-        for (size_t k = 0; k < bytes / 4; k++)
-            if (!isfinite(v[k])) {
-                s = dp_error(ctx, DP_ERR_NUMERIC, "%s: tensor '%s' holds a non-finite value (%s) at element %zu", path,
-                             e->name, isnan(v[k]) ? "NaN" : "Inf", k);
-                goto done;
-            }
-    }
+    for (int i = 0; i < n; i++)
+        if ((s = read_entry(&f, it[i].e, stage + it[i].at)) != DP_OK) goto done;
     /* 3. Commit. */
-    for (int i = 0; i < n; i++) memcpy(it[i].t->data, stage + it[i].at, (size_t)(it[i].e->end - it[i].e->begin));
+    for (int i = 0; i < n; i++) decode_entry(it[i].e, stage + it[i].at, it[i].t->data);
     if (optim) dp_optim_set_steps(optim, step);
 done:
     dp_free(ctx, sname);
     dp_free(ctx, stage);
+    dp_free(ctx, it);
+    st_close(&f);
+    return s;
+}
+
+/* ------------------------------------------------------------ convert */
+
+static void convert_stats(const float *v, int64_t n, dp_convert_info *ci) {
+    for (int64_t k = 0; k < n; k++) {
+        double x = v[k], y = dp_f16_to_f32(dp_f32_to_f16(v[k])), err = fabs(y - x);
+        if (err > ci->max_abs_err) ci->max_abs_err = err;
+        if (fabs(x) >= 0x1p-14 && err / fabs(x) > ci->max_rel_err) ci->max_rel_err = err / fabs(x);
+        if (x != 0 && y == 0) ci->flushed++;
+        else if (y != 0 && fabs(y) < 0x1p-14) ci->subnormal++;
+    }
+}
+
+dp_status dp_checkpoint_convert(dp_ctx *ctx, const char *in, const char *out, dp_dtype storage, dp_convert_info *info) {
+    if (!ctx) return DP_ERR_NULL;
+    if (info) memset(info, 0, sizeof *info);
+    if (!in || !*in || !out || !*out) return dp_error(ctx, DP_ERR_NULL, "dp_checkpoint_convert: in and out are required");
+    int f16 = 0;
+    dp_status s = storage_flag(ctx, out, storage, &f16);
+    if (s) return s;
+    st_file f;
+    if ((s = st_open(ctx, in, &f)) != DP_OK) return s;
+    ck_item *it = dp_calloc(ctx, sizeof(ck_item) * (size_t)(f.n ? f.n : 1));
+    float *vals = NULL;
+    unsigned char *buf = NULL;
+    char *header = NULL;
+    cJSON *root = NULL;
+    uint64_t total = 0, maxb = 0;
+    if (!it) {
+        s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory", in);
+        goto done;
+    }
+    for (int i = 0; i < f.n; i++) {
+        const st_entry *e = &f.e[i];
+        if (strcmp(e->dtype, "F32") && strcmp(e->dtype, "F16")) {
+            s = dp_error(ctx, DP_ERR_DTYPE, "%s: tensor '%s' is %s; only F32 and F16 tensors can be converted", in, e->name,
+                         e->dtype);
+            goto done;
+        }
+        uint64_t numel = (e->end - e->begin) / (is_f16(e) ? 2 : 4);
+        if (numel * 4 > (uint64_t)ctx->limits.max_tensor_bytes) {
+            s = dp_error(ctx, DP_ERR_NOMEM, "%s: tensor '%s' takes %llu bytes as F32, above the limit of %llu (dp_limits.max_tensor_bytes)",
+                         in, e->name, (unsigned long long)(numel * 4), (unsigned long long)ctx->limits.max_tensor_bytes);
+            goto done;
+        }
+        if (e->end - e->begin > maxb) maxb = e->end - e->begin;
+        it[i].name = e->name;
+        it[i].ndim = e->ndim;
+        it[i].shape = e->shape;
+        it[i].numel = (int64_t)numel;
+        total += numel;
+    }
+    vals = dp_malloc(ctx, (size_t)(total ? total : 1) * sizeof(float));
+    buf = dp_malloc(ctx, (size_t)(maxb ? maxb : 1));
+    if (!vals || !buf) {
+        s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory for %llu values", in, (unsigned long long)total);
+        goto done;
+    }
+    uint64_t at = 0;
+    for (int i = 0; i < f.n; i++) {
+        if ((s = read_entry(&f, &f.e[i], buf)) != DP_OK) goto done;
+        decode_entry(&f.e[i], buf, vals + at);
+        it[i].data = vals + at;
+        at += (uint64_t)it[i].numel;
+        if (info) {
+            info->tensors++;
+            info->values += it[i].numel;
+            if (f16) convert_stats(it[i].data, it[i].numel, info);
+        }
+    }
+    if (f16 && (s = check_f16_range(ctx, out, it, f.n)) != DP_OK) goto done;
+    root = cJSON_CreateObject();
+    cJSON *meta = root && f.meta ? cJSON_Duplicate(f.meta, 1) : NULL;
+    if (meta && !cJSON_AddItemToObject(root, "__metadata__", meta)) {
+        cJSON_Delete(meta);
+        meta = NULL;
+    }
+    if (!root || (f.meta && !meta)) {
+        s = dp_error(ctx, DP_ERR_NOMEM, "%s: out of memory building the header", out);
+        goto done;
+    }
+    if ((s = header_text(ctx, out, root, it, f.n, f16, &header)) != DP_OK) goto done;
+    s = write_file(ctx, out, header, it, f.n, f16);
+done:
+    cJSON_free(header);
+    cJSON_Delete(root);
+    dp_free(ctx, buf);
+    dp_free(ctx, vals);
     dp_free(ctx, it);
     st_close(&f);
     return s;

@@ -1,7 +1,10 @@
 #include "util/files.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 unsigned char *dp_test_read_file(const char *path, size_t *n) {
     *n = 0;
@@ -23,4 +26,17 @@ int dp_test_write_file(const char *path, const void *data, size_t n) {
     if (!f) return -1;
     int ok = n == 0 || fwrite(data, 1, n, f) == n;
     return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+int dp_test_remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    char path[4096];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    return rmdir(dir);
 }
