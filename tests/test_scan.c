@@ -1,8 +1,10 @@
 /* doppel scan (include/doppel/video.h): the pipeline on small videos made
  * here with doppel's own encoder (dp_video_write_test), the annotated output,
  * the aggregation, and bad input — a truncated MP4, a file that is not a
- * video, an empty file, a stream on stdin that stops or breaks off — which
- * must give a clear error, keep what was analysed, and never hang. */
+ * video, an empty file, a stream on stdin or over HTTP that stops or breaks
+ * off — which must give a clear error, keep what was analysed, and never
+ * hang. The HTTP stream is served by the ffmpeg program when it is installed
+ * (not a dependency of doppel: the test skips visibly without it). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -486,6 +491,160 @@ static void test_stdin_stops(void **state) {
     cJSON_Delete(j);
 }
 
+/* ------------------------------------------------------------ a live network stream
+ * `ffmpeg -re -i clip -c copy -f mpegts -listen 1 http://127.0.0.1:PORT` serves the clip at its
+ * real pace; doppel scans the URL (a live source: JSON lines per frame, frames dropped rather
+ * than queued). Then the server is frozen (SIGSTOP: no more data) or killed (the connection
+ * closes) after a few frames: a clear error or the end of the stream, the frames before it
+ * reported, no hang. */
+static int have_program(const char *name) {
+    const char *path = getenv("PATH");
+    char dir[1024], full[1100];
+    while (path && *path) {
+        size_t k = strcspn(path, ":");
+        snprintf(dir, sizeof dir, "%.*s", (int)(k < sizeof dir - 1 ? k : sizeof dir - 1), path);
+        snprintf(full, sizeof full, "%s/%s", dir, name);
+        if (k > 0 && access(full, X_OK) == 0) return 1;
+        path += k + (path[k] == ':');
+    }
+    return 0;
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Whether something listens on 127.0.0.1:port (/proc/net/tcp, state 0A), without connecting:
+ * the server accepts one client only. */
+static int listening(int port) {
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (!f) return 0;
+    char line[512], want[32];
+    snprintf(want, sizeof want, "0100007F:%04X", port);
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char local[64], remote[64], st[8];
+        if (sscanf(line, " %*d: %63s %63s %7s", local, remote, st) == 3) found = !strcmp(local, want) && !strcmp(st, "0A");
+    }
+    fclose(f);
+    return found;
+}
+
+static pid_t serve_http(const char *video, int port) {
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+        execlp("ffmpeg", "ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-i", video, "-c", "copy", "-f", "mpegts",
+               "-listen", "1", url, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 300 && !listening(port); i++) nanosleep(&(struct timespec){0, 50000000}, NULL);
+    if (!listening(port)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fail_msg("ffmpeg did not listen on port %d within 15 s", port);
+    }
+    return pid;
+}
+
+static void stop_server(pid_t pid) {
+    kill(pid, SIGKILL);
+    kill(pid, SIGCONT);
+    waitpid(pid, NULL, 0);
+}
+
+static pid_t g_server;
+static int g_signal, g_signal_at, g_signalled;
+static int signal_server(const dp_video_frame *f, void *user) {
+    (void)user;
+    if (!g_signalled && f->frames_analysed >= g_signal_at) g_signalled = kill(g_server, g_signal) == 0;
+    return 0;
+}
+
+static void test_network(void **state) {
+    (void)state;
+    if (!have_program("ffmpeg")) {
+        fprintf(stderr, "note: the ffmpeg program is absent: the network-stream test is skipped\n");
+        skip();
+    }
+    alarm(120); /* a hang ends the test as a failure */
+    char v[300], vl[300], url[64], cmd[512];
+    write_video_dx("net.mp4", 30, 0, 2, v, sizeof v);       /* 3 s at 10 fps */
+    write_video_dx("netlong.mp4", 100, 0, 2, vl, sizeof vl); /* 10 s: most of it still unsent when stopped */
+    /* the whole stream through the CLI: one JSON line per analysed frame, then the summary */
+    int port = free_port();
+    pid_t srv = serve_http(v, port);
+    snprintf(cmd, sizeof cmd, "'%s' scan --json --live --timeout 5 http://127.0.0.1:%d", DP_CLI_PATH, port);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    static char line[1 << 16], last[1 << 16];
+    int frame_lines = 0;
+    last[0] = 0;
+    while (fgets(line, sizeof line, p)) {
+        if (strstr(line, "\"frame\":")) {
+            frame_lines++;
+            assert_non_null(strstr(line, "\"latency_ms\":"));
+        } else
+            snprintf(last, sizeof last, "%s", line);
+    }
+    int rc = pclose(p);
+    stop_server(srv);
+    cJSON *j = cJSON_Parse(last);
+    assert_non_null(j);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "video"), "live")));
+    int analysed = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "frames"), "analysed")->valueint;
+    assert_int_equal(frame_lines, analysed);
+    assert_true(analysed >= 10); /* 30 sent; a live scan may drop some when the machine is busy */
+    assert_non_null(cJSON_GetObjectItem(j, "latency_ms"));
+    if (g_have_face) assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tracks")) >= 1);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) != 2); /* no error: the stream ended */
+    cJSON_Delete(j);
+    /* the server freezes after 5 analysed frames: no data for 1 s → "the stream stopped", frames kept */
+    port = free_port();
+    g_server = serve_http(vl, port);
+    g_signal = SIGSTOP, g_signal_at = 5, g_signalled = 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    dp_status st;
+    dp_video_result *r = scan(url, &(dp_video_opts){.timeout_s = 1, .on_frame = signal_server}, &st);
+    stop_server(g_server);
+    fprintf(stderr, "http, server frozen after 5 frames: %s (%lld frames analysed)\n", r->error,
+            (long long)r->frames_analysed);
+    assert_true(r->live);
+    if (r->frames_decoded < 100) { /* (on a very busy machine all may have come before the signal did) */
+        assert_int_equal(st, DP_ERR_IO);
+        assert_non_null(strstr(r->error, "the stream stopped"));
+        assert_false(r->complete);
+    }
+    assert_true(r->frames_analysed >= 5);
+    dp_video_result_free(r);
+    /* the server is killed after 5 frames: the connection closes, what came is reported */
+    port = free_port();
+    g_server = serve_http(vl, port);
+    g_signal = SIGKILL, g_signal_at = 5, g_signalled = 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    r = scan(url, &(dp_video_opts){.timeout_s = 1, .on_frame = signal_server}, &st);
+    stop_server(g_server);
+    fprintf(stderr, "http, server killed after 5 frames: %s (%lld frames analysed)\n",
+            st == DP_OK ? "the end of the stream" : r->error, (long long)r->frames_analysed);
+    assert_true(g_signalled);
+    assert_true(r->frames_analysed >= 5);
+    assert_true(r->frames_decoded < 100); /* it ended with the connection, not with the clip */
+    assert_true(r->complete || st != DP_OK);
+    dp_video_result_free(r);
+    alarm(0);
+}
+
 /* ------------------------------------------------------------ aggregation */
 static void test_aggregation(void **state) {
     (void)state;
@@ -602,6 +761,7 @@ int main(void) {
         cmocka_unit_test(test_aggregation), cmocka_unit_test(test_basic),     cmocka_unit_test(test_every_fps_stop),
         cmocka_unit_test(test_out),         cmocka_unit_test(test_truncated), cmocka_unit_test(test_not_video),
         cmocka_unit_test(test_stdin_stops), cmocka_unit_test(test_cli),       cmocka_unit_test(test_ctx_limits),
+        cmocka_unit_test(test_network),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -680,7 +680,7 @@ static void *thread_main(void *arg) {
             /* flush the decoder: frames it still holds */
             if (avcodec_send_packet(s->dec, NULL) >= 0 && !drain(s, f)) break;
             if (atomic_load(&s->stop)) finish(s, DP_OK, NULL);
-            else if (atomic_load(&s->stalled))
+            else if (atomic_load(&s->stalled) || r == AVERROR(ETIMEDOUT)) /* ours, or the protocol's rw_timeout */
                 finish(s, DP_ERR_IO, "%s: no data for %.3g s: the stream stopped", s->name, s->o.timeout_s);
             else if (r == AVERROR_EOF) {
                 /* a cut file often just ends: compare with what its header promised */
@@ -695,6 +695,8 @@ static void *thread_main(void *arg) {
                            s->last_t, dur);
                 else finish(s, DP_OK, NULL);
             }
+            else if (s->o.live)
+                finish(s, DP_ERR_IO, "%s: the stream broke off: %s", s->name, dpv_averr(r, eb, sizeof eb));
             else
                 finish(s, DP_ERR_FORMAT, "%s: reading stopped: %s (the file is truncated or corrupt)", s->name,
                        dpv_averr(r, eb, sizeof eb));
