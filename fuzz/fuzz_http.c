@@ -3,8 +3,9 @@
  * as raw bytes on a new connection (request line, headers, body: GET/POST, multipart
  * uploads, ...), the answer is read until the server closes or 10 s pass. The server works on
  * its own threads, possibly after the client has gone, so scripts/fuzz.sh turns off libFuzzer's
- * per-input leak check for this target (LeakSanitizer still checks at exit). A crash,
- * sanitizer report or hang anywhere in the server is a finding. */
+ * per-input leak check for this target; at exit the server is stopped as on SIGTERM (waiting for
+ * the requests in progress) before LeakSanitizer checks. A crash, sanitizer report or hang
+ * anywhere in the server is a finding. */
 #include "fuzz_common.h" /* first: it asks for _GNU_SOURCE */
 
 #include <arpa/inet.h>
@@ -17,6 +18,18 @@
 #include "server/server.h"
 
 static int port;
+static pthread_t server;
+
+/* At exit (the end of -max_total_time, -runs, or SIGINT/SIGTERM to the fuzzer): stop the server as
+ * doppel serve stops on SIGTERM (MHD_stop_daemon waits for the requests in progress, then the pool is
+ * freed) and wait for it, so that LeakSanitizer's check at exit sees only what was really lost, not the
+ * buffers of a heat map still being computed for a client that has gone (reported as leaks before). */
+static void stop_server(void) {
+    if (!port) return;
+    pthread_kill(server, SIGTERM);
+    pthread_join(server, NULL);
+    port = 0;
+}
 
 static void *serve_thread(void *arg) {
     serve_opts *o = arg;
@@ -53,13 +66,12 @@ static void start(void) {
     o.timeout_s = 2;
     o.quiet = 1;
     signal(SIGPIPE, SIG_IGN);
-    pthread_t t;
-    if (pthread_create(&t, NULL, serve_thread, &o) != 0) abort();
-    pthread_detach(t);
+    if (pthread_create(&server, NULL, serve_thread, &o) != 0) abort();
     for (int i = 0; i < 600; i++) { /* the model loads first: up to a minute */
         int fd = connect_once();
         if (fd >= 0) {
             close(fd);
+            atexit(stop_server);
             return;
         }
         usleep(100000);
