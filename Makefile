@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-fast test-asan demo gan-demo bench install clean format fuzz fuzz-build fuzz-corpus valgrind
+.PHONY: all deps build test test-fast test-asan demo gan-demo bench install clean format fuzz fuzz-build fuzz-corpus valgrind valgrind-suite
 
 all: build
 
@@ -83,6 +83,14 @@ valgrind:
 	cmake -S . -B $(VALGRIND_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 	cmake --build $(VALGRIND_BUILD) -j $(JOBS)
 	scripts/valgrind.sh $(VALGRIND_BUILD)
+
+# The whole test suite under valgrind memcheck (slow; VALGRIND_TESTS=REGEX picks tests; docs/security.md).
+VALGRIND_TESTS ?=
+valgrind-suite:
+	@scripts/install-deps.sh test
+	cmake -S . -B $(VALGRIND_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build $(VALGRIND_BUILD) -j $(JOBS)
+	scripts/valgrind.sh --suite $(VALGRIND_BUILD) '$(VALGRIND_TESTS)'
 
 install: build
 	cmake --install $(BUILD)
