@@ -23,9 +23,8 @@ if [ "${1:-}" = --report ]; then
     [ -f "$ledger" ] || { echo "no ledger at $ledger" >&2; exit 1; }
     awk -F'\t' '$1 !~ /^#/ && NF >= 9 {cpu[$2] += $4; wall[$2] += $3; ex[$2] += $5; n[$2]++;
                  if ($6 > cov[$2]) cov[$2] = $6; if ($7 != 0) bad[$2]++}
-        END {printf "%-12s %6s %9s %9s %12s %6s %s\n", "target", "slices", "wall s", "CPU s", "execs", "cov", "failed";
-             for (t in n) printf "%-12s %6d %9d %9.0f %12d %6d %d\n", t, n[t], wall[t], cpu[t], ex[t], cov[t], bad[t] + 0}' \
-        "$ledger" | sort
+        END {for (t in n) printf "%-12s %6d %9d %9.0f %12d %6d %d\n", t, n[t], wall[t], cpu[t], ex[t], cov[t], bad[t] + 0}' \
+        "$ledger" | sort | { printf "%-12s %6s %9s %9s %12s %6s %s\n" target slices "wall s" "CPU s" execs cov failed; cat; }
     exit 0
 fi
 
