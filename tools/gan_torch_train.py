@@ -7,7 +7,7 @@ of images, e.g. ../shared/data/faces/real-celeba) with the same recipe as
 and on G(z).detach(), Adam step of D; G through the updated D, Adam step of G),
 BCE on D's sigmoid, DCGAN initialisation, Adam lr 2e-4, betas (0.5, 0.999),
 pixels in [-1, 1], a fresh shuffle every pass, the last partial batch dropped,
-no flips. Then it writes N samples of G in eval mode as PNG files (8-bit), which
+with --flip each real image flipped horizontally with probability 1/2 (doppel's --flip). Then it writes N samples of G in eval mode as PNG files (8-bit), which
 `doppel gan eval --images DIR` measures with the same metrics as doppel's own
 generators.
 
@@ -18,7 +18,7 @@ Writes OUT/metrics.csv (step,time,loss_d,loss_g,d_real,d_fake: `doppel gan repor
 --run OUT` draws it), OUT/samples/step_NNNNNN.png (8x8 grids of a fixed noise batch,
 G in eval mode, every --sample-every steps and at the end, as doppel's runs),
 OUT/png/sample_NNNNNN.png (--n, default 1000: `doppel gan eval --images OUT/png`),
-OUT/G.pt and OUT/run.json (configuration, training wall time in seconds without the
+OUT/G.pt (and OUT/G_stepNNNNNN.pt every --ckpt-every steps) and OUT/run.json (configuration, training wall time in seconds without the
 grids, steps per second).
 """
 import argparse, csv, gzip, json, os, struct, sys, time
@@ -89,6 +89,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=1000, help="samples written for doppel gan eval")
     ap.add_argument("--sample-every", type=int, default=0, help="a grid every N steps (0: at the end only)")
+    ap.add_argument("--ckpt-every", type=int, default=0, help="also write G every N steps as OUT/G_stepNNNNNN.pt")
+    ap.add_argument("--flip", action="store_true", help="flip each real image horizontally with probability 1/2")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -137,6 +139,9 @@ def main():
             order, pos = torch.randperm(n, generator=gen), 0
         x = data[order[pos * B:(pos + 1) * B]].float() / 127.5 - 1
         pos += 1
+        if a.flip:
+            m = torch.rand(B, generator=gen) < 0.5
+            x[m] = x[m].flip(-1)
         z = torch.randn(B, 100, 1, 1, generator=gen)
         fake = G(z)
         D.zero_grad()
@@ -151,6 +156,8 @@ def main():
         oG.step()
         w.writerow([step, f"{time.time() - t0:.3f}", f"{ld.item():.9g}", f"{lg.item():.9g}",
                     f"{out_r.mean().item():.6g}", f"{out_f.mean().item():.6g}"])
+        if a.ckpt_every and step % a.ckpt_every == 0:
+            torch.save(G.state_dict(), os.path.join(a.out, f"G_step{step:06d}.pt"))
         if (a.sample_every and step % a.sample_every == 0) or step == a.steps:
             tg = time.time()
             write_grid(step)
