@@ -208,6 +208,7 @@ static const cfg configs[] = {
     {"conv k3 on 3x3 groups 2", 0, 3, 4, 3, 3, 6, 3, 3, {.groups = 2}, 1},
     {"conv 4-wide rows (im2col)", 0, 3, 4, 6, 6, 5, 3, 3, {0}, 1},
     {"conv K cut into slices", 0, 32, 32, 8, 8, 4, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"conv pieces k4 s2 p1 (whole-row pieces, stride-2 col2im)", 0, 2, 8, 90, 90, 3, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv batch-folded panels (DCGAN-28 D)", 0, 45, 8, 14, 14, 16, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"tconv basic", 1, 2, 3, 4, 4, 2, 3, 3, {0}, 1},
     {"tconv s2 p1 outpad 1", 1, 2, 4, 5, 5, 3, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1, .output_pad_w = 1}, 0},
@@ -221,6 +222,8 @@ static const cfg configs[] = {
     {"tconv pieces", 1, 1, 2, 91, 91, 2, 2, 2, {.stride_h = 2, .stride_w = 2}, 1},
     {"tconv single image", 1, 1, 3, 5, 5, 2, 3, 3, {.stride_h = 2, .stride_w = 2}, 1},
     {"tconv from 1x1 groups 2", 1, 3, 4, 1, 1, 6, 3, 3, {.groups = 2}, 1},
+    {"tconv pieces k4 s2 p1 (whole-row pieces, stride-2 col2im)", 1, 1, 8, 45, 45, 8, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"tconv k4 s2 p1 odd rows (stride-2 col2im tails)", 1, 3, 6, 5, 19, 5, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv batch-folded panels (DCGAN-28 G)", 1, 45, 16, 7, 7, 8, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"tconv K cut into slices", 1, 32, 4, 4, 4, 32, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1}, 1},
 };

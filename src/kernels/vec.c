@@ -57,6 +57,12 @@ static void scatter_add_idx_c(float *dst, const float *v, const int32_t *idx, in
     for (int64_t i = 0; i < n; i++)
         if (idx[i] >= 0) dst[idx[i]] += v[i];
 }
+static void col2im_s2k4_c(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        row[2 * j] += c1[j] + (j > 0 ? c3[j - 1] : 0.0f);
+        row[2 * j + 1] += (j + 1 < n ? c0[j + 1] : 0.0f) + c2[j];
+    }
+}
 static void gather_panel_c(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
                            const int32_t *idx, int64_t ldi, int n) {
     int64_t c = r0 / kk, t = r0 % kk;
@@ -186,6 +192,27 @@ T512 static void scatter_add_idx_512(float *dst, const float *v, const int32_t *
     scatter_add_idx_c(dst, v + i, idx + i, n - i);
 }
 
+/* 16 output pairs at a time: the even and odd sums, interleaved by two
+ * permutes, added to 32 contiguous image values. */
+T512 static void col2im_s2k4_512(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    for (int64_t j = 0; j < n; j += 16) {
+        int w = n - j < 16 ? (int)(n - j) : 16;
+        __mmask16 m = (__mmask16)(w == 16 ? 0xFFFFu : (1u << w) - 1u);
+        __mmask16 m0 = j + w == n ? (__mmask16)(m >> 1) : m; /* c0[j + 1 + lane]: none past the row */
+        /* c3[j - 1 + lane]: at the row start lane 0 is empty, the others come from c3[0..] */
+        __m512 v3 = j ? _mm512_maskz_loadu_ps(m, c3 + j - 1) : _mm512_maskz_expandloadu_ps((__mmask16)(m & ~1u), c3);
+        __m512 e = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c1 + j), v3);
+        __m512 o = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c0 + j + 1), _mm512_maskz_loadu_ps(m, c2 + j));
+        __mmask16 ma = (__mmask16)(2 * w >= 16 ? 0xFFFFu : (1u << (2 * w)) - 1u);
+        __mmask16 mb = (__mmask16)(2 * w <= 16 ? 0u : 2 * w == 32 ? 0xFFFFu : (1u << (2 * w - 16)) - 1u);
+        float *r = row + 2 * j;
+        _mm512_mask_storeu_ps(r, ma, _mm512_add_ps(_mm512_maskz_loadu_ps(ma, r), _mm512_permutex2var_ps(e, lo, o)));
+        if (mb) _mm512_mask_storeu_ps(r + 16, mb, _mm512_add_ps(_mm512_maskz_loadu_ps(mb, r + 16), _mm512_permutex2var_ps(e, hi, o)));
+    }
+}
+
 T512 static void gather_panel_512(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
                                   const int32_t *idx, int64_t ldi, int n) {
     if (nr % 16) {
@@ -284,6 +311,9 @@ T256 static void gather_panel_256(float *dst, int nr, int kc, const float *src, 
     }
 }
 static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s) { scatter_add_s_c(dst, src, n, s); }
+static void col2im_s2k4_256(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
+    col2im_s2k4_c(row, c0, c1, c2, c3, n);
+}
 #define PICK(f, ...)                        \
     switch (dp_kernel_level()) {            \
     case 2: return f##_512(__VA_ARGS__);    \
@@ -310,6 +340,9 @@ void dp_vec_gather_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV
 void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV(scatter_add_s, dst, src, n, s) }
 void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t n) { PICKV(gather_idx, dst, src, idx, n) }
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n) { PICKV(scatter_add_idx, dst, v, idx, n) }
+void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
+    PICKV(col2im_s2k4, row, c0, c1, c2, c3, n)
+}
 void dp_vec_gather_panel(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
                          const int32_t *idx, int64_t ldi, int n) {
     PICKV(gather_panel, dst, nr, kc, src, cs, r0, kk, idx, ldi, n)

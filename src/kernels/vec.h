@@ -25,6 +25,12 @@ void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s);
 void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t n);
 /* src[idx[i]] += v[i] for idx[i] >= 0; the valid indices must be distinct (col2im) */
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n);
+/* One image row of the col2im of a stride-2 convolution with a 4-wide kernel
+ * and padding 1 (DCGAN's), from the four tap rows c0..c3 (kw = 0..3) of an
+ * output row of n positions into the image row of 2n values:
+ * row[2j] += c1[j] + c3[j-1], row[2j+1] += c0[j+1] + c2[j] (c3[-1] = c0[n] = 0).
+ * Contiguous loads and stores instead of a gather and a scatter per tap. */
+void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n);
 
 /* An im2col panel through an index table: for p < kc, row r = r0 + p reads
  * channel c = r / kk at src + c*cs and tap t = r % kk; dst[p*nr + j] =

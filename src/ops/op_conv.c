@@ -83,6 +83,10 @@ static void plan_chunks(const geom *G, chunks *c) {
     if (G->P >= target) {
         c->pieces = (G->P + target - 1) / target;
         c->len = (G->P + c->pieces - 1) / c->pieces;
+        if (c->len % G->OW && c->len > G->OW) { /* whole output rows (the stride-2 col2im wants them) */
+            c->len = (c->len + G->OW - 1) / G->OW * G->OW;
+            c->pieces = (G->P + c->len - 1) / c->len;
+        }
         c->ipi = 1;
         c->items = G->N * c->pieces;
     } else {
@@ -95,6 +99,7 @@ static void plan_chunks(const geom *G, chunks *c) {
     c->ks = ((int64_t)128 << 10) / c->len;
     if (c->ks < 16) c->ks = 16;
     if (c->ks > G->CKK) c->ks = G->CKK;
+    if (c->ks < G->CKK && c->ks > G->KW) c->ks -= c->ks % G->KW; /* slices of whole kernel rows */
 }
 
 /* Images [n0,n1) and positions [q0,q0+cnt) of each that an item covers. */
@@ -188,10 +193,31 @@ static void im2col_seg(const geom *G, const int32_t *tab, const float *img, int6
     }
 }
 
+/* Stride 2 along rows with a 4-wide kernel and padding 1, the image twice as
+ * wide as the output (DCGAN's 4x4 stride-2 layers): an image row's even
+ * columns get taps 1 and 3, its odd ones taps 0 and 2, of neighbouring output
+ * positions, so the four taps of an output row go into the image row as two
+ * shifted sums, interleaved (dp_vec_col2im_s2k4), not tap by tap. */
+static int s2k4_ok(const geom *G) { return G->sw == 2 && G->KW == 4 && G->pl == 1 && G->dw == 1 && G->W == 2 * G->OW; }
+
 /* The adjoint of im2col_seg: add each column entry back into the image. */
 static void col2im_seg(const geom *G, const int32_t *tab, float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt,
                        int64_t r0, int64_t r1, const float *col, int64_t ld) {
     float *x = img + (n * G->C + grp * G->Cg) * G->HW;
+    if (s2k4_ok(G) && r0 % 4 == 0 && r1 % 4 == 0 && q0 % G->OW == 0 && cnt % G->OW == 0) { /* whole rows, whole tap groups */
+        for (int64_t r = r0; r < r1; r += 4) {
+            int64_t cl = r / G->KK, kh = r / G->KW % G->KH;
+            const float *d = col + (r - r0) * ld;
+            float *xc = x + cl * G->HW;
+            for (int64_t q = q0; q < q0 + cnt; q += G->OW) {
+                int64_t ih = q / G->OW * G->sh - G->pt + kh * G->dh;
+                if (ih < 0 || ih >= G->H) continue;
+                const float *c = d + (q - q0);
+                dp_vec_col2im_s2k4(xc + ih * G->W, c, c + ld, c + 2 * ld, c + 3 * ld, G->OW);
+            }
+        }
+        return;
+    }
     if (tab && q0 == 0 && cnt == G->P) {
         for (int64_t r = r0; r < r1; r++)
             dp_vec_scatter_add_idx(x + r / G->KK * G->HW, col + (r - r0) * ld, tab + r % G->KK * G->P, G->P);
