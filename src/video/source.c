@@ -20,10 +20,35 @@
 #include <time.h>
 #include <unistd.h>
 #ifdef DP_HAVE_AVDEVICE
+#include <dlfcn.h>
 #include <libavdevice/avdevice.h>
+#include <libavutil/macros.h>
+#include <pthread.h>
 #endif
 
 #include "video/video_internal.h"
+
+#ifdef DP_HAVE_AVDEVICE
+/* libavdevice (cameras) is opened on the first /dev/video source, not linked: it pulls in some 80 more
+ * shared libraries (SDL2, X11, PulseAudio, ...), which cost every doppel process, whatever its command,
+ * ~0.08 s of CPU and ~19 MB of resident memory at start (docs/bench.md). Its only call here registers
+ * the devices with the libavformat already loaded. */
+static int g_avdevice_ok;
+static void avdevice_load_once(void) {
+    void *h = dlopen("libavdevice.so." AV_STRINGIFY(LIBAVDEVICE_VERSION_MAJOR), RTLD_NOW | RTLD_LOCAL);
+    void (*reg)(void) = NULL;
+    if (h) *(void **)&reg = dlsym(h, "avdevice_register_all");
+    if (reg) {
+        reg();
+        g_avdevice_ok = 1;
+    }
+}
+static int avdevice_load(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, avdevice_load_once);
+    return g_avdevice_ok;
+}
+#endif
 
 enum { QCAP_FILE = 6, QCAP_LIVE = 2, AVIO_BUF = 1 << 16 };
 
@@ -216,14 +241,13 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
         url = "";
     } else if (!strncmp(source, "/dev/video", 10)) {
 #ifdef DP_HAVE_AVDEVICE
-        avdevice_register_all();
-        ifmt = av_find_input_format("video4linux2");
+        if (avdevice_load()) ifmt = av_find_input_format("video4linux2");
 #endif
         if (!ifmt) {
             source_free(s);
             return dpv_fail(err, n, DP_ERR_UNSUPPORTED,
-                        "%s: this doppel was built without libavdevice (install libavdevice-dev and rebuild) to read "
-                        "cameras",
+                        "%s: reading cameras needs libavdevice (this doppel was built without libavdevice-dev, or "
+                        "libavdevice.so could not be loaded)",
                         source);
         }
     } else if (dp_video_source_is_live(source)) {
