@@ -2,7 +2,8 @@
  * out-of-distribution check (Mahalanobis distance of the penultimate
  * features, its statistics in the model file, the combined ood score, the
  * verdict it forces) and self-blended images (dp_self_blend: the same face
- * blended with a changed copy of itself inside a soft mask). No ../shared. */
+ * blended with a changed copy of itself inside a soft mask), a MesoInception-4
+ * detector's model file. No ../shared. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,7 +214,50 @@ static void self_blend(void **st) {
     dp_ctx_free(ctx);
 }
 
+/* --arch mesoinception4: the CNN is named in the file (doppel.cnn) and comes
+ * back on load; its penultimate features work the same way */
+static void inception_model(void **st) {
+    (void)st;
+    dp_ctx *ctx = new_ctx();
+    dp_detector *d = small_detector(ctx);
+    dp_detector_params p = *dp_detector_get_params(d);
+    dp_detector_free(d);
+    p.inception = 1;
+    OK(dp_detector_new(ctx, &p, 2, 5, &d));
+    enum { N = 6 };
+    dp_image crops[N];
+    float feat[N * DP_DETECT_NFEAT], m1[N], m2[N];
+    int label[N];
+    for (int k = 0; k < N; k++) {
+        OK(dp_image_alloc(ctx, 3, 32, 32, &crops[k]));
+        fill_crop(&crops[k], k, 0.2f);
+        label[k] = k & 1;
+    }
+    dp_detector_scores sc = {.meso_logit = m1, .features = feat};
+    OK(dp_detector_score(d, crops, N, &sc));
+    OK(dp_detector_fit_features(d, feat, label, N, 90));
+    char dir[64], path[128], buf[64];
+    snprintf(dir, sizeof dir, "/tmp/test_detect_ood-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/i.safetensors", dir);
+    OK(dp_detector_save(d, path, NULL));
+    OK(dp_checkpoint_meta(ctx, path, "doppel.cnn", buf, sizeof buf));
+    assert_string_equal(buf, "mesoinception4");
+    dp_detector *e;
+    OK(dp_detector_load(ctx, path, 4, &e));
+    assert_int_equal(dp_detector_get_params(e)->inception, 1);
+    OK(dp_detector_raw(e, crops, N, m2, NULL, NULL));
+    for (int k = 0; k < N; k++) assert_float_equal(m1[k], m2[k], 1e-5);
+    dp_detector_free(e);
+    dp_detector_free(d);
+    unlink(path);
+    rmdir(dir);
+    for (int k = 0; k < N; k++) dp_image_free(ctx, &crops[k]);
+    dp_ctx_free(ctx);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(feature_ood), cmocka_unit_test(self_blend)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(feature_ood), cmocka_unit_test(self_blend),
+                                       cmocka_unit_test(inception_model)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,6 +140,7 @@ const char *dp_verdict_name(dp_verdict v); /* "real", "uncertain", "fake" */
 typedef struct dp_detector_params {
     dp_crop_policy crop;
     int use_meso;                  /* 0: spectral detector only */
+    int inception;                 /* the CNN: 0 Meso-4, 1 MesoInception-4 (doppel.cnn in the file) */
     int n_spec;                    /* spectral features (crop.work / 2) */
     float spec_w[DP_SPECTRAL_MAX]; /* on standardised features */
     float spec_b;

@@ -112,7 +112,7 @@ static int usage_error(const opts *o, const char *fmt, ...) {
 
 static const char *const usage_text =
     "usage: doppel detect IMAGE|DIR... [--json] [--csv] [--explain OUT.png] [--model M]\n"
-    "       doppel detect train --real DIR... --fake DIR... [--arch meso4|spectral] --out M [options]\n"
+    "       doppel detect train --real DIR... --fake DIR... [--arch meso4|mesoinception4|spectral] --out M [options]\n"
     "       doppel detect eval  --real DIR... --fake DIR... [--model M] [--json] [--report OUT.html]\n"
     "       doppel detect calibrate --scores CSV... [--model M] [--max-fpr X] --out M2\n"
     "\n"
@@ -132,7 +132,8 @@ static const char *const usage_text =
     "  --real DIR, --fake DIR   folders of images (recursively; repeat for several sources)\n"
     "  --val-source DIR  one of the folders, held out whole: never trained on, reported on its own\n"
     "                    (leave-one-source-out: the figure that counts)\n"
-    "  --arch meso4|spectral    meso4: Meso-4 + spectral fused (default); spectral: spectral only\n"
+    "  --arch meso4|mesoinception4|spectral  the CNN fused with the spectral detector (meso4 by\n"
+    "                    default); spectral: the spectral detector only\n"
     "  --out M           the model file (best epoch by validation AUC); M.train keeps the last\n"
     "                    epoch with the optimiser state for --resume\n"
     "  --epochs N (10) --batch N (32) --lr X (0.001) --patience N (3) --seed N (1) --threads N\n"
@@ -244,7 +245,8 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
                 return usage_error(o, "--thresholds must be REAL,FAKE with 0 < REAL <= FAKE < 1, got '%s'", v);
         }
         else if (!strcmp(a, "--arch")) {
-            if (strcmp(v, "meso4") && strcmp(v, "spectral")) return usage_error(o, "--arch must be meso4 or spectral, got '%s'", v);
+            if (strcmp(v, "meso4") && strcmp(v, "mesoinception4") && strcmp(v, "spectral"))
+                return usage_error(o, "--arch must be meso4, mesoinception4 or spectral, got '%s'", v);
             o->arch = v;
         } else if (!strcmp(a, "--lr")) {
             char *end;
@@ -809,20 +811,21 @@ static int cmd_train(int argc, char **argv) {
     if (!o.n_real || !o.n_fake) return usage_error(&o, "give at least one --real and one --fake folder");
     if (!o.out) return usage_error(&o, "--out is required");
     if (o.model || o.report || o.explain || o.json || o.csv) return usage_error(&o, "--model, --report, --explain, --json and --csv are not for 'train'");
-    int meso = !strcmp(o.arch, "meso4");
+    int meso = strcmp(o.arch, "spectral") != 0, inception = !strcmp(o.arch, "mesoinception4");
     dp_detector_params par;
     memset(&par, 0, sizeof par);
     dp_crop_policy_default(&par.crop);
     if (o.size) par.crop.size = o.size;
     if (o.work) par.crop.work = o.work & ~1;
     par.use_meso = meso;
+    par.inception = inception;
     par.n_spec = dp_spectral_count(par.crop.work);
     par.fuse_w[0] = 1;
     par.t_real = DP_DETECT_T_REAL;
     par.t_fake = DP_DETECT_T_FAKE;
     if (o.t_fake > 0) par.t_real = o.t_real, par.t_fake = o.t_fake;
     for (int i = 0; i < DP_SPECTRAL_MAX; i++) par.spec_sigma[i] = par.class_sigma[0][i] = par.class_sigma[1][i] = 1;
-    if (meso && par.crop.size % 32) return usage_error(&o, "--size must be a multiple of 32 for Meso-4");
+    if (meso && par.crop.size % 32) return usage_error(&o, "--size must be a multiple of 32 for Meso-4 and MesoInception-4");
 
     dp_ctx *ctx = NULL;
     dp_face_detector *fd = NULL;
@@ -930,7 +933,7 @@ static int cmd_train(int argc, char **argv) {
         int S = par.crop.size, B = o.batch;
         if ((s = dp_graph_new(ctx, &g)) != DP_OK) goto done;
         dp_node *x = dp_input(g, "x", 4, (int64_t[]){B, 3, S, S}), *t = dp_input(g, "t", 2, (int64_t[]){B, 1});
-        dp_node *y = dp_model_meso4(g, ps, x), *loss = dp_bce(g, y, t);
+        dp_node *y = inception ? dp_model_mesoinception4(g, ps, x) : dp_model_meso4(g, ps, x), *loss = dp_bce(g, y, t);
         dp_graph_mark_output(g, loss);
         if ((s = dp_graph_compile(g)) != DP_OK || (s = dp_graph_set_training(g, 1)) != DP_OK ||
             (s = dp_graph_seed(g, o.seed)) != DP_OK) {
@@ -955,9 +958,9 @@ static int cmd_train(int argc, char **argv) {
             printf("resumed from %s after epoch %d (best validation AUC %.4f at epoch %d)\n", train_path, first - 1,
                    best_auc, best_epoch);
         }
-        printf("Meso-4: %lld parameters, input %dx%d, batch %d (half real, half fake), %lld steps/epoch, Adam lr %g "
+        printf("%s: %lld parameters, input %dx%d, batch %d (half real, half fake), %lld steps/epoch, Adam lr %g "
                "cosine, %d threads\n",
-               (long long)dp_paramset_numel(ps, 1), S, S, B, (long long)steps, o.lr, dp_ctx_threads(ctx));
+               inception ? "MesoInception-4" : "Meso-4", (long long)dp_paramset_numel(ps, 1), S, S, B, (long long)steps, o.lr, dp_ctx_threads(ctx));
         fflush(stdout);
         /* per-class index lists for balanced batches */
         int64_t *cl[2];
@@ -1868,9 +1871,10 @@ static int cmd_use(int argc, char **argv) {
                 printf("%s: face %d [%d,%d,%d,%d]%s p_fake %.4f %s (meso4 %.3f, spectral %.3f%s)\n", path, k + 1,
                        f->box.x, f->box.y, f->box.w, f->box.h, r.no_face ? " (no face found: centre crop)" : "",
                        (double)f->p_fake, dp_verdict_name(f->verdict), (double)f->p_meso, (double)f->p_spectral,
-                       dp_detector_get_params(det)->ood_threshold > 0 && f->ood > dp_detector_get_params(det)->ood_threshold
-                           ? "; unlike the training data"
-                           : "");
+                       f->ood_over == 3   ? "; unlike the training data (spectrum and Meso-4 features)"
+                       : f->ood_over == 2 ? "; unlike the training data (Meso-4 features)"
+                       : f->ood_over      ? "; unlike the training data (spectrum)"
+                                          : "");
             }
             printf("%s: %s (p_fake %.4f, %d face%s)%s\n", path, dp_verdict_name(r.verdict), (double)r.p_fake, r.n_faces,
                    r.n_faces == 1 ? "" : "s",

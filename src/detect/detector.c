@@ -104,7 +104,7 @@ static dp_status build(dp_detector *d, int batch) {
     int S = d->p.crop.size;
     d->batch = batch;
     d->x = dp_input(d->g, "x", 4, (int64_t[]){batch, 3, S, S});
-    d->y = dp_model_meso4(d->g, d->ps, d->x);
+    d->y = d->p.inception ? dp_model_mesoinception4(d->g, d->ps, d->x) : dp_model_meso4(d->g, d->ps, d->x);
     dp_graph_mark_output(d->g, d->y);
     if ((d->feat = penultimate(d->y, batch)) != NULL) dp_graph_mark_output(d->g, d->feat);
     if ((st = dp_graph_set_no_grad(d->g)) != DP_OK) return st;
@@ -168,7 +168,8 @@ dp_status dp_detector_save(dp_detector *d, const char *path, const char *const *
     const char *kv[64];
     int k = 0;
     const char *base[] = {"doppel.task", "detect", "doppel.crop", crop, "doppel.thresholds", thr, "doppel.ood", ood,
-                          "doppel.spectral_features", nspec, "doppel.use_meso", meso};
+                          "doppel.spectral_features", nspec, "doppel.use_meso", meso,
+                          "doppel.cnn", d->p.inception ? "mesoinception4" : "meso4"};
     for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) kv[k++] = base[i];
     if (d->p.feat_threshold > 0) {
         snprintf(oodf, sizeof oodf, "%.6g", (double)d->p.feat_threshold);
@@ -180,7 +181,8 @@ dp_status dp_detector_save(dp_detector *d, const char *path, const char *const *
         kv[k++] = extra[i + 1];
     }
     kv[k] = NULL;
-    return dp_checkpoint_save(path, d->ps, NULL, d->p.use_meso ? "detect-meso4" : "detect-spectral", kv);
+    return dp_checkpoint_save(path, d->ps, NULL,
+                              !d->p.use_meso ? "detect-spectral" : d->p.inception ? "detect-mesoinception4" : "detect-meso4", kv);
 }
 
 dp_status dp_detector_load(dp_ctx *ctx, const char *path, int batch, dp_detector **out) {
@@ -205,6 +207,11 @@ dp_status dp_detector_load(dp_ctx *ctx, const char *path, int batch, dp_detector
     }
     if (dp_checkpoint_meta(ctx, path, "doppel.ood", buf, sizeof buf) == DP_OK) p.ood_threshold = strtof(buf, NULL);
     if (dp_checkpoint_meta(ctx, path, "doppel.use_meso", buf, sizeof buf) == DP_OK) p.use_meso = atoi(buf) != 0;
+    if (dp_checkpoint_meta(ctx, path, "doppel.cnn", buf, sizeof buf) == DP_OK) {
+        if (strcmp(buf, "meso4") && strcmp(buf, "mesoinception4"))
+            return dp_error(ctx, DP_ERR_FORMAT, "%s: unknown doppel.cnn '%s' (meso4 or mesoinception4)", path, buf);
+        p.inception = !strcmp(buf, "mesoinception4");
+    }
     if (dp_checkpoint_meta(ctx, path, "doppel.ood_features", buf, sizeof buf) == DP_OK) {
         p.feat_threshold = strtof(buf, NULL);
         if (!(p.feat_threshold > 0 && isfinite(p.feat_threshold)))
