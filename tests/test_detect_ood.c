@@ -3,7 +3,7 @@
  * features, its statistics in the model file, the combined ood score, the
  * verdict it forces) and self-blended images (dp_self_blend: the same face
  * blended with a changed copy of itself inside a soft mask), a MesoInception-4
- * detector's model file. No ../shared. */
+ * detector's model file, Grad-CAM. No ../shared. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -256,8 +256,60 @@ static void inception_model(void **st) {
     dp_ctx_free(ctx);
 }
 
+/* Grad-CAM on the CNN: the map has the work crop's size, is finite and
+ * non-negative; the same through dp_detect_heatmap_ex / dp_detect_explain_ex */
+static void gradcam(void **st) {
+    (void)st;
+    dp_ctx *ctx = new_ctx();
+    for (int inc = 0; inc < 2; inc++) {
+        dp_detector *d = small_detector(ctx);
+        dp_detector_params p = *dp_detector_get_params(d);
+        dp_detector_free(d);
+        p.inception = inc;
+        OK(dp_detector_new(ctx, &p, 2, 3, &d));
+        dp_image crop;
+        OK(dp_image_alloc(ctx, 3, 32, 32, &crop));
+        fill_crop(&crop, 1, 0.3f);
+        float heat[32 * 32];
+        for (int rep = 0; rep < 2; rep++) { /* the graph is built once, then reused */
+            OK(dp_detector_gradcam(d, &crop, heat));
+            for (int i = 0; i < 32 * 32; i++) assert_true(isfinite(heat[i]) && heat[i] >= 0);
+        }
+        dp_image big;
+        OK(dp_image_alloc(ctx, 3, 40, 40, &big));
+        assert_int_equal(dp_detector_gradcam(d, &big, heat), DP_ERR_ARG);
+        dp_detect_result r;
+        memset(&r, 0, sizeof r);
+        OK(dp_detect_image(d, NULL, &big, &r));
+        dp_image hm, ex;
+        OK(dp_detect_heatmap_ex(d, &big, &r, DP_EXPLAIN_GRADCAM, &hm));
+        assert_int_equal(hm.width, 40);
+        for (int i = 0; i < 40 * 40; i++) assert_true(hm.data[i] >= 0 && hm.data[i] <= 1);
+        OK(dp_detect_explain_ex(d, &big, &r, DP_EXPLAIN_GRADCAM, &ex));
+        assert_int_equal(ex.channels, 3);
+        dp_image_free(ctx, &hm);
+        dp_image_free(ctx, &ex);
+        dp_image_free(ctx, &big);
+        dp_image_free(ctx, &crop);
+        dp_detector_free(d);
+    }
+    /* a spectral-only model has no CNN to explain */
+    dp_detector *d = small_detector(ctx);
+    dp_detector_params p = *dp_detector_get_params(d);
+    dp_detector_free(d);
+    p.use_meso = 0;
+    OK(dp_detector_new(ctx, &p, 1, 1, &d));
+    dp_image crop;
+    OK(dp_image_alloc(ctx, 3, 32, 32, &crop));
+    float heat[32 * 32];
+    assert_int_equal(dp_detector_gradcam(d, &crop, heat), DP_ERR_UNSUPPORTED);
+    dp_image_free(ctx, &crop);
+    dp_detector_free(d);
+    dp_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(feature_ood), cmocka_unit_test(self_blend),
-                                       cmocka_unit_test(inception_model)};
+                                       cmocka_unit_test(inception_model), cmocka_unit_test(gradcam)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

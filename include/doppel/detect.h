@@ -250,6 +250,13 @@ int dp_detect_watermark_json(const dp_watermark_result *w, char *buf, size_t n);
  * the patches covering it, clamped at 0. heat has work*work floats. */
 dp_status dp_detector_occlusion(dp_detector *d, const dp_image *crop, int patch, float *heat);
 
+/* Grad-CAM (Selvaraju et al. 2017) of one work crop on the CNN alone: the
+ * last feature maps before the head (16x16 at a 128 input) weighted by
+ * their mean gradient of Meso-4's logit, summed, ReLU, resampled to
+ * work x work into heat (unnormalised, >= 0). DP_ERR_UNSUPPORTED for a
+ * spectral-only model. The gradient graph is built on first use. */
+dp_status dp_detector_gradcam(dp_detector *d, const dp_image *crop, float *heat);
+
 /* ------------------------------------------------------------ explanations
  * Where the detector looked, for a result of dp_detect_image on img.
  * dp_detect_heatmap: heat gets a 1-channel image of img's size, values in
@@ -262,6 +269,12 @@ dp_status dp_detector_occlusion(dp_detector *d, const dp_image *crop, int patch,
  * writes). The caller frees heat/out with dp_image_free. */
 dp_status dp_detect_heatmap(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_image *heat);
 dp_status dp_detect_explain(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_image *out);
+/* The same with the map of the given method (doppel detect --explain-method). */
+typedef enum dp_explain_method { DP_EXPLAIN_OCCLUSION = 0, DP_EXPLAIN_GRADCAM = 1 } dp_explain_method;
+dp_status dp_detect_heatmap_ex(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_explain_method m,
+                               dp_image *heat);
+dp_status dp_detect_explain_ex(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_explain_method m,
+                               dp_image *out);
 
 #ifdef __cplusplus
 }

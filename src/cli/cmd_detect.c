@@ -93,6 +93,7 @@ typedef struct opts {
     double max_fpr, self_blend, ood_pct;
     float t_real, t_fake; /* --thresholds (train); 0,0: the defaults */
     int aug_heavy;        /* --aug heavy */
+    int gradcam;          /* --explain-method gradcam */
     int epochs, batch, threads, json, csv, quiet, resume, size, work, patience, no_robust, spectral_only;
     int64_t limit, steps;
     double lr;
@@ -127,7 +128,8 @@ static const char *const usage_text =
     "                    of the source tree, then " DP_DETECT_MODEL_DIRS ")\n"
     "  --json            one JSON object per image (one per line)\n"
     "  --csv             file,face,x,y,w,h,p_fake,verdict,meso4,spectral lines\n"
-    "  --explain OUT.png the image with the face boxes and an occlusion heat map (one image only)\n"    "  --thresholds R,F  verdict thresholds instead of the model's: real below R, fake from F\n"
+    "  --explain OUT.png the image with the face boxes and a heat map (one image only)\n"
+    "  --explain-method occlusion|gradcam  the heat map: occlusion (default) or Grad-CAM on the CNN\n"    "  --thresholds R,F  verdict thresholds instead of the model's: real below R, fake from F\n"
     "train:\n"
     "  --real DIR, --fake DIR   folders of images (recursively; repeat for several sources)\n"
     "  --val-source DIR  one of the folders, held out whole: never trained on, reported on its own\n"
@@ -216,6 +218,11 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
         else if (!strcmp(a, "--report")) o->report = v;
         else if (!strcmp(a, "--explain")) o->explain = v;
         else if (!strcmp(a, "--face-cache")) o->face_cache = v;
+        else if (!strcmp(a, "--explain-method")) {
+            if (strcmp(v, "occlusion") && strcmp(v, "gradcam"))
+                return usage_error(o, "--explain-method must be occlusion or gradcam, got '%s'", v);
+            o->gradcam = !strcmp(v, "gradcam");
+        }
         else if (!strcmp(a, "--aug")) {
             if (strcmp(v, "default") && strcmp(v, "heavy")) return usage_error(o, "--aug must be default or heavy, got '%s'", v);
             o->aug_heavy = !strcmp(v, "heavy");
@@ -1773,9 +1780,10 @@ done:
 }
 
 /* ------------------------------------------------------------ use */
-static dp_status explain(dp_ctx *ctx, dp_detector *det, const dp_image *img, const dp_detect_result *r, const char *out) {
+static dp_status explain(dp_ctx *ctx, dp_detector *det, const dp_image *img, const dp_detect_result *r, const char *out,
+                         int gradcam) {
     dp_image vis = {0};
-    dp_status s = dp_detect_explain(det, img, r, &vis);
+    dp_status s = dp_detect_explain_ex(det, img, r, gradcam ? DP_EXPLAIN_GRADCAM : DP_EXPLAIN_OCCLUSION, &vis);
     if (s == DP_OK) s = dp_image_save_png(ctx, out, &vis);
     dp_image_free(ctx, &vis);
     return s;
@@ -1882,7 +1890,7 @@ static int cmd_use(int argc, char **argv) {
             if (ws == DP_OK && wr.found) printf("%s: doppel watermark: model id %u, score %.3f\n", path, wr.model_id, (double)wr.score);
         }
         if (o.explain) {
-            if ((s = explain(ctx, det, &img, &r, o.explain)) != DP_OK) {
+            if ((s = explain(ctx, det, &img, &r, o.explain, o.gradcam)) != DP_OK) {
                 fprintf(stderr, "doppel detect: --explain %s: %s\n", o.explain, dp_ctx_error(ctx));
                 errors++;
             } else if (!o.json && !o.csv) printf("explained: %s\n", o.explain);

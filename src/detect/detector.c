@@ -17,6 +17,9 @@ struct dp_detector {
     dp_paramset *ps;
     dp_graph *g;
     dp_node *x, *y, *feat; /* feat: Meso-4's penultimate values [batch, 16] (NULL if not found) */
+    /* Grad-CAM: a batch-1 graph with gradients (built on first use) */
+    dp_graph *cg;
+    dp_node *cx, *clogit, *closs, *cmap;
     int batch;
     dp_detector_params p;
     dp_image tmp_in;
@@ -136,6 +139,7 @@ dp_status dp_detector_new(dp_ctx *ctx, const dp_detector_params *params, int bat
 
 void dp_detector_free(dp_detector *d) {
     if (!d) return;
+    dp_graph_free(d->cg);
     dp_graph_free(d->g);
     dp_paramset_free(d->ps);
     free(d);
@@ -566,6 +570,85 @@ int dp_detect_result_json(const char *file, const dp_detect_result *r, const cha
 int dp_detect_watermark_json(const dp_watermark_result *w, char *buf, size_t n) {
     return snprintf(buf, n, "{\"found\":%s,\"model_id\":%u,\"score\":%.3f}", w->found ? "true" : "false",
                     w->found ? w->model_id : 0u, (double)w->score);
+}
+
+/* ------------------------------------------------------------ Grad-CAM */
+/* The last feature maps before the head: sigmoid <- dense <- dropout <-
+ * LeakyReLU <- dense <- dropout <- flatten <- max-pool <- these (the last
+ * block's batch-norm output, [1, C, h, w]: 16x16 at a 128 input). */
+static dp_node *last_maps(dp_node *pen) {
+    if (!pen || pen->n_in < 1) return NULL;
+    dp_node *n = pen->in[0]; /* dense c.2 */
+    if (!n || n->op != DP_OP_DENSE || n->n_in < 1) return NULL;
+    n = n->in[0];
+    while (n && (n->op == DP_OP_DROPOUT || n->op == DP_OP_RESHAPE) && n->n_in >= 1) n = n->in[0];
+    if (!n || n->op != DP_OP_MAXPOOL2D || n->n_in < 1) return NULL;
+    n = n->in[0];
+    return n && n->val.ndim == 4 ? n : NULL;
+}
+
+static dp_status gradcam_graph(dp_detector *d) {
+    if (d->cg) return DP_OK;
+    dp_status st = dp_graph_new(d->ctx, &d->cg);
+    if (st != DP_OK) return st;
+    int S = d->p.crop.size;
+    d->cx = dp_input(d->cg, "x", 4, (int64_t[]){1, 3, S, S});
+    dp_node *y = d->p.inception ? dp_model_mesoinception4(d->cg, d->ps, d->cx) : dp_model_meso4(d->cg, d->ps, d->cx);
+    dp_node *pen = penultimate(y, 1);
+    d->cmap = last_maps(pen);
+    d->clogit = y && y->n_in >= 1 ? y->in[0] : NULL;
+    if (!d->cmap || !d->clogit) {
+        dp_graph_free(d->cg);
+        d->cg = NULL;
+        return dp_error(d->ctx, DP_ERR_UNSUPPORTED, "Grad-CAM: the CNN's last feature maps were not found");
+    }
+    d->closs = dp_sum(d->cg, d->clogit, DP_AXIS_ALL, 0);
+    dp_graph_mark_output(d->cg, d->cmap);
+    dp_graph_mark_output(d->cg, d->closs);
+    if ((st = dp_graph_compile(d->cg)) == DP_OK) st = dp_graph_set_training(d->cg, 0);
+    if (st != DP_OK) {
+        dp_graph_free(d->cg);
+        d->cg = NULL;
+    }
+    return st;
+}
+
+dp_status dp_detector_gradcam(dp_detector *d, const dp_image *crop, float *heat) {
+    if (!d || !crop || !heat) return dp_error(d ? d->ctx : NULL, DP_ERR_NULL, "dp_detector_gradcam: NULL argument");
+    int W = d->p.crop.work;
+    if (crop->width != W || crop->height != W || crop->channels != 3)
+        return dp_error(d->ctx, DP_ERR_ARG, "dp_detector_gradcam: the crop is %dx%dx%d, the model's crops are 3x%dx%d",
+                        crop->channels, crop->height, crop->width, W, W);
+    if (!d->p.use_meso) return dp_error(d->ctx, DP_ERR_UNSUPPORTED, "dp_detector_gradcam: a spectral-only model has no CNN");
+    dp_status st = gradcam_graph(d);
+    if (st != DP_OK) return st;
+    dp_image in;
+    if ((st = dp_crop_to_input(d->ctx, crop, &d->p.crop, &in)) != DP_OK) return st;
+    int S = d->p.crop.size;
+    memcpy(dp_tensor_f32(dp_node_value(d->cx)), in.data, sizeof(float) * 3 * (size_t)S * S);
+    dp_image_free(d->ctx, &in);
+    if ((st = dp_graph_run(d->cg)) != DP_OK) return st;
+    if ((st = dp_graph_backward(d->cg, d->closs, 1, &d->cmap)) != DP_OK) return st;
+    const dp_tensor *A = dp_node_value(d->cmap), *G = dp_node_grad(d->cmap);
+    int C = (int)A->shape[1], h = (int)A->shape[2], w = (int)A->shape[3];
+    const float *a = dp_tensor_f32((dp_tensor *)A), *g = dp_tensor_f32((dp_tensor *)G);
+    dp_image cam;
+    if ((st = dp_image_alloc(d->ctx, 1, h, w, &cam)) != DP_OK) return st;
+    size_t hw = (size_t)h * w;
+    for (int c = 0; c < C; c++) { /* alpha_c: the channel's mean gradient */
+        double al = 0;
+        for (size_t i = 0; i < hw; i++) al += g[c * hw + i];
+        al /= (double)hw;
+        for (size_t i = 0; i < hw; i++) cam.data[i] += (float)(al * a[c * hw + i]);
+    }
+    for (size_t i = 0; i < hw; i++) cam.data[i] = cam.data[i] > 0 ? cam.data[i] : 0;
+    dp_image up;
+    st = dp_image_resize(d->ctx, &cam, W, W, &up);
+    dp_image_free(d->ctx, &cam);
+    if (st != DP_OK) return st;
+    for (size_t i = 0; i < (size_t)W * W; i++) heat[i] = up.data[i] > 0 ? up.data[i] : 0;
+    dp_image_free(d->ctx, &up);
+    return DP_OK;
 }
 
 /* ------------------------------------------------------------ occlusion */

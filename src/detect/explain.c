@@ -35,6 +35,11 @@ void dp_draw_rect(dp_image *im, int x, int y, int w, int h, float r, float g, fl
 }
 
 dp_status dp_detect_heatmap(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_image *heat) {
+    return dp_detect_heatmap_ex(d, img, r, DP_EXPLAIN_OCCLUSION, heat);
+}
+
+dp_status dp_detect_heatmap_ex(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_explain_method method,
+                               dp_image *heat) {
     dp_ctx *ctx = dp_detector_ctx(d);
     if (!d || !img || !img->data || !r || !heat) return dp_error(ctx, DP_ERR_NULL, "dp_detect_heatmap: NULL argument");
     if (r->n_scored < 0 || r->n_scored > DP_DETECT_MAX_FACES)
@@ -50,7 +55,8 @@ dp_status dp_detect_heatmap(dp_detector *d, const dp_image *img, const dp_detect
         const dp_detect_face *f = &r->faces[i];
         dp_image crop = {0}, hm = {0}, hs = {0};
         if ((s = dp_crop_face(ctx, img, &f->box, pol, &crop)) != DP_OK) break;
-        s = dp_detector_occlusion(d, &crop, W / 4 > 2 ? W / 4 : 2, m);
+        s = method == DP_EXPLAIN_GRADCAM ? dp_detector_gradcam(d, &crop, m)
+                                         : dp_detector_occlusion(d, &crop, W / 4 > 2 ? W / 4 : 2, m);
         dp_image_free(ctx, &crop);
         if (s != DP_OK) break;
         float mx = 0;
@@ -90,10 +96,15 @@ static void verdict_colour(dp_verdict v, float rgb[3]) {
 }
 
 dp_status dp_detect_explain(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_image *out) {
+    return dp_detect_explain_ex(d, img, r, DP_EXPLAIN_OCCLUSION, out);
+}
+
+dp_status dp_detect_explain_ex(dp_detector *d, const dp_image *img, const dp_detect_result *r, dp_explain_method method,
+                               dp_image *out) {
     dp_ctx *ctx = dp_detector_ctx(d);
     if (!d || !img || !img->data || !r || !out) return dp_error(ctx, DP_ERR_NULL, "dp_detect_explain: NULL argument");
     dp_image heat = {0};
-    dp_status s = dp_detect_heatmap(d, img, r, &heat);
+    dp_status s = dp_detect_heatmap_ex(d, img, r, method, &heat);
     if (s != DP_OK) return s;
     if ((s = dp_image_alloc(ctx, 3, img->height, img->width, out)) != DP_OK) {
         dp_image_free(ctx, &heat);
