@@ -289,14 +289,20 @@ static void write_f16(const char *path, uint16_t h0, uint16_t h1) {
     assert_int_equal(dp_test_write_file(path, b, 8 + hl + 4), 0);
 }
 
+/* A context and a paramset holding one tensor "t" of n values, all v. */
+static dp_tensor *one_tensor(dp_ctx **ctx, dp_paramset **ps, int64_t n, float v) {
+    dp_tensor *t = NULL;
+    assert_int_equal(dp_ctx_new(&(dp_ctx_opts){.threads = 1}, ctx), DP_OK);
+    assert_int_equal(dp_paramset_new(*ctx, ps), DP_OK);
+    assert_int_equal(dp_paramset_get_or_add(*ps, "t", 1, SH(n), 0, &(dp_init){DP_INIT_CONSTANT, v, 0}, &t), DP_OK);
+    return t;
+}
+
 static void non_finite_and_range(void **state) {
     (void)state;
     dp_ctx *ctx;
     dp_paramset *ps;
-    dp_tensor *t;
-    assert_int_equal(dp_ctx_new(&(dp_ctx_opts){.threads = 1}, &ctx), DP_OK);
-    assert_int_equal(dp_paramset_new(ctx, &ps), DP_OK);
-    assert_int_equal(dp_paramset_get_or_add(ps, "t", 1, SH(2), 0, &(dp_init){DP_INIT_CONSTANT, 5, 0}, &t), DP_OK);
+    dp_tensor *t = one_tensor(&ctx, &ps, 2, 5.0f);
     const char *p = in_dir("nf.safetensors");
     /* reading: little-endian halfs; Inf and NaN are refused as for F32 */
     write_f16(p, 0x3c00u, 0xc000u);
@@ -336,6 +342,29 @@ static void non_finite_and_range(void **state) {
     dp_ctx_free(ctx);
 }
 
+/* dp_limits.max_tensor_bytes counts the bytes in the file; widening F16 to an F32 file is checked too. */
+static void limits(void **state) {
+    (void)state;
+    dp_ctx *ctx;
+    dp_paramset *ps;
+    one_tensor(&ctx, &ps, 6, 0.5f);
+    const char *p = in_dir("lim16.safetensors"), *q = in_dir("lim32.safetensors");
+    assert_int_equal(dp_checkpoint_save_as(p, ps, NULL, NULL, NULL, DP_F16), DP_OK); /* 12 bytes of data */
+    dp_limits l;
+    dp_ctx_limits(ctx, &l);
+    l.max_tensor_bytes = 16;
+    assert_int_equal(dp_ctx_set_limits(ctx, &l), DP_OK);
+    assert_int_equal(dp_checkpoint_load(p, ps, NULL), DP_OK);
+    assert_int_equal(dp_checkpoint_convert(ctx, p, q, DP_F32, NULL), DP_ERR_NOMEM); /* 24 bytes as F32 */
+    assert_non_null(strstr(dp_ctx_error(ctx), "max_tensor_bytes"));
+    assert_int_equal(file_size(q), -1);
+    l.max_tensor_bytes = 8;
+    assert_int_equal(dp_ctx_set_limits(ctx, &l), DP_OK);
+    assert_int_equal(dp_checkpoint_load(p, ps, NULL), DP_ERR_NOMEM);
+    dp_paramset_free(ps);
+    dp_ctx_free(ctx);
+}
+
 static int make_dir(void **state) {
     (void)state;
     snprintf(dir, sizeof dir, "/tmp/doppel-f16-XXXXXX");
@@ -352,7 +381,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(golden_values),        cmocka_unit_test(every_half),
         cmocka_unit_test(round_trip),           cmocka_unit_test(truncated),
-        cmocka_unit_test(non_finite_and_range),
+        cmocka_unit_test(non_finite_and_range), cmocka_unit_test(limits),
     };
     return cmocka_run_group_tests_name("checkpoint_f16", tests, make_dir, remove_dir);
 }
