@@ -383,7 +383,7 @@ dp_status dp_video_write_test(dp_ctx *ctx, const char *path, const dp_image *img
                         img->channels, img->height, img->width);
     dpv_quiet_ffmpeg();
     int W = img->width, H = img->height;
-    uint8_t *base = malloc((size_t)W * H * 3), *rgb = malloc((size_t)W * H * 3);
+    uint8_t *base = malloc((size_t)W * H * 3), *rgb = malloc((size_t)W * H * 3 + DPV_RGB_PAD);
     dpv_writer *w = calloc(1, sizeof *w);
     char err[512] = "";
     dp_status st = DP_OK;

@@ -594,7 +594,7 @@ static int emit_frame(dpv_source *s, AVFrame *f) {
     const int yk = planar_yuv8((enum AVPixelFormat)f->format, &csx, &csy);
     const int need_rgb = s->o.writing || !yk;
     const int d = s->gscale, gw = W / d, gh = H / d;
-    if ((need_rgb && !it->rgb && !(it->rgb = malloc((size_t)W * H * 3))) ||
+    if ((need_rgb && !it->rgb && !(it->rgb = malloc((size_t)W * H * 3 + DPV_RGB_PAD))) ||
         (an && !it->gray && !(it->gray = malloc((size_t)gw * gh))) ||
         (yk && !it->frame && !(it->frame = av_frame_alloc())) || (yk && av_frame_ref(it->frame, f) < 0)) {
         dpv_source_release(s, it);

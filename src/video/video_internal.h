@@ -13,6 +13,11 @@
 double dpv_now(void); /* monotonic seconds */
 void dpv_quiet_ffmpeg(void); /* FFmpeg's log off unless DOPPEL_FFMPEG_LOG=1 */
 
+/* Spare bytes after every packed-RGB buffer that libswscale reads or writes: its SIMD code works a
+ * vector at a time past the last pixel (valgrind: a 16-byte read ending 4 bytes after an unpadded
+ * W*H*3 buffer in sws_scale, docs/security.md). */
+#define DPV_RGB_PAD 64
+
 /* ------------------------------------------------------------ source (source.c)
  * One decoded frame, converted to packed RGB24 and 8-bit grey. Audio packets
  * travel through the same queue (for --out) so that they stay in order. */
