@@ -717,8 +717,8 @@ static void test_cli(void **state) {
     write_video("cli.mp4", 10, 1, v, sizeof v);
     path_in(out, sizeof out, "cli_out.mp4");
     path_in(csv, sizeof csv, "cli.csv");
-    snprintf(cmd, sizeof cmd, "%s scan --json --quiet --out '%s' --csv '%s' '%s' > '%s/cli.json'", DP_CLI_PATH, out, csv,
-             v, g_dir);
+    snprintf(cmd, sizeof cmd, "%s scan --json --quiet --decode-threads 2 --out '%s' --csv '%s' '%s' > '%s/cli.json'",
+             DP_CLI_PATH, out, csv, v, g_dir);
     int rc = system(cmd);
     assert_true(WIFEXITED(rc) && (WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 1));
     assert_true(file_size(out) > 0);

@@ -53,6 +53,7 @@ static const char usage_text[] =
     "  --max-seconds S      analyse at most S seconds of video (default 6 h for files, no limit live)\n"
     "  --max-size WxH       refuse larger video (default 3840x2160)\n"
     "  --threads N          threads for the classifier (default 2)\n"
+    "  --decode-threads N   FFmpeg's decoder threads (default 1; 2 helps heavy streams such as 4:4:4 H.264)\n"
     "  --quiet              no progress bar\n";
 
 #ifndef DP_HAVE_FFMPEG
@@ -159,6 +160,9 @@ static int parse(int argc, char **argv, scan_args *a) {
         } else if (!strcmp(k, "--max-seconds")) {
             NEED();
             if (!parse_pos_double(v, 0.01, 1e7, &a->vo.max_seconds)) BAD();
+        } else if (!strcmp(k, "--decode-threads")) {
+            NEED();
+            if (!parse_pos_int(v, 1, 16, &a->vo.decode_threads)) BAD();
         } else if (!strcmp(k, "--threads")) {
             NEED();
             if (!parse_pos_int(v, 1, 64, &a->threads)) BAD();
