@@ -226,6 +226,47 @@ static int check_dot(int64_t M, int64_t N, int64_t K, int use_offs) {
     return ok;
 }
 
+/* dp_sgemm_rowblocks_st: every block of rows handed over is op(A) B's, in order, and covers M. */
+typedef struct rb_check {
+    const float *R; /* the reference product, M x N */
+    const float *C; /* the block buffer */
+    int64_t N, ldc, next;
+    int ok;
+} rb_check;
+
+static void rb_done(void *arg, int64_t i0, int64_t m) {
+    rb_check *r = arg;
+    if (i0 != r->next || m < 1 || m > DP_GEMM_ROWBLOCK) r->ok = 0;
+    for (int64_t i = 0; i < m && r->ok; i++)
+        for (int64_t j = 0; j < r->N; j++) {
+            float want = r->R[(i0 + i) * r->N + j], got = r->C[i * r->ldc + j];
+            if (!(fabsf(got - want) <= 1e-4f * (1.0f + fabsf(want)))) {
+                printf("  rowblocks row %lld col %lld: %g vs %g\n", (long long)(i0 + i), (long long)j, got, want);
+                r->ok = 0;
+                break;
+            }
+        }
+    r->next = i0 + m;
+}
+
+static int check_rowblocks(int ta, int64_t M, int64_t N, int64_t K) {
+    int64_t lda = (ta ? M : K) + 3, ldb = N + 1, ldc = N + 5;
+    float *A = malloc(sizeof(float) * (size_t)((ta ? K : M) * lda));
+    float *B = malloc(sizeof(float) * (size_t)(K * ldb));
+    float *R = malloc(sizeof(float) * (size_t)(M * N));
+    float *C = malloc(sizeof(float) * (size_t)(DP_GEMM_ROWBLOCK * ldc));
+    fill(A, (ta ? K : M) * lda, 5 + (uint64_t)M);
+    fill(B, K * ldb, 6 + (uint64_t)N);
+    for (int64_t i = 0; i < DP_GEMM_ROWBLOCK * ldc; i++) C[i] = NAN; /* never read */
+    naive(ta, 0, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, R, N);
+    rb_check r = {R, C, N, ldc, 0, 1};
+    dp_sgemm_rowblocks_st(ta, M, N, K, A, lda, B, ldb, C, ldc, rb_done, &r);
+    int ok = r.ok && r.next == M;
+    if (!ok) printf("  rowblocks ta=%d M=%lld N=%lld K=%lld failed\n", ta, (long long)M, (long long)N, (long long)K);
+    free(A), free(B), free(R), free(C);
+    return ok;
+}
+
 static void conv_entry_points(void **state) {
     (void)state;
     for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
@@ -245,6 +286,12 @@ static void conv_entry_points(void **state) {
         ok &= check_dot(3, 2, 17, 0);
         ok &= check_dot(13, 7, 1, 0);
         ok &= check_dot(1, 1, 2049, 1);
+        for (int ta = 0; ta < 2; ta++) {
+            ok &= check_rowblocks(ta, 400, 490, 128); /* B packed once, three blocks of rows */
+            ok &= check_rowblocks(ta, 16, 37, 5);
+            ok &= check_rowblocks(ta, 200, 70, 300);  /* K over one slice: products per block */
+            ok &= check_rowblocks(ta, 50, 600, 64);   /* N over one block */
+        }
         assert_true(ok);
     }
 }

@@ -34,7 +34,7 @@
 
 #define KC 256
 #define NC 512     /* columns of B packed at once (a multiple of every NR) */
-#define MC_MAX 168 /* rows of A packed at once, largest over the kernels */
+#define MC_MAX 168 /* rows of A packed at once, largest over the kernels (= DP_GEMM_ROWBLOCK) */
 #define NR_MAX 32
 
 typedef void (*ukr_fn)(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
@@ -669,6 +669,41 @@ void dp_sgemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, floa
 void dp_sgemm_st_boff(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                       int64_t lda, const float *B, const int64_t *boff, float beta, float *C, int64_t ldc) {
     gemm_st(current(), trans_a, trans_b, M, N, K, alpha, A, lda, B, 0, boff, beta, C, ldc);
+}
+
+/* C = op(A) B one block of rows at a time, for a product consumed row block
+ * by row block (the col2im of a convolution's input gradient): B (K x N,
+ * K <= KC, N <= NC) is packed once, each block of up to mc rows is written to
+ * C rows [0, m) and handed to done(arg, i0, m) before the next overwrites it.
+ * Without this, a caller that cuts M into slices re-packs B for each slice. */
+void dp_sgemm_rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                           int64_t ldb, float *C, int64_t ldc, void (*done)(void *arg, int64_t i0, int64_t m), void *arg) {
+    const kern *kr = current();
+    _Static_assert(MC_MAX == DP_GEMM_ROWBLOCK, "row blocks are at most MC_MAX rows");
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || K > KC || N > NC) { /* outside the one-panel case: plain products per block */
+        for (int64_t i0 = 0; i0 < M; i0 += kr->mc) {
+            int64_t m = M - i0 < kr->mc ? M - i0 : kr->mc;
+            gemm_st(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, 0.0f, C, ldc);
+            done(arg, i0, m);
+        }
+        return;
+    }
+    float *ap = tl_apack, *bp = tl_bpack;
+    const int mr = kr->mr, nr = kr->nr, kc = (int)K, nc = (int)N;
+    pack_b(kr, 0, B, ldb, NULL, 0, kc, 0, nc, bp);
+    for (int64_t ic = 0; ic < M; ic += kr->mc) {
+        int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
+        pack_a(kr, trans_a, A, lda, ic, mc, 0, kc, ap);
+        for (int pi = 0; pi < np; pi++) {
+            int ir, m;
+            panel(mc, mr, pi, &ir, &m);
+            for (int jr = 0; jr < nc; jr += nr)
+                kr->ukr(kc, ap + (int64_t)pi * kc * mr, bp + (int64_t)(jr / nr) * kc * nr, nr, NULL, C + ir * ldc + jr, ldc,
+                        1.0f, 0.0f, NULL, m, nc - jr < nr ? nc - jr : nr);
+        }
+        done(arg, ic, mc);
+    }
 }
 
 /* Row-tiled variant for stride-1 convolutions: for each r < rows,

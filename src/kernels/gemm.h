@@ -36,6 +36,15 @@ typedef void (*dp_bpanel_fn)(void *arg, int64_t p0, int kc, int64_t j0, int n, i
 void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill, void *arg,
                         float beta, float *C, int64_t ldc);
 
+/* C = op(A) (M x K) x B (K x N, row-major, ldb), one block of rows at a
+ * time: each block of m rows starting at row i0 is written to C rows [0, m)
+ * (ldc) and passed to done(arg, i0, m) before the next block overwrites it;
+ * C needs room for DP_GEMM_ROWBLOCK rows. B is packed once when K <= 256
+ * and N <= 512. Single-threaded. */
+#define DP_GEMM_ROWBLOCK 168
+void dp_sgemm_rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                           int64_t ldb, float *C, int64_t ldc, void (*done)(void *arg, int64_t i0, int64_t m), void *arg);
+
 /* Name of the micro-kernel dp_sgemm uses now: "portable", "avx2" or "avx512".
  * The default is the best one the CPU supports (cpuid feature flags), unless
  * the DP_KERNEL environment variable names another supported one. */

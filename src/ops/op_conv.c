@@ -608,6 +608,21 @@ static void igather_item(cjob *J, int64_t item, float *ws) {
     }
 }
 
+/* One block of rows [i0, i0+m) of W^T x cols (in col, rows from 0) into images [n0, n1). */
+typedef struct sc_block {
+    const geom *G;
+    const int32_t *tab;
+    float *out;
+    int64_t n0, n1, grp, q0, cnt, ncols;
+    const float *col;
+} sc_block;
+
+static void scatter_block(void *arg, int64_t i0, int64_t m) {
+    const sc_block *b = arg;
+    for (int64_t n = b->n0; n < b->n1; n++)
+        col2im_seg(b->G, b->tab, b->out, n, b->grp, b->q0, b->cnt, i0, i0 + m, b->col + (n - b->n0) * b->cnt, b->ncols);
+}
+
 static void scatter_item(cjob *J, int64_t item, float *ws) {
     const geom *G = J->G;
     int64_t n0, n1, q0, cnt;
@@ -627,6 +642,10 @@ static void scatter_item(cjob *J, int64_t item, float *ws) {
         if (G->direct && single) { /* col2im is the identity: accumulate in place */
             gemm(J->mt, 1, 0, G->Cg, cnt, G->Og, A, G->CKK, B, ldb, 1.0f,
                  J->out + (n0 * G->C + grp * G->Cg) * G->HW + q0, G->HW);
+        } else if (!J->mt && J->ch.ks * J->ch.len >= (G->CKK < DP_GEMM_ROWBLOCK ? G->CKK : DP_GEMM_ROWBLOCK) * ncols) {
+            /* B packed once, each finished block of rows of W^T x cols into the image while in cache */
+            sc_block sb = {G, J->tab, J->out, n0, n1, grp, q0, cnt, ncols, col};
+            dp_sgemm_rowblocks_st(1, G->CKK, ncols, G->Og, A, G->CKK, B, ldb, col, ncols, scatter_block, &sb);
         } else {
             for (int64_t k0 = 0; k0 < G->CKK; k0 += J->ch.ks) { /* rows of W^T x cols, a slice at a time */
                 int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
