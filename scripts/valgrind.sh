@@ -34,6 +34,8 @@ if [ $suite -eq 1 ]; then
     logs="$build/valgrind"
     mkdir -p "$logs"
     export DP_TEST_QUICK=1
+    list=$(mktemp "${TMPDIR:-/tmp}/doppel-valgrind-tests-XXXXXX") || exit 2
+    trap 'rm -f "$list"' EXIT
     # name <TAB> working directory <TAB> command (shell-quoted), from ctest's own description of the tests
     (cd "$build" && ctest --show-only=json-v1) | python3 -c '
 import json, shlex, sys, re
@@ -43,7 +45,7 @@ for t in json.load(sys.stdin)["tests"]:
         continue
     wd = next((p["value"] for p in t.get("properties", []) if p["name"] == "WORKING_DIRECTORY"), ".")
     print(t["name"], wd, " ".join(shlex.quote(a) for a in t["command"]), sep="\t")
-' "$regex" >"$logs/tests.tsv" || exit 2
+' "$regex" >"$list" || exit 2
     n_clean=0 n_bad=0 n_skip=0 n_fail=0 n_time=0
     while IFS="$(printf '\t')" read -r name wd cmd; do
         start=$(date +%s)
@@ -71,7 +73,7 @@ for t in json.load(sys.stdin)["tests"]:
             n_clean=$((n_clean + 1))
         fi
         printf 'valgrind %-24s %6d s  %s\n' "$name" "$secs" "$res" | tee -a "$logs/summary.txt"
-    done <"$logs/tests.tsv"
+    done <"$list"
     printf 'valgrind suite: %d clean, %d with memcheck errors, %d failed, %d skipped, %d timed out\n' \
         "$n_clean" "$n_bad" "$n_fail" "$n_skip" "$n_time" | tee -a "$logs/summary.txt"
     [ $n_bad -eq 0 ] && [ $n_fail -eq 0 ] && [ $n_time -eq 0 ]
