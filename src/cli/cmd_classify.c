@@ -8,6 +8,7 @@
  * with repeats of a real sample and only the real rows are counted, which is
  * exact because eval mode treats every row independently. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/parse.h"
 #include "doppel/doppel.h"
 
 #define EVAL_BATCH 64 /* activation memory grows with it (about 1 MiB an image for the CNN) */
@@ -91,15 +93,6 @@ static int fail(const opts *o, dp_status s, const char *what, const char *msg) {
     return 1;
 }
 
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    if (!s || !*s) return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
 static int parse_f(const char *s, double lo, double hi, int lo_open, double *out) {
     if (!s || !*s) return 0;
     char *end;
@@ -362,7 +355,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         double dv;
 #define INT_OPT(opt, lo, hi, field)                                                                                    \
     else if (!strcmp(name, opt)) {                                                                                     \
-        if (!parse_i64(v, lo, hi, &iv))                                                                                \
+        if (!dp_parse_i64(v, lo, hi, &iv))                                                                                \
             return usage_error(o, "%s must be an integer in [%lld, %lld], got '%s'", opt, (long long)(lo),            \
                                (long long)(hi), v);                                                                    \
         o->field = iv;                                                                                                 \
@@ -395,7 +388,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         INT_OPT("--size", 4, 1024, size)
         INT_OPT("--limit", 0, INT64_MAX, limit)
         else if (!strcmp(name, "--seed")) {
-            if (!parse_i64(v, 0, INT64_MAX, &iv)) return usage_error(o, "--seed must be a non-negative integer, got '%s'", v);
+            if (!dp_parse_i64(v, 0, INT64_MAX, &iv)) return usage_error(o, "--seed must be a non-negative integer, got '%s'", v);
             o->seed = (uint64_t)iv;
         } else if (!strcmp(name, "--lr")) {
             if (!parse_f(v, 0, 10, 1, &dv)) return usage_error(o, "--lr must be a number in (0, 10], got '%s'", v);
@@ -690,21 +683,6 @@ done:
 }
 
 /* ------------------------------------------------------------ eval */
-static int parse_floats(const char *s, float *v, int n) {
-    for (int i = 0; i < n; i++) {
-        char *end;
-        double d = strtod(s, &end);
-        if (end == s || !isfinite(d)) return 0;
-        v[i] = (float)d;
-        s = end;
-        if (i + 1 < n) {
-            if (*s != ',') return 0;
-            s++;
-        }
-    }
-    return *s == 0;
-}
-
 static int cmd_eval(int argc, char **argv) {
     opts o = {.cmd = "eval", .data = "fashion-mnist", .batch = EVAL_BATCH};
     int rc = parse_opts(argc, argv, &o);
@@ -748,10 +726,10 @@ static int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "doppel classify eval: %s: the model is %s, not --arch %s\n", o.model, arch, o.arch);
         goto done;
     }
-    int C, H, W;
+    int chw[3] = {1, 1, 1};
     const char *bad = NULL;
     if (dp_checkpoint_meta(ctx, o.model, "doppel.input", input, sizeof input) != DP_OK ||
-        sscanf(input, "%d,%d,%d", &C, &H, &W) != 3 || (C != 1 && C != 3) || H < 1 || W < 1 || H > 4096 || W > 4096)
+        !dp_parse_ints(input, ',', 3, 1, 4096, chw) || (chw[0] != 1 && chw[0] != 3))
         bad = "doppel.input";
     else if (dp_checkpoint_meta(ctx, o.model, "doppel.classes", cls, 65536) != DP_OK ||
              (K = classes_from_json(cls, &names)) < 2)
@@ -759,8 +737,10 @@ static int cmd_eval(int argc, char **argv) {
     float mean[3], std[3];
     if (!bad && (dp_checkpoint_meta(ctx, o.model, "doppel.norm_mean", nm, sizeof nm) != DP_OK ||
                  dp_checkpoint_meta(ctx, o.model, "doppel.norm_std", nsd, sizeof nsd) != DP_OK ||
-                 !parse_floats(nm, mean, C) || !parse_floats(nsd, std, C)))
+                 !dp_parse_f32s(nm, ',', chw[0], -FLT_MAX, FLT_MAX, mean) ||
+                 !dp_parse_f32s(nsd, ',', chw[0], -FLT_MAX, FLT_MAX, std)))
         bad = "doppel.norm_mean/doppel.norm_std";
+    int C = chw[0], H = chw[1], W = chw[2];
     if (bad) {
         fprintf(stderr, "doppel classify eval: %s: missing or invalid %s metadata\n", o.model, bad);
         if (K < 0) K = 0;

@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/parse.h"
 #include "detect/draw.h"
 #include "doppel/detect.h"
 #include "doppel/doppel.h"
@@ -164,15 +165,6 @@ static const char *const usage_text =
     "  --no-robustness   skip the robustness table (7 passes over the data)\n"
     "  --limit N         at most N images per folder\n";
 
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    if (!s || !*s) return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
 
 /* files: positional arguments (detect only). */
 static int parse_opts(int argc, char **argv, opts *o, flist *files) {
@@ -199,7 +191,7 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
         int64_t iv;
 #define INT_OPT(opt, lo, hi, field)                                                                                    \
     else if (!strcmp(a, opt)) {                                                                                        \
-        if (!parse_i64(v, lo, hi, &iv))                                                                                \
+        if (!dp_parse_i64(v, lo, hi, &iv))                                                                                \
             return usage_error(o, "%s must be an integer in [%lld, %lld], got '%s'", opt, (long long)(lo),            \
                                (long long)(hi), v);                                                                    \
         o->field = iv;                                                                                                 \
@@ -269,7 +261,7 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
         INT_OPT("--work", 16, 2 * DP_SPECTRAL_MAX, work)
         INT_OPT("--patience", 1, 1000, patience)
         else if (!strcmp(a, "--seed")) {
-            if (!parse_i64(v, 0, INT64_MAX, &iv)) return usage_error(o, "--seed must be a non-negative integer");
+            if (!dp_parse_i64(v, 0, INT64_MAX, &iv)) return usage_error(o, "--seed must be a non-negative integer");
             o->seed = (uint64_t)iv;
         } else return usage_error(o, "unknown option '%s'", a);
 #undef INT_OPT
@@ -354,24 +346,57 @@ static int bc_add(box_cache *c, const char *key, const dp_face_box *b, int found
     return 1;
 }
 
-static void bc_load(box_cache *c, const char *file) {
+/* The cache file: one line per image, "PATH<TAB>SIZE<TAB>MTIME<TAB>X Y W H FOUND" (bc_save_free). No
+ * file yet: an empty cache. A line that is not such an entry is an error naming the file and the line
+ * (0; 1 when loaded). */
+static int bc_load(box_cache *c, const char *file, const char *cmd) {
     memset(c, 0, sizeof *c);
-    FILE *f = file ? fopen(file, "r") : NULL;
-    if (!f) return; /* a new cache */
+    if (!file) return 1;
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        if (errno == ENOENT) return 1; /* a new cache */
+        fprintf(stderr, "doppel detect %s: cannot read the face cache %s: %s\n", cmd, file, strerror(errno));
+        return 0;
+    }
     char line_[8192];
-    while (fgets(line_, sizeof line_, f)) {
-        char *t3 = NULL, *p = line_;
-        for (int k = 0; k < 3 && p; k++) p = strchr(p + (k ? 1 : 0), '\t'), t3 = p;
-        if (!t3) continue;
-        *t3 = 0;
+    int64_t ln = 0;
+    int ok = 1;
+    while (ok && fgets(line_, sizeof line_, f)) {
+        ln++;
+        size_t L = strlen(line_);
+        int whole = L > 0 && line_[L - 1] == '\n';
+        line_[strcspn(line_, "\r\n")] = 0;
+        char *t = strrchr(line_, '\t');
         dp_face_box b = {0};
-        int found;
-        if (sscanf(t3 + 1, "%d %d %d %d %d", &b.x, &b.y, &b.w, &b.h, &found) != 5 || b.w <= 0 || b.h <= 0) continue;
-        if (!bc_add(c, line_, &b, found)) break;
+        int v[5];
+        if (!whole && !feof(f)) {
+            ok = 0; /* longer than any entry doppel writes */
+        } else if (!t || t == line_ || !dp_parse_ints(t + 1, ' ', 5, -(1 << 24), 1 << 24, v) || v[2] < 1 || v[3] < 1 ||
+                   v[4] < 0 || v[4] > 1) {
+            ok = 0;
+        } else {
+            *t = 0;
+            b.x = v[0], b.y = v[1], b.w = v[2], b.h = v[3];
+            if (!bc_add(c, line_, &b, v[4])) {
+                fprintf(stderr, "doppel detect %s: out of memory reading the face cache %s\n", cmd, file);
+                fclose(f);
+                return 0;
+            }
+        }
+        if (!ok)
+            fprintf(stderr,
+                    "doppel detect %s: the face cache %s, line %lld: not an entry (PATH<TAB>SIZE<TAB>MTIME<TAB>X Y W H FOUND, "
+                    "W and H >= 1, FOUND 0 or 1); delete the file to rebuild it\n",
+                    cmd, file, (long long)ln);
+    }
+    if (ok && ferror(f)) {
+        fprintf(stderr, "doppel detect %s: cannot read the face cache %s: %s\n", cmd, file, strerror(errno));
+        ok = 0;
     }
     fclose(f);
     if (c->n > 1) qsort(c->e, (size_t)c->n, sizeof *c->e, bc_cmp);
     c->n_sorted = c->n;
+    return ok;
 }
 
 static const bc_entry *bc_find(const box_cache *c, const char *key) {
@@ -387,8 +412,10 @@ static void bc_save_free(box_cache *c, const char *file) {
         FILE *f = fopen(tmp, "w");
         int ok = f != NULL;
         for (int64_t i = 0; ok && i < c->n; i++)
-            ok = fprintf(f, "%s\t%d %d %d %d %d\n", c->e[i].key, c->e[i].box.x, c->e[i].box.y, c->e[i].box.w, c->e[i].box.h,
-                         c->e[i].found) > 0;
+            /* a file name with a line break would not read back as one entry: such files are not cached */
+            ok = strpbrk(c->e[i].key, "\r\n") ||
+                 fprintf(f, "%s\t%d %d %d %d %d\n", c->e[i].key, c->e[i].box.x, c->e[i].box.y, c->e[i].box.w, c->e[i].box.h,
+                            c->e[i].found) > 0;
         if (f && fclose(f) != 0) ok = 0;
         if (!ok || rename(tmp, file) != 0) {
             fprintf(stderr, "doppel detect: cannot write the face cache %s: %s\n", file, strerror(errno));
@@ -486,7 +513,10 @@ static int load_dataset(dp_ctx *ctx, const dp_face_detector *fd, const opts *o, 
     if (!d->s) return 0;
     int W = pol->work;
     box_cache cache;
-    bc_load(&cache, o->face_cache);
+    if (!bc_load(&cache, o->face_cache, o->cmd)) {
+        bc_save_free(&cache, NULL);
+        return 0;
+    }
     if (o->face_cache) printf("face cache %s: %lld boxes\n", o->face_cache, (long long)cache.n);
     cli_progress pb;
     cli_progress_start(&pb, "faces", d->files.n, "img", !o->quiet);
@@ -959,9 +989,20 @@ static int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "doppel detect train: --resume: %s\n", dp_ctx_error(ctx));
                 goto done;
             }
-            if (dp_checkpoint_meta(ctx, train_path, "doppel.epoch", buf, sizeof buf) == DP_OK) first = atoi(buf) + 1;
-            if (dp_checkpoint_meta(ctx, train_path, "doppel.best_auc", buf, sizeof buf) == DP_OK) best_auc = atof(buf);
-            if (dp_checkpoint_meta(ctx, train_path, "doppel.best_epoch", buf, sizeof buf) == DP_OK) best_epoch = atoi(buf);
+            /* as this command writes them; a value that is not is an error naming the file and the key */
+            static const char *const rk[3] = {"doppel.epoch", "doppel.best_auc", "doppel.best_epoch"};
+            for (int k = 0; k < 3; k++) {
+                if (dp_checkpoint_meta(ctx, train_path, rk[k], buf, sizeof buf) != DP_OK) continue;
+                int ok = k == 0 ? dp_parse_int(buf, 0, 10000, &first)
+                         : k == 1 ? dp_parse_f64(buf, -1, 1, &best_auc)
+                                  : dp_parse_int(buf, 0, 10000, &best_epoch);
+                if (k == 0 && ok) first++; /* the epoch after the one saved */
+                if (!ok) {
+                    fprintf(stderr, "doppel detect train: --resume: %s: metadata '%s' is '%s', not a%s\n", train_path, rk[k], buf,
+                            k == 1 ? "n AUC" : "n epoch number");
+                    goto done;
+                }
+            }
             printf("resumed from %s after epoch %d (best validation AUC %.4f at epoch %d)\n", train_path, first - 1,
                    best_auc, best_epoch);
         }
@@ -1213,7 +1254,7 @@ static int cal_read(const char *path, int file, cal_set *cs) {
         return 0;
     }
     char line_[8192];
-    int64_t ln = 0, bad = 0;
+    int64_t ln = 0, bad = 0, first_bad = 0;
     int extra = 0; /* columns between source and path (ood_spectral, ood_features in newer files) */
     while (fgets(line_, sizeof line_, f)) {
         if (ln++ == 0) { /* header */
@@ -1228,7 +1269,7 @@ static int cal_read(const char *path, int file, cal_set *cs) {
             if (q) *q++ = 0;
         }
         if (k < 9 || !q) {
-            bad++;
+            if (!bad++) first_bad = ln;
             continue;
         }
         for (int e = 0; e < extra && q; e++) {
@@ -1236,7 +1277,7 @@ static int cal_read(const char *path, int file, cal_set *cs) {
             if (q) q++;
         }
         if (!q) {
-            bad++;
+            if (!bad++) first_bad = ln;
             continue;
         }
         fld[9] = q;
@@ -1250,16 +1291,18 @@ static int cal_read(const char *path, int file, cal_set *cs) {
         cal_row *r = &cs->r[cs->n];
         r->file = file;
         r->heldout = !strcmp(fld[0], "heldout");
-        r->label = atoi(fld[1]) != 0;
-        r->p = strtof(fld[7], NULL);
-        r->ood_over = atoi(fld[5]) != 0;
-        r->no_face = atoi(fld[6]) != 0;
+        /* label, ood_over, no_face 0 or 1 and p_fake in [0,1], as detect train --scores writes them */
+        if (!dp_parse_int(fld[1], 0, 1, &r->label) || !dp_parse_int(fld[5], 0, 1, &r->ood_over) ||
+            !dp_parse_int(fld[6], 0, 1, &r->no_face) || !dp_parse_f32(fld[7], 0, 1, &r->p)) {
+            if (!bad++) first_bad = ln;
+            continue;
+        }
         int g;
         for (g = 0; g < cs->n_groups; g++)
             if (cs->group_file[g] == file && !strcmp(cs->group_name[g], fld[8])) break;
         if (g == cs->n_groups) {
             if (g == 64) {
-                bad++;
+                if (!bad++) first_bad = ln;
                 continue;
             }
             snprintf(cs->group_name[g], sizeof cs->group_name[g], "%s", fld[8]);
@@ -1268,14 +1311,12 @@ static int cal_read(const char *path, int file, cal_set *cs) {
             cs->n_groups++;
         }
         r->group = g;
-        if (!(r->p >= 0 && r->p <= 1)) {
-            bad++;
-            continue;
-        }
         cs->n++;
     }
     fclose(f);
-    if (bad) fprintf(stderr, "doppel detect calibrate: %s: %lld malformed rows skipped\n", path, (long long)bad);
+    if (bad)
+        fprintf(stderr, "doppel detect calibrate: %s: %lld malformed rows skipped (the first: line %lld)\n", path, (long long)bad,
+                (long long)first_bad);
     return 1;
 }
 
@@ -1553,8 +1594,8 @@ static void manifest_groups(const char *dir, char **files, const int *verdict, i
         if (hit < 0) continue;
         for (int c = 1; c < nc; c++) {
             if (!strcmp(cols[c], "age")) {
-                int a = atoi(v[c]);
-                const char *bin = a < 20 ? "0-19" : a < 40 ? "20-39" : a < 60 ? "40-59" : "60+";
+                int a;
+                const char *bin = !dp_parse_int(v[c], 0, 200, &a) ? "unknown" : a < 20 ? "0-19" : a < 40 ? "20-39" : a < 60 ? "40-59" : "60+";
                 char key[96];
                 snprintf(key, sizeof key, "age=%s", bin);
                 int j;

@@ -17,6 +17,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/parse.h"
 #include "doppel/doppel.h"
 
 #define GRID_N 64                             /* images in a training sample grid (8 x 8) */
@@ -124,15 +125,6 @@ static int fail(const opts *o, dp_status s, const char *what, const char *msg) {
     return 1;
 }
 
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    if (!s || !*s) return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
 static int parse_f(const char *s, double lo, double hi, double *out) {
     if (!s || !*s) return 0;
     char *end;
@@ -201,7 +193,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         int64_t iv;
 #define INT_OPT(opt, lo, hi, field)                                                                                    \
     else if (!strcmp(name, opt)) {                                                                                     \
-        if (!parse_i64(v, lo, hi, &iv))                                                                                \
+        if (!dp_parse_i64(v, lo, hi, &iv))                                                                                \
             return usage_error(o, "%s must be an integer in [%lld, %lld], got '%s'", !strcmp(opt, "--n") ? "-n" : opt, \
                                (long long)(lo), (long long)(hi), v);                                                   \
         o->field = iv;                                                                                                 \
@@ -245,11 +237,11 @@ static int parse_opts(int argc, char **argv, opts *o) {
         INT_OPT("--n", 1, 65536, n)
         INT_OPT("--quality", 1, 100, quality)
         else if (!strcmp(name, "--batch")) {
-            if (!parse_i64(v, 2, 65536, &iv)) return usage_error(o, "--batch must be an integer in [2, 65536], got '%s'", v);
+            if (!dp_parse_i64(v, 2, 65536, &iv)) return usage_error(o, "--batch must be an integer in [2, 65536], got '%s'", v);
             o->batch = iv;
             o->set_batch = 1;
         } else if (!strcmp(name, "--seed")) {
-            if (!parse_i64(v, 0, INT64_MAX, &iv)) return usage_error(o, "--seed must be a non-negative integer, got '%s'", v);
+            if (!dp_parse_i64(v, 0, INT64_MAX, &iv)) return usage_error(o, "--seed must be a non-negative integer, got '%s'", v);
             o->seed = (uint64_t)iv;
             o->set_seed = 1;
         } else if (!strcmp(name, "--lr")) {
@@ -468,15 +460,28 @@ static int cmd_train(int argc, char **argv) {
         if (!o.data_dir && !o.set_data &&
             dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.data_dir", stored_dir, sizeof stored_dir) == DP_OK)
             o.data_dir = stored_dir;
-        if (!o.limit && dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.limit", buf, sizeof buf) == DP_OK) o.limit = atoll(buf);
+        /* the CLI's own metadata (save_ckpt): a value it cannot have written is an error naming the file */
+        const char *bad = NULL;
+        int threads = 0;
+        if (!o.limit && dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.limit", buf, sizeof buf) == DP_OK &&
+            !dp_parse_i64(buf, 0, INT64_MAX, &o.limit))
+            bad = "doppel.gan.limit";
         if (dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.face_crop", buf, sizeof buf) == DP_OK && !strcmp(buf, "1"))
             o.face_crop = 1;
-        if (dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.elapsed", buf, sizeof buf) == DP_OK) r.elapsed0 = atof(buf);
+        if (dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.elapsed", buf, sizeof buf) == DP_OK &&
+            !dp_parse_f64(buf, 0, 1e12, &r.elapsed0))
+            bad = "doppel.gan.elapsed";
         if (dp_checkpoint_meta(ctx, r.ckpt, "doppel.gan.threads", buf, sizeof buf) == DP_OK &&
-            atoi(buf) != dp_ctx_threads(ctx))
-            printf("note: the run used %s threads, this session %d: it continues correctly, but not bit for bit as an "
+            !dp_parse_int(buf, 1, 1 << 20, &threads))
+            bad = "doppel.gan.threads";
+        if (bad) {
+            fprintf(stderr, "doppel gan train: --resume: %s: metadata '%s' has an invalid value\n", r.ckpt, bad);
+            goto done;
+        }
+        if (threads && threads != dp_ctx_threads(ctx))
+            printf("note: the run used %d threads, this session %d: it continues correctly, but not bit for bit as an "
                    "uninterrupted run would\n",
-                   buf, dp_ctx_threads(ctx));
+                   threads, dp_ctx_threads(ctx));
         dp_ctx_clear_error(ctx);
         if (start >= o.steps) {
             printf("the run in %s is at step %lld already (--steps %lld): nothing to do\n", o.out, (long long)start,

@@ -92,6 +92,11 @@ dp_status dp_crop_face(dp_ctx *ctx, const dp_image *img, const dp_face_box *face
     if (!img || !img->data || !face || !p || !out) return dp_error(ctx, DP_ERR_NULL, "dp_crop_face: NULL argument");
     if (!policy_ok(p)) return dp_error(ctx, DP_ERR_ARG, "dp_crop_face: the crop policy is out of range");
     if (face->w <= 0 || face->h <= 0) return dp_error(ctx, DP_ERR_ARG, "dp_crop_face: empty face box");
+    /* a box from a file (a face cache) may say anything: within 2^24 px no sum below overflows an int */
+    if (face->w > 1 << 24 || face->h > 1 << 24 || face->x < -(1 << 24) || face->x > 1 << 24 ||
+        face->y < -(1 << 24) || face->y > 1 << 24)
+        return dp_error(ctx, DP_ERR_ARG, "dp_crop_face: face box %d,%d %dx%d is out of range (2^24 px)", face->x, face->y,
+                        face->w, face->h);
     int x0, y0, s;
     dp_crop_square(p, face, &x0, &y0, &s);
     if (s > 16384) return dp_error(ctx, DP_ERR_ARG, "dp_crop_face: crop side %d is too large", s);

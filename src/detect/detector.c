@@ -1,6 +1,8 @@
 /* The detector: Meso-4 on the enlarged crop + the spectral logistic
  * regression, fused and calibrated; its model file; one image end to end;
  * the one JSON serialiser; occlusion maps. */
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "core/parse.h"
 #include "doppel/detect.h"
 #include "doppel/io.h"
 
@@ -206,19 +209,27 @@ dp_status dp_detector_load(dp_ctx *ctx, const char *path, int batch, dp_detector
         return dp_error(ctx, st, "%s: %s", path, dp_ctx_error(ctx));
     p.n_spec = dp_spectral_count(p.crop.work);
     if (dp_checkpoint_meta(ctx, path, "doppel.thresholds", buf, sizeof buf) == DP_OK) {
-        if (sscanf(buf, "%f,%f", &p.t_real, &p.t_fake) != 2 || !(p.t_real >= 0 && p.t_real <= p.t_fake && p.t_fake <= 1))
-            return dp_error(ctx, DP_ERR_FORMAT, "%s: bad doppel.thresholds '%s'", path, buf);
+        float t[2];
+        if (!dp_parse_f32s(buf, ',', 2, 0, 1, t) || !(t[0] <= t[1]))
+            return dp_error(ctx, DP_ERR_FORMAT, "%s: bad doppel.thresholds '%s' (T_REAL,T_FAKE with 0 <= T_REAL <= T_FAKE <= 1)",
+                            path, buf);
+        p.t_real = t[0], p.t_fake = t[1];
     }
-    if (dp_checkpoint_meta(ctx, path, "doppel.ood", buf, sizeof buf) == DP_OK) p.ood_threshold = strtof(buf, NULL);
-    if (dp_checkpoint_meta(ctx, path, "doppel.use_meso", buf, sizeof buf) == DP_OK) p.use_meso = atoi(buf) != 0;
+    /* as dp_detector_save writes them: any finite threshold (0: no OOD check), use_meso an int */
+    if (dp_checkpoint_meta(ctx, path, "doppel.ood", buf, sizeof buf) == DP_OK && !dp_parse_f32(buf, -FLT_MAX, FLT_MAX, &p.ood_threshold))
+        return dp_error(ctx, DP_ERR_FORMAT, "%s: bad doppel.ood '%s' (a finite number)", path, buf);
+    if (dp_checkpoint_meta(ctx, path, "doppel.use_meso", buf, sizeof buf) == DP_OK) {
+        if (!dp_parse_int(buf, INT_MIN, INT_MAX, &p.use_meso))
+            return dp_error(ctx, DP_ERR_FORMAT, "%s: bad doppel.use_meso '%s' (0 or 1)", path, buf);
+        p.use_meso = p.use_meso != 0;
+    }
     if (dp_checkpoint_meta(ctx, path, "doppel.cnn", buf, sizeof buf) == DP_OK) {
         if (strcmp(buf, "meso4") && strcmp(buf, "mesoinception4"))
             return dp_error(ctx, DP_ERR_FORMAT, "%s: unknown doppel.cnn '%s' (meso4 or mesoinception4)", path, buf);
         p.inception = !strcmp(buf, "mesoinception4");
     }
     if (dp_checkpoint_meta(ctx, path, "doppel.ood_features", buf, sizeof buf) == DP_OK) {
-        p.feat_threshold = strtof(buf, NULL);
-        if (!(p.feat_threshold > 0 && isfinite(p.feat_threshold)))
+        if (!dp_parse_f32(buf, 0, FLT_MAX, &p.feat_threshold) || !(p.feat_threshold > 0))
             return dp_error(ctx, DP_ERR_FORMAT, "%s: bad doppel.ood_features '%s'", path, buf);
     }
     dp_detector *d;

@@ -13,12 +13,14 @@
  *    dp_spectral_features) averaged over each set; the distance is the MEAN
  *    SQUARED difference of the two 1-D profiles. */
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/parse.h"
 #include "doppel/detect.h"
 #include "doppel/gan.h"
 
@@ -275,27 +277,13 @@ struct dp_feature_model {
     char fid_name[96];
 };
 
-static int parse_floats(const char *s, float *v, int n) {
-    for (int i = 0; i < n; i++) {
-        char *end;
-        double d = strtod(s, &end);
-        if (end == s || !isfinite(d)) return 0;
-        v[i] = (float)d;
-        s = end;
-        if (i + 1 < n) {
-            if (*s != ',') return 0;
-            s++;
-        }
-    }
-    return *s == 0;
-}
-
 #define FEAT_BATCH 64
 
 dp_status dp_feature_model_load(dp_ctx *ctx, const char *path, dp_feature_model **out) {
     if (!path || !out) return dp_error(ctx, DP_ERR_NULL, "dp_feature_model_load: NULL argument");
     *out = NULL;
     char arch[64], input[64], nm[128], nsd[128];
+    int chw[3];
     dp_status s = dp_checkpoint_meta(ctx, path, "doppel.arch", arch, sizeof arch);
     if (s == DP_ERR_NOT_FOUND) return dp_error(ctx, s, "%s: no doppel.arch metadata (not a doppel classifier)", path);
     if (s != DP_OK) return s;
@@ -307,13 +295,15 @@ dp_status dp_feature_model_load(dp_ctx *ctx, const char *path, dp_feature_model 
     m->ctx = ctx;
     m->batch = FEAT_BATCH;
     if (dp_checkpoint_meta(ctx, path, "doppel.input", input, sizeof input) != DP_OK ||
-        sscanf(input, "%d,%d,%d", &m->c, &m->h, &m->w) != 3 || (m->c != 1 && m->c != 3) || m->h < 1 || m->w < 1 ||
-        m->h > 4096 || m->w > 4096 || dp_checkpoint_meta(ctx, path, "doppel.norm_mean", nm, sizeof nm) != DP_OK ||
-        dp_checkpoint_meta(ctx, path, "doppel.norm_std", nsd, sizeof nsd) != DP_OK || !parse_floats(nm, m->mean, m->c) ||
-        !parse_floats(nsd, m->std, m->c)) {
+        !dp_parse_ints(input, ',', 3, 1, 4096, chw) || (chw[0] != 1 && chw[0] != 3) ||
+        dp_checkpoint_meta(ctx, path, "doppel.norm_mean", nm, sizeof nm) != DP_OK ||
+        dp_checkpoint_meta(ctx, path, "doppel.norm_std", nsd, sizeof nsd) != DP_OK ||
+        !dp_parse_f32s(nm, ',', chw[0], -FLT_MAX, FLT_MAX, m->mean) ||
+        !dp_parse_f32s(nsd, ',', chw[0], -FLT_MAX, FLT_MAX, m->std)) {
         dp_free(ctx, m);
         return dp_error(ctx, DP_ERR_FORMAT, "%s: missing or invalid doppel.input / doppel.norm_mean / doppel.norm_std metadata", path);
     }
+    m->c = chw[0], m->h = chw[1], m->w = chw[2];
     /* The metric's name says whose features it uses: FID-FMNIST-doppelcnn for a
      * classifier of Fashion-MNIST, FID-<folder>-doppelenc for one trained on a
      * folder (e.g. FID-faces-doppelenc, models/doppel-faceenc.safetensors). */

@@ -6,6 +6,7 @@
  * font. */
 #include <dirent.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/internal.h"
+#include "core/parse.h"
 #include "doppel/gan.h"
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -79,12 +81,13 @@ static int read_csv(const char *path, curve *c) {
         double v[3] = {NAN, NAN, NAN};
         int i = 0;
         char *s = line;
+        line[strcspn(line, "\r\n")] = 0;
         for (;;) {
             char *e = strchr(s, ',');
             if (e) *e = 0;
-            if (i == col_step) v[0] = strtod(s, NULL);
-            else if (i == col_d) v[1] = strtod(s, NULL);
-            else if (i == col_g) v[2] = strtod(s, NULL);
+            /* a field that is not a number is a gap in the curve (the row is skipped without a step) */
+            int j = i == col_step ? 0 : i == col_d ? 1 : i == col_g ? 2 : -1;
+            if (j >= 0 && !dp_parse_f64(s, -DBL_MAX, DBL_MAX, &v[j])) v[j] = NAN;
             if (!e) break;
             s = e + 1;
             i++;
@@ -365,7 +368,7 @@ dp_status dp_gan_report(dp_ctx *ctx, const char *run_dir, char *path, size_t pat
         snprintf(gp, gl, "%s/%s", sdir, grids[i]);
         fprintf(f, "<figure><img alt=\"%s\" src=\"data:image/png;base64,", grids[i]);
         base64_file(gp, f);
-        fprintf(f, "\"><figcaption>step %lld</figcaption></figure>\n", atoll(grids[i] + 5));
+        fprintf(f, "\"><figcaption>step %lld</figcaption></figure>\n", strtoll(grids[i] + 5, NULL, 10)); /* step_N.png */
     }
     eval_section(f, ev);
     fputs("<p style=\"color:#666;font-size:85%\">Written by <code>doppel gan report</code>.</p></body></html>\n", f);

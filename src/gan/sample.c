@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/parse.h"
 #include "gan/gan_internal.h"
 
 /* ------------------------------------------------------------ names */
@@ -172,15 +173,6 @@ void dp_gan_sampler_free(dp_gan_sampler *s) {
     dp_free(s->ctx, s);
 }
 
-static int parse_int(const char *v, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi) return 0;
-    *out = x;
-    return 1;
-}
-
 dp_status dp_gan_sampler_load(dp_ctx *ctx, const char *path, int batch, dp_gan_sampler **out) {
     if (!ctx) return DP_ERR_NULL;
     if (!path || !out) return dp_error(ctx, DP_ERR_NULL, "dp_gan_sampler_load: path and out are required");
@@ -203,12 +195,12 @@ dp_status dp_gan_sampler_load(dp_ctx *ctx, const char *path, int batch, dp_gan_s
         return dp_error(ctx, DP_ERR_FORMAT, "%s: unknown GAN arch '%s' (dcgan28 or dcgan64)", path, buf);
     int64_t nz = 100, step = 0;
     if ((s = dp_checkpoint_meta(ctx, path, "doppel.gan.nz", buf, sizeof buf)) == DP_OK) {
-        if (!parse_int(buf, 1, 4096, &nz)) return dp_error(ctx, DP_ERR_FORMAT, "%s: doppel.gan.nz '%s' is not valid", path, buf);
+        if (!dp_parse_i64(buf, 1, 4096, &nz)) return dp_error(ctx, DP_ERR_FORMAT, "%s: doppel.gan.nz '%s' is not valid", path, buf);
     } else if (s != DP_ERR_NOT_FOUND) {
         return s;
     }
     if ((s = dp_checkpoint_meta(ctx, path, "doppel.gan.step", buf, sizeof buf)) == DP_OK) {
-        if (!parse_int(buf, 0, INT64_MAX, &step))
+        if (!dp_parse_i64(buf, 0, INT64_MAX, &step))
             return dp_error(ctx, DP_ERR_FORMAT, "%s: doppel.gan.step '%s' is not valid", path, buf);
     } else if (s != DP_ERR_NOT_FOUND) {
         return s;

@@ -29,10 +29,12 @@
  * backward pass to the input x̂. docs/gan.md has the measured agreement with
  * PyTorch's double backward. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/parse.h"
 #include "gan/gan_internal.h"
 
 #define GP_DELTA 1e-3f /* RMS pixel displacement of the finite difference (pixels are in [-1,1]) */
@@ -549,7 +551,7 @@ static int rng_from_str(const char *s, dp_rng *r) {
     unsigned long long a[4];
     int hs, used = 0;
     unsigned sp;
-    if (sscanf(s, "%16llx,%16llx,%16llx,%16llx,%d,%8x%n", &a[0], &a[1], &a[2], &a[3], &hs, &sp, &used) != 6 || s[used] ||
+    if (sscanf(s, "%16llx,%16llx,%16llx,%16llx,%1d,%8x%n", &a[0], &a[1], &a[2], &a[3], &hs, &sp, &used) != 6 || s[used] ||
         (hs != 0 && hs != 1) || !(a[0] | a[1] | a[2] | a[3]))
         return 0;
     for (int i = 0; i < 4; i++) r->s[i] = a[i];
@@ -623,22 +625,8 @@ static dp_status meta(dp_ctx *ctx, const char *path, const char *key, char *buf,
         return dp_error(ctx, DP_ERR_FORMAT, "%s: metadata '%s' is missing (not a checkpoint written by dp_gan_save?)", path, key);
     return s;
 }
-static int parse_i64(const char *v, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (!*v || *end || errno || x < lo || x > hi) return 0;
-    *out = x;
-    return 1;
-}
-static int parse_f32(const char *v, float *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (!*v || *end || errno || !isfinite(x)) return 0;
-    *out = (float)x;
-    return 1;
-}
+/* metadata values as dp_gan_save writes them (core/parse.h: strict, in range; floats finite) */
+static int parse_f32(const char *v, float *out) { return dp_parse_f32(v, -FLT_MAX, FLT_MAX, out); }
 
 dp_status dp_gan_read_opts(dp_ctx *ctx, const char *path, dp_gan_opts *opts, int64_t *step) {
     if (!ctx) return DP_ERR_NULL;
@@ -655,15 +643,15 @@ dp_status dp_gan_read_opts(dp_ctx *ctx, const char *path, dp_gan_opts *opts, int
     char *end;
     if (!dp_gan_arch_parse(v[K_ARCH], &o.arch)) bad = meta_keys[K_ARCH];
     else if (!dp_gan_loss_parse(v[K_LOSS], &o.loss)) bad = meta_keys[K_LOSS];
-    else if (!parse_i64(v[K_NZ], 1, 4096, &nz)) bad = meta_keys[K_NZ];
-    else if (!parse_i64(v[K_BATCH], 2, 65536, &batch)) bad = meta_keys[K_BATCH];
+    else if (!dp_parse_i64(v[K_NZ], 1, 4096, &nz)) bad = meta_keys[K_NZ];
+    else if (!dp_parse_i64(v[K_BATCH], 2, 65536, &batch)) bad = meta_keys[K_BATCH];
     else if (!parse_f32(v[K_LRG], &o.lr_g)) bad = meta_keys[K_LRG];
     else if (!parse_f32(v[K_LRD], &o.lr_d)) bad = meta_keys[K_LRD];
     else if (!parse_f32(v[K_B1], &o.beta1)) bad = meta_keys[K_B1];
     else if (!parse_f32(v[K_B2], &o.beta2)) bad = meta_keys[K_B2];
     else if (!parse_f32(v[K_GPW], &o.gp_weight)) bad = meta_keys[K_GPW];
-    else if (!parse_i64(v[K_FLIP], 0, 1, &flip)) bad = meta_keys[K_FLIP];
-    else if (!parse_i64(v[K_STEP], 0, INT64_MAX, &st)) bad = meta_keys[K_STEP];
+    else if (!dp_parse_i64(v[K_FLIP], 0, 1, &flip)) bad = meta_keys[K_FLIP];
+    else if (!dp_parse_i64(v[K_STEP], 0, INT64_MAX, &st)) bad = meta_keys[K_STEP];
     else {
         errno = 0;
         seed = strtoull(v[K_SEED], &end, 10);
@@ -695,7 +683,7 @@ dp_status dp_gan_load(dp_gan *gan, const char *path) {
         if ((s = meta(ctx, path, meta_keys[K_DATAN + k], v[k], sizeof v[k])) != DP_OK) return s;
     if ((s = meta(ctx, path, meta_keys[K_RNG], rs, sizeof rs)) != DP_OK) return s;
     dp_rng rng;
-    if (!parse_i64(v[0], 0, INT64_MAX, &data_n) || !parse_i64(v[1], 0, INT64_MAX, &epoch) || !parse_i64(v[2], 0, data_n, &pos) ||
+    if (!dp_parse_i64(v[0], 0, INT64_MAX, &data_n) || !dp_parse_i64(v[1], 0, INT64_MAX, &epoch) || !dp_parse_i64(v[2], 0, data_n, &pos) ||
         !rng_from_str(rs, &rng))
         return dp_error(ctx, DP_ERR_FORMAT, "%s: the data-order or random-stream metadata is invalid", path);
     if (gan->ds && data_n != gan->ds->n && step > 0)
