@@ -2,7 +2,7 @@
  * truncated, wrong magic, huge dimensions, a header claiming a terabyte, NaN
  * weights, wrong shapes, a non-UTF-8 name, an unreadable file (skipped as
  * root: root reads anything), a folder with very many entries — given to
- * every command of the CLI (scan too, when built with FFmpeg; serve's bad requests are
+ * every command of the CLI (scan too, when built with FFmpeg, also --live; serve's bad requests are
  * tested by test_serve) next to good inputs. Each bad input must get a
  * clear error on one line naming the file, the command must exit non-zero,
  * leave no partial output file, and still process the good inputs. */
@@ -216,7 +216,7 @@ static void make_images(void) {
     dp_image_free(ctx, &g);
 }
 
-static const char *bad_models[8];
+static const char *bad_models[16];
 static int n_bad_models;
 
 static void write_st(const char *path, const char *header, size_t data_len) {
@@ -281,6 +281,26 @@ static void make_models(void) {
     bad_models[n_bad_models++] = "huge.safetensors";
     write_file(P("magic.safetensors"), "PK\3\4 a zip file, say", 21);
     bad_models[n_bad_models++] = "magic.safetensors";
+    /* float16 storage (doppel model convert --f16): a good one, then truncated, every value NaN, and a
+     * header declaring a 1 TB F16 tensor */
+    assert_int_equal(dp_checkpoint_convert(ctx, P("small-model.safetensors"), P("small-f16.safetensors"), DP_F16, NULL), DP_OK);
+    m = dp_test_read_file(P("small-f16.safetensors"), &n);
+    assert_non_null(m);
+    write_file(P("f16-trunc.safetensors"), m, n - n / 4);
+    bad_models[n_bad_models++] = "f16-trunc.safetensors";
+    size_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (size_t)m[i] << (8 * i);
+    assert_true(8 + hl < n && (n - 8 - hl) % 2 == 0);
+    for (size_t i = 8 + hl; i + 1 < n; i += 2) m[i] = 0x00, m[i + 1] = 0x7e; /* F16 NaN, little-endian */
+    write_file(P("f16-nan.safetensors"), m, n);
+    bad_models[n_bad_models++] = "f16-nan.safetensors";
+    free(m);
+    write_st(P("f16-huge.safetensors"),
+             "{\"__metadata__\":{\"doppel.task\":\"detect\",\"doppel.arch\":\"meso4\",\"doppel.crop\":"
+             "\"inner=0.8,margin=0.05,shift=0.05,work=16,size=32\"},"
+             "\"f.conv1.weight\":{\"dtype\":\"F16\",\"shape\":[500000,1000000],\"data_offsets\":[0,1000000000000]}}",
+             16);
+    bad_models[n_bad_models++] = "f16-huge.safetensors";
 }
 
 /* ------------------------------------------------------------ the commands */
@@ -339,11 +359,17 @@ static void detect(void **s) {
         expect_errors("detect --model BAD", &r, &bad_models[i], 1);
         result_free(&r);
     }
-    /* --explain writes nothing for a bad image */
-    result r = run((const char *[]){"detect", "--model", "small-model.safetensors", "--explain", "why.png", "trunc.png", NULL});
-    expect_errors("detect --explain", &r, (const char *[]){"trunc.png"}, 1);
-    assert_false(exists(P("why.png")));
-    result_free(&r);
+    /* --explain (occlusion, Grad-CAM) writes nothing for a bad image */
+    static const char *const method[2] = {"occlusion", "gradcam"};
+    for (int k = 0; k < 2; k++) {
+        result r = run((const char *[]){"detect", "--model", "small-model.safetensors", "--explain-method", method[k],
+                                        "--explain", "why.png", "trunc.png", NULL});
+        expect_errors("detect --explain", &r, (const char *[]){"trunc.png"}, 1);
+        assert_false(exists(P("why.png")));
+        result_free(&r);
+    }
+    /* the same model stored as float16 answers as the float32 one does */
+    image_command("detect (F16 model)", (const char *[]){"detect", "--json", "--model", "small-f16.safetensors"}, 4);
 }
 
 static void model_info_import(void **s) {
@@ -365,6 +391,27 @@ static void model_info_import(void **s) {
         assert_false(exists(P("imported.safetensors")));
         result_free(&r);
     }
+}
+
+/* model convert: every file that is not a loadable checkpoint (bad_models but the one with a wrong
+ * shape, which convert does not check against any model) fails naming it, and writes nothing. */
+static void model_convert(void **s) {
+    (void)s;
+    for (int i = 0; i < n_bad_models; i++) {
+        if (!strcmp(bad_models[i], "shape.safetensors")) continue;
+        for (int f16 = 0; f16 < 2; f16++) {
+            result r = run((const char *[]){"model", "convert", bad_models[i], f16 ? "--f16" : "--f32", "--out", "conv.safetensors", NULL});
+            expect_errors("model convert BAD", &r, &bad_models[i], 1);
+            assert_false(exists(P("conv.safetensors")));
+            result_free(&r);
+        }
+    }
+    result r = run((const char *[]){"model", "convert", "small-f16.safetensors", "--f32", "--out", "conv.safetensors", NULL});
+    if (r.rc != 0 || !exists(P("conv.safetensors"))) {
+        show("model convert (good F16)", &r);
+        fail_msg("model convert of a good F16 model failed");
+    }
+    result_free(&r);
 }
 
 static void gan_sample(void **s) {
@@ -400,6 +447,88 @@ static void classify(void **s) {
     }
 }
 
+/* Numbers that commands read back from files they wrote (issue 8: parsed strictly, core/parse.h): a
+ * value out of range or followed by garbage is an error naming the file (and the line), never
+ * undefined behaviour, and nothing is written. */
+static void save_meta(const char *path, const char *arch, const char *const *kv) {
+    dp_paramset *ps;
+    dp_tensor *t;
+    assert_int_equal(dp_paramset_new(ctx, &ps), DP_OK);
+    assert_int_equal(dp_paramset_get_or_add(ps, "w", 1, (int64_t[]){4}, 0, NULL, &t), DP_OK);
+    assert_int_equal(dp_checkpoint_save(path, ps, NULL, arch, kv), DP_OK);
+    dp_paramset_free(ps);
+}
+
+static void numbers_in_files(void **s) {
+    (void)s;
+    /* classify eval: a classifier whose input shape overflows int */
+    const char *cls[] = {"cls-input.safetensors"};
+    save_meta(P(cls[0]), "classify-cnn", (const char *[]){"doppel.input", "1,28,99999999999", NULL});
+    result r = run((const char *[]){"classify", "eval", "--model", cls[0], "--data-dir", "fm", NULL});
+    expect_errors("classify eval (doppel.input out of range)", &r, cls, 1);
+    expect_in("classify eval (doppel.input out of range)", &r, "doppel.input", r.err);
+    result_free(&r);
+
+    /* gan train --resume: the CLI's own metadata (elapsed seconds) out of range */
+    assert_int_equal(mkdir(P("ganrun"), 0755), 0);
+    const char *gan_kv[] = {"doppel.task",       "gan",      "doppel.gan.arch",  "dcgan28", "doppel.gan.loss", "ns",
+                            "doppel.gan.nz",     "100",      "doppel.gan.batch", "64",      "doppel.gan.lr_g", "0.0002",
+                            "doppel.gan.lr_d",   "0.0002",   "doppel.gan.beta1", "0.5",     "doppel.gan.beta2", "0.999",
+                            "doppel.gan.gp_weight", "10",    "doppel.gan.flip",  "0",       "doppel.gan.seed", "1",
+                            "doppel.gan.step",   "1",        "doppel.gan.elapsed", "1e400", NULL};
+    save_meta(P("ganrun/ckpt.safetensors"), "gan-dcgan28", gan_kv);
+    const char *gan_bad[] = {"ganrun/ckpt.safetensors"};
+    r = run((const char *[]){"gan", "train", "--resume", "--out", "ganrun", "--steps", "5", NULL});
+    expect_errors("gan train --resume (doppel.gan.elapsed out of range)", &r, gan_bad, 1);
+    expect_in("gan train --resume", &r, "doppel.gan.elapsed", r.err);
+    assert_false(exists(P("ganrun/metrics.csv")));
+    result_free(&r);
+
+    /* detect calibrate: --scores rows with a label out of int's range and a p_fake with garbage after
+     * it are skipped, and the warning names the file and the first such line */
+    FILE *f = fopen(P("scores.csv"), "w");
+    assert_non_null(f);
+    fputs("split,label,meso_logit,spectral_logit,ood,ood_over,no_face,p_fake,source,ood_spectral,ood_features,path\n"
+          "test,0,-2,-1,0.1,0,0,0.1,real,0.1,0.1,a.png\n"
+          "test,99999999999,2,1,0.1,0,0,0.9,fake,0.1,0.1,b.png\n"
+          "test,1,2,1,0.1,0,0,0.9x,fake,0.1,0.1,c.png\n"
+          "heldout,1,2,1,0.1,0,0,0.95,fake,0.1,0.1,d.png\n",
+          f);
+    fclose(f);
+    r = run((const char *[]){"detect", "calibrate", "--scores", "scores.csv", "--out", "cal.safetensors", "--model",
+                             "small-model.safetensors", NULL});
+    if (r.rc >= 128 || strstr(r.err, "Sanitizer") || strstr(r.err, "runtime error") ||
+        !strstr(r.err, "scores.csv: 2 malformed rows skipped (the first: line 3)")) {
+        show("detect calibrate (bad rows)", &r);
+        fail_msg("detect calibrate: the malformed rows of scores.csv were not reported");
+    }
+    result_free(&r);
+
+    /* detect train --face-cache: a cache line whose box does not fit an int */
+    if (!have_cascade()) skip();
+    assert_int_equal(mkdir(P("fc-real"), 0755), 0);
+    assert_int_equal(mkdir(P("fc-fake"), 0755), 0);
+    size_t n;
+    unsigned char *png = dp_test_read_file(P("good.png"), &n);
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "fc-%s/%d.png", i % 2 ? "fake" : "real", i);
+        write_file(P(name), png, n);
+    }
+    free(png);
+    const char *cache[] = {"faces.cache"};
+    f = fopen(P(cache[0]), "w");
+    assert_non_null(f);
+    fprintf(f, "fc-real/0.png\t%zu\t0\t1 2 30 30 1\nfc-real/1.png\t%zu\t0\t0 0 99999999999 10 1\n", n, n);
+    fclose(f);
+    r = run((const char *[]){"detect", "train", "--real", "fc-real", "--fake", "fc-fake", "--out", "fc.safetensors",
+                             "--face-cache", cache[0], "--epochs", "1", "--size", "32", "--work", "16", "--quiet", NULL});
+    expect_errors("detect train --face-cache (bad line)", &r, cache, 1);
+    expect_in("detect train --face-cache", &r, "line 2", r.err);
+    assert_false(exists(P("fc.safetensors")));
+    result_free(&r);
+}
+
 /* doppel scan: an empty, a truncated and a text "video" next to a good one; --out is not written for a bad one. */
 static void scan(void **s) {
     (void)s;
@@ -429,6 +558,13 @@ static void scan(void **s) {
                              "text.mp4", NULL});
     expect_errors("scan --out", &r, &bad[2], 1);
     assert_false(exists(P("annotated.mp4")));
+    result_free(&r);
+    /* --live (a network stream): a URL nobody answers (port 1) and a text file, next to a good file */
+    const char *live_bad[] = {"http://127.0.0.1:1/none.mp4", "text.mp4"};
+    r = run((const char *[]){"scan", "--json", "--quiet", "--live", "--timeout", "5", "--model", "small-model.safetensors",
+                             live_bad[0], "good.mp4", live_bad[1], NULL});
+    expect_errors("scan --live", &r, live_bad, 2);
+    expect_in("scan --live", &r, "good.mp4", r.out);
     result_free(&r);
 #endif
 }
@@ -491,7 +627,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(watermark_check), cmocka_unit_test(faces),      cmocka_unit_test(detect),
         cmocka_unit_test(model_info_import), cmocka_unit_test(gan_sample), cmocka_unit_test(classify),
-        cmocka_unit_test(scan),              cmocka_unit_test(many_entries),
+        cmocka_unit_test(scan),              cmocka_unit_test(many_entries),     cmocka_unit_test(model_convert),
+        cmocka_unit_test(numbers_in_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -168,6 +168,40 @@ static int build_arch(dp_ctx *ctx, const char *arch, dp_paramset *ps) {
     return 0;
 }
 
+/* Any other checkpoint: every float tensor read into a paramset made from the header (which the library
+ * has validated against the file), so that NaN/Inf values and unreadable data fail here as they would in
+ * any loader. 1: read, 0: fails (msg set), -1: not checked (a tensor of another dtype or rank). */
+static int read_all(dp_ctx *ctx, const cJSON *h, const char *path, char *msg, size_t n) {
+    dp_paramset *ps = NULL;
+    if (dp_paramset_new(ctx, &ps) != DP_OK) return -1;
+    int r = 1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, h) {
+        if (!strcmp(e->string, "__metadata__") || !strncmp(e->string, "optim.", 6)) continue;
+        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype"), *shape = cJSON_GetObjectItemCaseSensitive(e, "shape"), *d;
+        int nd = cJSON_GetArraySize(shape);
+        int64_t dims[DP_MAX_DIMS];
+        if (!cJSON_IsString(dt) || (strcmp(dt->valuestring, "F32") && strcmp(dt->valuestring, "F16")) || nd < 1 ||
+            nd > DP_MAX_DIMS) {
+            r = -1;
+            break;
+        }
+        int k = 0;
+        cJSON_ArrayForEach(d, shape) dims[k++] = (int64_t)d->valuedouble;
+        dp_tensor *t;
+        if (dp_paramset_get_or_add(ps, e->string, nd, dims, 0, NULL, &t) != DP_OK) {
+            r = -1;
+            break;
+        }
+    }
+    if (r == 1 && dp_checkpoint_load(path, ps, NULL) != DP_OK) {
+        snprintf(msg, n, "FAILS to read: %s", dp_ctx_error(ctx));
+        r = 0;
+    }
+    dp_paramset_free(ps);
+    return r;
+}
+
 /* info's options: -1 to go on (*path_, *json set), else the exit status. Also called by fuzz/fuzz_cli.c. */
 static int info_parse(int argc, char **argv, const char **path_, int *json) {
     const char *path = NULL;
@@ -232,10 +266,10 @@ static int cmd_info(int argc, char **argv) {
     /* For the reference architectures: does the file load into doppel's model? */
     const char *check = "not checked (no reference architecture of that name)";
     char checkbuf[1200];
-    dp_ctx *ctx = arch ? new_ctx() : NULL;
+    dp_ctx *ctx = new_ctx();
     if (ctx) {
         dp_paramset *ps = NULL;
-        int b = dp_paramset_new(ctx, &ps) == DP_OK ? build_arch(ctx, arch, ps) : -1;
+        int b = dp_paramset_new(ctx, &ps) != DP_OK ? -1 : arch ? build_arch(ctx, arch, ps) : 0;
         if (b > 0) {
             if (dp_checkpoint_load(path, ps, NULL) == DP_OK) {
                 snprintf(checkbuf, sizeof checkbuf, "loads into doppel's %s (%lld trainable values, %lld in buffers)", arch,
@@ -246,6 +280,10 @@ static int cmd_info(int argc, char **argv) {
             check = checkbuf;
         } else if (b < 0) {
             check = "not checked (could not build the architecture)";
+        } else {
+            int rd = read_all(ctx, h, path, checkbuf, sizeof checkbuf);
+            if (rd == 1) check = "every tensor reads (no reference architecture of that name to load it into)";
+            else if (rd == 0) check = checkbuf;
         }
         dp_paramset_free(ps);
         dp_ctx_free(ctx);
@@ -282,7 +320,9 @@ static int cmd_info(int argc, char **argv) {
 }
 
 /* ------------------------------------------------------------ convert */
-static int cmd_convert(int argc, char **argv) {
+/* convert's options: -1 to go on (*in, *out, *f16 set), else the exit status. Also called by
+ * fuzz/fuzz_cli.c. */
+static int convert_parse(int argc, char **argv, const char **in_, const char **out_, int *f16_) {
     const char *in = NULL, *out = NULL;
     int f16 = -1;
     for (int i = 1; i < argc; i++) {
@@ -309,6 +349,15 @@ static int cmd_convert(int argc, char **argv) {
     if (!in) return usage_error("convert", "give the checkpoint to convert", NULL);
     if (f16 < 0) return usage_error("convert", "give --f16 or --f32", NULL);
     if (!out) return usage_error("convert", "give the file to write with --out FILE.safetensors", NULL);
+    *in_ = in, *out_ = out, *f16_ = f16;
+    return -1;
+}
+
+static int cmd_convert(int argc, char **argv) {
+    const char *in, *out;
+    int f16;
+    int rc = convert_parse(argc, argv, &in, &out, &f16);
+    if (rc >= 0) return rc;
     dp_ctx *ctx = new_ctx();
     if (!ctx) return 1;
     dp_convert_info ci;
