@@ -41,6 +41,7 @@
 #include "cli/progress.h"
 #include "cli/bench_scan.h"
 #include "core/internal.h" /* dp_sgemm: the sgemm1024 workload times the kernel itself */
+#include "core/parse.h"
 #include "doppel/doppel.h"
 
 #ifndef DP_SOURCE_DIR
@@ -936,15 +937,6 @@ static int usage_error(const char *fmt, ...) {
     return 2;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    if (!s || !*s) return 0;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
 static int parse_pos(const char *s, double *out) {
     if (!s || !*s) return 0;
     char *end;
@@ -997,51 +989,64 @@ static void cpu_name(char *out, size_t n) {
     fclose(f);
 }
 
-int cmd_bench(int argc, char **argv) {
-    opts o;
-    memset(&o, 0, sizeof o);
-    o.threads = 2;
-    o.reps = 3;
-    o.timeout = 900;
-    o.peak = PEAK_GFLOPS;
+/* The options: -1 to go on (*o filled, the workloads built and, unless --worker or --list, the selected
+ * ones marked in sel), else the exit status (0 after --help, 2 for bad usage). Runs nothing; also called
+ * by fuzz/cli_bench.c. */
+static int bench_parse(int argc, char **argv, opts *o, int *sel) {
+    memset(o, 0, sizeof *o);
+    o->threads = 2;
+    o->reps = 3;
+    o->timeout = 900;
+    o->peak = PEAK_GFLOPS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage_text, stdout);
             return 0;
-        } else if (!strcmp(a, "--json")) o.json = 1;
-        else if (!strcmp(a, "--no-peers")) o.no_peers = 1;
-        else if (!strcmp(a, "--list")) o.list = 1;
+        } else if (!strcmp(a, "--json")) o->json = 1;
+        else if (!strcmp(a, "--no-peers")) o->no_peers = 1;
+        else if (!strcmp(a, "--list")) o->list = 1;
         else if (!strcmp(a, "--threads")) {
-            if (!parse_int(v, 1, 1024, &o.threads)) return usage_error("--threads needs a number from 1 to 1024");
+            if (!dp_parse_int(v, 1, 1024, &o->threads)) return usage_error("--threads needs a number from 1 to 1024");
             i++;
         } else if (!strcmp(a, "--reps")) {
-            if (!parse_int(v, 1, 64, &o.reps)) return usage_error("--reps needs a number from 1 to 64");
+            if (!dp_parse_int(v, 1, 64, &o->reps)) return usage_error("--reps needs a number from 1 to 64");
             i++;
         } else if (!strcmp(a, "--timeout")) {
-            if (!parse_pos(v, &o.timeout)) return usage_error("--timeout needs a positive number of seconds");
+            if (!parse_pos(v, &o->timeout)) return usage_error("--timeout needs a positive number of seconds");
             i++;
         } else if (!strcmp(a, "--peak")) {
-            if (!parse_pos(v, &o.peak)) return usage_error("--peak needs a positive number of GFLOP/s");
+            if (!parse_pos(v, &o->peak)) return usage_error("--peak needs a positive number of GFLOP/s");
             i++;
         } else if (!strcmp(a, "--only") || !strcmp(a, "--peers") || !strcmp(a, "--bench-dir") || !strcmp(a, "--worker")) {
             if (!v || !*v) return usage_error("%s needs a value", a);
-            if (!strcmp(a, "--only")) o.only = v;
-            else if (!strcmp(a, "--peers")) o.peers = v;
-            else if (!strcmp(a, "--bench-dir")) o.bench_dir = v;
-            else o.worker = v;
+            if (!strcmp(a, "--only")) o->only = v;
+            else if (!strcmp(a, "--peers")) o->peers = v;
+            else if (!strcmp(a, "--bench-dir")) o->bench_dir = v;
+            else o->worker = v;
             i++;
         } else return usage_error("unknown option '%s'", a);
     }
     build_workloads();
+    if (o->worker || o->list) return -1;
+    if (!select_workloads(o->only, sel)) return 2;
+    int n_sel = 0;
+    for (int i = 0; i < n_wl; i++) n_sel += sel[i];
+    if (n_sel == 0) return usage_error("--only selects no workload");
+    return -1;
+}
+
+int cmd_bench(int argc, char **argv) {
+    opts o;
+    int sel[MAX_WORKLOADS];
+    int rc = bench_parse(argc, argv, &o, sel);
+    if (rc >= 0) return rc;
     if (o.worker) return run_worker(o.worker, o.threads);
     if (o.list) {
         for (int i = 0; i < n_wl; i++) printf("%-26s %-8s %s\n", wl[i].name, wl[i].unit, wl[i].what);
         return 0;
     }
-    int sel[MAX_WORKLOADS];
-    if (!select_workloads(o.only, sel)) return 2;
     int need_torch = 0, need_ort = 0, n_sel = 0;
     for (int i = 0; i < n_wl; i++)
         if (sel[i]) {
@@ -1049,7 +1054,6 @@ int cmd_bench(int argc, char **argv) {
             need_torch |= wl[i].torch_mode || wl[i].torch_layer || wl[i].torch_sgemm;
             need_ort |= wl[i].ort_batch > 0;
         }
-    if (n_sel == 0) return usage_error("--only selects no workload");
     env_info *e = calloc(1, sizeof *e);
     if (!e) {
         fprintf(stderr, "doppel bench: out of memory\n");
