@@ -1,4 +1,4 @@
-/* Command-line parsing of doppel classify, gan, detect, faces, watermark, model, scan and serve: the
+/* Command-line parsing of doppel classify, gan, detect, faces, watermark, model, scan, serve and bench: the
  * input is split at NUL bytes into argv; the first byte picks the command. Only the option parsers run
  * (fuzz/cli_*.c compile each command's file with its static parser reachable), nothing is trained or
  * read (faces lists the folders it is given). */
@@ -14,6 +14,7 @@ int fz_cli_watermark(int sub, int argc, char **argv);
 int fz_cli_model(int sub, int argc, char **argv);
 int fz_cli_scan(int argc, char **argv);
 int fz_cli_serve(int argc, char **argv);
+int fz_cli_bench(int argc, char **argv);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > 4096) return 0;
@@ -40,8 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         dup2(devnull, 2);
     }
     /* 0-1 classify train|eval, 2-5 gan train|sample|eval|report, 6-8 detect (run)|train|eval, 9 faces,
-     * 10-11 watermark check|eval, 12-13 model import-keras|info, 14 scan, 15 serve */
-    int sel = data[0] % 16;
+     * 10-11 watermark check|eval, 12-13 model import-keras|info, 14 scan, 15 serve, 16 model convert,
+     * 17 bench (16 and 17 came later: the first byte of older inputs keeps its meaning) */
+    int sel = data[0] % 18;
     if (sel < 2) fz_cli_classify(sel, argc, argv);
     else if (sel < 6) fz_cli_gan(sel - 2, argc, argv);
     else if (sel < 9) fz_cli_detect(sel - 6, argc, argv);
@@ -49,7 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     else if (sel < 12) fz_cli_watermark(sel - 10, argc, argv);
     else if (sel < 14) fz_cli_model(sel - 12, argc, argv);
     else if (sel == 14) fz_cli_scan(argc, argv);
-    else fz_cli_serve(argc, argv);
+    else if (sel == 15) fz_cli_serve(argc, argv);
+    else if (sel == 16) fz_cli_model(2, argc, argv);
+    else fz_cli_bench(argc, argv);
     fflush(stdout);
     fflush(stderr);
     if (saved_out >= 0) {

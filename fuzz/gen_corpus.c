@@ -226,7 +226,8 @@ static void keras(void) {
 static void cli(void) {
     /* first byte: the command (0 classify train, 1 eval, 2-5 gan train|sample|eval|report,
      * 6 detect, 7 detect train, 8 detect eval, 9 faces, 10-11 watermark check|eval,
-     * 12-13 model import-keras|info, 14 scan, 15 serve), then NUL-separated arguments */
+     * 12-13 model import-keras|info, 14 scan, 15 serve, 16 model convert, 17 bench), then NUL-separated
+     * arguments */
     static const struct {
         const char *name, *bytes;
         size_t n;
@@ -243,6 +244,8 @@ static void cli(void) {
         CLI_SEED("model-info", "\15m.safetensors\0--json"),
         CLI_SEED("scan", "\16clip.mp4\0--json\0--every\0002\0--max-size\0640x480\0--timeout\0002.5\0--csv\0t.csv"),
         CLI_SEED("serve", "\17--port\0000\0--bind\0127.0.0.1\0--max-upload\0008\0--token\0t\0--quiet"),
+        CLI_SEED("model-convert", "\20m.safetensors\0--f16\0--out\0m16.safetensors"),
+        CLI_SEED("bench", "\21--only\0meso_*,dcgan28,sgemm1024\0--reps\0002\0--threads\0001\0--timeout\00030\0--peak\000447\0--json"),
     };
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) write_bytes("cli", seeds[i].name, seeds[i].bytes, seeds[i].n);
 }
