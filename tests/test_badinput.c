@@ -529,6 +529,38 @@ static void numbers_in_files(void **s) {
     result_free(&r);
 }
 
+/* detect train --self-blend on folders holding the bad images next to good ones: each bad image is named
+ * once in a warning, the run goes on with the others and writes its model. */
+static void self_blend_training(void **s) {
+    (void)s;
+    if (!have_cascade()) skip();
+    assert_int_equal(mkdir(P("sb-real"), 0755), 0);
+    assert_int_equal(mkdir(P("sb-fake"), 0755), 0);
+    size_t n;
+    unsigned char *png = dp_test_read_file(P("good.png"), &n);
+    assert_non_null(png);
+    for (int i = 0; i < 48; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "sb-%s/g%02d.png", i % 2 ? "fake" : "real", i);
+        write_file(P(name), png, n);
+    }
+    free(png);
+    for (int i = 0; i < n_bad_images; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "sb-%s/%s", i % 2 ? "fake" : "real", bad_images[i]);
+        assert_int_equal(link(P(bad_images[i]), P(name)), 0); /* keeps chmod 000 */
+    }
+    result r = run((const char *[]){"detect", "train", "--real", "sb-real", "--fake", "sb-fake", "--out", "sb.safetensors",
+                                    "--self-blend", "0.5", "--epochs", "1", "--size", "32", "--work", "16", "--quiet", NULL});
+    int ok = r.rc == 0 && exists(P("sb.safetensors")) && !strstr(r.err, "Sanitizer") && !strstr(r.err, "runtime error");
+    for (int i = 0; ok && i < n_bad_images; i++) ok = lines_naming(r.err, bad_images[i]) == 1;
+    if (!ok) {
+        show("detect train --self-blend (bad images in the folders)", &r);
+        fail_msg("detect train --self-blend did not skip the bad images as it must");
+    }
+    result_free(&r);
+}
+
 /* doppel scan: an empty, a truncated and a text "video" next to a good one; --out is not written for a bad one. */
 static void scan(void **s) {
     (void)s;
@@ -628,7 +660,7 @@ int main(void) {
         cmocka_unit_test(watermark_check), cmocka_unit_test(faces),      cmocka_unit_test(detect),
         cmocka_unit_test(model_info_import), cmocka_unit_test(gan_sample), cmocka_unit_test(classify),
         cmocka_unit_test(scan),              cmocka_unit_test(many_entries),     cmocka_unit_test(model_convert),
-        cmocka_unit_test(numbers_in_files),
+        cmocka_unit_test(numbers_in_files),  cmocka_unit_test(self_blend_training),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
