@@ -13,9 +13,9 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/parse.h"
 #include "doppel/doppel.h"
 #include "doppel/face.h"
-
 
 static const char *const usage_text =
     "usage: doppel faces IMAGE|DIR... [options]\n"
@@ -63,25 +63,6 @@ static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (see 'doppel faces --help')\n");
     return 2;
-}
-
-static int parse_int(const char *s, long lo, long hi, int *out) {
-    if (!s || !*s) return 0;
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-static int parse_double(const char *s, double lo, double hi, double *out) {
-    if (!s || !*s) return 0;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v) || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
 }
 
 static void json_str(FILE *f, const char *s) {
@@ -222,27 +203,27 @@ static int parse_opts(int argc, char **argv, faces_opts *o, file_list *files) {
             else o->verify = v;
             i++;
         } else if (!strcmp(a, "--bench")) {
-            if (!parse_int(v, 1, 1000000, &o->bench)) goto bad_value;
+            if (!dp_parse_int(v, 1, 1000000, &o->bench)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--min-size")) {
-            if (!parse_int(v, 0, 1 << 20, &o->fo.min_size)) goto bad_value;
+            if (!dp_parse_int(v, 0, 1 << 20, &o->fo.min_size)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--max-size")) {
-            if (!parse_int(v, 0, 1 << 20, &o->fo.max_size)) goto bad_value;
+            if (!dp_parse_int(v, 0, 1 << 20, &o->fo.max_size)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--min-neighbors")) {
             int k;
-            if (!parse_int(v, -1, 100000, &k)) goto bad_value;
+            if (!dp_parse_int(v, -1, 100000, &k)) goto bad_value;
             o->fo.min_neighbors = k == 0 ? -1 : k; /* 0 in the option means what OpenCV means: no grouping */
             i++;
         } else if (!strcmp(a, "--verify-min-neighbors")) {
-            if (!parse_int(v, 0, 100000, &o->fo.verify_min_neighbors)) goto bad_value;
+            if (!dp_parse_int(v, 0, 100000, &o->fo.verify_min_neighbors)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--scale")) {
-            if (!parse_double(v, 1.0001, 100, &o->fo.scale_factor)) goto bad_value;
+            if (!dp_parse_f64(v, 1.0001, 100, &o->fo.scale_factor)) goto bad_value;
             i++;
         } else if (!strcmp(a, "--pad-fraction")) {
-            if (!parse_double(v, 1e-6, 2, &d)) goto bad_value;
+            if (!dp_parse_f64(v, 1e-6, 2, &d)) goto bad_value;
             o->fo.pad_fraction = (float)d;
             i++;
         } else if (!strcmp(a, "--pad")) {

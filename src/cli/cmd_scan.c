@@ -17,6 +17,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
+#include "core/parse.h"
 #include "doppel/doppel.h"
 #include "doppel/detect.h"
 
@@ -80,23 +81,6 @@ static void on_sigint(int sig) {
     g_interrupted = 1;
 }
 
-static int parse_pos_int(const char *s, int lo, int hi, int *out) {
-    char *e;
-    errno = 0;
-    long v = strtol(s, &e, 10);
-    if (errno || *e || e == s || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-static int parse_pos_double(const char *s, double lo, double hi, double *out) {
-    char *e;
-    errno = 0;
-    double v = strtod(s, &e);
-    if (errno || *e || e == s || !(v >= lo && v <= hi)) return 0;
-    *out = v;
-    return 1;
-}
-
 /* Parses the options; positional arguments are moved to the front of argv, their count returned (-1 on error). */
 static int parse(int argc, char **argv, scan_args *a) {
     memset(a, 0, sizeof *a);
@@ -141,31 +125,31 @@ static int parse(int argc, char **argv, scan_args *a) {
         }
         else if (!strcmp(k, "--every")) {
             NEED();
-            if (!parse_pos_int(v, 1, 100000, &a->vo.every)) BAD();
+            if (!dp_parse_int(v, 1, 100000, &a->vo.every)) BAD();
         } else if (!strcmp(k, "--fps")) {
             NEED();
-            if (!parse_pos_double(v, 0.01, 1000, &a->vo.fps)) BAD();
+            if (!dp_parse_f64(v, 0.01, 1000, &a->vo.fps)) BAD();
         } else if (!strcmp(k, "--min-face")) {
             NEED();
-            if (!parse_pos_int(v, 20, 4096, &a->vo.min_face)) BAD();
+            if (!dp_parse_int(v, 20, 4096, &a->vo.min_face)) BAD();
         } else if (!strcmp(k, "--min-face-scored")) {
             NEED();
-            if (!parse_pos_int(v, 1, 4096, &a->vo.min_face_scored)) BAD();
+            if (!dp_parse_int(v, 1, 4096, &a->vo.min_face_scored)) BAD();
         } else if (!strcmp(k, "--detect-every")) {
             NEED();
-            if (!parse_pos_int(v, 1, 1000, &a->vo.detect_every)) BAD();
+            if (!dp_parse_int(v, 1, 1000, &a->vo.detect_every)) BAD();
         } else if (!strcmp(k, "--timeout")) {
             NEED();
-            if (!parse_pos_double(v, 0.1, 3600, &a->vo.timeout_s)) BAD();
+            if (!dp_parse_f64(v, 0.1, 3600, &a->vo.timeout_s)) BAD();
         } else if (!strcmp(k, "--max-seconds")) {
             NEED();
-            if (!parse_pos_double(v, 0.01, 1e7, &a->vo.max_seconds)) BAD();
+            if (!dp_parse_f64(v, 0.01, 1e7, &a->vo.max_seconds)) BAD();
         } else if (!strcmp(k, "--decode-threads")) {
             NEED();
-            if (!parse_pos_int(v, 1, 16, &a->vo.decode_threads)) BAD();
+            if (!dp_parse_int(v, 1, 16, &a->vo.decode_threads)) BAD();
         } else if (!strcmp(k, "--threads")) {
             NEED();
-            if (!parse_pos_int(v, 1, 64, &a->threads)) BAD();
+            if (!dp_parse_int(v, 1, 64, &a->threads)) BAD();
         } else if (!strcmp(k, "--max-size")) {
             NEED();
             /* strtol, not sscanf's %d: a number out of int's range would be undefined behaviour there */

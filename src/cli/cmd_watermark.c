@@ -13,6 +13,7 @@
 #include <webp/encode.h>
 
 #include "cli/cli.h"
+#include "core/parse.h"
 #include "doppel/doppel.h"
 
 static const char *const usage_text =
@@ -377,7 +378,6 @@ static dp_status load_item(dp_ctx *ctx, const wopts *o, flist *files, dp_dataset
     return s;
 }
 
-
 /* ------------------------------------------------------------ other changes than JPEG */
 enum {
     AT_WEBP90, AT_WEBP75, AT_BRIGHT, AT_CONTRAST, AT_NOISE2, AT_NOISE5, AT_BLUR, AT_CROP1, AT_CROP8, AT_RESIZE90,
@@ -594,16 +594,6 @@ static int run_embed(dp_ctx *ctx, const wopts *o, flist *files, dp_dataset *fm) 
     return 0;
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    if (!s || !*s) return 0;
-    char *e;
-    errno = 0;
-    long v = strtol(s, &e, 10);
-    if (errno || *e || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 /* eval's options: -1 to go on, else the exit status (2). PATHs are searched into files, or only
  * counted when files is NULL (fuzz/fuzz_cli.c calls it so, to parse without walking folders). */
 static int eval_parse(int argc, char **argv, wopts *o, flist *files) {
@@ -618,9 +608,9 @@ static int eval_parse(int argc, char **argv, wopts *o, flist *files) {
                  !strcmp(a, "--examples")) {
             if (!v) return usage_error("eval", "%s needs a value", a);
             i++;
-            if (!strcmp(a, "--size") && !parse_int(v, DP_WATERMARK_MIN_SIDE, 4096, &o->size))
+            if (!strcmp(a, "--size") && !dp_parse_int(v, DP_WATERMARK_MIN_SIDE, 4096, &o->size))
                 return usage_error("eval", "--size %s (%d..4096)", v, DP_WATERMARK_MIN_SIDE);
-            if (!strcmp(a, "--limit") && !parse_int(v, 1, 1 << 30, &o->limit)) return usage_error("eval", "--limit %s", v);
+            if (!strcmp(a, "--limit") && !dp_parse_int(v, 1, 1 << 30, &o->limit)) return usage_error("eval", "--limit %s", v);
             if (!strcmp(a, "--examples")) o->examples = v;
             if (!strcmp(a, "--data")) {
                 if (strcmp(v, "fashion-mnist"))
@@ -632,7 +622,7 @@ static int eval_parse(int argc, char **argv, wopts *o, flist *files) {
                 char buf[256];
                 snprintf(buf, sizeof buf, "%s", v);
                 for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                    if (o->nq == 16 || !parse_int(t, 1, 100, &o->qual[o->nq]))
+                    if (o->nq == 16 || !dp_parse_int(t, 1, 100, &o->qual[o->nq]))
                         return usage_error("eval", "--jpeg %s (up to 16 qualities 1..100, comma-separated)", v);
                     o->nq++;
                 }
