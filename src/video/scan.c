@@ -1,10 +1,13 @@
 /* The video pipeline (docs/video.md):
  *
  *   decoding thread (source.c): demux, decode, RGB24 + grey, queue
- *   this thread: faces (full search every detect_every analysed frames,
- *                tracked search around each track between) → tracks (IoU)
- *                → crops → classified in batches (as many frames as are ready)
- *                → per-frame callback, timeline, annotated output
+ *   this thread: faces (full search every detect_every analysed frames on
+ *                the face-search thread, tracked search around each track
+ *                between) → tracks (IoU) → crops
+ *   classifier thread: the crops scored in batches (as many frames as are
+ *                ready) while this thread prepares the next batch (files;
+ *                live sources wait for each batch: no frame is held back)
+ *   this thread: per-frame callback, timeline, annotated output, in order
  *   at the end:  per-track trimmed mean of the logits → verdicts, fake spans
  *
  * The scorer is either a doppel detection model (detect.h: the crop policy,
@@ -27,6 +30,10 @@
 
 struct dp_video_scanner {
     dp_ctx *ctx;
+    /* the models' own context (one thread unless the caller's has more than 4): the classifier thread runs
+     * them, so their convolutions do not wait on a worker pool's barriers while the pipeline's other threads
+     * (decoding, face search, tracking) keep the cores busy; errors are copied into ctx */
+    dp_ctx *cctx;
     dp_face_detector *fd;
     char model_path[1024];
     int batch;
@@ -44,7 +51,7 @@ struct dp_video_scanner {
 
 /* ------------------------------------------------------------ scanner */
 static dp_status mesonet_graph(dp_video_scanner *s, int batch, const char *arch, dp_graph **g, dp_node **x, dp_node **y) {
-    dp_status st = dp_graph_new(s->ctx, g);
+    dp_status st = dp_graph_new(s->cctx, g);
     if (st != DP_OK) return st;
     *x = dp_input(*g, "x", 4, (int64_t[]){batch, 3, 256, 256});
     *y = !strcmp(arch, "mesoinception4") ? dp_model_mesoinception4(*g, s->ps, *x) : dp_model_meso4(*g, s->ps, *x);
@@ -68,11 +75,11 @@ static dp_status load_mesonet(dp_video_scanner *s, const char *path) {
         const char *b = strrchr(path, '/');
         snprintf(arch, sizeof arch, "%s", strstr(b ? b : path, "Inception") ? "mesoinception4" : "meso4");
     } else
-        st = dp_checkpoint_meta(s->ctx, path, "doppel.arch", arch, sizeof arch);
+        st = dp_checkpoint_meta(s->cctx, path, "doppel.arch", arch, sizeof arch);
     if (st != DP_OK || (strcmp(arch, "meso4") && strcmp(arch, "mesoinception4")))
-        return dp_error(s->ctx, DP_ERR_FORMAT, "%s: an imported model must be meso4 or mesoinception4", path);
+        return dp_error(s->cctx, DP_ERR_FORMAT, "%s: an imported model must be meso4 or mesoinception4", path);
     s->mesonet = 1;
-    if ((st = dp_paramset_new(s->ctx, &s->ps)) != DP_OK) return st;
+    if ((st = dp_paramset_new(s->cctx, &s->ps)) != DP_OK) return st;
     if ((st = mesonet_graph(s, 1, arch, &s->g1, &s->x1, &s->y1)) != DP_OK) return st;
     if ((st = mesonet_graph(s, s->batch, arch, &s->gB, &s->xB, &s->yB)) != DP_OK) return st;
     if ((st = is_h5(path) ? dp_keras_load_mesonet(s->ps, path, arch, NULL) : dp_checkpoint_load(path, s->ps, NULL)) !=
@@ -98,7 +105,17 @@ dp_status dp_video_scanner_new(dp_ctx *ctx, const char *model_path, const char *
     s->ctx = ctx;
     s->batch = 8;
     dpv_quiet_ffmpeg();
-    dp_status st = DP_OK;
+    int ct = dp_ctx_threads(ctx);
+    dp_status st = dp_ctx_new(&(dp_ctx_opts){.threads = ct > 4 ? ct - 3 : 1,
+                                             .seed = dp_ctx_seed(ctx),
+                                             .allocator = &ctx->alloc,
+                                             .max_tensor_bytes = ctx->max_tensor_bytes},
+                              &s->cctx);
+    if (st != DP_OK) {
+        free(s);
+        return dp_error(ctx, st, "dp_video_scanner_new: cannot make the models' context");
+    }
+    dp_ctx_set_limits(s->cctx, &ctx->limits);
     if (model_path) snprintf(s->model_path, sizeof s->model_path, "%s", model_path);
     else st = dp_detector_find_default(ctx, source_dir, s->model_path, sizeof s->model_path);
     char out_kind[64] = "";
@@ -108,8 +125,8 @@ dp_status dp_video_scanner_new(dp_ctx *ctx, const char *model_path, const char *
         st = load_mesonet(s, s->model_path);
     else if (st == DP_OK) {
         dp_ctx_clear_error(ctx);
-        st = dp_detector_load(ctx, s->model_path, 1, &s->det1);
-        if (st == DP_OK) st = dp_detector_load(ctx, s->model_path, s->batch, &s->detB);
+        st = dp_detector_load(s->cctx, s->model_path, 1, &s->det1);
+        if (st == DP_OK) st = dp_detector_load(s->cctx, s->model_path, s->batch, &s->detB);
         if (st == DP_OK) {
             const dp_detector_params *p = dp_detector_get_params(s->det1);
             s->crop = p->crop;
@@ -119,6 +136,7 @@ dp_status dp_video_scanner_new(dp_ctx *ctx, const char *model_path, const char *
             s->ood_threshold = p->ood_threshold;
         }
     }
+    if (st != DP_OK && dp_ctx_error(s->cctx)[0]) dp_error(ctx, st, "%s", dp_ctx_error(s->cctx));
     if (st == DP_OK) st = dp_face_detector_default(ctx, &s->fd);
     if (st != DP_OK) {
         dp_video_scanner_free(s);
@@ -136,6 +154,7 @@ void dp_video_scanner_free(dp_video_scanner *s) {
     dp_graph_free(s->gB);
     dp_paramset_free(s->ps);
     dp_face_detector_free(s->fd);
+    dp_ctx_free(s->cctx);
     free(s);
 }
 
@@ -257,12 +276,38 @@ typedef struct pending {
     float sharp[MAX_FACES];
 } pending;
 
-typedef struct finder finder;
-struct finder {
+/* The frames of one batch and their crops; scored on the classifier thread (logit, ood, st, err), then handed on
+ * in order by this one. */
+typedef struct batch {
+    pending pend[MAX_PENDING];
+    int npend;
+    dp_image crops[MAX_PENDING * MAX_FACES];
+    int ncrops;
+    float logit[MAX_PENDING * MAX_FACES], ood[MAX_PENDING * MAX_FACES];
+    dp_status st;
+    char err[512];
+} batch;
+
+/* A thread that takes jobs under mu: cv says a job (or quit) is there, done_cv that one is done. */
+typedef struct job_thread {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv, done_cv;
-    int started, has_job, busy, has_result, quit;
+    int started, quit;
+} job_thread;
+
+/* The classifier thread: one batch at a time (posted, scored, collected). */
+typedef struct classifier {
+    job_thread jt;
+    dp_video_scanner *s;
+    batch *job; /* posted, not yet taken */
+    int busy;   /* a batch posted and not yet scored */
+} classifier;
+
+typedef struct finder finder;
+struct finder {
+    job_thread jt;
+    int has_job, busy, has_result;
     const dp_face_detector *fd;
     uint8_t *gray;
     int gw, gh, d, min_face;
@@ -278,14 +323,13 @@ typedef struct scan {
     dpv_writer *wr;
     dpv_tracker trk;
     dp_video_result *r;
-    pending pend[MAX_PENDING];
-    int npend;
-    dp_image crops[MAX_PENDING * MAX_FACES];
-    int ncrops;
+    batch *bufs;     /* two: one being filled (cur), one being scored (fly) */
+    batch *cur, *fly;
+    classifier cls;
     dp_video_face last_faces[MAX_FACES]; /* drawn on frames that are not analysed */
     int n_last;
     int64_t analysed, last_full, samples_cap, dropped_late;
-    int max_pend; /* frames held for batching: MAX_PENDING, fewer for large frames (<= 128 MiB of them) */
+    int max_pend; /* frames held per batch: MAX_PENDING, fewer for large frames (<= 64 MiB of them, two batches) */
     double t0, lat_sum;
     finder finder; /* the full search's thread */
     int live, full_pending; /* files: a search posted, taken at frame full_due */
@@ -320,25 +364,52 @@ static dp_status full_search(const dp_face_detector *fd, const uint8_t *gray, in
  * so that it never holds up a frame; the boxes it finds join the tracks when
  * they come (a few frames later), the tracked search follows them from there. */
 
+static dp_status job_thread_start(job_thread *j, void *(*fn)(void *), void *arg) {
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    pthread_cond_init(&j->done_cv, NULL);
+    if (pthread_create(&j->th, NULL, fn, arg) != 0) {
+        pthread_mutex_destroy(&j->mu);
+        pthread_cond_destroy(&j->cv);
+        pthread_cond_destroy(&j->done_cv);
+        return DP_ERR_STATE;
+    }
+    j->started = 1;
+    return DP_OK;
+}
+
+static void job_thread_stop(job_thread *j) { /* when it has no job left */
+    if (!j->started) return;
+    pthread_mutex_lock(&j->mu);
+    j->quit = 1;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->th, NULL);
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    pthread_cond_destroy(&j->done_cv);
+    j->started = 0;
+}
+
 static void *finder_main(void *arg) {
     finder *f = arg;
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->jt.mu);
     for (;;) {
-        while (!f->has_job && !f->quit) pthread_cond_wait(&f->cv, &f->mu);
-        if (f->quit) break;
+        while (!f->has_job && !f->jt.quit) pthread_cond_wait(&f->jt.cv, &f->jt.mu);
+        if (f->jt.quit) break;
         f->has_job = 0;
-        pthread_mutex_unlock(&f->mu);
+        pthread_mutex_unlock(&f->jt.mu);
         dp_face_box b[MAX_FACES];
         int n = 0;
         if (full_search(f->fd, f->gray, f->gw, f->gh, f->d, f->min_face, b, &n) != DP_OK) n = 0;
-        pthread_mutex_lock(&f->mu);
+        pthread_mutex_lock(&f->jt.mu);
         memcpy(f->boxes, b, sizeof b);
         f->n = n;
         f->has_result = 1;
         f->busy = 0;
-        pthread_cond_signal(&f->done_cv);
+        pthread_cond_signal(&f->jt.done_cv);
     }
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->jt.mu);
     return NULL;
 }
 
@@ -347,39 +418,24 @@ static dp_status finder_start(finder *f, const dp_face_detector *fd, const dpv_s
     f->fd = fd;
     f->gw = in->gray_w, f->gh = in->gray_h, f->d = in->gray_scale, f->min_face = min_face;
     if (!(f->gray = malloc((size_t)f->gw * f->gh))) return DP_ERR_NOMEM;
-    pthread_mutex_init(&f->mu, NULL);
-    pthread_cond_init(&f->cv, NULL);
-    pthread_cond_init(&f->done_cv, NULL);
-    if (pthread_create(&f->th, NULL, finder_main, f) != 0) {
-        pthread_mutex_destroy(&f->mu);
-        pthread_cond_destroy(&f->cv);
-        pthread_cond_destroy(&f->done_cv);
+    if (job_thread_start(&f->jt, finder_main, f) != DP_OK) {
         free(f->gray);
         f->gray = NULL;
         return DP_ERR_STATE;
     }
-    f->started = 1;
     return DP_OK;
 }
 
 static void finder_stop(finder *f) {
-    if (!f->started) return;
-    pthread_mutex_lock(&f->mu);
-    f->quit = 1;
-    pthread_cond_signal(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-    pthread_join(f->th, NULL);
-    pthread_mutex_destroy(&f->mu);
-    pthread_cond_destroy(&f->cv);
-    pthread_cond_destroy(&f->done_cv);
+    if (!f->jt.started) return;
+    job_thread_stop(&f->jt);
     free(f->gray);
-    f->started = 0;
 }
 
 /* Takes the finished search's boxes (0 when none is ready); posts this frame when the finder is idle and post. */
 static int finder_poll(finder *f, const uint8_t *gray, int post, dp_face_box *boxes) {
     int n = 0;
-    pthread_mutex_lock(&f->mu);
+    pthread_mutex_lock(&f->jt.mu);
     if (f->has_result && boxes) {
         n = f->n;
         memcpy(boxes, f->boxes, sizeof(dp_face_box) * (size_t)n);
@@ -388,20 +444,20 @@ static int finder_poll(finder *f, const uint8_t *gray, int post, dp_face_box *bo
     if (post && !f->busy) {
         memcpy(f->gray, gray, (size_t)f->gw * f->gh);
         f->busy = f->has_job = 1;
-        pthread_cond_signal(&f->cv);
+        pthread_cond_signal(&f->jt.cv);
     } else post = 0;
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->jt.mu);
     return post ? n | 0x10000 : n; /* bit 16: posted */
 }
 
 /* Waits for the posted search and takes its boxes. */
 static int finder_wait(finder *f, dp_face_box *boxes) {
-    pthread_mutex_lock(&f->mu);
-    while (!f->has_result) pthread_cond_wait(&f->done_cv, &f->mu);
+    pthread_mutex_lock(&f->jt.mu);
+    while (!f->has_result) pthread_cond_wait(&f->jt.done_cv, &f->jt.mu);
     int n = f->n;
     memcpy(boxes, f->boxes, sizeof(dp_face_box) * (size_t)n);
     f->has_result = 0;
-    pthread_mutex_unlock(&f->mu);
+    pthread_mutex_unlock(&f->jt.mu);
     return n;
 }
 
@@ -415,7 +471,7 @@ static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, in
     int64_t since = sc->analysed - sc->last_full;
     int want_full = sc->analysed == 0 || since >= sc->o.detect_every || (alive == 0 && since >= 2);
     dp_status st;
-    if (sc->finder.started && !sc->live && (alive || sc->full_pending)) {
+    if (sc->finder.jt.started && !sc->live && (alive || sc->full_pending)) {
         /* files, someone tracked: the full search of frame k runs on the finder thread while frames
          * k+1.. are tracked; its boxes are taken at frame k + detect_every - 1 (waiting if need be),
          * so the result does not depend on timing */
@@ -441,7 +497,7 @@ static dp_status find_faces(scan *sc, const dpv_item *it, dp_face_box *boxes, in
         }
         return DP_OK;
     }
-    if (sc->finder.started && sc->live) { /* live: tracked search now, the full search's boxes when they come */
+    if (sc->finder.jt.started && sc->live) { /* live: tracked search now, the full search's boxes when they come */
         *nb = 0;
         if (alive && (st = tracked_search(sc, it, boxes, nb)) != DP_OK) return st;
         dp_face_box fb[MAX_FACES];
@@ -515,6 +571,51 @@ static dp_status tracked_search(scan *sc, const dpv_item *it, dp_face_box *boxes
     return DP_OK;
 }
 
+/* ------------------------------------------------------------ the classifier thread */
+static void score_batch(dp_video_scanner *s, batch *b) {
+    b->st = score(s, b->crops, b->ncrops, b->logit, b->ood);
+    snprintf(b->err, sizeof b->err, "%s", b->st == DP_OK ? "" : dp_ctx_error(s->cctx));
+}
+
+static void *classifier_main(void *arg) {
+    classifier *c = arg;
+    pthread_mutex_lock(&c->jt.mu);
+    for (;;) {
+        while (!c->job && !c->jt.quit) pthread_cond_wait(&c->jt.cv, &c->jt.mu);
+        if (!c->job) break; /* quit, nothing left */
+        batch *b = c->job;
+        c->job = NULL;
+        pthread_mutex_unlock(&c->jt.mu);
+        score_batch(c->s, b);
+        pthread_mutex_lock(&c->jt.mu);
+        c->busy = 0;
+        pthread_cond_signal(&c->jt.done_cv);
+    }
+    pthread_mutex_unlock(&c->jt.mu);
+    return NULL;
+}
+
+static dp_status classifier_start(classifier *c, dp_video_scanner *s) {
+    memset(c, 0, sizeof *c);
+    c->s = s;
+    return job_thread_start(&c->jt, classifier_main, c);
+}
+
+static void classifier_post(classifier *c, batch *b) {
+    pthread_mutex_lock(&c->jt.mu);
+    c->job = b;
+    c->busy = 1;
+    pthread_cond_signal(&c->jt.cv);
+    pthread_mutex_unlock(&c->jt.mu);
+}
+
+static void classifier_wait(classifier *c) {
+    pthread_mutex_lock(&c->jt.mu);
+    while (c->busy) pthread_cond_wait(&c->jt.done_cv, &c->jt.mu);
+    pthread_mutex_unlock(&c->jt.mu);
+}
+
+
 static void fill_frame(scan *sc, const pending *p, dp_video_frame *f) {
     memset(f, 0, sizeof *f);
     f->index = p->it->index;
@@ -532,31 +633,31 @@ static void fill_frame(scan *sc, const pending *p, dp_video_frame *f) {
     f->live = sc->info->live;
 }
 
-/* Scores the crops of the pending frames, then hands each frame on in order. */
-static dp_status flush(scan *sc) {
+/* Hands each frame of a scored batch on in order (scores into its faces and tracks, the timeline, the annotated
+ * output, the callback) and gives the frames back to the decoder. On a scoring error the frames are given back
+ * unreported. */
+static dp_status finish_batch(scan *sc, batch *b) {
     dp_status st = DP_OK;
-    if (sc->ncrops > 0) {
-        float logit[MAX_PENDING * MAX_FACES], ood[MAX_PENDING * MAX_FACES];
-        st = score(sc->s, sc->crops, sc->ncrops, logit, ood);
-        for (int i = 0; i < sc->ncrops; i++) dp_image_free(sc->s->ctx, &sc->crops[i]);
-        if (st != DP_OK) {
-            sc->ncrops = 0;
-            return set_err(sc, st, dp_ctx_error(sc->s->ctx));
-        }
-        for (int k = 0; k < sc->npend; k++)
-            for (int i = 0; i < sc->pend[k].n_faces; i++) {
-                int c = sc->pend[k].crop_at[i];
-                if (c < 0) continue;
-                dp_video_face *f = &sc->pend[k].faces[i];
-                f->logit = logit[c];
-                f->p_fake = (float)dp_sigmoid_d(logit[c]);
-                f->ood = ood[c];
-            }
-        sc->ncrops = 0;
+    for (int i = 0; i < b->ncrops; i++) dp_image_free(sc->s->ctx, &b->crops[i]);
+    if (b->ncrops > 0 && b->st != DP_OK) {
+        st = set_err(sc, b->st, b->err);
+        for (int k = 0; k < b->npend; k++) dpv_source_release(sc->src, b->pend[k].it);
+        b->npend = b->ncrops = 0;
+        return st;
     }
+    for (int k = 0; k < b->npend && b->ncrops > 0; k++)
+        for (int i = 0; i < b->pend[k].n_faces; i++) {
+            int c = b->pend[k].crop_at[i];
+            if (c < 0) continue;
+            dp_video_face *f = &b->pend[k].faces[i];
+            f->logit = b->logit[c];
+            f->p_fake = (float)dp_sigmoid_d(b->logit[c]);
+            f->ood = b->ood[c];
+        }
+    b->ncrops = 0;
     dp_video_result *r = sc->r;
-    for (int k = 0; k < sc->npend; k++) {
-        pending *p = &sc->pend[k];
+    for (int k = 0; k < b->npend; k++) {
+        pending *p = &b->pend[k];
         if (sc->stop) { /* the callback asked to stop: the frames after it are not reported */
             dpv_source_release(sc->src, p->it);
             p->it = NULL;
@@ -591,7 +692,11 @@ static dp_status flush(scan *sc) {
                 sm->p_fake = f->p_fake;
             }
         }
-        if (st != DP_OK) return set_err(sc, st, "out of memory");
+        if (st != DP_OK) {
+            for (; k < b->npend; k++) dpv_source_release(sc->src, b->pend[k].it);
+            b->npend = 0;
+            return set_err(sc, st, "out of memory");
+        }
         memcpy(sc->last_faces, p->faces, sizeof(dp_video_face) * (size_t)p->n_faces);
         sc->n_last = p->n_faces;
         if (sc->wr && st == DP_OK) {
@@ -609,8 +714,37 @@ static dp_status flush(scan *sc) {
         dpv_source_release(sc->src, p->it);
         p->it = NULL;
     }
-    sc->npend = 0;
+    b->npend = 0;
     return st;
+}
+
+/* Scores the frames gathered so far and hands them on, after the batch the classifier has: with wait = 0 the
+ * new batch goes to the classifier thread and this one goes on (files), else it is scored and handed on before
+ * returning (live sources, the end, frames written but not analysed). */
+static dp_status flush(scan *sc, int wait) {
+    dp_status st = DP_OK;
+    if (sc->fly) { /* the earlier batch first */
+        classifier_wait(&sc->cls);
+        st = finish_batch(sc, sc->fly);
+        sc->fly = NULL;
+    }
+    batch *b = sc->cur;
+    if (b->npend == 0) return st;
+    if (b->ncrops > 0 && !wait && sc->cls.jt.started) {
+        classifier_post(&sc->cls, b);
+        sc->fly = b;
+        sc->cur = b == &sc->bufs[0] ? &sc->bufs[1] : &sc->bufs[0];
+        return st;
+    }
+    if (b->ncrops > 0) {
+        if (sc->cls.jt.started) {
+            classifier_post(&sc->cls, b);
+            classifier_wait(&sc->cls);
+        } else
+            score_batch(sc->s, b);
+    }
+    dp_status fs = finish_batch(sc, b);
+    return st != DP_OK ? st : fs;
 }
 
 static dp_status analyse(scan *sc, dpv_item *it) {
@@ -618,10 +752,15 @@ static dp_status analyse(scan *sc, dpv_item *it) {
     dp_face_box boxes[MAX_FACES];
     int nb = 0, full = 0, ids[MAX_FACES];
     dp_status st = find_faces(sc, it, boxes, &nb, &full);
-    if (st != DP_OK) return set_err(sc, st, dp_ctx_error(sc->s->ctx));
-    if ((st = dpv_tracker_update(&sc->trk, boxes, nb, full, it->t, ids)) != DP_OK) return set_err(sc, st, "out of memory");
+    if (st == DP_OK && (st = dpv_tracker_update(&sc->trk, boxes, nb, full, it->t, ids)) != DP_OK)
+        dp_error(sc->s->ctx, st, "out of memory");
+    if (st != DP_OK) {
+        dpv_source_release(sc->src, it);
+        return set_err(sc, st, dp_ctx_error(sc->s->ctx));
+    }
     sc->analysed++;
-    pending *p = &sc->pend[sc->npend++];
+    batch *b = sc->cur;
+    pending *p = &b->pend[b->npend++];
     p->it = it;
     p->n_faces = 0;
     for (int i = 0; i < nb; i++) {
@@ -633,18 +772,18 @@ static dp_status analyse(scan *sc, dpv_item *it) {
         p->crop_at[p->n_faces] = -1;
         int side = boxes[i].w > boxes[i].h ? boxes[i].w : boxes[i].h;
         if (side >= sc->o.min_face_scored) {
-            st = crop_frame(sc->s, it, in->width, in->height, &boxes[i], &sc->crops[sc->ncrops]);
+            st = crop_frame(sc->s, it, in->width, in->height, &boxes[i], &b->crops[b->ncrops]);
             if (st != DP_OK) return set_err(sc, st, dp_ctx_error(sc->s->ctx));
-            p->sharp[p->n_faces] = sharpness(&sc->crops[sc->ncrops]);
-            p->crop_at[p->n_faces] = sc->ncrops++;
+            p->sharp[p->n_faces] = sharpness(&b->crops[b->ncrops]);
+            p->crop_at[p->n_faces] = b->ncrops++;
             f->scored = 1;
         }
         p->n_faces++;
     }
     /* classify now when a batch is full, the pipeline is empty (live: no waiting), or the list is full */
-    if (sc->ncrops >= sc->s->batch || sc->npend >= sc->max_pend || sc->ncrops + MAX_FACES > MAX_PENDING * MAX_FACES ||
+    if (b->ncrops >= sc->s->batch || b->npend >= sc->max_pend || b->ncrops + MAX_FACES > MAX_PENDING * MAX_FACES ||
         dpv_source_pending(sc->src) == 0)
-        return flush(sc);
+        return flush(sc, sc->live);
     return DP_OK;
 }
 
@@ -733,6 +872,11 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
     r->verdict = DP_VERDICT_UNCERTAIN;
     r->p_fake = 0.5f;
     *out = r;
+    if (!(sc.bufs = calloc(2, sizeof *sc.bufs))) {
+        set_err(&sc, DP_ERR_NOMEM, "out of memory");
+        return dp_error(s->ctx, DP_ERR_NOMEM, "dp_video_scan: out of memory");
+    }
+    sc.cur = &sc.bufs[0];
     sc.t0 = dpv_now();
     sc.live = live;
 
@@ -772,7 +916,7 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
         }
         sc.trk.max_misses = sc.o.detect_every * 2;
         int64_t fb = (int64_t)r->width * r->height * 4;
-        sc.max_pend = (int)((128LL << 20) / fb);
+        sc.max_pend = (int)((64LL << 20) / fb);
         sc.max_pend = sc.max_pend < 2 ? 2 : sc.max_pend > MAX_PENDING ? MAX_PENDING : sc.max_pend;
         /* face finding on the grey frame shrunk so that the smallest face is about the cascade's window (20) */
         int d = sc.o.min_face / 20;
@@ -782,6 +926,8 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
                                  sc.info->audio_time_base, &sc.wr, sc.err, sizeof sc.err);
         if (st == DP_OK && finder_start(&sc.finder, s->fd, sc.info, sc.o.min_face) != DP_OK)
             st = dpv_fail(sc.err, sizeof sc.err, DP_ERR_STATE, "cannot start the face-search thread");
+        if (st == DP_OK && classifier_start(&sc.cls, s) != DP_OK)
+            st = dpv_fail(sc.err, sizeof sc.err, DP_ERR_STATE, "cannot start the classifier thread");
         if (st == DP_OK) st = dpv_source_start(sc.src, sc.err, sizeof sc.err);
     }
     if (st != DP_OK) set_err(&sc, st, sc.err);
@@ -794,7 +940,7 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
         dpv_item *it;
         int k = dpv_source_next(sc.src, &it, 0.05);
         if (k < 0) { /* nothing yet: score what waits, then wait on */
-            if (sc.npend > 0 && (st = flush(&sc)) != DP_OK) break;
+            if ((sc.cur->npend > 0 || sc.fly) && (st = flush(&sc, 1)) != DP_OK) break;
             if (dpv_now() - last_item > sc.o.timeout_s + 5) { /* the decoder itself is stuck */
                 st = set_err(&sc, DP_ERR_IO, "the source stopped delivering frames");
                 break;
@@ -817,7 +963,7 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
                 dpv_source_release(sc.src, it);
                 continue;
             }
-            if (sc.npend > 0 && (st = flush(&sc)) != DP_OK) {
+            if ((sc.cur->npend > 0 || sc.fly) && (st = flush(&sc, 1)) != DP_OK) {
                 dpv_source_release(sc.src, it);
                 break;
             }
@@ -829,12 +975,17 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
         }
         st = analyse(&sc, it);
     }
-    if (sc.npend > 0) {
-        dp_status fs = flush(&sc);
+    if (sc.cur->npend > 0 || sc.fly) {
+        dp_status fs = flush(&sc, 1);
         if (st == DP_OK) st = fs;
     }
     finder_stop(&sc.finder);
-    for (int i = 0; i < sc.ncrops; i++) dp_image_free(s->ctx, &sc.crops[i]);
+    job_thread_stop(&sc.cls.jt); /* after the flush: nothing is posted */
+    for (int b = 0; b < 2; b++) { /* after an error: frames and crops not handed on */
+        for (int i = 0; i < sc.bufs[b].ncrops; i++) dp_image_free(s->ctx, &sc.bufs[b].crops[i]);
+        for (int k = 0; k < sc.bufs[b].npend; k++) dpv_source_release(sc.src, sc.bufs[b].pend[k].it);
+    }
+    free(sc.bufs);
     if (sc.src) {
         int limit = 0;
         char e[512];
