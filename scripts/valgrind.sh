@@ -8,7 +8,7 @@
 #                                        (VG_ONLY="serve detect ..." runs only those)
 #   scripts/valgrind.sh --suite BUILD [REGEX]
 #                                        every ctest test of BUILD (or those matching REGEX) under memcheck,
-#                                        with DP_TEST_QUICK=1, in ctest's order; logs and a summary (appended
+#                                        with DP_TEST_QUICK=1 and DP_TEST_VALGRIND=1, in ctest's order; logs and a summary (appended
 #                                        to) in BUILD/valgrind/. VG_CHILDREN=yes also
 #                                        checks the doppel processes the tests start (much slower);
 #                                        VG_TIMEOUT (s, default 3600) bounds each test; VG_NICE (default 19).
@@ -34,6 +34,8 @@ if [ $suite -eq 1 ]; then
     logs="$build/valgrind"
     mkdir -p "$logs"
     export DP_TEST_QUICK=1
+    # smaller sizes where a test has them for memcheck (the same code paths; test_vec_ops's chunked models)
+    export DP_TEST_VALGRIND=1
     list=$(mktemp "${TMPDIR:-/tmp}/doppel-valgrind-tests-XXXXXX") || exit 2
     trap 'rm -f "$list"' EXIT
     # name <TAB> working directory <TAB> command (shell-quoted), from ctest's own description of the tests
