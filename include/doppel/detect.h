@@ -40,7 +40,18 @@ typedef struct dp_crop_policy {
     float shift;  /* centre moved down by this fraction of the box height */
     int work;     /* the common resolution every crop is resampled to */
     int size;     /* the model's input side */
+    int norm;     /* DP_CROP_NORM_*: what the model input is normalised by, per crop (0: nothing) */
 } dp_crop_policy;
+
+/* Per-crop normalisation of the model input (dp_crop_to_input), so that a
+ * source's colour, brightness and contrast cannot carry the label:
+ * CHANNEL standardises each of R, G, B over the crop (grey world + contrast),
+ * GREY keeps only the standardised luminance (ITU-R 601) in all three
+ * channels. Either maps to mean 0.5 and deviation 0.2. Stored in the crop
+ * policy ("norm=1" / "norm=2"; absent = 0). */
+#define DP_CROP_NORM_NONE 0
+#define DP_CROP_NORM_CHANNEL 1
+#define DP_CROP_NORM_GREY 2
 
 #define DP_CROP_INNER 0.8f
 #define DP_CROP_MARGIN 0.05f
@@ -49,7 +60,8 @@ typedef struct dp_crop_policy {
 #define DP_CROP_SIZE 256
 
 void dp_crop_policy_default(dp_crop_policy *p);
-/* "inner=0.8,margin=0.05,shift=0.05,work=64,size=256" (the checkpoint's doppel.crop). */
+/* "inner=0.8,margin=0.05,shift=0.05,work=64,size=256" (the checkpoint's doppel.crop),
+ * with ",norm=N" appended when norm is not 0 (older files have no norm key: 0). */
 dp_status dp_crop_policy_format(const dp_crop_policy *p, char *buf, size_t n);
 dp_status dp_crop_policy_parse(dp_ctx *ctx, const char *s, dp_crop_policy *p);
 /* The square in image coordinates (may reach outside the image). */
@@ -60,7 +72,7 @@ void dp_crop_fallback_box(int width, int height, dp_face_box *box);
 /* The work crop (RGB work×work) of one face. img: grey or RGB. */
 dp_status dp_crop_face(dp_ctx *ctx, const dp_image *img, const dp_face_box *face, const dp_crop_policy *p,
                        dp_image *out);
-/* The model input (size×size) from a work crop. */
+/* The model input (size×size) from a work crop, normalised as p->norm says. */
 dp_status dp_crop_to_input(dp_ctx *ctx, const dp_image *work, const dp_crop_policy *p, dp_image *out);
 
 /* ------------------------------------------------------------ spectral features
