@@ -64,6 +64,72 @@ static void crop_policy_text(void **st) {
     assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=63,size=256", &q), DP_ERR_FORMAT); /* odd */
     assert_int_equal(dp_crop_policy_parse(ctx, "inner=x", &q), DP_ERR_FORMAT);
     assert_int_equal(dp_crop_policy_parse(ctx, "zoom=1,inner=0.8,margin=0.05,shift=0,work=64,size=256", &q), DP_ERR_FORMAT);
+    /* the optional norm key: written only when set, read back, checked */
+    p.norm = DP_CROP_NORM_GREY;
+    OK(dp_crop_policy_format(&p, buf, sizeof buf));
+    assert_string_equal(buf, "inner=0.8,margin=0.05,shift=0.05,work=64,size=256,norm=2");
+    OK(dp_crop_policy_parse(ctx, buf, &q));
+    assert_memory_equal(&p, &q, sizeof p);
+    OK(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256", &q));
+    assert_int_equal(q.norm, DP_CROP_NORM_NONE);
+    assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256,norm=3", &q), DP_ERR_FORMAT);
+    assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256,norm=1.5", &q), DP_ERR_FORMAT);
+    assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256,norm=-1", &q), DP_ERR_FORMAT);
+    assert_int_equal(dp_crop_policy_format(&p, buf, 52), DP_ERR_ARG); /* no room for ",norm=2" */
+    dp_ctx_free(ctx);
+}
+
+/* Per-crop normalisation: each plane (CHANNEL) or the luminance (GREY) to mean
+ * 0.5, deviation 0.2/(sd+0.02)*sd; a colour cast, brightness and contrast
+ * change of the crop leaves the input (nearly) unchanged. */
+static void crop_norm(void **st) {
+    (void)st;
+    dp_ctx *ctx = new_ctx();
+    dp_image a, b, ia, ib;
+    OK(dp_image_alloc(ctx, 3, 16, 16, &a));
+    OK(dp_image_alloc(ctx, 3, 16, 16, &b));
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 256; i++) {
+            float v = 0.3f + 0.4f * (float)((i * 7 + c * 13) % 31) / 31.0f;
+            a.data[c * 256 + i] = v;
+            b.data[c * 256 + i] = 0.1f + (0.5f + 0.1f * c) * v; /* per-channel gain and offset */
+        }
+    dp_crop_policy p = {.inner = 1.0f, .margin = 0, .shift = 0, .work = 16, .size = 16, .norm = DP_CROP_NORM_CHANNEL};
+    OK(dp_crop_to_input(ctx, &a, &p, &ia));
+    OK(dp_crop_to_input(ctx, &b, &p, &ib));
+    for (int c = 0; c < 3; c++) {
+        double m = 0, q = 0, sa = 0;
+        for (int i = 0; i < 256; i++) m += a.data[c * 256 + i];
+        m /= 256;
+        for (int i = 0; i < 256; i++) sa += (a.data[c * 256 + i] - m) * (a.data[c * 256 + i] - m);
+        sa = sqrt(sa / 256);
+        double mo = 0;
+        for (int i = 0; i < 256; i++) mo += ia.data[c * 256 + i];
+        mo /= 256;
+        for (int i = 0; i < 256; i++) q += (ia.data[c * 256 + i] - mo) * (ia.data[c * 256 + i] - mo);
+        assert_float_equal(mo, 0.5, 1e-5);
+        assert_float_equal(sqrt(q / 256), 0.2 * sa / (sa + 0.02), 1e-5);
+    }
+    /* the gain changes only the eps term: close, not equal */
+    for (int i = 0; i < 3 * 256; i++) assert_float_equal(ia.data[i], ib.data[i], 0.05);
+    dp_image_free(ctx, &ia);
+    dp_image_free(ctx, &ib);
+    p.norm = DP_CROP_NORM_GREY;
+    OK(dp_crop_to_input(ctx, &a, &p, &ia));
+    for (int i = 0; i < 256; i++) {
+        assert_float_equal(ia.data[i], ia.data[256 + i], 0);
+        assert_float_equal(ia.data[i], ia.data[512 + i], 0);
+    }
+    dp_image_free(ctx, &ia);
+    /* a flat crop stays flat at 0.5 */
+    for (int i = 0; i < 3 * 256; i++) a.data[i] = 0.7f;
+    OK(dp_crop_to_input(ctx, &a, &p, &ia));
+    for (int i = 0; i < 3 * 256; i++) assert_float_equal(ia.data[i], 0.5, 1e-6);
+    dp_image_free(ctx, &ia);
+    p.norm = 7;
+    assert_int_equal(dp_crop_to_input(ctx, &a, &p, &ia), DP_ERR_ARG);
+    dp_image_free(ctx, &a);
+    dp_image_free(ctx, &b);
     dp_ctx_free(ctx);
 }
 
@@ -873,7 +939,7 @@ static void shipped_model(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(crop_policy_text), cmocka_unit_test(crop_square_math), cmocka_unit_test(crop_face_pixels),
+        cmocka_unit_test(crop_policy_text), cmocka_unit_test(crop_norm), cmocka_unit_test(crop_square_math), cmocka_unit_test(crop_face_pixels),
         cmocka_unit_test(spectral_features), cmocka_unit_test(metric_auc_ap),   cmocka_unit_test(metric_ece),
         cmocka_unit_test(logreg_platt),     cmocka_unit_test(augmentation),     cmocka_unit_test(model_file),
         cmocka_unit_test(image_and_json),   cmocka_unit_test(cli_bad_input),    cmocka_unit_test(explain_maps),

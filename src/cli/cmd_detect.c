@@ -94,6 +94,7 @@ typedef struct opts {
     double max_fpr, self_blend, ood_pct;
     float t_real, t_fake; /* --thresholds (train); 0,0: the defaults */
     int aug_heavy;        /* --aug heavy */
+    int norm;             /* --norm: DP_CROP_NORM_* */
     int gradcam;          /* --explain-method gradcam */
     int epochs, batch, threads, json, csv, quiet, resume, size, work, patience, no_robust, spectral_only;
     int64_t limit, steps;
@@ -146,6 +147,8 @@ static const char *const usage_text =
     "  --resume          continue from M.train\n"
     "  --thresholds R,F  verdict thresholds stored in the model: real below R, fake from F (0.3,0.7)\n"
     "  --aug default|heavy  heavy: every degradation more often and stronger (docs/detect.md)\n"
+    "  --norm none|channel|grey  per-crop normalisation of the model input, stored in the crop\n"
+    "                    policy: each of R,G,B standardised, or the standardised luminance only\n"
     "  --face-cache FILE face boxes found earlier (path, size, mtime -> box); read, extended, written\n"
     "                    back, so later runs on the same files skip face finding\n"
     "  --scores CSV      raw scores of the test split and the held-out source, for 'calibrate'\n"
@@ -215,7 +218,12 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
                 return usage_error(o, "--explain-method must be occlusion or gradcam, got '%s'", v);
             o->gradcam = !strcmp(v, "gradcam");
         }
-        else if (!strcmp(a, "--aug")) {
+        else if (!strcmp(a, "--norm")) {
+            if (!strcmp(v, "none")) o->norm = DP_CROP_NORM_NONE;
+            else if (!strcmp(v, "channel")) o->norm = DP_CROP_NORM_CHANNEL;
+            else if (!strcmp(v, "grey")) o->norm = DP_CROP_NORM_GREY;
+            else return usage_error(o, "--norm must be none, channel or grey, got '%s'", v);
+        } else if (!strcmp(a, "--aug")) {
             if (strcmp(v, "default") && strcmp(v, "heavy")) return usage_error(o, "--aug must be default or heavy, got '%s'", v);
             o->aug_heavy = !strcmp(v, "heavy");
         }
@@ -854,6 +862,7 @@ static int cmd_train(int argc, char **argv) {
     dp_crop_policy_default(&par.crop);
     if (o.size) par.crop.size = o.size;
     if (o.work) par.crop.work = o.work & ~1;
+    par.crop.norm = o.norm;
     par.use_meso = meso;
     par.inception = inception;
     par.n_spec = dp_spectral_count(par.crop.work);

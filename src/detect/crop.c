@@ -14,19 +14,21 @@ void dp_crop_policy_default(dp_crop_policy *p) {
     p->shift = DP_CROP_SHIFT;
     p->work = DP_CROP_WORK;
     p->size = DP_CROP_SIZE;
+    p->norm = DP_CROP_NORM_NONE;
 }
 
 dp_status dp_crop_policy_format(const dp_crop_policy *p, char *buf, size_t n) {
     if (!p || !buf) return DP_ERR_NULL;
     int k = snprintf(buf, n, "inner=%g,margin=%g,shift=%g,work=%d,size=%d", (double)p->inner, (double)p->margin,
                      (double)p->shift, p->work, p->size);
+    if (k >= 0 && (size_t)k < n && p->norm) k += snprintf(buf + k, n - (size_t)k, ",norm=%d", p->norm);
     return k < 0 || (size_t)k >= n ? DP_ERR_ARG : DP_OK;
 }
 
 static int policy_ok(const dp_crop_policy *p) {
     return p->inner > 0.1f && p->inner <= 3.0f && p->margin >= 0 && p->margin <= 1.0f && p->shift >= -0.5f &&
            p->shift <= 0.5f && p->work >= 8 && p->work <= 2 * DP_SPECTRAL_MAX && p->work % 2 == 0 && p->size >= 8 &&
-           p->size <= 1024;
+           p->size <= 1024 && p->norm >= DP_CROP_NORM_NONE && p->norm <= DP_CROP_NORM_GREY;
 }
 
 dp_status dp_crop_policy_parse(dp_ctx *ctx, const char *s, dp_crop_policy *p) {
@@ -47,13 +49,14 @@ dp_status dp_crop_policy_parse(dp_ctx *ctx, const char *s, dp_crop_policy *p) {
         if (end == q) return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': '%s' has no number", s, key);
         q = end;
         /* work and size become ints: a value outside int's range (1e300, nan) would be undefined to convert */
-        if ((!strcmp(key, "work") || !strcmp(key, "size")) && !(v >= 0 && v <= 65536))
+        if ((!strcmp(key, "work") || !strcmp(key, "size") || !strcmp(key, "norm")) && !(v >= 0 && v <= 65536))
             return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': %s is out of range", s, key);
         if (!strcmp(key, "inner")) r.inner = (float)v, seen |= 1;
         else if (!strcmp(key, "margin")) r.margin = (float)v, seen |= 2;
         else if (!strcmp(key, "shift")) r.shift = (float)v, seen |= 4;
         else if (!strcmp(key, "work")) r.work = (int)v, seen |= 8;
         else if (!strcmp(key, "size")) r.size = (int)v, seen |= 16;
+        else if (!strcmp(key, "norm") && v == (int)v) r.norm = (int)v; /* optional: absent = 0 */
         else return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': unknown key '%s'", s, key);
         if (*q == ',') q++;
         else if (*q) return dp_error(ctx, DP_ERR_FORMAT, "crop policy '%s': expected ',' after %s", s, key);
@@ -118,7 +121,31 @@ dp_status dp_crop_face(dp_ctx *ctx, const dp_image *img, const dp_face_box *face
     return st;
 }
 
+/* Mean 0.5, deviation 0.2 per plane (eps: a flat crop stays flat, not noise blown up). */
+static void standardise(float *v, size_t n, const float *src) {
+    double m = 0, q = 0;
+    for (size_t i = 0; i < n; i++) m += src[i];
+    m /= (double)n;
+    for (size_t i = 0; i < n; i++) q += (src[i] - m) * (src[i] - m);
+    double k = 0.2 / (sqrt(q / (double)n) + 0.02);
+    for (size_t i = 0; i < n; i++) v[i] = (float)(0.5 + (src[i] - m) * k);
+}
+
 dp_status dp_crop_to_input(dp_ctx *ctx, const dp_image *work, const dp_crop_policy *p, dp_image *out) {
     if (!work || !p || !out) return dp_error(ctx, DP_ERR_NULL, "dp_crop_to_input: NULL argument");
-    return dp_image_resize(ctx, work, p->size, p->size, out);
+    if (p->norm < DP_CROP_NORM_NONE || p->norm > DP_CROP_NORM_GREY)
+        return dp_error(ctx, DP_ERR_ARG, "dp_crop_to_input: unknown normalisation %d", p->norm);
+    dp_status st = dp_image_resize(ctx, work, p->size, p->size, out);
+    if (st != DP_OK || p->norm == DP_CROP_NORM_NONE) return st;
+    size_t n = (size_t)out->width * out->height;
+    float *d = out->data;
+    if (p->norm == DP_CROP_NORM_CHANNEL || out->channels == 1) {
+        for (int c = 0; c < out->channels; c++) standardise(d + (size_t)c * n, n, d + (size_t)c * n);
+        return DP_OK;
+    }
+    /* GREY: luminance into the first plane, standardised, copied to the others */
+    for (size_t i = 0; i < n; i++) d[i] = 0.299f * d[i] + 0.587f * d[n + i] + 0.114f * d[2 * n + i];
+    standardise(d, n, d);
+    for (int c = 1; c < out->channels; c++) memcpy(d + (size_t)c * n, d, sizeof(float) * n);
+    return DP_OK;
 }
