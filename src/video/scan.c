@@ -780,9 +780,11 @@ static dp_status analyse(scan *sc, dpv_item *it) {
         }
         p->n_faces++;
     }
-    /* classify now when a batch is full, the pipeline is empty (live: no waiting), or the list is full */
+    /* classify now when a batch is full, the list is full, or (live) no newer frame waits: files fill whole
+     * batches (the classifier thread scores one while this thread gathers the next; a batch of 8 costs less
+     * per crop than 8 of one), live sources never hold a frame back */
     if (b->ncrops >= sc->s->batch || b->npend >= sc->max_pend || b->ncrops + MAX_FACES > MAX_PENDING * MAX_FACES ||
-        dpv_source_pending(sc->src) == 0)
+        (sc->live && dpv_source_pending(sc->src) == 0))
         return flush(sc, sc->live);
     return DP_OK;
 }
