@@ -2,7 +2,7 @@
  * truncated, wrong magic, huge dimensions, a header claiming a terabyte, NaN
  * weights, wrong shapes, a non-UTF-8 name, an unreadable file (skipped as
  * root: root reads anything), a folder with very many entries — given to
- * every command of the CLI (scan too, when built with FFmpeg, also --live; serve's bad requests are
+ * every command of the CLI (scan too, when built with FFmpeg, also --live over HTTP; serve's bad requests are
  * tested by test_serve) next to good inputs. Each bad input must get a
  * clear error on one line naming the file, the command must exit non-zero,
  * leave no partial output file, and still process the good inputs. */
@@ -12,10 +12,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -561,6 +565,38 @@ static void self_blend_training(void **s) {
     result_free(&r);
 }
 
+#ifdef DP_HAVE_FFMPEG
+/* A child process answering every HTTP request on a loopback port with text instead of a video (for at
+ * most 30 s); *port gets the port. */
+static pid_t text_http_server(int *port) {
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(ls >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(ls, 4), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(30);
+        for (;;) {
+            int c = accept(ls, NULL, NULL);
+            if (c < 0) _exit(0);
+            char req[2048];
+            if (read(c, req, sizeof req) > 0) {
+                static const char ans[] = "HTTP/1.0 200 OK\r\nContent-Type: video/mp4\r\n\r\nthis is not a video\n";
+                if (write(c, ans, sizeof ans - 1) < 0) _exit(1);
+            }
+            close(c);
+        }
+    }
+    close(ls);
+    return pid;
+}
+#endif
+
 /* doppel scan: an empty, a truncated and a text "video" next to a good one; --out is not written for a bad one. */
 static void scan(void **s) {
     (void)s;
@@ -591,11 +627,18 @@ static void scan(void **s) {
     expect_errors("scan --out", &r, &bad[2], 1);
     assert_false(exists(P("annotated.mp4")));
     result_free(&r);
-    /* --live (a network stream): a URL nobody answers (port 1) and a text file, next to a good file */
-    const char *live_bad[] = {"http://127.0.0.1:1/none.mp4", "text.mp4"};
+    /* --live (a network stream): a URL nobody answers (port 1), an HTTP server that sends text as the
+     * "video", and a text file, next to a good file */
+    int port = 0;
+    pid_t srv = text_http_server(&port);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/live.mp4", port);
+    const char *live_bad[] = {"http://127.0.0.1:1/none.mp4", url, "text.mp4"};
     r = run((const char *[]){"scan", "--json", "--quiet", "--live", "--timeout", "5", "--model", "small-model.safetensors",
-                             live_bad[0], "good.mp4", live_bad[1], NULL});
-    expect_errors("scan --live", &r, live_bad, 2);
+                             live_bad[0], live_bad[1], "good.mp4", live_bad[2], NULL});
+    kill(srv, SIGTERM);
+    waitpid(srv, NULL, 0);
+    expect_errors("scan --live", &r, live_bad, 3);
     expect_in("scan --live", &r, "good.mp4", r.out);
     result_free(&r);
 #endif
