@@ -47,11 +47,13 @@ typedef struct dp_crop_policy {
  * source's colour, brightness and contrast cannot carry the label:
  * CHANNEL standardises each of R, G, B over the crop (grey world + contrast),
  * GREY keeps only the standardised luminance (ITU-R 601) in all three
- * channels. Either maps to mean 0.5 and deviation 0.2. Stored in the crop
- * policy ("norm=1" / "norm=2"; absent = 0). */
+ * channels, RESIDUAL only the luminance minus its Gaussian blur (sigma 1 px
+ * of the work crop: fine texture, no shading or colour). Each maps to mean
+ * 0.5 and deviation 0.2. Stored in the crop policy ("norm=N"; absent = 0). */
 #define DP_CROP_NORM_NONE 0
 #define DP_CROP_NORM_CHANNEL 1
 #define DP_CROP_NORM_GREY 2
+#define DP_CROP_NORM_RESIDUAL 3
 
 #define DP_CROP_INNER 0.8f
 #define DP_CROP_MARGIN 0.05f
@@ -110,6 +112,9 @@ dp_status dp_augment(dp_ctx *ctx, dp_image *img, const dp_augment_opts *o, dp_rn
  * face mask, at a blend ratio of 0.25..1 — the same face, no other identity.
  * A training "fake" that teaches blending boundaries (docs/detect.md). */
 dp_status dp_self_blend(dp_ctx *ctx, dp_image *img, dp_rng *rng);
+/* The same without the blur branch of the sharpness change when no_blur is set
+ * (unsharp masking or nothing), so that "softer inside" is not what the pseudo-fakes teach. */
+dp_status dp_self_blend_ex(dp_ctx *ctx, dp_image *img, dp_rng *rng, int no_blur);
 
 /* Baseline JPEG at quality q (1..100) in memory (libjpeg) and decoded back. */
 dp_status dp_jpeg_recompress(dp_ctx *ctx, dp_image *img, int quality); /* in place */
