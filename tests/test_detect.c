@@ -72,7 +72,7 @@ static void crop_policy_text(void **st) {
     assert_memory_equal(&p, &q, sizeof p);
     OK(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256", &q));
     assert_int_equal(q.norm, DP_CROP_NORM_NONE);
-    assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256,norm=3", &q), DP_ERR_FORMAT);
+    assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256,norm=4", &q), DP_ERR_FORMAT);
     assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256,norm=1.5", &q), DP_ERR_FORMAT);
     assert_int_equal(dp_crop_policy_parse(ctx, "inner=0.8,margin=0.05,shift=0,work=64,size=256,norm=-1", &q), DP_ERR_FORMAT);
     assert_int_equal(dp_crop_policy_format(&p, buf, 52), DP_ERR_ARG); /* no room for ",norm=2" */
@@ -121,11 +121,29 @@ static void crop_norm(void **st) {
         assert_float_equal(ia.data[i], ia.data[512 + i], 0);
     }
     dp_image_free(ctx, &ia);
+    /* RESIDUAL: equal channels, the same for a brightness shift of the crop */
+    p.norm = DP_CROP_NORM_RESIDUAL;
+    p.size = 32;
+    OK(dp_crop_to_input(ctx, &a, &p, &ia));
+    for (int i = 0; i < 3 * 256; i++) b.data[i] = a.data[i] + 0.1f;
+    OK(dp_crop_to_input(ctx, &b, &p, &ib));
+    assert_int_equal(ia.width, 32);
+    assert_int_equal(ia.channels, 3);
+    for (int i = 0; i < 1024; i++) {
+        assert_float_equal(ia.data[i], ia.data[1024 + i], 0);
+        assert_float_equal(ia.data[i], ia.data[2048 + i], 0);
+        assert_float_equal(ia.data[i], ib.data[i], 1e-4);
+    }
+    dp_image_free(ctx, &ia);
+    dp_image_free(ctx, &ib);
     /* a flat crop stays flat at 0.5 */
     for (int i = 0; i < 3 * 256; i++) a.data[i] = 0.7f;
-    OK(dp_crop_to_input(ctx, &a, &p, &ia));
-    for (int i = 0; i < 3 * 256; i++) assert_float_equal(ia.data[i], 0.5, 1e-6);
-    dp_image_free(ctx, &ia);
+    for (int m = DP_CROP_NORM_CHANNEL; m <= DP_CROP_NORM_RESIDUAL; m++) {
+        p.norm = m;
+        OK(dp_crop_to_input(ctx, &a, &p, &ia));
+        for (int i = 0; i < 3 * ia.width * ia.height; i++) assert_float_equal(ia.data[i], 0.5, 1e-5);
+        dp_image_free(ctx, &ia);
+    }
     p.norm = 7;
     assert_int_equal(dp_crop_to_input(ctx, &a, &p, &ia), DP_ERR_ARG);
     dp_image_free(ctx, &a);

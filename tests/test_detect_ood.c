@@ -175,7 +175,7 @@ static void self_blend(void **st) {
         dp_rng_stream(&r1, (uint64_t)seed, 9);
         dp_rng_stream(&r2, (uint64_t)seed, 9);
         OK(dp_self_blend(ctx, &a, &r1));
-        OK(dp_self_blend(ctx, &b, &r2));
+        OK(dp_self_blend_ex(ctx, &b, &r2, 0)); /* the same as dp_self_blend */
         assert_int_equal(a.width, W);
         assert_int_equal(a.height, W);
         double centre = 0;
@@ -200,6 +200,25 @@ static void self_blend(void **st) {
         changed_any += centre / (3 * 64) > 1e-3;
     }
     assert_true(changed_any >= 18);
+    /* without the blur branch: a valid blend, corners untouched, and some seeds differ from the blurred ones */
+    int differs = 0;
+    for (int seed = 1; seed <= 20; seed++) {
+        memcpy(a.data, im.data, sizeof(float) * n);
+        memcpy(b.data, im.data, sizeof(float) * n);
+        dp_rng r1, r2;
+        dp_rng_stream(&r1, (uint64_t)seed, 9);
+        dp_rng_stream(&r2, (uint64_t)seed, 9);
+        OK(dp_self_blend_ex(ctx, &a, &r1, 1));
+        OK(dp_self_blend(ctx, &b, &r2));
+        int d = 0;
+        for (size_t i = 0; i < n; i++) {
+            assert_true(a.data[i] >= 0 && a.data[i] <= 1);
+            d |= a.data[i] != b.data[i];
+        }
+        for (int c = 0; c < 3; c++) assert_float_equal(a.data[(size_t)c * plane], im.data[(size_t)c * plane], 1e-3);
+        differs += d;
+    }
+    assert_true(differs >= 1 && differs < 20);
     /* bad input */
     dp_image tiny;
     OK(dp_image_alloc(ctx, 3, 4, 4, &tiny));

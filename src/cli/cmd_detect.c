@@ -95,6 +95,7 @@ typedef struct opts {
     float t_real, t_fake; /* --thresholds (train); 0,0: the defaults */
     int aug_heavy;        /* --aug heavy */
     int norm;             /* --norm: DP_CROP_NORM_* */
+    int sbi_no_blur;      /* --self-blend-no-blur */
     int gradcam;          /* --explain-method gradcam */
     int epochs, batch, threads, json, csv, quiet, resume, size, work, patience, no_robust, spectral_only;
     int64_t limit, steps;
@@ -147,8 +148,10 @@ static const char *const usage_text =
     "  --resume          continue from M.train\n"
     "  --thresholds R,F  verdict thresholds stored in the model: real below R, fake from F (0.3,0.7)\n"
     "  --aug default|heavy  heavy: every degradation more often and stronger (docs/detect.md)\n"
-    "  --norm none|channel|grey  per-crop normalisation of the model input, stored in the crop\n"
-    "                    policy: each of R,G,B standardised, or the standardised luminance only\n"
+    "  --norm none|channel|grey|residual  per-crop normalisation of the model input, stored in\n"
+    "                    the crop policy: each of R,G,B standardised, the standardised luminance\n"
+    "                    only, or the luminance minus its blur (fine texture only)\n"
+    "  --self-blend-no-blur  self-blended fakes never have a blurred inside (unsharp or nothing)\n"
     "  --face-cache FILE face boxes found earlier (path, size, mtime -> box); read, extended, written\n"
     "                    back, so later runs on the same files skip face finding\n"
     "  --scores CSV      raw scores of the test split and the held-out source, for 'calibrate'\n"
@@ -178,7 +181,7 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
             if (!fl_push(files, a)) return usage_error(o, "out of memory");
             continue;
         }
-        static const char *const flags[] = {"--json", "--csv", "--quiet", "--resume", "--no-robustness", NULL};
+        static const char *const flags[] = {"--json", "--csv", "--quiet", "--resume", "--no-robustness", "--self-blend-no-blur", NULL};
         int flag = 0;
         for (int k = 0; flags[k]; k++) flag |= !strcmp(a, flags[k]);
         if (flag) {
@@ -186,6 +189,7 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
             else if (!strcmp(a, "--csv")) o->csv = 1;
             else if (!strcmp(a, "--quiet")) o->quiet = 1;
             else if (!strcmp(a, "--resume")) o->resume = 1;
+            else if (!strcmp(a, "--self-blend-no-blur")) o->sbi_no_blur = 1;
             else o->no_robust = 1;
             continue;
         }
@@ -222,7 +226,8 @@ static int parse_opts(int argc, char **argv, opts *o, flist *files) {
             if (!strcmp(v, "none")) o->norm = DP_CROP_NORM_NONE;
             else if (!strcmp(v, "channel")) o->norm = DP_CROP_NORM_CHANNEL;
             else if (!strcmp(v, "grey")) o->norm = DP_CROP_NORM_GREY;
-            else return usage_error(o, "--norm must be none, channel or grey, got '%s'", v);
+            else if (!strcmp(v, "residual")) o->norm = DP_CROP_NORM_RESIDUAL;
+            else return usage_error(o, "--norm must be none, channel, grey or residual, got '%s'", v);
         } else if (!strcmp(a, "--aug")) {
             if (strcmp(v, "default") && strcmp(v, "heavy")) return usage_error(o, "--aug must be default or heavy, got '%s'", v);
             o->aug_heavy = !strcmp(v, "heavy");
@@ -1063,7 +1068,7 @@ static int cmd_train(int argc, char **argv) {
                     dp_image cimg, in;
                     if ((s = dp_image_alloc(ctx, 3, W, W, &cimg)) != DP_OK) break;
                     u8_to_crop(sm->crop, &cimg);
-                    s = sbi ? dp_self_blend(ctx, &cimg, &er) : DP_OK;
+                    s = sbi ? dp_self_blend_ex(ctx, &cimg, &er, o.sbi_no_blur) : DP_OK;
                     if (s == DP_OK) s = dp_augment(ctx, &cimg, &ao, &er);
                     if (s == DP_OK) s = dp_crop_to_input(ctx, &cimg, &par.crop, &in);
                     dp_image_free(ctx, &cimg);

@@ -256,7 +256,9 @@ static float bilinear(const float *p, int H, int W, float y, float x) {
     return a + fy * (b - a);
 }
 
-dp_status dp_self_blend(dp_ctx *ctx, dp_image *img, dp_rng *rng) {
+dp_status dp_self_blend(dp_ctx *ctx, dp_image *img, dp_rng *rng) { return dp_self_blend_ex(ctx, img, rng, 0); }
+
+dp_status dp_self_blend_ex(dp_ctx *ctx, dp_image *img, dp_rng *rng, int no_blur) {
     if (!img || !img->data || !rng) return dp_error(ctx, DP_ERR_NULL, "dp_self_blend: NULL argument");
     int H = img->height, W = img->width, C = img->channels;
     if (H < 8 || W < 8) return dp_error(ctx, DP_ERR_ARG, "dp_self_blend: %dx%d is too small", W, H);
@@ -277,7 +279,7 @@ dp_status dp_self_blend(dp_ctx *ctx, dp_image *img, dp_rng *rng) {
     /* sharpness: blur (sigma 0.4..1.2) or unsharp masking (amount 0.3..1) */
     float u = dp_rng_uniform(rng);
     if (u < 0.35f) {
-        if ((st = dp_gaussian_blur(ctx, &src, unif(rng, 0.4f, 1.2f))) != DP_OK) goto out;
+        if (!no_blur && (st = dp_gaussian_blur(ctx, &src, unif(rng, 0.4f, 1.2f))) != DP_OK) goto out;
     } else if (u < 0.7f) {
         dp_image bl = {0};
         if ((st = dp_image_alloc(ctx, C, H, W, &bl)) != DP_OK) goto out;

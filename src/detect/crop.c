@@ -28,7 +28,7 @@ dp_status dp_crop_policy_format(const dp_crop_policy *p, char *buf, size_t n) {
 static int policy_ok(const dp_crop_policy *p) {
     return p->inner > 0.1f && p->inner <= 3.0f && p->margin >= 0 && p->margin <= 1.0f && p->shift >= -0.5f &&
            p->shift <= 0.5f && p->work >= 8 && p->work <= 2 * DP_SPECTRAL_MAX && p->work % 2 == 0 && p->size >= 8 &&
-           p->size <= 1024 && p->norm >= DP_CROP_NORM_NONE && p->norm <= DP_CROP_NORM_GREY;
+           p->size <= 1024 && p->norm >= DP_CROP_NORM_NONE && p->norm <= DP_CROP_NORM_RESIDUAL;
 }
 
 dp_status dp_crop_policy_parse(dp_ctx *ctx, const char *s, dp_crop_policy *p) {
@@ -131,10 +131,39 @@ static void standardise(float *v, size_t n, const float *src) {
     for (size_t i = 0; i < n; i++) v[i] = (float)(0.5 + (src[i] - m) * k);
 }
 
+/* RESIDUAL: the grey work crop minus its Gaussian blur (sigma 1 px), enlarged,
+ * standardised, in every channel. */
+static dp_status residual_input(dp_ctx *ctx, const dp_image *work, const dp_crop_policy *p, dp_image *out) {
+    dp_image g = {0}, b = {0};
+    size_t n = (size_t)work->width * work->height;
+    dp_status st = dp_image_alloc(ctx, 1, work->height, work->width, &g);
+    if (st == DP_OK) st = dp_image_alloc(ctx, 1, work->height, work->width, &b);
+    if (st == DP_OK) {
+        const float *R = work->data, *G = work->channels == 3 ? R + n : R, *B = work->channels == 3 ? R + 2 * n : R;
+        for (size_t i = 0; i < n; i++) b.data[i] = g.data[i] = 0.299f * R[i] + 0.587f * G[i] + 0.114f * B[i];
+        st = dp_gaussian_blur(ctx, &b, 1.0f);
+    }
+    if (st == DP_OK) {
+        for (size_t i = 0; i < n; i++) g.data[i] -= b.data[i];
+        dp_image big = {0};
+        if ((st = dp_image_resize(ctx, &g, p->size, p->size, &big)) == DP_OK &&
+            (st = dp_image_alloc(ctx, 3, p->size, p->size, out)) == DP_OK) {
+            size_t m = (size_t)p->size * p->size;
+            standardise(out->data, m, big.data);
+            for (int c = 1; c < 3; c++) memcpy(out->data + (size_t)c * m, out->data, sizeof(float) * m);
+        }
+        dp_image_free(ctx, &big);
+    }
+    dp_image_free(ctx, &g);
+    dp_image_free(ctx, &b);
+    return st;
+}
+
 dp_status dp_crop_to_input(dp_ctx *ctx, const dp_image *work, const dp_crop_policy *p, dp_image *out) {
     if (!work || !p || !out) return dp_error(ctx, DP_ERR_NULL, "dp_crop_to_input: NULL argument");
-    if (p->norm < DP_CROP_NORM_NONE || p->norm > DP_CROP_NORM_GREY)
+    if (p->norm < DP_CROP_NORM_NONE || p->norm > DP_CROP_NORM_RESIDUAL)
         return dp_error(ctx, DP_ERR_ARG, "dp_crop_to_input: unknown normalisation %d", p->norm);
+    if (p->norm == DP_CROP_NORM_RESIDUAL) return residual_input(ctx, work, p, out);
     dp_status st = dp_image_resize(ctx, work, p->size, p->size, out);
     if (st != DP_OK || p->norm == DP_CROP_NORM_NONE) return st;
     size_t n = (size_t)out->width * out->height;
