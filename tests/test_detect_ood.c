@@ -157,6 +157,15 @@ static void feature_ood(void **st) {
     dp_ctx_free(ctx);
 }
 
+/* a and b reset to im, two rng streams of the same seed */
+static void fresh_pair(const dp_image *im, dp_image *a, dp_image *b, int seed, dp_rng *r1, dp_rng *r2) {
+    size_t n = (size_t)im->channels * im->width * im->height;
+    memcpy(a->data, im->data, sizeof(float) * n);
+    memcpy(b->data, im->data, sizeof(float) * n);
+    dp_rng_stream(r1, (uint64_t)seed, 9);
+    dp_rng_stream(r2, (uint64_t)seed, 9);
+}
+
 static void self_blend(void **st) {
     (void)st;
     dp_ctx *ctx = new_ctx();
@@ -169,11 +178,8 @@ static void self_blend(void **st) {
     size_t n = (size_t)3 * W * W, plane = (size_t)W * W;
     int changed_any = 0;
     for (int seed = 1; seed <= 20; seed++) {
-        memcpy(a.data, im.data, sizeof(float) * n);
-        memcpy(b.data, im.data, sizeof(float) * n);
         dp_rng r1, r2;
-        dp_rng_stream(&r1, (uint64_t)seed, 9);
-        dp_rng_stream(&r2, (uint64_t)seed, 9);
+        fresh_pair(&im, &a, &b, seed, &r1, &r2);
         OK(dp_self_blend(ctx, &a, &r1));
         OK(dp_self_blend_ex(ctx, &b, &r2, 0)); /* the same as dp_self_blend */
         assert_int_equal(a.width, W);
@@ -203,11 +209,8 @@ static void self_blend(void **st) {
     /* without the blur branch: a valid blend, corners untouched, and some seeds differ from the blurred ones */
     int differs = 0;
     for (int seed = 1; seed <= 20; seed++) {
-        memcpy(a.data, im.data, sizeof(float) * n);
-        memcpy(b.data, im.data, sizeof(float) * n);
         dp_rng r1, r2;
-        dp_rng_stream(&r1, (uint64_t)seed, 9);
-        dp_rng_stream(&r2, (uint64_t)seed, 9);
+        fresh_pair(&im, &a, &b, seed, &r1, &r2);
         OK(dp_self_blend_ex(ctx, &a, &r1, 1));
         OK(dp_self_blend(ctx, &b, &r2));
         int d = 0;
