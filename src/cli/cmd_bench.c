@@ -181,9 +181,11 @@ static void sum_flops(const layer_spec *ls, int n, const char *prefix, double *f
 
 /* One DCGAN iteration of the PyTorch example: D(real) and D(G(z).detach()) with
  * backward to D (no input gradient at D's first layer), G(z), then D(G(z)) with
- * backward through D (weights and inputs: PyTorch and doppel both compute D's
- * weight gradients there) into G: 9 F_D - 2 F_D1 + 3 F_G - F_G1. */
-static double dcgan_flops(double fd, double fd1, double fg, double fg1) { return 9 * fd - 2 * fd1 + 3 * fg - fg1; }
+ * backward through D's inputs only into G: 8 F_D - 2 F_D1 + 3 F_G - F_G1. The
+ * PyTorch example also computes D's weight gradients in that last pass and
+ * throws them away (D.zero_grad() comes before they are used); doppel's bench,
+ * like doppel's GAN trainer, does not compute them (F_D less). */
+static double dcgan_flops(double fd, double fd1, double fg, double fg1) { return 8 * fd - 2 * fd1 + 3 * fg - fg1; }
 
 static void add_workload(const char *name, const char *what, const char *unit, wkind kind, int batch, double flops,
                          const char *torch_mode, int ort_batch) {
@@ -282,8 +284,10 @@ static dp_status worker_step(worker *k) {
             return s;
         for (int pass = 0; pass < 3; pass++) { /* real, fake for D, fake for G */
             memcpy(dp_tensor_f32(x), pass == 0 ? k->a : dp_tensor_f32(fake), xb);
+            /* The G pass needs only dLoss/dfake, not D's weight gradients (as src/gan/train.c) */
             if ((s = dp_tensor_fill(t, pass == 1 ? 0.0f : 1.0f)) || (s = dp_graph_invalidate(k->g2)) ||
-                (s = dp_graph_forward(k->g2, 1, &k->loss)) || (s = dp_graph_backward(k->g2, k->loss, 0, NULL)))
+                (s = dp_graph_forward(k->g2, 1, &k->loss)) ||
+                (s = pass == 2 ? dp_graph_backward(k->g2, k->loss, 1, &k->x) : dp_graph_backward(k->g2, k->loss, 0, NULL)))
                 return s;
             if (pass == 1 && (s = dp_optim_step(k->o2))) return s;
         }
