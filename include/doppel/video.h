@@ -78,7 +78,7 @@ typedef struct dp_video_opts {
     int min_face_scored;  /* faces smaller than this are tracked but not scored (default 40) */
     int detect_every;     /* full-frame face search every N analysed frames, tracked search between (default 5) */
     int batch;            /* crops classified together (default 8) */
-    int decode_threads;   /* FFmpeg decoder threads (0: 2 for files, 1 for live sources) */
+    int decode_threads;   /* FFmpeg decoder threads (0: live sources 1; files 2 when 4:4:4, RGB or over 8 bits, else 1) */
     const char *out_path; /* annotated copy of the video (H.264 yuv420p MP4, faststart, audio kept), or NULL */
     int64_t max_samples;  /* per-face timeline entries kept in the result (default 1,000,000) */
     dp_video_frame_cb on_frame;

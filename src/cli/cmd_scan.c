@@ -54,7 +54,7 @@ static const char usage_text[] =
     "  --max-seconds S      analyse at most S seconds of video (default 6 h for files, no limit live)\n"
     "  --max-size WxH       refuse larger video (default 3840x2160)\n"
     "  --threads N          threads for the classifier (default 2)\n"
-    "  --decode-threads N   FFmpeg's decoder threads (default 2 for files, 1 for live sources)\n"
+    "  --decode-threads N   FFmpeg's decoder threads (default: 2 for 4:4:4, RGB or >8-bit files, else 1)\n"
     "  --quiet              no progress bar\n";
 
 #ifndef DP_HAVE_FFMPEG

@@ -851,9 +851,9 @@ static void opts_defaults(dp_video_opts *o, int live) {
     if (o->timeout_s <= 0) o->timeout_s = 10;
     if (o->min_face_scored <= 0) o->min_face_scored = 40;
     if (o->batch <= 0) o->batch = 8;
-    /* files: two frame threads — decoding is the pipeline's longest stage (H.264 4:4:4 at 640x480: ~2 ms of the
-     * ~5.5 ms of CPU a frame costs); live: one, frame threading would delay every frame by one */
-    if (o->decode_threads <= 0) o->decode_threads = live ? 1 : 2;
+    /* files: 0, the source chooses (two frame threads for streams heavy to decode); live: one, frame threading
+     * would delay every frame by one */
+    if (o->decode_threads <= 0) o->decode_threads = live ? 1 : 0;
     if (o->max_samples <= 0) o->max_samples = 1000000;
 }
 

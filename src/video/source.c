@@ -195,6 +195,15 @@ static void source_free(dpv_source *s) {
     free(s);
 }
 
+/* Streams whose decoding is the pipeline's longest stage, given two frame threads when the caller does not say:
+ * no chroma subsampling (4:4:4) or more than 8 bits. H.264 4:4:4 at 640x480 takes ~2 ms of the ~5.5 ms of CPU a
+ * frame costs; 4:2:0 gains little from the second thread and costs its overhead (docs/video.md, session 4). */
+static int heavy_to_decode(const AVCodecParameters *par) {
+    const AVPixFmtDescriptor *d = av_pix_fmt_desc_get((enum AVPixelFormat)par->format);
+    return d && ((d->flags & AV_PIX_FMT_FLAG_RGB) || (d->log2_chroma_w == 0 && d->log2_chroma_h == 0 && d->nb_components >= 3) ||
+                 d->comp[0].depth > 8);
+}
+
 dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_source **out, char *err, size_t n) {
     *out = NULL;
     dpv_source *s = calloc(1, sizeof *s);
@@ -322,7 +331,7 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
         source_free(s);
         return dpv_fail(err, n, DP_ERR_NOMEM, "out of memory");
     }
-    s->dec->thread_count = o->decode_threads > 0 ? o->decode_threads : 1;
+    s->dec->thread_count = o->decode_threads > 0 ? o->decode_threads : heavy_to_decode(par) ? 2 : 1;
     if (o->live) s->dec->flags |= AV_CODEC_FLAG_LOW_DELAY;
     if ((r = avcodec_open2(s->dec, codec, NULL)) < 0) {
         dpv_fail(err, n, DP_ERR_FORMAT, "%s: cannot open the %s decoder: %s", source, codec->name,
