@@ -14,15 +14,18 @@
 # name does not match. A paused slice simply burns less CPU: libFuzzer's time limits are wall time. So
 # that a pause does not read as a hang, one input may take FUZZ_TIMEOUT s (default 300) of wall time, and
 # every timeout is then replayed alone: one that needs less than 20 CPU-s goes to crashes/paused/.
-# Stop it with SIGTERM to the script (it ends the running slices and records them).
+# Stop it with SIGTERM to the script or `pkill -f fuzz-campaign.sh` (it ends the running slices and
+# records them).
 set -u
 all_targets="image idx safetensors model cascade keras cli http video"
 
+# --report: "failed" counts slices with a non-zero exit other than 72 (libFuzzer's code for a slice stopped by
+# SIGTERM/SIGINT); keras slices in fork mode exit with their last job's code (see scripts/fuzz.sh).
 if [ "${1:-}" = --report ]; then
     ledger="${2:?usage: $0 --report BUILD}/campaign/ledger.tsv"
     [ -f "$ledger" ] || { echo "no ledger at $ledger" >&2; exit 1; }
     awk -F'\t' '$1 !~ /^#/ && NF >= 9 {cpu[$2] += $4; wall[$2] += $3; ex[$2] += $5; n[$2]++;
-                 if ($6 > cov[$2]) cov[$2] = $6; if ($7 != 0) bad[$2]++}
+                 if ($6 > cov[$2]) cov[$2] = $6; if ($7 != 0 && $7 != 72) bad[$2]++}
         END {for (t in n) printf "%-12s %6d %9d %9.0f %12d %6d %d\n", t, n[t], wall[t], cpu[t], ex[t], cov[t], bad[t] + 0}' \
         "$ledger" | sort | { printf "%-12s %6s %9s %9s %12s %6s %s\n" target slices "wall s" "CPU s" execs cov failed; cat; }
     exit 0
@@ -89,6 +92,9 @@ triage_timeouts() {
 # One slice of one target; appends its ledger line.
 run_slice() {
     local t=$1 secs=$2 stamp log cpuf start rc cpu execs cov extra=""
+    # This subshell carries the script's command line, so `pkill -f fuzz-campaign.sh` reaches it too: it
+    # catches TERM (a caught signal is reset in the fuzzer it starts) and goes on to record the slice.
+    trap : TERM INT
     stamp=$(date -u +%Y%m%dT%H%M%S)
     log="$camp/logs/$t-$stamp.log"
     cpuf="$camp/logs/$t-$stamp.cpu"
@@ -128,10 +134,11 @@ descendants() {
 stop() {
     local t p
     # slice subshell -> /usr/bin/time -> the fuzzer (nice execs it) -> in fork mode, sh -> its workers:
-    # end the fuzzers by their pids (not /usr/bin/time), so that the slice still records its CPU time.
+    # end only the fuzzers (comm fuzz_<target>), so that the slice subshell (comm: this script's name) and
+    # /usr/bin/time live on and the slice still records its CPU time in the ledger.
     for t in "${!pid_of[@]}"; do
         for p in $(descendants "${pid_of[$t]}"); do
-            case "$(ps -o comm= -p "$p" 2>/dev/null)" in time | bash) ;; *) kill -TERM "$p" 2>/dev/null ;; esac
+            case "$(ps -o comm= -p "$p" 2>/dev/null)" in fuzz_*) kill -TERM "$p" 2>/dev/null ;; esac
         done
     done
     wait
