@@ -40,7 +40,11 @@ targets=${*:-$all_targets}
 jobs=${FUZZ_JOBS:-2}
 nice_level=${FUZZ_NICE:-19}
 case "$deadline" in
-    *:*) deadline=$(date -d "$deadline" +%s) || exit 2 ;;
+    # HH:MM already past today means tomorrow (a campaign started at 22:00 until 00:30).
+    *:*)
+        deadline=$(date -d "$deadline" +%s) || exit 2
+        [ "$deadline" -le "$(date +%s)" ] && deadline=$((deadline + 86400))
+        ;;
 esac
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$build" && pwd) || exit 2
