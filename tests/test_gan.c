@@ -7,7 +7,7 @@
  * independence, truncation, grids, files, both labels read back); folder
  * loading; errors; and the
  * `doppel gan` CLI (train, resume, sample). DP_TEST_QUICK (the sanitizer run)
- * trims the heavier cases. */
+ * trims the heavier cases; DP_TEST_VALGRIND (memcheck) trains on batches of 2. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +29,13 @@
 
 static char g_dir[256];
 static int g_quick;
+static int g_vg;
+
+/* DP_TEST_VALGRIND (scripts/valgrind.sh --suite): batches of 2 over sets scaled to keep the number of batches
+ * per pass over the data, so every step, pass boundary and checkpoint happens as in the full test, with a
+ * fraction of the arithmetic (one DCGAN-28 step of batch 8 takes minutes under memcheck). */
+static int vb(int batch) { return g_vg ? 2 : batch; }
+static int64_t vn(int64_t n, int batch) { return g_vg ? n * 2 / batch : n; }
 
 static const char *tpath(const char *name) {
     static char buf[8][512];
@@ -133,10 +140,10 @@ static int stats_finite(const dp_gan_stats *s) {
 /* ------------------------------------------------------------ a few steps */
 static void test_steps_finite(void **state) {
     dp_ctx *ctx = *state;
-    dp_dataset ds = make_set(40, 1);
+    dp_dataset ds = make_set(vn(40, 8), 1);
     const dp_gan_loss losses[3] = {DP_GAN_NS, DP_GAN_HINGE, DP_GAN_WGAN_GP};
     for (int li = 0; li < 3; li++) {
-        dp_gan *gan = new_gan(ctx, losses[li], 8, li == 1, &ds);
+        dp_gan *gan = new_gan(ctx, losses[li], vb(8), li == 1, &ds);
         const dp_gan_opts *o = dp_gan_options(gan);
         assert_int_equal(o->nz, 100);
         assert_true(o->lr_g == 2e-4f && o->lr_d == 2e-4f && o->beta1 == 0.5f && o->beta2 == 0.999f);
@@ -156,7 +163,7 @@ static void test_steps_finite(void **state) {
         assert_true(fabs(dp_tensor_f32(bnw)[0] - 1.0f) < 0.1f && dp_tensor_f32(bnw)[0] != 1.0f);
         float g0 = dp_tensor_f32(gw)[5], d0 = dp_tensor_f32(dw)[5];
         dp_gan_stats st;
-        int steps = li == 0 ? 6 : 3; /* 40 images, batch 8: step 6 starts a second pass over the data */
+        int steps = li == 0 ? 6 : 3; /* 40 images, batch 8 (10 and 2): step 6 starts a second pass over the data */
         for (int k = 1; k <= steps; k++) {
             OK(dp_gan_step(gan, &st));
             assert_int_equal(st.step, k);
@@ -204,15 +211,15 @@ static int same_state(dp_optim *a, dp_optim *b) {
 
 static void test_resume_exact(void **state) {
     dp_ctx *ctx = *state;
-    dp_dataset ds = make_set(20, 2); /* batch 8: passes over the data at steps 3 and 5 */
+    dp_dataset ds = make_set(vn(20, 8), 2); /* batch 8: passes over the data at steps 3 and 5 */
     const dp_gan_loss losses[2] = {DP_GAN_NS, DP_GAN_WGAN_GP};
     for (int li = 0; li < (g_quick ? 1 : 2); li++) {
         dp_gan_loss loss = losses[li];
         dp_gan_stats a[6], b[6];
-        dp_gan *full = new_gan(ctx, loss, 8, 1, &ds);
+        dp_gan *full = new_gan(ctx, loss, vb(8), 1, &ds);
         for (int k = 0; k < 6; k++) OK(dp_gan_step(full, &a[k]));
 
-        dp_gan *first = new_gan(ctx, loss, 8, 1, &ds);
+        dp_gan *first = new_gan(ctx, loss, vb(8), 1, &ds);
         for (int k = 0; k < 3; k++) OK(dp_gan_step(first, &b[k]));
         const char *ck = tpath("resume.safetensors");
         const char *extra[] = {"note", "test", NULL};
@@ -224,7 +231,7 @@ static void test_resume_exact(void **state) {
         OK(dp_gan_read_opts(ctx, ck, &o, &step));
         assert_int_equal(step, 3);
         assert_int_equal(o.loss, loss);
-        assert_int_equal(o.batch, 8);
+        assert_int_equal(o.batch, vb(8));
         assert_int_equal(o.flip, 1);
         assert_int_equal(o.seed, 7);
         assert_true(o.lr_g == 2e-4f && o.beta2 == 0.999f);
@@ -262,8 +269,8 @@ static void test_resume_exact(void **state) {
 /* ------------------------------------------------------------ NaN / Inf */
 static void test_nan_stops(void **state) {
     dp_ctx *ctx = *state;
-    dp_dataset ds = make_set(24, 3);
-    dp_gan *gan = new_gan(ctx, DP_GAN_NS, 8, 0, &ds);
+    dp_dataset ds = make_set(vn(24, 8), 3);
+    dp_gan *gan = new_gan(ctx, DP_GAN_NS, vb(8), 0, &ds);
     for (int k = 0; k < 2; k++) OK(dp_gan_step(gan, NULL));
     const char *ck = tpath("good.safetensors");
     OK(dp_gan_save(gan, ck, NULL));
@@ -330,10 +337,10 @@ static void test_no_alloc(void **state) {
     static const dp_allocator al = {count_alloc, count_free, NULL};
     dp_ctx *ctx = NULL;
     assert_int_equal(dp_ctx_new(&(dp_ctx_opts){.threads = 2, .seed = 1, .allocator = &al}, &ctx), DP_OK);
-    dp_dataset ds = make_set(16, 4);
+    dp_dataset ds = make_set(vn(16, 8), 4);
     const dp_gan_loss losses[2] = {DP_GAN_NS, DP_GAN_WGAN_GP};
     for (int li = 0; li < 2; li++) {
-        dp_gan *gan = new_gan(ctx, losses[li], 8, 1, &ds);
+        dp_gan *gan = new_gan(ctx, losses[li], vb(8), 1, &ds);
         OK(dp_gan_step(gan, NULL));
         atomic_store(&n_allocs, 0);
         atomic_store(&counting, 1);
@@ -358,14 +365,15 @@ static void test_no_alloc(void **state) {
  * derivative double backward computes. */
 static void test_gp_gradient(void **state) {
     dp_ctx *ctx = *state;
-    dp_dataset ds = make_set(16, 5);
-    dp_gan *gan = new_gan(ctx, DP_GAN_WGAN_GP, 4, 0, &ds);
+    const int batch = vb(4);
+    dp_dataset ds = make_set(vn(16, 4), 5);
+    dp_gan *gan = new_gan(ctx, DP_GAN_WGAN_GP, batch, 0, &ds);
     for (int k = 0; k < 2; k++) OK(dp_gan_step(gan, NULL)); /* away from the initialisation */
     float *xh = gan_test_xhat(gan);
     assert_non_null(xh);
     dp_rng r;
     dp_rng_seed(&r, 11);
-    for (int i = 0; i < 4 * 784; i++) xh[i] = 2.0f * dp_rng_uniform(&r) - 1.0f;
+    for (int i = 0; i < batch * 784; i++) xh[i] = 2.0f * dp_rng_uniform(&r) - 1.0f;
     dp_paramset *psd = dp_gan_discriminator(gan);
     int np = dp_paramset_count(psd);
     int64_t total = 0;
@@ -484,8 +492,8 @@ static void test_d_builders(void **state) {
 /* ------------------------------------------------------------ sampling */
 static void test_sample(void **state) {
     dp_ctx *ctx = *state;
-    dp_dataset ds = make_set(16, 6);
-    dp_gan *gan = new_gan(ctx, DP_GAN_NS, 8, 0, &ds);
+    dp_dataset ds = make_set(vn(16, 8), 6);
+    dp_gan *gan = new_gan(ctx, DP_GAN_NS, vb(8), 0, &ds);
     for (int k = 0; k < 2; k++) OK(dp_gan_step(gan, NULL));
     const char *ck = tpath("s.safetensors");
     OK(dp_gan_save(gan, ck, NULL));
@@ -876,6 +884,7 @@ static void test_cli(void **state) {
 
 int main(void) {
     g_quick = getenv("DP_TEST_QUICK") != NULL;
+    g_vg = getenv("DP_TEST_VALGRIND") != NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_steps_finite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_exact, setup, teardown),
