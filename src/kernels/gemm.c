@@ -676,22 +676,27 @@ void dp_sgemm_st_boff(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
  * K <= KC, N <= NC) is packed once, each block of up to mc rows is written to
  * C rows [0, m) and handed to done(arg, i0, m) before the next overwrites it.
  * Without this, a caller that cuts M into slices re-packs B for each slice. */
-void dp_sgemm_rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                           int64_t ldb, float *C, int64_t ldc, void (*done)(void *arg, int64_t i0, int64_t m), void *arg) {
+static void rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                         int64_t ldb, dp_bpanel_fn fill, void *farg, float *C, int64_t ldc,
+                         void (*done)(void *arg, int64_t i0, int64_t m), void *arg) {
     const kern *kr = current();
     _Static_assert(MC_MAX == DP_GEMM_ROWBLOCK, "row blocks are at most MC_MAX rows");
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || K > KC || N > NC) { /* outside the one-panel case: plain products per block */
         for (int64_t i0 = 0; i0 < M; i0 += kr->mc) {
             int64_t m = M - i0 < kr->mc ? M - i0 : kr->mc;
-            gemm_st(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, 0.0f, C, ldc);
+            gemm_st_cb(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, fill, farg, 0.0f, C,
+                       ldc);
             done(arg, i0, m);
         }
         return;
     }
     float *ap = tl_apack, *bp = tl_bpack;
     const int mr = kr->mr, nr = kr->nr, kc = (int)K, nc = (int)N;
-    pack_b(kr, 0, B, ldb, NULL, 0, kc, 0, nc, bp);
+    if (fill)
+        for (int jp = 0; jp < nc; jp += nr) fill(farg, 0, kc, jp, nc - jp < nr ? nc - jp : nr, nr, bp + (int64_t)(jp / nr) * kc * nr);
+    else
+        pack_b(kr, 0, B, ldb, NULL, 0, kc, 0, nc, bp);
     for (int64_t ic = 0; ic < M; ic += kr->mc) {
         int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
         pack_a(kr, trans_a, A, lda, ic, mc, 0, kc, ap);
@@ -704,6 +709,16 @@ void dp_sgemm_rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const f
         }
         done(arg, ic, mc);
     }
+}
+
+void dp_sgemm_rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                           int64_t ldb, float *C, int64_t ldc, void (*done)(void *arg, int64_t i0, int64_t m), void *arg) {
+    rowblocks_st(trans_a, M, N, K, A, lda, B, ldb, NULL, NULL, C, ldc, done, arg);
+}
+
+void dp_sgemm_rowblocks_fill_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill,
+                                void *farg, float *C, int64_t ldc, void (*done)(void *arg, int64_t i0, int64_t m), void *arg) {
+    rowblocks_st(trans_a, M, N, K, A, lda, NULL, 0, fill, farg, C, ldc, done, arg);
 }
 
 /* Row-tiled variant for stride-1 convolutions: for each r < rows,

@@ -44,6 +44,10 @@ void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 #define DP_GEMM_ROWBLOCK 168
 void dp_sgemm_rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                            int64_t ldb, float *C, int64_t ldc, void (*done)(void *arg, int64_t i0, int64_t m), void *arg);
+/* The same with B given by `fill` (as dp_sgemm_bpanel_st), packed once in the
+ * one-panel case, panel by panel for every block otherwise. */
+void dp_sgemm_rowblocks_fill_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill,
+                                void *farg, float *C, int64_t ldc, void (*done)(void *arg, int64_t i0, int64_t m), void *arg);
 
 /* Name of the micro-kernel dp_sgemm uses now: "portable", "avx2" or "avx512".
  * The default is the best one the CPU supports (cpuid feature flags), unless

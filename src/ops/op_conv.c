@@ -527,6 +527,28 @@ static void gather_cols(const geom *G, const float *cols, int64_t n0, int64_t n1
                    sizeof(float) * (size_t)cnt);
 }
 
+/* The same matrix (row o, column (n - n0) * cnt + q) written straight into the
+ * GEMM's packed B panels (dp_bpanel_fn): no gathered copy. */
+typedef struct segcols {
+    const float *src;  /* cols + (n0 * O + grp * Og) * P + q0 */
+    int64_t P, img, cnt; /* row stride, image stride (O * P), columns per image */
+} segcols;
+
+static void segcols_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const segcols *s = arg;
+    for (int p = 0; p < kc; p++) {
+        const float *row = s->src + (p0 + p) * s->P;
+        float *d = dst + (int64_t)p * nr;
+        int64_t i = j0 / s->cnt, q = j0 % s->cnt;
+        for (int j = 0; j < n; i++, q = 0) {
+            int len = (int)(s->cnt - q < n - j ? s->cnt - q : n - j);
+            memcpy(d + j, row + i * s->img + q, sizeof(float) * (size_t)len);
+            j += len;
+        }
+        for (int j = n; j < nr; j++) d[j] = 0.0f;
+    }
+}
+
 /* out row (=|+=) src + b */
 static void store_row(float *dst, const float *src, int64_t n, float b, int acc) { dp_vec_store_bias(dst, src, n, b, acc); }
 
@@ -641,22 +663,29 @@ static void scatter_item(cjob *J, int64_t item, float *ws) {
     int64_t ncols = (n1 - n0) * cnt;
     int single = n1 - n0 == 1;
     float *col = ws, *tmp = ws + ALIGN16(J->ch.ks * J->ch.len);
+    const int rowblocks = !J->mt && J->ch.ks * J->ch.len >= (G->CKK < DP_GEMM_ROWBLOCK ? G->CKK : DP_GEMM_ROWBLOCK) * ncols;
     for (int64_t grp = 0; grp < G->groups; grp++) {
         const float *A = J->w + grp * G->Og * G->CKK, *B = tmp;
         int64_t ldb = ncols;
         if (single) {
             B = J->cols + (n0 * G->O + grp * G->Og) * G->P + q0;
             ldb = G->P;
-        } else {
+        } else if (!rowblocks) {
             gather_cols(G, J->cols, n0, n1, grp, q0, cnt, tmp, ncols);
         }
         if (G->direct && single) { /* col2im is the identity: accumulate in place */
             gemm(J->mt, 1, 0, G->Cg, cnt, G->Og, A, G->CKK, B, ldb, 1.0f,
                  J->out + (n0 * G->C + grp * G->Cg) * G->HW + q0, G->HW);
-        } else if (!J->mt && J->ch.ks * J->ch.len >= (G->CKK < DP_GEMM_ROWBLOCK ? G->CKK : DP_GEMM_ROWBLOCK) * ncols) {
-            /* B packed once, each finished block of rows of W^T x cols into the image while in cache */
+        } else if (rowblocks) {
+            /* B packed once (several images: straight from their rows), each finished block of
+             * rows of W^T x cols into the image while in cache */
             sc_block sb = {G, J->tab, J->out, n0, n1, grp, q0, cnt, ncols, col};
-            dp_sgemm_rowblocks_st(1, G->CKK, ncols, G->Og, A, G->CKK, B, ldb, col, ncols, scatter_block, &sb);
+            if (single) {
+                dp_sgemm_rowblocks_st(1, G->CKK, ncols, G->Og, A, G->CKK, B, ldb, col, ncols, scatter_block, &sb);
+            } else {
+                segcols sc = {J->cols + (n0 * G->O + grp * G->Og) * G->P + q0, G->P, G->O * G->P, cnt};
+                dp_sgemm_rowblocks_fill_st(1, G->CKK, ncols, G->Og, A, G->CKK, segcols_fill, &sc, col, ncols, scatter_block, &sb);
+            }
         } else {
             for (int64_t k0 = 0; k0 < G->CKK; k0 += J->ch.ks) { /* rows of W^T x cols, a slice at a time */
                 int64_t k1 = k0 + J->ch.ks < G->CKK ? k0 + J->ch.ks : G->CKK;
