@@ -12,7 +12,9 @@
  *     broadcast gradients) and repeatable;
  *   - the relu -> batch norm -> max-pool fusion of no_grad graphs: the same
  *     outputs as the unfused graph (Meso-4 and odd shapes), unfused in
- *     training mode, not applied where the pattern does not hold. */
+ *     training mode, not applied where the pattern does not hold;
+ *   - batch norm -> relu / leaky_relu fused in graphs with gradients: every
+ *     value and gradient the unfused graph's, bit for bit. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1092,6 +1094,111 @@ static void multi_output_passes(void **state) {
     multi_output_case(2, 1, 1);
 }
 
+/* batch norm -> relu / leaky_relu in a graph with gradients: the norm's forward
+ * writes both values (planes in memory order), its backward takes the
+ * activation's gradient and mask (recomputed from its input) and the activation
+ * does nothing. Against the same graph with a zero-weight second reader of the
+ * norm (which turns the fusion off): every value, running statistic and
+ * gradient bit for bit, in training and eval mode, planes of 7x7 (the vector
+ * tails), with a relu before the norm too (its multi-output pass alongside). */
+static void bn_act_case(int act, int relu_before, int training, int threads, int64_t hw) {
+    dp_ctx *ctx;
+    dp_ctx_opts o = {.threads = threads, .seed = 5};
+    assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+    dp_paramset *ps[2];
+    dp_graph *g[2];
+    dp_node *x[2], *b[2], *a[2], *w[2], *loss[2];
+    const int64_t sh[4] = {5, 6, hw, hw + 1};
+    for (int v = 0; v < 2; v++) {
+        assert_int_equal(dp_paramset_new(ctx, &ps[v]), DP_OK);
+        assert_int_equal(dp_graph_new(ctx, &g[v]), DP_OK);
+        x[v] = dp_input(g[v], "x", 4, sh);
+        assert_int_equal(dp_input_requires_grad(g[v], x[v]), DP_OK);
+        dp_node *in = relu_before ? dp_relu(g[v], x[v]) : x[v];
+        b[v] = dp_nn_batchnorm2d(g[v], ps[v], "bn", in, 0.1f, 1e-5f);
+        a[v] = act ? dp_leaky_relu(g[v], b[v], 0.2f) : dp_relu(g[v], b[v]);
+        w[v] = dp_input(g[v], "w", 4, sh);
+        loss[v] = dp_sum(g[v], dp_mul(g[v], a[v], w[v]), DP_AXIS_ALL, 0);
+        if (v == 1) /* a zero-weight second reader of the norm */
+            loss[v] = dp_add(g[v], loss[v], dp_sum(g[v], dp_scale(g[v], b[v], 0.0f), DP_AXIS_ALL, 0));
+        assert_int_equal(dp_graph_mark_output(g[v], loss[v]), DP_OK);
+        assert_int_equal(dp_graph_compile(g[v]), DP_OK);
+        assert_int_equal(dp_graph_set_training(g[v], training), DP_OK);
+        assert_int_equal(dp_paramset_init(ps[v], 1), DP_OK);
+        randomise_bn(ps[v], 500);
+        fill(dp_tensor_f32(dp_node_value(x[v])), dp_tensor_numel(dp_node_value(x[v])), 31, -1.0f, 1.0f);
+        fill(dp_tensor_f32(dp_node_value(w[v])), dp_tensor_numel(dp_node_value(w[v])), 32, -1.0f, 1.0f);
+    }
+    assert_ptr_equal(b[0]->mo_act, a[0]);
+    assert_null(b[1]->mo_act);
+    const int64_t nx = dp_tensor_numel(dp_node_value(x[0]));
+    for (int step = 0; step < 2; step++) {
+        for (int v = 0; v < 2; v++) {
+            assert_int_equal(dp_graph_run(g[v]), DP_OK);
+            assert_int_equal(dp_paramset_zero_grad(ps[v]), DP_OK);
+            assert_int_equal(dp_graph_backward(g[v], loss[v], 0, NULL), DP_OK);
+        }
+        assert_true(a[0]->mo_flags & DP_MO_BNACT);
+        assert_true(same_bits(val(b[0]), val(b[1]), nx)); /* the norm's value is still written */
+        assert_true(same_bits(val(a[0]), val(a[1]), nx));
+        assert_true(check_arr("x grad", grad(x[0]), grad(x[1]), nx, 0.0, 0.0));
+        for (int i = 0; i < dp_paramset_count(ps[0]); i++) {
+            dp_tensor *t0 = dp_paramset_at(ps[0], i), *t1 = dp_paramset_at(ps[1], i);
+            assert_true(same_bits(dp_tensor_f32(t0), dp_tensor_f32(t1), dp_tensor_numel(t0))); /* running stats */
+            if (!dp_paramset_is_buffer(ps[0], i))
+                assert_true(same_bits(dp_tensor_f32(dp_param_grad(t0)), dp_tensor_f32(dp_param_grad(t1)), dp_tensor_numel(t0)));
+        }
+    }
+    /* the norm alone asked for: computed unfused, the activation then on its own */
+    for (int v = 0; v < 2; v++) assert_int_equal(dp_graph_invalidate(g[v]), DP_OK);
+    assert_int_equal(dp_graph_forward(g[0], 1, &b[0]), DP_OK);
+    assert_false(a[0]->mo_flags & DP_MO_BNACT);
+    assert_int_equal(dp_graph_forward(g[0], 1, &loss[0]), DP_OK);
+    assert_int_equal(dp_graph_forward(g[1], 1, &loss[1]), DP_OK);
+    assert_true(same_bits(val(a[0]), val(a[1]), nx));
+    assert_int_equal(dp_paramset_zero_grad(ps[0]), DP_OK);
+    assert_int_equal(dp_paramset_zero_grad(ps[1]), DP_OK);
+    for (int v = 0; v < 2; v++) assert_int_equal(dp_graph_backward(g[v], loss[v], 1, &x[v]), DP_OK); /* x only */
+    assert_true(check_arr("x grad (unfused pass)", grad(x[0]), grad(x[1]), nx, 0.0, 0.0));
+    for (int v = 0; v < 2; v++) {
+        dp_graph_free(g[v]);
+        dp_paramset_free(ps[v]);
+    }
+    dp_ctx_free(ctx);
+}
+static void bn_act_fused(void **state) {
+    (void)state;
+    for (int kk = 0; kk < N_KERNELS; kk++) {
+        if (!dp_gemm_set_kernel(kernels[kk])) continue;
+        for (int act = 0; act < 2; act++)
+            for (int training = 0; training < 2; training++) {
+                bn_act_case(act, 0, training, 3, 7);
+                bn_act_case(act, 1, training, 2, 4);
+            }
+    }
+    bn_act_case(1, 0, 1, 1, 14);
+    /* no fusion: an output norm, a leaky_relu with a slope that is not finite */
+    dp_ctx *ctx;
+    dp_ctx_opts o = {.threads = 1, .seed = 5};
+    assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+    for (int c = 0; c < 2; c++) {
+        dp_paramset *ps;
+        dp_graph *g;
+        assert_int_equal(dp_paramset_new(ctx, &ps), DP_OK);
+        assert_int_equal(dp_graph_new(ctx, &g), DP_OK);
+        dp_node *x = dp_input(g, "x", 4, (const int64_t[]){2, 3, 4, 4});
+        dp_node *b = dp_nn_batchnorm2d(g, ps, "bn", x, 0.1f, 1e-5f);
+        dp_node *a = dp_leaky_relu(g, b, c ? INFINITY : 0.2f);
+        assert_int_equal(dp_graph_mark_output(g, c ? a : b), DP_OK);
+        assert_int_equal(dp_graph_mark_output(g, a), DP_OK);
+        assert_int_equal(dp_graph_compile(g), DP_OK);
+        assert_null(b->mo_act);
+        dp_graph_free(g);
+        dp_paramset_free(ps);
+    }
+    dp_ctx_free(ctx);
+}
+
 /* ------------------------------------------------------------ chunked inference */
 typedef dp_node *(*model_fn)(dp_graph *, dp_paramset *, dp_node *);
 
@@ -1268,6 +1375,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(fusion_meso4),
         cmocka_unit_test(fusion_shapes),
         cmocka_unit_test(multi_output_passes),
+        cmocka_unit_test(bn_act_fused),
         cmocka_unit_test(chunked_models),
         cmocka_unit_test(not_chunked),
         cmocka_unit_test(env_var_picks_tables),

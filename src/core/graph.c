@@ -1,4 +1,5 @@
 /* Static graphs: building, memory planning, forward passes and reverse-mode autodiff. */
+#include <math.h>
 #include <stdio.h>
 
 #include "core/internal.h"
@@ -271,7 +272,7 @@ static void fusion_pass(dp_graph *g) {
 static void multi_output_pass(dp_graph *g, int reuse) {
     for (int i = 0; i < g->n_nodes; i++) {
         dp_node *b = g->nodes[i];
-        b->mo_next = b->mo_prev = NULL;
+        b->mo_next = b->mo_prev = b->mo_act = NULL;
         b->mo_flags = 0;
     }
     for (int i = 0; i < g->n_nodes; i++) {
@@ -285,6 +286,14 @@ static void multi_output_pass(dp_graph *g, int reuse) {
         }
         p = b->sole_reader;
         if (!reuse && p && p->op == DP_OP_MAXPOOL2D && dp_maxpool_fast(p)) b->mo_next = p;
+        /* batch norm -> relu / leaky_relu (finite slope): the norm's forward writes both values
+         * in one pass, its backward takes the activation's gradient and mask (recomputed from
+         * its input); the norm's own gradient is then not written (not for a marked output). */
+        if (!reuse && p && !(b->flags & DP_NF_OUTPUT) &&
+            (p->op == DP_OP_RELU || (p->op == DP_OP_LEAKY_RELU && isfinite(p->fp[0])))) {
+            b->mo_act = p;
+            p->mo_prev = b;
+        }
     }
 }
 

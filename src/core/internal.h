@@ -142,7 +142,10 @@ struct dp_node {
     /* Multi-output passes (set by dp_graph_compile; every value is still written): */
     dp_node *mo_next;          /* relu: the batch norm whose batch statistics its forward also sums;
                                 * batch norm: the max-pool whose output its forward also computes */
-    dp_node *mo_prev;          /* batch norm: the relu whose input gradient its backward also writes */
+    dp_node *mo_prev;          /* batch norm: the relu whose input gradient its backward also writes;
+                                * relu / leaky_relu: the batch norm (its mo_act) that computes it */
+    dp_node *mo_act;           /* batch norm: the relu / leaky_relu that is its only reader, whose value its
+                                * forward also writes and whose backward its backward does */
     int mo_flags;              /* DP_MO_*: work another node's pass did for this node */
 };
 
@@ -150,6 +153,8 @@ enum {
     DP_MO_STATS = 1, /* batch norm: its batch sums are in its aux (summed by its relu's forward) */
     DP_MO_VALUE = 2, /* max-pool: its value (and argmax) was computed by its batch norm's forward */
     DP_MO_GRAD = 4,  /* relu: its input's gradient was written by its batch norm's backward */
+    DP_MO_BNACT = 8, /* relu / leaky_relu: its value was written by the batch norm before it in this pass,
+                      * and that norm's backward does its backward (reading this node's gradient) */
 };
 
 /* Fusion patterns (no_grad graphs, applied in eval mode only). */

@@ -40,6 +40,7 @@
 #undef IDX_ZIPHI
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
+#include <immintrin.h>
 #define DP_EW_X86 1
 /* ------------------------------------------------------------ AVX2 + FMA: 8 lanes */
 #define VW 8

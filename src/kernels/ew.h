@@ -63,6 +63,16 @@ typedef struct dp_ew_kernels {
     double (*loss_f)(int kind, const float *a, const float *t, int64_t n);
     /* ga[i] += s * dloss/da, gb[i] += s * dloss/dt (either may be NULL) */
     void (*loss_b)(int kind, float *ga, float *gb, const float *a, const float *t, int64_t n, float s);
+    /* batch norm -> activation (kind DP_EW_RELU or DP_EW_LEAKY_RELU, finite slope p), fused;
+     * y = (x - mu) * a + b recomputed from x as affine does (the same bits), g = gz * f'(y):
+     * y[i] = that, z[i] = f(y[i]) */
+    void (*bn_act_f)(int kind, float *y, float *z, const float *x, int64_t n, float mu, float a, float b, float p);
+    /* bn_bsums with gy = g */
+    void (*bn_act_bsums)(int kind, const float *x, const float *gz, int64_t n, float mu, float a, float b, float p,
+                         double *sg, double *sgx);
+    /* batch = 1: bn_bapply with gy = g (its a = this a); 0: gx[i] += g * a (running statistics) */
+    void (*bn_act_bapply)(int kind, int batch, float *gx, const float *x, const float *gz, int64_t n, float mu, float a,
+                          float b, float p, float istd, float mg, float mgx, int acc);
 } dp_ew_kernels;
 
 /* The table of the kernel level in use (dp_kernel_level()). */

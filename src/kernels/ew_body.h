@@ -30,19 +30,34 @@ INL VF FN(ld)(const float *p) {
     return v;
 }
 INL void FN(st)(float *p, VF v) { memcpy(p, &v, sizeof v); }
-/* the first r (< VW) elements, the other lanes = fill */
+INL VF FN(splat)(float s) { return (VF){0} + s; }
+/* the first r (0 < r < VW) elements, the other lanes = fill; and the matching
+ * partial store. Masked loads and stores where the instruction set has them: a
+ * stack copy (memcpy, then a whole-vector load) stalls store forwarding on every
+ * short row's tail (batch-norm planes of 7x7 and 14x14). */
+#if VW == 16
+INL __mmask16 FN(mk)(int64_t r) { return (__mmask16)((1u << r) - 1u); }
 INL VF FN(ldp)(const float *p, int64_t r, float fill) {
-    float t[VW];
-    for (int k = 0; k < VW; k++) t[k] = fill;
-    memcpy(t, p, (size_t)r * sizeof(float));
-    return FN(ld)(t);
+    return (VF)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), FN(mk)(r), p);
+}
+INL void FN(stp)(float *p, VF v, int64_t r) { _mm512_mask_storeu_ps(p, FN(mk)(r), (__m512)v); }
+#elif VW == 8
+INL __m256i FN(mk)(int64_t r) { return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+INL VF FN(ldp)(const float *p, int64_t r, float fill) {
+    __m256i m = FN(mk)(r);
+    return (VF)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+}
+INL void FN(stp)(float *p, VF v, int64_t r) { _mm256_maskstore_ps(p, FN(mk)(r), (__m256)v); }
+#else
+INL VF FN(ldp)(const float *p, int64_t r, float fill) {
+    VF v = FN(splat)(fill);
+    for (int64_t k = 0; k < r; k++) v[k] = p[k];
+    return v;
 }
 INL void FN(stp)(float *p, VF v, int64_t r) {
-    float t[VW];
-    FN(st)(t, v);
-    memcpy(p, t, (size_t)r * sizeof(float));
+    for (int64_t k = 0; k < r; k++) p[k] = v[k];
 }
-INL VF FN(splat)(float s) { return (VF){0} + s; }
+#endif
 INL VF FN(sel)(VI m, VF a, VF b) { return (VF)(((VI)a & m) | ((VI)b & ~m)); }
 INL VI FN(seli)(VI m, VI a, VI b) { return (a & m) | (b & ~m); }
 INL VD FN(seld)(VL m, VD a, VD b) { return (VD)(((VL)a & m) | ((VL)b & ~m)); }
@@ -421,6 +436,99 @@ KT static void FN(bn_bapply)(float *gx, const float *x, const float *gy, int64_t
     else FN(bn_bapply_t)(0, gx, x, gy, n, mu, istd, a, mg, mgx);
 }
 
+/* ------------------------------------------------------------ batch norm -> activation, fused */
+/* The activation (relu or leaky_relu) of the norm's output y = (x - mu) * a + b,
+ * recomputed from x with the affine kernel's expression (same bits), and the
+ * gradient the activation passes to the norm, g = gz * f'(y) (un_term's bits). */
+INL VF FN(bna_y)(VF x, float mu, float a, float b) { return (x - mu) * a + b; }
+INL VF FN(bna_g)(int kind, VF x, VF gz, float mu, float a, float b, float p) {
+    VF y = FN(bna_y)(x, mu, a, b);
+    return FN(un_term)(kind, gz, y, y, p);
+}
+INL void FN(bn_act_f_t)(int kind, float *y, float *z, const float *x, int64_t n, float mu, float a, float b, float p) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        VF v = FN(bna_y)(FN(ld)(x + i), mu, a, b);
+        FN(st)(y + i, v);
+        FN(st)(z + i, FN(un_f)(kind, v, p));
+    }
+    if (i < n) {
+        VF v = FN(bna_y)(FN(ldp)(x + i, n - i, 0.0f), mu, a, b);
+        FN(stp)(y + i, v, n - i);
+        FN(stp)(z + i, FN(un_f)(kind, v, p), n - i);
+    }
+}
+KT static void FN(bn_act_f)(int kind, float *y, float *z, const float *x, int64_t n, float mu, float a, float b, float p) {
+    if (kind == DP_EW_RELU) FN(bn_act_f_t)(DP_EW_RELU, y, z, x, n, mu, a, b, p);
+    else FN(bn_act_f_t)(DP_EW_LEAKY_RELU, y, z, x, n, mu, a, b, p);
+}
+INL void FN(bn_act_bsums_t)(int kind, const float *x, const float *gz, int64_t n, float mu, float a, float b, float p,
+                            double *sg, double *sgx) {
+    VD g0 = {0}, g1 = {0}, p0 = {0}, p1 = {0};
+    const double m = mu;
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        VF v = FN(ld)(x + i), g = FN(bna_g)(kind, v, FN(ld)(gz + i), mu, a, b, p);
+        VD gl = FN(dlo)(g), gh = FN(dhi)(g);
+        g0 += gl;
+        g1 += gh;
+        p0 += gl * (FN(dlo)(v) - m);
+        p1 += gh * (FN(dhi)(v) - m);
+    }
+    if (i < n) { /* padded lanes: gz = 0, so g = 0 (the slope is finite) */
+        VF v = FN(ldp)(x + i, n - i, 0.0f), g = FN(bna_g)(kind, v, FN(ldp)(gz + i, n - i, 0.0f), mu, a, b, p);
+        VD gl = FN(dlo)(g), gh = FN(dhi)(g);
+        g0 += gl;
+        g1 += gh;
+        p0 += gl * (FN(dlo)(v) - m);
+        p1 += gh * (FN(dhi)(v) - m);
+    }
+    *sg += FN(hsum)(g0 + g1);
+    *sgx += FN(hsum)(p0 + p1);
+}
+KT static void FN(bn_act_bsums)(int kind, const float *x, const float *gz, int64_t n, float mu, float a, float b, float p,
+                                double *sg, double *sgx) {
+    if (kind == DP_EW_RELU) FN(bn_act_bsums_t)(DP_EW_RELU, x, gz, n, mu, a, b, p, sg, sgx);
+    else FN(bn_act_bsums_t)(DP_EW_LEAKY_RELU, x, gz, n, mu, a, b, p, sg, sgx);
+}
+/* batch = 1: bn_bapply's term of g; 0 (running statistics): g * a, as unary_b's scale */
+INL VF FN(bna_b1)(int kind, int batch, VF x, VF gz, float mu, float a, float b, float p, float istd, float mg, float mgx) {
+    VF g = FN(bna_g)(kind, x, gz, mu, a, b, p);
+    return batch ? FN(bn_b1)(x, g, mu, istd, a, mg, mgx) : g * a;
+}
+INL void FN(bn_act_bapply_t)(int kind, int batch, int acc, float *gx, const float *x, const float *gz, int64_t n, float mu,
+                             float a, float b, float p, float istd, float mg, float mgx) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        VF t = FN(bna_b1)(kind, batch, FN(ld)(x + i), FN(ld)(gz + i), mu, a, b, p, istd, mg, mgx);
+        FN(st)(gx + i, acc ? FN(ld)(gx + i) + t : t);
+    }
+    if (i < n) {
+        int64_t r = n - i;
+        VF t = FN(bna_b1)(kind, batch, FN(ldp)(x + i, r, 0.0f), FN(ldp)(gz + i, r, 0.0f), mu, a, b, p, istd, mg, mgx);
+        FN(stp)(gx + i, acc ? FN(ldp)(gx + i, r, 0.0f) + t : t, r);
+    }
+}
+#define EW_BNA(K, B, A) FN(bn_act_bapply_t)(K, B, A, gx, x, gz, n, mu, a, b, p, istd, mg, mgx)
+#define EW_BNA2(K)                   \
+    if (batch) {                     \
+        if (acc) EW_BNA(K, 1, 1);    \
+        else EW_BNA(K, 1, 0);        \
+    } else {                         \
+        if (acc) EW_BNA(K, 0, 1);    \
+        else EW_BNA(K, 0, 0);        \
+    }
+KT static void FN(bn_act_bapply)(int kind, int batch, float *gx, const float *x, const float *gz, int64_t n, float mu, float a,
+                                 float b, float p, float istd, float mg, float mgx, int acc) {
+    if (kind == DP_EW_RELU) {
+        EW_BNA2(DP_EW_RELU)
+    } else {
+        EW_BNA2(DP_EW_LEAKY_RELU)
+    }
+}
+#undef EW_BNA2
+#undef EW_BNA
+
 /* ------------------------------------------------------------ max pool, k x k, stride k */
 /* The next window value, optionally through relu then the affine map. */
 INL VF FN(mp_val)(VF v, int rba, float mu, float a, float b) {
@@ -672,6 +780,7 @@ static const dp_ew_kernels FN(ew_table) = {
     EW_NAME,       FN(unary_f),     FN(unary_b),  FN(binary_f),  FN(binary_b), FN(binary_bsum),
     FN(sum),       FN(adds),        FN(moments),  FN(affine),    FN(bn_bsums), FN(bn_bapply),
     FN(maxpool_row), FN(maxpool_row_b), FN(loss_f), FN(loss_b),
+    FN(bn_act_f),  FN(bn_act_bsums), FN(bn_act_bapply),
 };
 
 #undef EW_BF

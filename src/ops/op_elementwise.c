@@ -249,11 +249,12 @@ static void un_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
 
 #define UNARY_OP(lname, KIND)                                                                           \
     static void lname##_fwd(dp_graph *g, dp_node *n) {                                                 \
+        if (n->mo_flags & DP_MO_BNACT) return; /* the batch norm before it wrote it */                  \
         un_job j = {.kind = KIND, .p = n->fp[0], .x = dp_f(&n->in[0]->val), .out = dp_f(&n->val)};      \
         dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 2, un_fwd_range, &j);                           \
     }                                                                                                   \
     static void lname##_bwd(dp_graph *g, dp_node *n) {                                                 \
-        if (!dp_wants_grad(n->in[0])) return;                                                           \
+        if (!dp_wants_grad(n->in[0]) || (n->mo_flags & DP_MO_BNACT)) return; /* or the norm does it */  \
         un_job j = {.kind = KIND, .p = n->fp[0], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val),        \
                     .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad), .acc = dp_grad_acc(n->in[0])};   \
         dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, un_bwd_range, &j);                           \
@@ -292,6 +293,7 @@ static void relu_stats_range(void *arg, int64_t c0, int64_t c1, int tid) {
     }
 }
 static void relu_fwd(dp_graph *g, dp_node *n) {
+    if (n->mo_flags & DP_MO_BNACT) return; /* the batch norm before it wrote it */
     dp_node *bn = n->mo_next;
     if (bn && dp_bn_batch_mode(g, bn)) {
         const dp_tensor *t = &n->val;
@@ -308,7 +310,7 @@ static void relu_bwd(dp_graph *g, dp_node *n) {
         n->mo_flags &= ~DP_MO_GRAD;
         return;
     }
-    if (!dp_wants_grad(n->in[0])) return;
+    if (!dp_wants_grad(n->in[0]) || (n->mo_flags & DP_MO_BNACT)) return; /* or the batch norm before it does it */
     un_job j = {.kind = DP_EW_RELU, .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val), .gy = dp_f(&n->grad),
                 .out = dp_f(&n->in[0]->grad), .acc = dp_grad_acc(n->in[0])};
     dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, un_bwd_range, &j);

@@ -40,6 +40,7 @@ static dp_status bn_shape(dp_graph *g, dp_node *n) {
         return dp_node_error(g, n, DP_ERR_ARG, "eps %g must be positive and finite", (double)n->fp[1]);
     dp_tensor_set_contiguous(&n->val, DP_F32, 4, x->shape);
     n->aux_bytes = 2 * (size_t)C * sizeof(float);
+    n->ws_bytes = 2 * (size_t)C * sizeof(float); /* backward fused with an activation (bn_act_bwd_range) */
     return DP_OK;
 }
 
@@ -58,7 +59,22 @@ typedef struct bn_job {
     dp_node *pool;      /* the max-pool after it, computed plane by plane here (NULL: none) */
     float *gx2;         /* backward: the gradient of the relu's input, written here too (NULL: none) */
     int acc2;
+    float *mgs;         /* backward with gz: {mean(gy), mean(gy*xhat)} per channel for bn_act_bwd_range (workspace) */
+    float *z;           /* forward: the value of the activation after it, written here too (NULL: none) */
+    const float *gz;    /* backward: that activation's output gradient, read instead of gy (NULL: none) */
+    int act;            /* its kind (DP_EW_RELU / DP_EW_LEAKY_RELU) */
+    float slope;
 } bn_job;
+
+/* A channel's planes lie C*HW apart: short ones (DCGAN's 7x7, 14x14) are too
+ * short for the hardware prefetcher to follow, so the per-channel loops ask for
+ * the plane PF_AHEAD images ahead. */
+#define PF_AHEAD 4
+static inline void prefetch_plane(const float *p, int64_t HW) {
+    if (HW > 1024) return;
+    for (int64_t o = 0; o < HW; o += 16) __builtin_prefetch(p + o);
+    __builtin_prefetch(p + HW - 1);
+}
 
 static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     (void)tid;
@@ -75,7 +91,10 @@ static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
             if (j->sums) { /* the relu's forward summed the same rows in the same order */
                 shift = j->sums[3 * c], s1 = j->sums[3 * c + 1], s2 = j->sums[3 * c + 2];
             } else {
-                for (int64_t i = 0; i < N; i++) k->moments(j->x + (i * C + c) * HW, HW, shift, &s1, &s2);
+                for (int64_t i = 0; i < N; i++) {
+                    if (i + PF_AHEAD < N) prefetch_plane(j->x + ((i + PF_AHEAD) * C + c) * HW, HW);
+                    k->moments(j->x + (i * C + c) * HW, HW, shift, &s1, &s2);
+                }
             }
             double v = s2 - s1 * s1 / (double)M; /* sum of squared deviations */
             if (v < 0.0) v = 0.0;
@@ -99,11 +118,27 @@ static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
         j->invstd[c] = istd;
         /* Centre first (not x*a + (beta - mu*a)): a constant channel then
          * gives exactly beta even when invstd is huge. */
+        if (j->z) continue; /* bn_act_range writes the values */
         float a = istd * (j->gamma ? j->gamma[c] : 1.0f), b = j->beta ? j->beta[c] : 0.0f;
         for (int64_t i = 0; i < N; i++) {
             k->affine(j->y + (i * C + c) * HW, j->x + (i * C + c) * HW, HW, mu, a, b);
             if (j->pool) dp_maxpool_plane(j->pool, i * C + c); /* the plane just written, from cache */
         }
+    }
+}
+
+/* Fused with the activation after it: planes p0..p1 in memory order (whole
+ * cache lines written once, however short the planes), y and z from the same
+ * registers; the map is bn_fwd_range's. */
+static void bn_act_range(void *arg, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const bn_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
+    const int64_t C = j->C, HW = j->HW;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t c = p % C;
+        float a = j->invstd[c] * (j->gamma ? j->gamma[c] : 1.0f), b = j->beta ? j->beta[c] : 0.0f;
+        k->bn_act_f(j->act, j->y + p * HW, j->z + p * HW, j->x + p * HW, HW, j->mean[c], a, b, j->slope);
     }
 }
 
@@ -161,8 +196,19 @@ static void bn_fwd(dp_graph *g, dp_node *n) {
     if (j.batch && (n->mo_flags & DP_MO_STATS)) j.sums = dp_bn_sums(n);
     n->mo_flags &= ~DP_MO_STATS;
     if (n->mo_next) j.pool = n->mo_next;
-    dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * (j.batch ? 3 : 2), bn_fwd_range, &j);
+    dp_node *a = n->mo_act;
+    if (a) { /* fused with the activation when that runs in this pass (marked, not yet computed) */
+        a->mo_flags &= ~DP_MO_BNACT;
+        if ((a->flags & DP_NF_MARK) && !(a->flags & DP_NF_FRESH)) {
+            j.z = dp_f(&a->val);
+            j.act = a->op == DP_OP_RELU ? DP_EW_RELU : DP_EW_LEAKY_RELU;
+            j.slope = a->op == DP_OP_RELU ? 0.0f : a->fp[0];
+        }
+    }
+    dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * (j.z ? 1 : j.batch ? 3 : 2), bn_fwd_range, &j);
+    if (j.z) dp_parallel_for_cost(g->ctx, j.N * j.C, j.HW * 3, bn_act_range, &j);
     if (j.pool) j.pool->mo_flags |= DP_MO_VALUE;
+    if (j.z) a->mo_flags |= DP_MO_BNACT;
 }
 
 static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
@@ -172,13 +218,29 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
     for (int64_t c = c0; c < c1; c++) {
         const float mu = j->mean[c], istd = j->invstd[c];
+        /* With an activation after it (gz): gy = gz * f'(y), y recomputed from x (bn_act_*). */
+        float gam = j->gamma ? j->gamma[c] : 1.0f, a = gam * istd, bb = j->beta ? j->beta[c] : 0.0f;
         double sg = 0.0, sgd = 0.0; /* sum(gy), sum(gy * (x - mean)); sum(gy * xhat) = sgd * invstd */
-        for (int64_t i = 0; i < N; i++) k->bn_bsums(j->x + (i * C + c) * HW, j->gy + (i * C + c) * HW, HW, mu, &sg, &sgd);
+        for (int64_t i = 0; i < N; i++) {
+            int64_t o = (i * C + c) * HW;
+            if (i + PF_AHEAD < N) {
+                prefetch_plane(j->x + o + PF_AHEAD * C * HW, HW);
+                prefetch_plane((j->gz ? j->gz : j->gy) + o + PF_AHEAD * C * HW, HW);
+            }
+            if (j->gz)
+                k->bn_act_bsums(j->act, j->x + o, j->gz + o, HW, mu, a, bb, j->slope, &sg, &sgd);
+            else
+                k->bn_bsums(j->x + o, j->gy + o, HW, mu, &sg, &sgd);
+        }
         double sgx = sgd * (double)istd;
         if (j->ggamma) j->ggamma[c] += (float)sgx;
         if (j->gbeta) j->gbeta[c] += (float)sg;
         if (!j->gx) continue;
-        float gam = j->gamma ? j->gamma[c] : 1.0f, a = gam * istd;
+        if (j->gz) { /* bn_act_bwd_range writes gx */
+            j->mgs[2 * c] = j->batch ? (float)(sg / (double)M) : 0.0f;
+            j->mgs[2 * c + 1] = j->batch ? (float)(sgx / (double)M) : 0.0f;
+            continue;
+        }
         if (j->batch) {
             /* dx = gamma*invstd * (gy - mean(gy) - xhat * mean(gy*xhat)):
              * the mean and variance depend on every x of the channel. */
@@ -200,6 +262,24 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     }
 }
 
+/* With the activation after it: gx for planes p0..p1 in memory order (whole cache lines
+ * written once), from bn_bwd_range's per-channel means; the same terms as there. */
+static void bn_act_bwd_range(void *arg, int64_t p0, int64_t p1, int tid) {
+    (void)tid;
+    const bn_job *j = arg;
+    const dp_ew_kernels *k = dp_ew();
+    const int64_t C = j->C, HW = j->HW;
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t c = p % C, o = p * HW;
+        const float mu = j->mean[c], istd = j->invstd[c];
+        float gam = j->gamma ? j->gamma[c] : 1.0f, a = gam * istd, bb = j->beta ? j->beta[c] : 0.0f;
+        k->bn_act_bapply(j->act, j->batch, j->gx + o, j->x + o, j->gz + o, HW, mu, a, bb, j->slope, istd, j->mgs[2 * c],
+                         j->mgs[2 * c + 1], j->acc);
+        /* the relu before: d/d(its input) = this where its output (x here) > 0 */
+        if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, j->gx + o, j->x + o, j->x + o, HW, 0.0f, j->acc2);
+    }
+}
+
 static void bn_bwd(dp_graph *g, dp_node *n) {
     bn_job j;
     bn_job_init(&j, n);
@@ -210,12 +290,20 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
     if (n->ip[BN_GAMMA] >= 0 && dp_wants_grad(n->in[n->ip[BN_GAMMA]])) j.ggamma = dp_f(&n->in[n->ip[BN_GAMMA]]->grad);
     if (n->ip[BN_BETA] >= 0 && dp_wants_grad(n->in[n->ip[BN_BETA]])) j.gbeta = dp_f(&n->in[n->ip[BN_BETA]]->grad);
     if (!j.gx && !j.ggamma && !j.gbeta) return;
+    dp_node *act = n->mo_act;
+    if (act && (act->mo_flags & DP_MO_BNACT) && (act->flags & DP_NF_BWD)) { /* its forward computed the activation */
+        j.gz = dp_f(&act->grad);
+        j.act = act->op == DP_OP_RELU ? DP_EW_RELU : DP_EW_LEAKY_RELU;
+        j.slope = act->op == DP_OP_RELU ? 0.0f : act->fp[0];
+        j.mgs = g->ws;
+    }
     dp_node *r = n->mo_prev;
     if (j.gx && r && dp_wants_grad(r->in[0]) && (r->flags & DP_NF_BWD)) { /* the relu's backward, done here */
         j.gx2 = dp_f(&r->in[0]->grad);
         j.acc2 = dp_grad_acc(r->in[0]);
     }
-    dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * 5, bn_bwd_range, &j);
+    dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * (j.gz ? 2 : 5), bn_bwd_range, &j);
+    if (j.gz && j.gx) dp_parallel_for_cost(g->ctx, j.N * j.C, j.HW * 3, bn_act_bwd_range, &j);
     if (j.gx2) r->mo_flags |= DP_MO_GRAD;
 }
 
