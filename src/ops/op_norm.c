@@ -40,7 +40,7 @@ static dp_status bn_shape(dp_graph *g, dp_node *n) {
         return dp_node_error(g, n, DP_ERR_ARG, "eps %g must be positive and finite", (double)n->fp[1]);
     dp_tensor_set_contiguous(&n->val, DP_F32, 4, x->shape);
     n->aux_bytes = 2 * (size_t)C * sizeof(float);
-    n->ws_bytes = 2 * (size_t)C * sizeof(float); /* backward fused with an activation (bn_act_bwd_range) */
+    n->ws_bytes = 3 * (size_t)C * sizeof(double); /* bn_job.st (and mgs after 2C of them in backward) */
     return DP_OK;
 }
 
@@ -59,6 +59,7 @@ typedef struct bn_job {
     dp_node *pool;      /* the max-pool after it, computed plane by plane here (NULL: none) */
     float *gx2;         /* backward: the gradient of the relu's input, written here too (NULL: none) */
     int acc2;
+    double *st;         /* workspace: forward {shift, s1, s2} per channel; backward {sum(gy), sum(gy*(x-mu))} */
     float *mgs;         /* backward with gz: {mean(gy), mean(gy*xhat)} per channel for bn_act_bwd_range (workspace) */
     float *z;           /* forward: the value of the activation after it, written here too (NULL: none) */
     const float *gz;    /* backward: that activation's output gradient, read instead of gy (NULL: none) */
@@ -66,36 +67,30 @@ typedef struct bn_job {
     float slope;
 } bn_job;
 
-/* A channel's planes lie C*HW apart: short ones (DCGAN's 7x7, 14x14) are too
- * short for the hardware prefetcher to follow, so the per-channel loops ask for
- * the plane PF_AHEAD images ahead. */
-#define PF_AHEAD 4
-static inline void prefetch_plane(const float *p, int64_t HW) {
-    if (HW > 1024) return;
-    for (int64_t o = 0; o < HW; o += 16) __builtin_prefetch(p + o);
-    __builtin_prefetch(p + HW - 1);
-}
-
 static void bn_fwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     (void)tid;
     const bn_job *j = arg;
     const dp_ew_kernels *k = dp_ew();
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
+    /* One pass in double, shifted by the channel's first value:
+     * var = (sum d^2 - (sum d)^2 / M) / M with d = x - shift loses nothing to
+     * cancellation unless the mean is far from every value. Image by image,
+     * channels c0..c1 within each (contiguous memory: short planes read
+     * channel by channel lie too far apart for the hardware prefetcher); each
+     * channel's planes are still summed in image order, so the bits are those
+     * of a channel-by-channel loop. */
+    double *st = j->st; /* {shift, s1, s2} per channel */
+    if (j->batch && !j->sums) {
+        for (int64_t c = c0; c < c1; c++) st[3 * c] = j->x[c * HW], st[3 * c + 1] = st[3 * c + 2] = 0.0;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t c = c0; c < c1; c++) k->moments(j->x + (i * C + c) * HW, HW, st[3 * c], &st[3 * c + 1], &st[3 * c + 2]);
+    }
     for (int64_t c = c0; c < c1; c++) {
         float mu, istd;
         if (j->batch) {
-            /* One pass in double, shifted by the channel's first value:
-             * var = (sum d^2 - (sum d)^2 / M) / M with d = x - shift loses
-             * nothing to cancellation unless the mean is far from every value. */
-            double shift = j->x[c * HW], s1 = 0.0, s2 = 0.0;
-            if (j->sums) { /* the relu's forward summed the same rows in the same order */
-                shift = j->sums[3 * c], s1 = j->sums[3 * c + 1], s2 = j->sums[3 * c + 2];
-            } else {
-                for (int64_t i = 0; i < N; i++) {
-                    if (i + PF_AHEAD < N) prefetch_plane(j->x + ((i + PF_AHEAD) * C + c) * HW, HW);
-                    k->moments(j->x + (i * C + c) * HW, HW, shift, &s1, &s2);
-                }
-            }
+            /* the relu's forward summed the same rows in the same order, or the loop above did */
+            const double *sm = j->sums ? j->sums : st;
+            double shift = sm[3 * c], s1 = sm[3 * c + 1], s2 = sm[3 * c + 2];
             double v = s2 - s1 * s1 / (double)M; /* sum of squared deviations */
             if (v < 0.0) v = 0.0;
             double m = shift + s1 / (double)M;
@@ -193,6 +188,7 @@ static void bn_fwd(dp_graph *g, dp_node *n) {
     /* Running stats are updated only on the batch-statistics path, which with
      * running stats present means training: eval never changes them. */
     n->ip[BN_BATCH] = j.batch;
+    j.st = g->ws;
     if (j.batch && (n->mo_flags & DP_MO_STATS)) j.sums = dp_bn_sums(n);
     n->mo_flags &= ~DP_MO_STATS;
     if (n->mo_next) j.pool = n->mo_next;
@@ -216,22 +212,26 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     const bn_job *j = arg;
     const dp_ew_kernels *k = dp_ew();
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
+    /* sum(gy), sum(gy * (x - mean)) per channel; sum(gy * xhat) = the second * invstd.
+     * Image by image as bn_fwd_range's sums (each channel still in image order).
+     * With an activation after it (gz): gy = gz * f'(y), y recomputed from x (bn_act_*). */
+    double *sb = j->st;
+    for (int64_t c = c0; c < c1; c++) sb[2 * c] = sb[2 * c + 1] = 0.0;
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t c = c0; c < c1; c++) {
+            int64_t o = (i * C + c) * HW;
+            const float mu = j->mean[c];
+            if (j->gz) {
+                float a = (j->gamma ? j->gamma[c] : 1.0f) * j->invstd[c], bb = j->beta ? j->beta[c] : 0.0f;
+                k->bn_act_bsums(j->act, j->x + o, j->gz + o, HW, mu, a, bb, j->slope, &sb[2 * c], &sb[2 * c + 1]);
+            } else {
+                k->bn_bsums(j->x + o, j->gy + o, HW, mu, &sb[2 * c], &sb[2 * c + 1]);
+            }
+        }
     for (int64_t c = c0; c < c1; c++) {
         const float mu = j->mean[c], istd = j->invstd[c];
-        /* With an activation after it (gz): gy = gz * f'(y), y recomputed from x (bn_act_*). */
-        float gam = j->gamma ? j->gamma[c] : 1.0f, a = gam * istd, bb = j->beta ? j->beta[c] : 0.0f;
-        double sg = 0.0, sgd = 0.0; /* sum(gy), sum(gy * (x - mean)); sum(gy * xhat) = sgd * invstd */
-        for (int64_t i = 0; i < N; i++) {
-            int64_t o = (i * C + c) * HW;
-            if (i + PF_AHEAD < N) {
-                prefetch_plane(j->x + o + PF_AHEAD * C * HW, HW);
-                prefetch_plane((j->gz ? j->gz : j->gy) + o + PF_AHEAD * C * HW, HW);
-            }
-            if (j->gz)
-                k->bn_act_bsums(j->act, j->x + o, j->gz + o, HW, mu, a, bb, j->slope, &sg, &sgd);
-            else
-                k->bn_bsums(j->x + o, j->gy + o, HW, mu, &sg, &sgd);
-        }
+        float gam = j->gamma ? j->gamma[c] : 1.0f, a = gam * istd;
+        double sg = sb[2 * c], sgd = sb[2 * c + 1];
         double sgx = sgd * (double)istd;
         if (j->ggamma) j->ggamma[c] += (float)sgx;
         if (j->gbeta) j->gbeta[c] += (float)sg;
@@ -295,8 +295,9 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
         j.gz = dp_f(&act->grad);
         j.act = act->op == DP_OP_RELU ? DP_EW_RELU : DP_EW_LEAKY_RELU;
         j.slope = act->op == DP_OP_RELU ? 0.0f : act->fp[0];
-        j.mgs = g->ws;
     }
+    j.st = g->ws;
+    j.mgs = (float *)(void *)(j.st + 2 * j.C);
     dp_node *r = n->mo_prev;
     if (j.gx && r && dp_wants_grad(r->in[0]) && (r->flags & DP_NF_BWD)) { /* the relu's backward, done here */
         j.gx2 = dp_f(&r->in[0]->grad);
