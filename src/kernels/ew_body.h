@@ -7,7 +7,8 @@
  *   IDX_*     lane index lists for __builtin_shufflevector (halves, even/odd,
  *             zip) and IDX_IOTA (0 .. VW-1)
  * Tails (the last n % VW elements) go through the same vector code on a
- * zero-padded copy, so a result never depends on where it sits in a row. */
+ * zero-padded vector (masked loads and stores, ldp / stp), so a result never
+ * depends on where it sits in a row. */
 
 #define VF CAT(vf, SFX)
 #define VI CAT(vi, SFX)
