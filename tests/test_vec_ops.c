@@ -407,6 +407,30 @@ static void variants_bit_identical(void **state) {
     free(x), free(ref), free(y), free(x4);
 }
 
+/* The Adam kernel: the optimizer's scalar update bit for bit, every length (tails). */
+static int k_adam(void) {
+    const dp_ew_kernels *k = dp_ew();
+    for (size_t li = 0; li < N_LENS; li++) {
+        int64_t n = lens[li];
+        float *p = fnew(n), *g = fnew(n), *m = fnew(n), *v = fnew(n), *rp = fnew(n), *rm = fnew(n), *rv = fnew(n);
+        fill(p, n, 61, -1.0f, 1.0f), fill(g, n, 62, -0.1f, 0.1f), fill(m, n, 63, -0.05f, 0.05f), fill(v, n, 64, 0.0f, 0.01f);
+        memcpy(rp, p, sizeof(float) * (size_t)n), memcpy(rm, m, sizeof(float) * (size_t)n), memcpy(rv, v, sizeof(float) * (size_t)n);
+        const float b1 = 0.5f, b2 = 0.999f, eps = 1e-8f, bc2 = 0.0447101f, ss = 4e-4f;
+        for (int64_t i = 0; i < n; i++) { /* optim.c's upd_adam without decay or clipping */
+            float mm = b1 * rm[i] + (1.0f - b1) * g[i];
+            float vv = b2 * rv[i] + (1.0f - b2) * g[i] * g[i];
+            rm[i] = mm, rv[i] = vv;
+            float denom = sqrtf(vv) / bc2 + eps;
+            rp[i] = rp[i] - ss * (mm / denom);
+        }
+        k->adam(p, g, m, v, n, b1, b2, eps, bc2, ss);
+        assert_true(same_bits(p, rp, n) && same_bits(m, rm, n) && same_bits(v, rv, n));
+        free(p), free(g), free(m), free(v), free(rp), free(rm), free(rv);
+    }
+    return 1;
+}
+static void kernels_adam(void **state) { (void)state, for_each_kernel(k_adam); }
+
 /* ------------------------------------------------------------ ops through graphs */
 typedef struct gx {
     dp_ctx *ctx;
@@ -1365,6 +1389,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(kernels_sums_norm),
         cmocka_unit_test(kernels_maxpool),
         cmocka_unit_test(kernels_losses),
+        cmocka_unit_test(kernels_adam),
         cmocka_unit_test(variants_bit_identical),
         cmocka_unit_test(ops_unary),
         cmocka_unit_test(ops_binary),

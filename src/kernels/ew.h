@@ -73,6 +73,9 @@ typedef struct dp_ew_kernels {
     /* batch = 1: bn_bapply with gy = g (its a = this a); 0: gx[i] += g * a (running statistics) */
     void (*bn_act_bapply)(int kind, int batch, float *gx, const float *x, const float *gz, int64_t n, float mu, float a,
                           float b, float p, float istd, float mg, float mgx, int acc);
+    /* Adam without weight decay or clipping, as optim.c's scalar loop (the same bits):
+     * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; p -= ss * (m / (sqrt(v)/bc2 + eps)) */
+    void (*adam)(float *p, const float *g, float *m, float *v, int64_t n, float b1, float b2, float eps, float bc2, float ss);
 } dp_ew_kernels;
 
 /* The table of the kernel level in use (dp_kernel_level()). */

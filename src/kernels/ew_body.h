@@ -437,6 +437,39 @@ KT static void FN(bn_bapply)(float *gx, const float *x, const float *gy, int64_t
     else FN(bn_bapply_t)(0, gx, x, gy, n, mu, istd, a, mg, mgx);
 }
 
+/* ------------------------------------------------------------ Adam */
+INL VF FN(vsqrt)(VF x) {
+#if VW == 16
+    return (VF)_mm512_sqrt_ps((__m512)x);
+#elif VW == 8
+    return (VF)_mm256_sqrt_ps((__m256)x);
+#else
+    for (int k = 0; k < VW; k++) x[k] = __builtin_sqrtf(x[k]);
+    return x;
+#endif
+}
+/* The scalar update's expressions lane by lane (IEEE sqrt and division: the same bits). */
+INL void FN(adam_v)(float *p, const float *g, float *m, float *v, int64_t i, int64_t r, float b1, float b2, float eps,
+                    float bc2, float ss) {
+    const int full = r == VW;
+    VF gg = full ? FN(ld)(g + i) : FN(ldp)(g + i, r, 0.0f);
+    VF mm = b1 * (full ? FN(ld)(m + i) : FN(ldp)(m + i, r, 0.0f)) + (1.0f - b1) * gg;
+    VF vv = b2 * (full ? FN(ld)(v + i) : FN(ldp)(v + i, r, 0.0f)) + (1.0f - b2) * gg * gg;
+    VF den = FN(vsqrt)(vv) / bc2 + eps;
+    VF pp = (full ? FN(ld)(p + i) : FN(ldp)(p + i, r, 0.0f)) - ss * (mm / den);
+    if (full) {
+        FN(st)(m + i, mm), FN(st)(v + i, vv), FN(st)(p + i, pp);
+    } else {
+        FN(stp)(m + i, mm, r), FN(stp)(v + i, vv, r), FN(stp)(p + i, pp, r);
+    }
+}
+KT static void FN(adam)(float *p, const float *g, float *m, float *v, int64_t n, float b1, float b2, float eps, float bc2,
+                        float ss) {
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) FN(adam_v)(p, g, m, v, i, VW, b1, b2, eps, bc2, ss);
+    if (i < n) FN(adam_v)(p, g, m, v, i, n - i, b1, b2, eps, bc2, ss);
+}
+
 /* ------------------------------------------------------------ batch norm -> activation, fused */
 /* The activation (relu or leaky_relu) of the norm's output y = (x - mu) * a + b,
  * recomputed from x with the affine kernel's expression (same bits), and the
@@ -781,7 +814,7 @@ static const dp_ew_kernels FN(ew_table) = {
     EW_NAME,       FN(unary_f),     FN(unary_b),  FN(binary_f),  FN(binary_b), FN(binary_bsum),
     FN(sum),       FN(adds),        FN(moments),  FN(affine),    FN(bn_bsums), FN(bn_bapply),
     FN(maxpool_row), FN(maxpool_row_b), FN(loss_f), FN(loss_b),
-    FN(bn_act_f),  FN(bn_act_bsums), FN(bn_act_bapply),
+    FN(bn_act_f),  FN(bn_act_bsums), FN(bn_act_bapply), FN(adam),
 };
 
 #undef EW_BF

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "core/internal.h"
+#include "kernels/ew.h"
 
 /* Below this many elements an update runs on the calling thread: waking the
  * pool costs more than it saves. */
@@ -271,6 +272,11 @@ static void upd_adam(void *arg, int64_t begin, int64_t end, int tid) {
     const float b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->weight_decay;
     const int decoupled = o->kind == DP_OPTIM_ADAMW;
     const float decay = 1.0f - a->lr * wd;
+    if (wd == 0.0f && a->scale == 1.0f && !(o->clip_value > 0.0f)) { /* the plain update: vector kernel, same bits */
+        dp_ew()->adam(a->p + begin, a->g + begin, a->s0 + begin, a->s1 + begin, end - begin, b1, b2, eps, a->bc2_sqrt,
+                      a->step_size);
+        return;
+    }
     for (int64_t i = begin; i < end; i++) {
         float g = clip_grad(a, i);
         float p = a->p[i];
