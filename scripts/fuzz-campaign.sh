@@ -62,6 +62,14 @@ cpu_so_far() {
     awk -F'\t' -v t="$1" -v p="$prior" '$2 == t {s += $4} END {printf "%.0f\n", s + p}' "$ledger"
 }
 
+# True when the target's last slice of this campaign failed at once (under 5 s, an exit other than 0 or 72):
+# its harness cannot start (e.g. a file it reads from the source tree is gone); it is then left out.
+started_at=$(date -u +%FT%TZ)
+broken() {
+    awk -F'\t' -v t="$1" -v since="$started_at" '$2 == t && $1 >= since {w = $3; rc = $7}
+        END {exit !(w != "" && w < 5 && rc != 0 && rc != 72)}' "$ledger"
+}
+
 # The target with the least CPU so far among those not running now.
 running=""
 pick() {
@@ -162,6 +170,13 @@ while :; do
         fi
     done
     running="${!pid_of[*]}"
+    for t in $runnable; do
+        case " $running " in *" $t "*) continue ;; esac
+        if broken "$t"; then
+            echo "campaign: $(date +%T) fuzz_$t failed at once (its last log in $camp/logs/): left out"
+            runnable=$(printf '%s\n' $runnable | grep -vx "$t" | tr '\n' ' ')
+        fi
+    done
     now=$(date +%s)
     left=$((deadline - now))
     if [ ${#pid_of[@]} -lt "$jobs" ] && [ "$left" -ge 60 ]; then
