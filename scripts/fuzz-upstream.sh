@@ -16,12 +16,14 @@ for f in "$@"; do
     [ -f "$f" ] || continue
     # -runs=1 with a file runs it once; the malloc limit makes a huge allocation report with its stack.
     out=$(ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        timeout 120 "$bin" -rss_limit_mb=2560 -malloc_limit_mb=2560 -timeout=60 "$f" 2>&1)
+        timeout 120 "$bin" -rss_limit_mb=2560 -malloc_limit_mb=1024 -timeout=60 "$f" 2>&1)
     # The first frame that is not in the fuzz binary's runtime (those frames carry "(<binary>+0x...)"
-    # and no source line): either a shared library "(/lib/...so...+0x...)" or a doppel source "file.c:line".
+    # and no source line) nor in the C library (memcpy & co., called through the sanitizer's interceptors):
+    # either a shared library "(/lib/...so...+0x...)" or a doppel source "file.c:line".
     frame=$(printf '%s\n' "$out" | awk -v bin="$(basename "$bin")" '
         /^ *#[0-9]+ 0x/ {
             if (index($0, "/" bin "+0x")) next
+            if ($0 ~ /libc\.so|sysdeps\/|string\/\.\.\/|nptl\/|stdlib\//) next
             print; exit
         }')
     what=$(printf '%s\n' "$out" | grep -m1 -o 'ERROR: [A-Za-z]*: [a-z-]*\( ([a-z]*([0-9]*))\)\?')
