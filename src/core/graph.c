@@ -1,6 +1,9 @@
 /* Static graphs: building, memory planning, forward passes and reverse-mode autodiff. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "core/internal.h"
 
@@ -38,9 +41,68 @@ dp_status dp_graph_new(dp_ctx *ctx, dp_graph **out) {
     return DP_OK;
 }
 
+/* ------------------------------------------------------------ DP_PROFILE */
+static double prof_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* One op's forward (dir 0) or backward (dir 1), timed when profiling. */
+static void run_op(dp_graph *g, dp_node *n, int dir) {
+    const dp_op_def *def = dp_op_get(n->op);
+    if (!g->prof) {
+        (dir ? def->backward : def->forward)(g, n);
+        return;
+    }
+    double t0 = prof_now();
+    (dir ? def->backward : def->forward)(g, n);
+    g->prof[4 * n->id + dir] += prof_now() - t0;
+    g->prof[4 * n->id + 2 + dir] += 1.0;
+}
+
+static int prof_cmp(const void *a, const void *b, void *arg) {
+    const double *p = arg;
+    double x = p[4 * *(const int *)a] + p[4 * *(const int *)a + 1], y = p[4 * *(const int *)b] + p[4 * *(const int *)b + 1];
+    return (x < y) - (x > y);
+}
+
+/* The nodes by total time, slowest first, with their share of the graph's op time. */
+static void prof_print(const dp_graph *g) {
+    int *order = malloc(sizeof(int) * (size_t)g->n_nodes);
+    if (!order) return;
+    double total = 0.0;
+    int n = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->prof[4 * i + 2] + g->prof[4 * i + 3] == 0.0) continue;
+        order[n++] = i;
+        total += g->prof[4 * i] + g->prof[4 * i + 1];
+    }
+    /* insertion sort: a few hundred nodes at most, and qsort has no context argument in C11 */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && prof_cmp(&order[j - 1], &order[j], g->prof) > 0; j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    fprintf(stderr, "DP_PROFILE: %d nodes, %.3f s in ops\n%5s %-18s %-20s %10s %6s %10s %6s %6s\n", n, total, "node", "op", "shape",
+            "fwd ms", "calls", "bwd ms", "calls", "share");
+    for (int k = 0; k < n; k++) {
+        const dp_node *d = g->nodes[order[k]];
+        const double *p = g->prof + 4 * d->id;
+        char b[64];
+        fprintf(stderr, "%5d %-18s %-20s %10.2f %6.0f %10.2f %6.0f %5.1f%%", d->id, dp_op_get(d->op)->name, DP_SHAPE_STR(&d->val, b),
+                1e3 * p[0], p[2], 1e3 * p[1], p[3], total > 0 ? 100.0 * (p[0] + p[1]) / total : 0.0);
+        if (d->name && *d->name) fprintf(stderr, "  '%s'", d->name);
+        fputc('\n', stderr);
+    }
+    free(order);
+}
+
 void dp_graph_free(dp_graph *g) {
     if (!g) return;
     dp_ctx *ctx = g->ctx;
+    if (g->prof) prof_print(g);
+    free(g->prof);
     dp_free(ctx, g->block);
     dp_free(ctx, g->cblock);
     dp_free(ctx, g->ckind);
@@ -540,7 +602,7 @@ static dp_status run_chunked(dp_graph *g) {
             if (n->n_in == 0) continue;
             if (n->fused_into && (n->fused_into->flags & DP_NF_MARK)) continue; /* computed inside it */
             const dp_op_def *def = dp_op_get(n->op);
-            if (def->forward) def->forward(g, n);
+            if (def->forward) run_op(g, n, 0);
         }
     }
     /* Back to whole-batch tensors; only inputs and outputs (and their views) hold whole values. */
@@ -566,6 +628,8 @@ dp_status dp_graph_compile(dp_graph *g) {
     if (g->compiled) return DP_OK;
     if (g->n_nodes == 0) return dp_error(g->ctx, DP_ERR_STATE, "dp_graph_compile: the graph is empty");
     dp_ctx *ctx = g->ctx;
+    const char *prof = getenv("DP_PROFILE");
+    if (prof && *prof && strcmp(prof, "0") && !g->prof) g->prof = calloc(4 * (size_t)g->n_nodes, sizeof(double));
     if (find_sole_readers(g) != 0) return dp_error(ctx, DP_ERR_NOMEM, "out of memory planning the graph");
     fusion_pass(g);
 
@@ -760,7 +824,7 @@ dp_status dp_graph_forward(dp_graph *g, int n_targets, dp_node *const *targets) 
         if (n->root != n && !(n->root->flags & DP_NF_FRESH)) {
             /* cannot happen: inputs are computed first */
         }
-        if (!(def->flags & DP_OPF_VIEW) || def->forward) def->forward(g, n);
+        if (!(def->flags & DP_OPF_VIEW) || def->forward) run_op(g, n, 0);
         n->flags |= DP_NF_FRESH;
     }
     /* Views whose root was evicted are stale too. */
@@ -868,7 +932,7 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
         dp_node *n = g->nodes[i];
         if (!(n->flags & DP_NF_BWD) || n->n_in == 0) continue;
         const dp_op_def *def = dp_op_get(n->op);
-        if (def->backward && !(def->flags & DP_OPF_GRAD_ALIAS)) def->backward(g, n);
+        if (def->backward && !(def->flags & DP_OPF_GRAD_ALIAS)) run_op(g, n, 1);
     }
     return DP_OK;
 }

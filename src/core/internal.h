@@ -190,6 +190,9 @@ struct dp_graph {
     signed char *ckind;   /* per node: DP_CHUNK_* (allocated, with coff and cfull, when a graph could be chunked) */
     size_t *coff;         /* per node: offset of its chunk buffer in cblock */
     void **cfull;         /* per node: its full-size storage during a chunked pass */
+    /* DP_PROFILE=1 (read at compile): seconds and calls of every node's forward
+     * and backward, printed to stderr by dp_graph_free (docs/engine.md). */
+    double *prof; /* [4 * n_nodes]: forward s, backward s, forward calls, backward calls */
 };
 
 /* How a node's value is stored during a chunked pass. */

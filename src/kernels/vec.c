@@ -63,6 +63,14 @@ static void col2im_s2k4_c(float *row, const float *c0, const float *c1, const fl
         row[2 * j + 1] += (j + 1 < n ? c0[j + 1] : 0.0f) + c2[j];
     }
 }
+static void im2col_s2k4_c(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
+    float *c[4] = {c0, c1, c2, c3};
+    for (int64_t j = 0; j < n; j++)
+        for (int k = 0; k < 4; k++) {
+            int64_t t = 2 * (j0 + j) + k - 1;
+            c[k][j] = t >= 0 && t < w ? row[t] : 0.0f;
+        }
+}
 static void gather_panel_c(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
                            const int32_t *idx, int64_t ldi, int n) {
     int64_t c = r0 / kk, t = r0 % kk;
@@ -213,6 +221,30 @@ T512 static void col2im_s2k4_512(float *row, const float *c0, const float *c1, c
     }
 }
 
+/* 16 positions at a time: their 32 image values (two masked loads) split into
+ * the even (c1) and odd (c2) ones by two permutes; c3 is c1 one lane on, c0
+ * is c2 one lane back, with the value after and before the block. */
+T512 static void im2col_s2k4_512(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0,
+                                 int64_t n) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int64_t j = 0; j < n; j += 16) {
+        int64_t t0 = 2 * (j0 + j), avail = w - t0;
+        __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFFu : tail16(n - j);
+        __mmask16 la = avail >= 16 ? (__mmask16)0xFFFFu : avail <= 0 ? 0u : tail16(avail);
+        __mmask16 lb = avail >= 32 ? (__mmask16)0xFFFFu : avail <= 16 ? 0u : tail16(avail - 16);
+        __m512 a = _mm512_maskz_loadu_ps(la, row + t0), b = _mm512_maskz_loadu_ps(lb, row + t0 + 16);
+        __m512 e = _mm512_permutex2var_ps(a, ev, b), o = _mm512_permutex2var_ps(a, od, b);
+        float next = t0 + 32 < w ? row[t0 + 32] : 0.0f, prev = t0 >= 1 && t0 - 1 < w ? row[t0 - 1] : 0.0f;
+        __m512i e3 = _mm512_alignr_epi32(_mm512_castps_si512(_mm512_set1_ps(next)), _mm512_castps_si512(e), 1);
+        __m512i o0 = _mm512_alignr_epi32(_mm512_castps_si512(o), _mm512_castps_si512(_mm512_set1_ps(prev)), 15);
+        _mm512_mask_storeu_ps(c0 + j, m, _mm512_castsi512_ps(o0));
+        _mm512_mask_storeu_ps(c1 + j, m, e);
+        _mm512_mask_storeu_ps(c2 + j, m, o);
+        _mm512_mask_storeu_ps(c3 + j, m, _mm512_castsi512_ps(e3));
+    }
+}
+
 T512 static void gather_panel_512(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
                                   const int32_t *idx, int64_t ldi, int n) {
     if (nr % 16) {
@@ -314,6 +346,9 @@ static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s
 static void col2im_s2k4_256(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
     col2im_s2k4_c(row, c0, c1, c2, c3, n);
 }
+static void im2col_s2k4_256(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
+    im2col_s2k4_c(c0, c1, c2, c3, row, w, j0, n);
+}
 #define PICK(f, ...)                        \
     switch (dp_kernel_level()) {            \
     case 2: return f##_512(__VA_ARGS__);    \
@@ -342,6 +377,9 @@ void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n) { PICKV(scatter_add_idx, dst, v, idx, n) }
 void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
     PICKV(col2im_s2k4, row, c0, c1, c2, c3, n)
+}
+void dp_vec_im2col_s2k4(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
+    PICKV(im2col_s2k4, c0, c1, c2, c3, row, w, j0, n)
 }
 void dp_vec_gather_panel(float *dst, int nr, int kc, const float *src, int64_t cs, int64_t r0, int64_t kk,
                          const int32_t *idx, int64_t ldi, int n) {

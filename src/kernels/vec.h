@@ -31,6 +31,11 @@ void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int6
  * row[2j] += c1[j] + c3[j-1], row[2j+1] += c0[j+1] + c2[j] (c3[-1] = c0[n] = 0).
  * Contiguous loads and stores instead of a gather and a scatter per tap. */
 void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n);
+/* Its adjoint, the im2col: output positions [j0, j0+n) of a row whose image
+ * row `row` holds w values get the four taps ck[j] = row[2(j0+j) + k - 1],
+ * k = 0..3, and 0 where that index is outside [0, w). Two loads and four
+ * permutes per 16 positions instead of four gathers (the index-table im2col). */
+void dp_vec_im2col_s2k4(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n);
 
 /* An im2col panel through an index table: for p < kc, row r = r0 + p reads
  * channel c = r / kk at src + c*cs and tap t = r % kk; dst[p*nr + j] =

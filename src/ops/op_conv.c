@@ -167,6 +167,32 @@ static inline void add_run(float *x, const float *d, int64_t n, int64_t s) {
         dp_vec_scatter_add_s(x, d, n, s);
 }
 
+/* Stride 2 along rows with a 4-wide kernel and padding 1, the image twice as
+ * wide as the output (DCGAN's 4x4 stride-2 layers): an image row's even
+ * columns get taps 1 and 3, its odd ones taps 0 and 2, of neighbouring output
+ * positions, so the four taps of an output row come from the image row as
+ * its even and odd values, shifted (dp_vec_im2col_s2k4), and go back into it
+ * as two shifted sums, interleaved (dp_vec_col2im_s2k4), not tap by tap. */
+static int s2k4_ok(const geom *G) { return G->sw == 2 && G->KW == 4 && G->pl == 1 && G->dw == 1 && G->W == 2 * G->OW; }
+
+/* The four tap rows (kw = 0..3, rows c + k*ld) of kernel row kh of channel
+ * xc, output positions [q0, q0+cnt), for s2k4_ok geometries. */
+static void im2col_s2k4_rows(const geom *G, const float *xc, int64_t kh, int64_t q0, int64_t cnt, float *c, int64_t ld) {
+    int64_t q = q0, end = q0 + cnt, oh = q0 / G->OW, ow = q0 % G->OW;
+    while (q < end) {
+        int64_t run = G->OW - ow < end - q ? G->OW - ow : end - q; /* this output row's part */
+        int64_t ih = oh * G->sh - G->pt + kh * G->dh;
+        if (ih < 0 || ih >= G->H)
+            for (int k = 0; k < 4; k++) zero_run(c + k * ld, run);
+        else
+            dp_vec_im2col_s2k4(c, c + ld, c + 2 * ld, c + 3 * ld, xc + ih * G->W, G->W, ow, run);
+        c += run;
+        q += run;
+        ow = 0;
+        oh++;
+    }
+}
+
 /* Rows r = (cl, kh, kw) in [r0, r1) of group grp's column matrix for image
  * n, positions [q0, q0+cnt): row r goes to col + (r-r0)*ld. Out-of-image taps
  * are zeros. */
@@ -175,6 +201,12 @@ static void im2col_seg(const geom *G, const int32_t *tab, const float *img, int6
     const float *x = img + (n * G->C + grp * G->Cg) * G->HW;
     if (tab && q0 == 0 && cnt == G->P) { /* whole small image: one table gather per row */
         for (int64_t r = r0; r < r1; r++) dp_vec_gather_idx(col + (r - r0) * ld, x + r / G->KK * G->HW, tab + r % G->KK * G->P, G->P);
+        return;
+    }
+    if (s2k4_ok(G) && r0 % 4 == 0 && r1 % 4 == 0) { /* whole tap groups (wide rows: measured slower than the
+                                                   * table's gathers for 7- and 8-wide rows) */
+        for (int64_t r = r0; r < r1; r += 4)
+            im2col_s2k4_rows(G, x + r / G->KK * G->HW, r / G->KW % G->KH, q0, cnt, col + (r - r0) * ld, ld);
         return;
     }
     for (int64_t r = r0; r < r1; r++) {
@@ -204,12 +236,6 @@ static void im2col_seg(const geom *G, const int32_t *tab, const float *img, int6
     }
 }
 
-/* Stride 2 along rows with a 4-wide kernel and padding 1, the image twice as
- * wide as the output (DCGAN's 4x4 stride-2 layers): an image row's even
- * columns get taps 1 and 3, its odd ones taps 0 and 2, of neighbouring output
- * positions, so the four taps of an output row go into the image row as two
- * shifted sums, interleaved (dp_vec_col2im_s2k4), not tap by tap. */
-static int s2k4_ok(const geom *G) { return G->sw == 2 && G->KW == 4 && G->pl == 1 && G->dw == 1 && G->W == 2 * G->OW; }
 
 /* The adjoint of im2col_seg: add each column entry back into the image. */
 static void col2im_seg(const geom *G, const int32_t *tab, float *img, int64_t n, int64_t grp, int64_t q0, int64_t cnt,
