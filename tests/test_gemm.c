@@ -86,6 +86,7 @@ static int check(dp_ctx *ctx, int ta, int tb, int64_t M, int64_t N, int64_t K, f
 static const int64_t sizes[][3] = {
     {1, 1, 1},   {7, 13, 5},   {65, 33, 129}, {14, 32, 256}, {15, 33, 257}, {3, 100, 2},
     {29, 17, 1}, {1, 70, 300}, {200, 9, 31},  {13, 31, 17},  {170, 530, 20}, {40, 1030, 7},
+    {37, 1, 300}, /* one column, K >= 64: the dot-product path when B is transposed */
 };
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
 
@@ -128,6 +129,7 @@ static void kernel_mt(void **state) {
         for (int t = 0; t < 4; t++) {
             assert_int_equal(check(ctx, t & 1, t >> 1, 300, 97, 260, 1.0f, 0.5f, 1, 0), 0);
             assert_int_equal(check(ctx, t & 1, t >> 1, 45, 700, 130, 0.5f, 0.0f, 0, 1), 0);
+            assert_int_equal(check(ctx, t & 1, t >> 1, 1000, 1, 1100, 1.0f, 0.5f, 1, 0), 0); /* threaded dot products */
             assert_int_equal(check(ctx, t & 1, t >> 1, 600, 600, 40, 1.0f, 1.0f, 5, 0), 0);
         }
     }

@@ -26,6 +26,7 @@
 
 #include "core/internal.h"
 #include "kernels/gemm.h"
+#include "kernels/vec.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
 #define DP_GEMM_X86 1
@@ -943,10 +944,37 @@ static void mt_part(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
+/* One output column with both operands' rows contiguous (A x b, b a row of B^T:
+ * a discriminator's last conv or a one-unit dense layer over the batch): dot
+ * products. Packing A for the micro-kernel copied all of it for one column. */
+typedef struct gemv_job {
+    const float *A, *B;
+    float *C;
+    int64_t K, lda, ldc;
+    float alpha, beta;
+} gemv_job;
+
+static void gemv_rows(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const gemv_job *j = arg;
+    for (int64_t i = b; i < e; i++) {
+        float v = j->alpha * dp_vec_dot(j->A + i * j->lda, j->B, j->K);
+        j->C[i * j->ldc] = j->beta == 0.0f ? v : v + j->beta * j->C[i * j->ldc];
+    }
+}
+
 void dp_sgemm(dp_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     const kern *kr = current();
     int T = ctx ? ctx->threads : 1;
+    if (N == 1 && !trans_a && trans_b && K >= 64) {
+        gemv_job j = {A, B, C, K, lda, ldc, alpha, beta};
+        if (T <= 1 || (double)M * (double)K < 1e6)
+            gemv_rows(&j, 0, M, 0);
+        else
+            dp_parallel_for(ctx, M, gemv_rows, &j);
+        return;
+    }
     /* Below ~2 MFLOP the wake-up of the workers costs more than it saves. */
     if (T <= 1 || (double)M * (double)N * (double)K < 1e6) {
         gemm_st(kr, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);

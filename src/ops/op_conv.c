@@ -93,6 +93,11 @@ static void plan_chunks(const geom *G, int T, chunks *c) {
     } else {
         c->pieces = 0;
         c->ipi = target / G->P < G->N ? target / G->P : G->N;
+        /* A short reduction (a 1- or 3-channel first layer) makes the GEMM a
+         * stream of C: one image per item writes it straight into the output
+         * (and its weight gradient reads dY in place) instead of through a
+         * gathered copy of several images. */
+        if (G->CKK < 64 && G->P >= 128) c->ipi = 1;
         if (c->ipi < 1) c->ipi = 1;
         c->items = (G->N + c->ipi - 1) / c->ipi;
         /* Items a multiple of the threads, their image counts differing by at
