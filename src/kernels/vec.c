@@ -63,6 +63,14 @@ static void col2im_s2k4_c(float *row, const float *c0, const float *c1, const fl
         row[2 * j + 1] += (j + 1 < n ? c0[j + 1] : 0.0f) + c2[j];
     }
 }
+static void col2im_s2k4_rows_c(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c,
+                                 int64_t ld, int64_t n, int64_t rows) {
+    for (int64_t i = 0; i < rows; i++) {
+        int64_t ih = ih0 + i * ihs;
+        const float *ci = c + i * n;
+        if (ih >= 0 && ih < h) col2im_s2k4_c(plane + ih * w, ci, ci + ld, ci + 2 * ld, ci + 3 * ld, n);
+    }
+}
 static void im2col_s2k4_c(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
     float *c[4] = {c0, c1, c2, c3};
     for (int64_t j = 0; j < n; j++)
@@ -187,7 +195,12 @@ T512 static void gather_idx_512(float *dst, const float *src, const int32_t *idx
         __mmask16 m = _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512());
         _mm512_storeu_ps(dst + i, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, src, 4));
     }
-    gather_idx_c(dst + i, src, idx + i, n - i);
+    if (i < n) { /* the tail by a masked gather too (rows of 49: one value in 49 was a scalar loop) */
+        __mmask16 lm = tail16(n - i);
+        __m512i ix = _mm512_maskz_loadu_epi32(lm, idx + i);
+        __mmask16 m = _mm512_mask_cmpge_epi32_mask(lm, ix, _mm512_setzero_si512());
+        _mm512_mask_storeu_ps(dst + i, lm, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, src, 4));
+    }
 }
 T512 static void scatter_add_idx_512(float *dst, const float *v, const int32_t *idx, int64_t n) {
     int64_t i = 0;
@@ -218,6 +231,15 @@ T512 static void col2im_s2k4_512(float *row, const float *c0, const float *c1, c
         float *r = row + 2 * j;
         _mm512_mask_storeu_ps(r, ma, _mm512_add_ps(_mm512_maskz_loadu_ps(ma, r), _mm512_permutex2var_ps(e, lo, o)));
         if (mb) _mm512_mask_storeu_ps(r + 16, mb, _mm512_add_ps(_mm512_maskz_loadu_ps(mb, r + 16), _mm512_permutex2var_ps(e, hi, o)));
+    }
+}
+
+T512 static void col2im_s2k4_rows_512(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c,
+                                 int64_t ld, int64_t n, int64_t rows) {
+    for (int64_t i = 0; i < rows; i++) {
+        int64_t ih = ih0 + i * ihs;
+        const float *ci = c + i * n;
+        if (ih >= 0 && ih < h) col2im_s2k4_512(plane + ih * w, ci, ci + ld, ci + 2 * ld, ci + 3 * ld, n);
     }
 }
 
@@ -346,6 +368,10 @@ static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s
 static void col2im_s2k4_256(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
     col2im_s2k4_c(row, c0, c1, c2, c3, n);
 }
+static void col2im_s2k4_rows_256(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
+                                 int64_t n, int64_t rows) {
+    col2im_s2k4_rows_c(plane, w, h, ih0, ihs, c, ld, n, rows);
+}
 static void im2col_s2k4_256(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
     im2col_s2k4_c(c0, c1, c2, c3, row, w, j0, n);
 }
@@ -377,6 +403,10 @@ void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n) { PICKV(scatter_add_idx, dst, v, idx, n) }
 void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
     PICKV(col2im_s2k4, row, c0, c1, c2, c3, n)
+}
+void dp_vec_col2im_s2k4_rows(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
+                             int64_t n, int64_t rows) {
+    PICKV(col2im_s2k4_rows, plane, w, h, ih0, ihs, c, ld, n, rows)
 }
 void dp_vec_im2col_s2k4(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
     PICKV(im2col_s2k4, c0, c1, c2, c3, row, w, j0, n)

@@ -31,6 +31,12 @@ void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int6
  * row[2j] += c1[j] + c3[j-1], row[2j+1] += c0[j+1] + c2[j] (c3[-1] = c0[n] = 0).
  * Contiguous loads and stores instead of a gather and a scatter per tap. */
 void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n);
+/* The same for `rows` output rows of n positions: output row i (tap rows at
+ * c + i*n + k*ld) goes into image row ih0 + i*ihs of plane (rows w values
+ * apart), skipped where that is outside [0, h). One call per channel and
+ * kernel row instead of one per output row (7-wide rows: the calls cost). */
+void dp_vec_col2im_s2k4_rows(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
+                             int64_t n, int64_t rows);
 /* Its adjoint, the im2col: output positions [j0, j0+n) of a row whose image
  * row `row` holds w values get the four taps ck[j] = row[2(j0+j) + k - 1],
  * k = 0..3, and 0 where that index is outside [0, w). Two loads and four

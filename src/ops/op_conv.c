@@ -250,13 +250,8 @@ static void col2im_seg(const geom *G, const int32_t *tab, float *img, int64_t n,
         for (int64_t r = r0; r < r1; r += 4) {
             int64_t cl = r / G->KK, kh = r / G->KW % G->KH;
             const float *d = col + (r - r0) * ld;
-            float *xc = x + cl * G->HW;
-            for (int64_t q = q0; q < q0 + cnt; q += G->OW) {
-                int64_t ih = q / G->OW * G->sh - G->pt + kh * G->dh;
-                if (ih < 0 || ih >= G->H) continue;
-                const float *c = d + (q - q0);
-                dp_vec_col2im_s2k4(xc + ih * G->W, c, c + ld, c + 2 * ld, c + 3 * ld, G->OW);
-            }
+            dp_vec_col2im_s2k4_rows(x + cl * G->HW, G->W, G->H, q0 / G->OW * G->sh - G->pt + kh * G->dh, G->sh, d, ld, G->OW,
+                                    cnt / G->OW);
         }
         return;
     }
