@@ -1,8 +1,9 @@
 /* conv2d / conv_transpose2d forward values against naive direct loops (the
  * definitions, written independently of the im2col code), a few values worked
  * out by hand, gradients that must not depend on the thread count (the
- * threaded paths split work differently) nor on the kernel variant, and
- * shape errors. */
+ * threaded paths split work differently) nor on the kernel variant, the
+ * stride-2 4-wide im2col / col2im row helpers of every variant against their
+ * definitions (every start and length), and shape errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 
 #include "doppel/doppel.h"
 #include "kernels/gemm.h"
+#include "kernels/vec.h"
 
 #define SH(...) ((const int64_t[]){__VA_ARGS__})
 
@@ -314,6 +316,63 @@ static void kernels_agree(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* ------------------------------------------------------------ stride-2 row helpers */
+/* dp_vec_im2col_s2k4 and dp_vec_col2im_s2k4_rows, every kernel variant, against
+ * their definitions: every image width up to 70, every start j0 and length n. */
+static void s2k4_row_helpers(void **state) {
+    (void)state;
+    static const char *const names[] = {"portable", "avx2", "avx512"};
+    char first[32];
+    snprintf(first, sizeof first, "%s", dp_gemm_kernel_name());
+    float row[72], c[4][40], want[4][40];
+    for (int i = 0; i < 72; i++) row[i] = (float)(i + 1) * 0.25f - 3.0f;
+    int bad = 0;
+    for (size_t k = 0; k < 3; k++) {
+        if (!dp_gemm_set_kernel(names[k])) continue;
+        for (int w = 2; w <= 70 && !bad; w += 2) {
+            int ow = w / 2;
+            for (int j0 = 0; j0 < ow; j0++)
+                for (int n = 1; j0 + n <= ow; n++) {
+                    for (int t = 0; t < 4; t++)
+                        for (int j = 0; j < n; j++) {
+                            int x = 2 * (j0 + j) + t - 1;
+                            want[t][j] = x >= 0 && x < w ? row[x] : 0.0f;
+                            c[t][j] = NAN;
+                        }
+                    dp_vec_im2col_s2k4(c[0], c[1], c[2], c[3], row, w, j0, n);
+                    for (int t = 0; t < 4; t++)
+                        for (int j = 0; j < n; j++)
+                            if (!(c[t][j] == want[t][j])) {
+                                if (!bad) printf("  im2col_s2k4 [%s] w=%d j0=%d n=%d tap %d [%d]: %g, want %g\n", names[k], w, j0, n, t, j, (double)c[t][j], (double)want[t][j]);
+                                bad++;
+                            }
+                }
+            /* col2im over 3 output rows into a 4-row plane, rows 2 apart from -1 (the first is outside) */
+            float tap[4][3 * 35], plane[4 * 70], ref[4 * 70];
+            for (int t = 0; t < 4; t++)
+                for (int j = 0; j < 3 * ow; j++) tap[t][j] = (float)((t * 7 + j * 3) % 11) - 5.0f;
+            for (int i = 0; i < 4 * w; i++) plane[i] = ref[i] = (float)(i % 5);
+            for (int r = 0; r < 3; r++) {
+                int ih = -1 + 2 * r;
+                if (ih < 0 || ih >= 4) continue;
+                for (int j = 0; j < ow; j++)
+                    for (int t = 0; t < 4; t++) {
+                        int x = 2 * j + t - 1;
+                        if (x >= 0 && x < w) ref[ih * w + x] += tap[t][r * ow + j];
+                    }
+            }
+            dp_vec_col2im_s2k4_rows(plane, w, 4, -1, 2, tap[0], 3 * 35, ow, 3);
+            for (int i = 0; i < 4 * w; i++)
+                if (fabsf(plane[i] - ref[i]) > 1e-5f) {
+                    if (!bad) printf("  col2im_s2k4_rows [%s] w=%d [%d]: %g, want %g\n", names[k], w, i, (double)plane[i], (double)ref[i]);
+                    bad++;
+                }
+        }
+    }
+    assert_true(dp_gemm_set_kernel(first));
+    assert_int_equal(bad, 0);
+}
+
 /* ------------------------------------------------------------ values by hand */
 typedef struct hand {
     dp_ctx *ctx;
@@ -480,6 +539,7 @@ int main(void) {
         cmocka_unit_test(forward_matches_naive),
         cmocka_unit_test(gradients_independent_of_threads),
         cmocka_unit_test(kernels_agree),
+        cmocka_unit_test(s2k4_row_helpers),
         cmocka_unit_test(hand_conv_window_sums),
         cmocka_unit_test(hand_conv_same_even),
         cmocka_unit_test(hand_conv_stride2_same),
