@@ -740,7 +740,8 @@ static void test_udp(void **state) {
 }
 
 /* ------------------------------------------------------------ pixel formats other than 8-bit planar YUV
- * 10-bit YUV (FFV1, yuv420p10le in Matroska) and packed RGB (rawvideo rgb24 in NUT), made with the ffmpeg
+ * 10-bit YUV (FFV1, yuv420p10le in Matroska), packed RGB (rawvideo rgb24 in NUT), and what cameras send
+ * (NV12, packed YUYV 4:2:2, MJPEG, whose full-range yuvj422p takes doppel's own YUV path), made with the ffmpeg
  * program from doppel's own yuv420p clip: libswscale converts these frames to RGB24 (the fallback), the
  * grey and the crops come from that copy. The same face must be found in every frame and scored about as
  * in the 8-bit original (the conversions differ by rounding only). */
@@ -757,9 +758,14 @@ static void test_pixel_formats(void **state) {
     assert_int_equal(st, DP_OK);
     static const struct {
         const char *name, *args, *pix;
+        int yuv; /* 0: libswscale's RGB24 copy; 2: doppel's own full-range planar YUV path */
     } conv[] = {
-        {"pix10.mkv", "-c:v ffv1 -pix_fmt yuv420p10le", "yuv420p10le"},
-        {"pixrgb.nut", "-c:v rawvideo -pix_fmt rgb24 -f nut", "rgb24"},
+        {"pix10.mkv", "-c:v ffv1 -pix_fmt yuv420p10le", "yuv420p10le", 0},
+        {"pixrgb.nut", "-c:v rawvideo -pix_fmt rgb24 -f nut", "rgb24", 0},
+        /* what cameras send: semi-planar NV12, packed YUYV 4:2:2, and MJPEG (decoded as full-range yuvj422p) */
+        {"pixnv12.nut", "-c:v rawvideo -pix_fmt nv12 -f nut", "nv12", 0},
+        {"pixyuyv.nut", "-c:v rawvideo -pix_fmt yuyv422 -f nut", "yuyv422", 0},
+        {"pixmjpeg.avi", "-c:v mjpeg -pix_fmt yuvj422p -q:v 2 -f avi", "mjpeg yuvj422p", 2},
     };
     for (size_t c = 0; c < sizeof conv / sizeof conv[0]; c++) {
         char out[300];
@@ -776,9 +782,11 @@ static void test_pixel_formats(void **state) {
         int k;
         while ((k = dpv_source_next(src, &it, 5.0)) == 1 && it->kind != 0) dpv_source_release(src, it);
         assert_int_equal(k, 1);
-        assert_int_equal(it->yuv, 0);
-        assert_true(!it->frame || !it->frame->buf[0]); /* no reference to the decoded frame kept... */
-        assert_non_null(it->rgb); /* ...the RGB24 copy instead */
+        assert_int_equal(it->yuv, conv[c].yuv);
+        if (!conv[c].yuv) {
+            assert_true(!it->frame || !it->frame->buf[0]); /* no reference to the decoded frame kept... */
+            assert_non_null(it->rgb); /* ...the RGB24 copy instead */
+        }
         dpv_source_release(src, it);
         dpv_source_close(src);
         dp_video_result *r = scan(out, NULL, &st);
