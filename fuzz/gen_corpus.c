@@ -243,6 +243,7 @@ static void cli(void) {
         CLI_SEED("model-import-keras", "\14Meso4_DF.h5\0--arch\0meso4\0--out\0m.safetensors"),
         CLI_SEED("model-info", "\15m.safetensors\0--json"),
         CLI_SEED("scan", "\16clip.mp4\0--json\0--every\0002\0--max-size\0640x480\0--timeout\0002.5\0--csv\0t.csv"),
+        CLI_SEED("scan-input-option", "\16rtsp://127.0.0.1/live\0--input-option\0rtsp_flags=listen\0--input-option\0timeout=3\0--live"),
         CLI_SEED("serve", "\17--port\0000\0--bind\0127.0.0.1\0--max-upload\0008\0--token\0t\0--quiet"),
         CLI_SEED("model-convert", "\20m.safetensors\0--f16\0--out\0m16.safetensors"),
         CLI_SEED("bench", "\21--only\0meso_*,dcgan28,sgemm1024\0--reps\0002\0--threads\0001\0--timeout\00030\0--peak\000447\0--json"),

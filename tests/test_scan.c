@@ -739,6 +739,78 @@ static void test_udp(void **state) {
     alarm(0);
 }
 
+/* ------------------------------------------------------------ RTSP (doppel receives a push)
+ * doppel scan rtsp://127.0.0.1:PORT/live --input-option rtsp_flags=listen listens as an RTSP server;
+ * `ffmpeg -re -i clip -c copy -f rtsp` pushes the clip to it (RTP over TCP) once the port is listening,
+ * then ends the session (TEARDOWN): the scan ends complete. An input option FFmpeg does not use is an
+ * error naming it (DP_ERR_ARG, exit 2), a malformed one is refused by the CLI. */
+static pid_t push_rtsp_when_listening(const char *video, int port) {
+    char script[1024];
+    snprintf(script, sizeof script,
+             "i=0; while ! awk '$4 == \"0A\" {print $2}' /proc/net/tcp | grep -qi '^0100007F:%04X$'; do i=$((i+1)); "
+             "[ $i -gt 300 ] && exit 3; sleep 0.05; done; "
+             "exec ffmpeg -nostdin -loglevel error -re -i '%s' -c copy -rtsp_transport tcp -f rtsp 'rtsp://127.0.0.1:%d/live'",
+             port, video, port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
+        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void test_rtsp(void **state) {
+    (void)state;
+    if (!have_program("ffmpeg")) {
+        fprintf(stderr, "note: the ffmpeg program is absent: the RTSP test is skipped\n");
+        skip();
+    }
+    alarm(120); /* a hang ends the test as a failure */
+    char v[300], cmd[768];
+    write_video_dx("rtsp.mp4", 30, 0, 2, v, sizeof v); /* 3 s at 10 fps */
+    int port = free_port_of(SOCK_STREAM);
+    pid_t snd = push_rtsp_when_listening(v, port);
+    snprintf(cmd, sizeof cmd,
+             "'%s' scan --json --timeout 5 --input-option rtsp_flags=listen --input-option timeout=30 "
+             "rtsp://127.0.0.1:%d/live",
+             DP_CLI_PATH, port);
+    static char last[1 << 16];
+    int frame_lines, rc = run_live_cli(cmd, last, sizeof last, &frame_lines);
+    int sst;
+    waitpid(snd, &sst, 0);
+    assert_true(WIFEXITED(sst) && WEXITSTATUS(sst) == 0); /* the sender found the port and pushed it all */
+    cJSON *j = cJSON_Parse(last);
+    assert_non_null(j);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "video"), "live")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "complete")));
+    int analysed = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "frames"), "analysed")->valueint;
+    fprintf(stderr, "rtsp push, whole clip: %d frames analysed\n", analysed);
+    assert_int_equal(frame_lines, analysed);
+    assert_true(analysed >= 10); /* 30 sent; a live scan may drop some when the machine is busy */
+    if (g_have_face) assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tracks")) >= 1);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) != 2);
+    cJSON_Delete(j);
+    /* an option nobody uses: an error naming it, no frame read */
+    dp_status st;
+    const char *const bogus[] = {"probesize=1000000", "no_such_option=1", NULL}; /* the first is taken */
+    dp_video_result *r = scan(v, &(dp_video_opts){.input_options = bogus}, &st);
+    assert_int_equal(st, DP_ERR_ARG);
+    assert_non_null(strstr(r->error, "no_such_option"));
+    assert_int_equal(r->frames_analysed, 0);
+    dp_video_result_free(r);
+    const char *const malformed[] = {"=1", NULL};
+    r = scan(v, &(dp_video_opts){.input_options = malformed}, &st);
+    assert_int_equal(st, DP_ERR_ARG);
+    dp_video_result_free(r);
+    snprintf(cmd, sizeof cmd, "'%s' scan --quiet --input-option novalue '%s' 2>/dev/null", DP_CLI_PATH, v);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    alarm(0);
+}
+
 /* ------------------------------------------------------------ pixel formats other than 8-bit planar YUV
  * 10-bit YUV (FFV1, yuv420p10le in Matroska), packed RGB (rawvideo rgb24 in NUT), and what cameras send
  * (NV12, packed YUYV 4:2:2, MJPEG, whose full-range yuvj422p takes doppel's own YUV path), made with the ffmpeg
@@ -933,7 +1005,7 @@ int main(void) {
         cmocka_unit_test(test_aggregation), cmocka_unit_test(test_basic),     cmocka_unit_test(test_every_fps_stop),
         cmocka_unit_test(test_out),         cmocka_unit_test(test_truncated), cmocka_unit_test(test_not_video),
         cmocka_unit_test(test_stdin_stops), cmocka_unit_test(test_cli),       cmocka_unit_test(test_ctx_limits),
-        cmocka_unit_test(test_network),     cmocka_unit_test(test_udp),       cmocka_unit_test(test_pixel_formats),
+        cmocka_unit_test(test_network),     cmocka_unit_test(test_udp),       cmocka_unit_test(test_rtsp),       cmocka_unit_test(test_pixel_formats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

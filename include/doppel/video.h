@@ -87,6 +87,11 @@ typedef struct dp_video_opts {
      * data: nonzero stops the scan as the callback's return does (Ctrl-C, a
      * cancelled server job). May be NULL. */
     int (*should_stop)(void *user);
+    /* FFmpeg demuxer and protocol options for opening the source, a NULL-terminated list of
+     * "key=value" strings (e.g. "rtsp_transport=udp", "rtsp_flags=listen" to receive an RTSP
+     * push); they override doppel's own (rtsp_transport=tcp, rw_timeout). An option that the
+     * source's format and protocol do not use is an error (DP_ERR_ARG). May be NULL. */
+    const char *const *input_options;
 } dp_video_opts;
 
 /* ------------------------------------------------------------ result */

@@ -55,6 +55,9 @@ static const char usage_text[] =
     "  --max-size WxH       refuse larger video (default 3840x2160)\n"
     "  --threads N          threads for the classifier (default 2)\n"
     "  --decode-threads N   FFmpeg's decoder threads (default: 2 for 4:4:4, RGB or >8-bit files, else 1)\n"
+    "  --input-option K=V   an FFmpeg demuxer/protocol option for opening the sources (repeatable), e.g.\n"
+    "                       rtsp_transport=udp, or rtsp_flags=listen to receive an RTSP push; one that\n"
+    "                       the source does not use is an error\n"
     "  --quiet              no progress bar\n";
 
 #ifndef DP_HAVE_FFMPEG
@@ -72,6 +75,8 @@ int cmd_scan(int argc, char **argv) {
 typedef struct scan_args {
     int json, timeline, quiet, threads;
     const char *csv, *out, *model, *list;
+    const char *inopt[33]; /* --input-option values, NULL-terminated (vo.input_options) */
+    int ninopt;
     dp_video_opts vo;
 } scan_args;
 
@@ -150,6 +155,13 @@ static int parse(int argc, char **argv, scan_args *a) {
         } else if (!strcmp(k, "--threads")) {
             NEED();
             if (!dp_parse_int(v, 1, 64, &a->threads)) BAD();
+        } else if (!strcmp(k, "--input-option")) {
+            NEED();
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v || eq - v >= 128 || a->ninopt >= 32) BAD();
+            a->inopt[a->ninopt++] = v;
+            a->inopt[a->ninopt] = NULL;
+            a->vo.input_options = a->inopt;
         } else if (!strcmp(k, "--max-size")) {
             NEED();
             /* strtol, not sscanf's %d: a number out of int's range would be undefined behaviour there */

@@ -892,7 +892,8 @@ dp_status dp_video_scan(dp_video_scanner *s, const char *source, const dp_video_
                           .max_seconds = sc.o.max_seconds,
                           .timeout_s = sc.o.timeout_s,
                           .max_width = sc.o.max_width,
-                          .max_height = sc.o.max_height};
+                          .max_height = sc.o.max_height,
+                          .input_options = sc.o.input_options};
     dp_limits lim;
     dp_ctx_limits(s->ctx, &lim);
     so.lim_side = lim.max_video_side;

@@ -270,6 +270,18 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
         s->fmt->probesize = 1 << 20;
         s->fmt->max_analyze_duration = 500000;
     }
+    for (const char *const *p = o->input_options; p && *p; p++) { /* the caller's, over doppel's defaults */
+        const char *eq = strchr(*p, '=');
+        char key[128];
+        if (!eq || eq == *p || (size_t)(eq - *p) >= sizeof key) {
+            av_dict_free(&dict);
+            source_free(s);
+            return dpv_fail(err, n, DP_ERR_ARG, "%s: bad FFmpeg input option '%s' (want key=value)", source, *p);
+        }
+        memcpy(key, *p, (size_t)(eq - *p));
+        key[eq - *p] = 0;
+        av_dict_set(&dict, key, eq + 1, 0);
+    }
     char eb[256];
     struct stat sb;
     if (!s->avio && !ifmt && stat(source, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0) {
@@ -278,6 +290,20 @@ dp_status dpv_source_open(const char *source, const dpv_source_opts *o, dpv_sour
         return dpv_fail(err, n, DP_ERR_FORMAT, "%s: the file is empty (0 bytes)", source);
     }
     int r = avformat_open_input(&s->fmt, url, ifmt, &dict);
+    /* what FFmpeg did not take is left in dict: a caller's option there is a mistake (a typo, or an
+     * option of another format or protocol) that would otherwise pass silently */
+    for (const char *const *p = o->input_options; r >= 0 && p && *p; p++) {
+        char key[128];
+        size_t kl = (size_t)(strchr(*p, '=') - *p);
+        memcpy(key, *p, kl);
+        key[kl] = 0;
+        if (av_dict_get(dict, key, NULL, 0)) {
+            av_dict_free(&dict);
+            source_free(s);
+            return dpv_fail(err, n, DP_ERR_ARG, "%s: FFmpeg did not use the input option '%s' (not an option of this "
+                            "source's format or protocol)", source, key);
+        }
+    }
     av_dict_free(&dict);
     if (r < 0) {
         dp_status st = atomic_load(&s->stalled) ? DP_ERR_IO : DP_ERR_FORMAT;

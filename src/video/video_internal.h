@@ -62,6 +62,7 @@ typedef struct dpv_source_opts {
     /* the context's dp_limits (0: none): a header over them is refused, a stream is stopped with an error */
     int64_t lim_side, lim_frames;
     double lim_seconds;
+    const char *const *input_options; /* dp_video_opts' */
 } dpv_source_opts;
 
 /* Opens the source and reads its header (the checks and the limits happen
