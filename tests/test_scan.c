@@ -664,14 +664,14 @@ static int kill_sender_after_5(const dp_video_frame *f, void *user) {
     return 0;
 }
 
-/* A shell that waits until something has bound the UDP port, then becomes the ffmpeg sender. */
-static pid_t send_udp_when_bound(const char *video, int port) {
-    char script[1024];
+/* A shell that waits until something has bound the port (UDP) or listens on it (TCP), then becomes
+ * `ffmpeg -nostdin -loglevel error ARGS` (exit 3: nothing there within 15 s). */
+static pid_t ffmpeg_when_bound(int tcp, int port, const char *args) {
+    char script[1400];
     snprintf(script, sizeof script,
-             "i=0; while ! awk '{print $2}' /proc/net/udp | grep -qi ':%04X$'; do i=$((i+1)); "
-             "[ $i -gt 300 ] && exit 3; sleep 0.05; done; "
-             "exec ffmpeg -nostdin -loglevel error -re -i '%s' -c copy -f mpegts 'udp://127.0.0.1:%d?pkt_size=1316'",
-             port, video, port);
+             "i=0; while ! awk '%s {print $2}' /proc/net/%s | grep -qi ':%04X$'; do i=$((i+1)); "
+             "[ $i -gt 300 ] && exit 3; sleep 0.05; done; exec ffmpeg -nostdin -loglevel error %s",
+             tcp ? "$4 == \"0A\"" : "", tcp ? "tcp" : "udp", port, args);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -681,6 +681,12 @@ static pid_t send_udp_when_bound(const char *video, int port) {
         _exit(127);
     }
     return pid;
+}
+
+static pid_t send_udp_when_bound(const char *video, int port) {
+    char args[700];
+    snprintf(args, sizeof args, "-re -i '%s' -c copy -f mpegts 'udp://127.0.0.1:%d?pkt_size=1316'", video, port);
+    return ffmpeg_when_bound(0, port, args);
 }
 
 static void test_udp(void **state) {
@@ -745,21 +751,9 @@ static void test_udp(void **state) {
  * then ends the session (TEARDOWN): the scan ends complete. An input option FFmpeg does not use is an
  * error naming it (DP_ERR_ARG, exit 2), a malformed one is refused by the CLI. */
 static pid_t push_rtsp_when_listening(const char *video, int port) {
-    char script[1024];
-    snprintf(script, sizeof script,
-             "i=0; while ! awk '$4 == \"0A\" {print $2}' /proc/net/tcp | grep -qi '^0100007F:%04X$'; do i=$((i+1)); "
-             "[ $i -gt 300 ] && exit 3; sleep 0.05; done; "
-             "exec ffmpeg -nostdin -loglevel error -re -i '%s' -c copy -rtsp_transport tcp -f rtsp 'rtsp://127.0.0.1:%d/live'",
-             port, video, port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int nul = open("/dev/null", O_RDWR);
-        dup2(nul, 0), dup2(nul, 1), dup2(nul, 2);
-        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    char args[700];
+    snprintf(args, sizeof args, "-re -i '%s' -c copy -rtsp_transport tcp -f rtsp 'rtsp://127.0.0.1:%d/live'", video, port);
+    return ffmpeg_when_bound(1, port, args);
 }
 
 static void test_rtsp(void **state) {
