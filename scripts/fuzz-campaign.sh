@@ -9,6 +9,8 @@
 # Working corpora live in BUILD/campaign/work/<target>/ (seeded from fuzz/corpus/<target>/, not in git),
 # crashes in BUILD/campaign/crashes/, logs in BUILD/campaign/logs/, the ledger in BUILD/campaign/ledger.tsv.
 # PRIOR="image=51 cli=16 ..." adds CPU seconds from earlier runs when choosing the next target.
+# FUZZ_GOAL=3600 (CPU seconds per target, PRIOR included): a target that has it is not started again, a
+# slice is cut to what its target still lacks (plus 15 s), and the campaign ends when every target has it.
 # The fuzzers run at nice 19 (FUZZ_NICE) under their own names (.../fuzz_<target>), so that
 # `pkill -STOP -f '/fuzz_'` pauses them and `pkill -CONT -f '/fuzz_'` resumes them; this script's own
 # name does not match. A paused slice simply burns less CPU: libFuzzer's time limits are wall time. So
@@ -38,6 +40,7 @@ shift 2
 [ $# -gt 0 ] && shift
 targets=${*:-$all_targets}
 jobs=${FUZZ_JOBS:-2}
+goal=${FUZZ_GOAL:-0}
 nice_level=${FUZZ_NICE:-19}
 case "$deadline" in
     # HH:MM already past today means tomorrow (a campaign started at 22:00 until 00:30).
@@ -78,6 +81,7 @@ pick() {
         case " $running " in *" $t "*) continue ;; esac
         [ -x "$build/fuzz/fuzz_$t" ] || continue
         c=$(cpu_so_far "$t")
+        [ "$goal" -gt 0 ] && [ "$c" -ge "$goal" ] && continue
         if [ -z "$best" ] || [ "$c" -lt "$best_cpu" ]; then best=$t; best_cpu=$c; fi
     done
     echo "$best"
@@ -160,7 +164,7 @@ stop() {
 }
 trap stop TERM INT
 
-echo "campaign: pid $$, targets:$runnable, slices of ${slice}s, $jobs at a time, until $(date -d "@$deadline" +%T)"
+echo "campaign: pid $$, targets:$runnable, slices of ${slice}s, $jobs at a time, until $(date -d "@$deadline" +%T)$([ "$goal" -gt 0 ] && echo ", or every target at $goal CPU-s")"
 while :; do
     # Reap finished slices.
     for t in "${!pid_of[@]}"; do
@@ -184,6 +188,11 @@ while :; do
         if [ -n "$t" ]; then
             secs=$slice
             [ "$left" -lt "$secs" ] && secs=$left
+            if [ "$goal" -gt 0 ]; then
+                need=$((goal - $(cpu_so_far "$t") + 15))
+                [ "$need" -lt 30 ] && need=30
+                [ "$need" -lt "$secs" ] && secs=$need
+            fi
             run_slice "$t" "$secs" &
             pid_of[$t]=$!
             echo "campaign: $(date +%T) fuzz_$t for ${secs}s (CPU so far $(cpu_so_far "$t") s)"
@@ -191,6 +200,10 @@ while :; do
         fi
     fi
     [ ${#pid_of[@]} -eq 0 ] && [ "$left" -lt 60 ] && break
+    if [ ${#pid_of[@]} -eq 0 ] && [ "$goal" -gt 0 ] && [ -z "$(pick)" ]; then
+        echo "campaign: every target has its ${goal} CPU-s"
+        break
+    fi
     sleep 5
 done
 echo "campaign: done at $(date +%T)"
