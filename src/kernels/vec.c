@@ -365,9 +365,6 @@ T256 static void gather_panel_256(float *dst, int nr, int kc, const float *src, 
     }
 }
 static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s) { scatter_add_s_c(dst, src, n, s); }
-static void col2im_s2k4_256(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
-    col2im_s2k4_c(row, c0, c1, c2, c3, n);
-}
 static void col2im_s2k4_rows_256(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
                                  int64_t n, int64_t rows) {
     col2im_s2k4_rows_c(plane, w, h, ih0, ihs, c, ld, n, rows);
@@ -401,9 +398,6 @@ void dp_vec_gather_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV
 void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s) { PICKV(scatter_add_s, dst, src, n, s) }
 void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t n) { PICKV(gather_idx, dst, src, idx, n) }
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n) { PICKV(scatter_add_idx, dst, v, idx, n) }
-void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
-    PICKV(col2im_s2k4, row, c0, c1, c2, c3, n)
-}
 void dp_vec_col2im_s2k4_rows(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
                              int64_t n, int64_t rows) {
     PICKV(col2im_s2k4_rows, plane, w, h, ih0, ihs, c, ld, n, rows)

@@ -25,22 +25,21 @@ void dp_vec_scatter_add_s(float *dst, const float *src, int64_t n, int64_t s);
 void dp_vec_gather_idx(float *dst, const float *src, const int32_t *idx, int64_t n);
 /* src[idx[i]] += v[i] for idx[i] >= 0; the valid indices must be distinct (col2im) */
 void dp_vec_scatter_add_idx(float *dst, const float *v, const int32_t *idx, int64_t n);
-/* One image row of the col2im of a stride-2 convolution with a 4-wide kernel
- * and padding 1 (DCGAN's), from the four tap rows c0..c3 (kw = 0..3) of an
- * output row of n positions into the image row of 2n values:
- * row[2j] += c1[j] + c3[j-1], row[2j+1] += c0[j+1] + c2[j] (c3[-1] = c0[n] = 0).
- * Contiguous loads and stores instead of a gather and a scatter per tap. */
-void dp_vec_col2im_s2k4(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n);
-/* The same for `rows` output rows of n positions: output row i (tap rows at
- * c + i*n + k*ld) goes into image row ih0 + i*ihs of plane (rows w values
- * apart), skipped where that is outside [0, h). One call per channel and
- * kernel row instead of one per output row (7-wide rows: the calls cost). */
+/* The col2im of a stride-2 convolution with a 4-wide kernel and padding 1
+ * (DCGAN's), `rows` output rows of n positions at a time: output row i, whose
+ * four tap rows (kw = 0..3) are ck = c + i*n + k*ld, goes into image row
+ * ih0 + i*ihs of plane (rows w = 2n values apart; skipped where outside
+ * [0, h)) as row[2j] += c1[j] + c3[j-1], row[2j+1] += c0[j+1] + c2[j]
+ * (c3[-1] = c0[n] = 0): contiguous loads and stores instead of a gather and a
+ * scatter per tap, and one call per channel and kernel row (7-wide rows: the
+ * calls cost). */
 void dp_vec_col2im_s2k4_rows(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
                              int64_t n, int64_t rows);
 /* Its adjoint, the im2col: output positions [j0, j0+n) of a row whose image
  * row `row` holds w values get the four taps ck[j] = row[2(j0+j) + k - 1],
  * k = 0..3, and 0 where that index is outside [0, w). Two loads and four
- * permutes per 16 positions instead of four gathers (the index-table im2col). */
+ * permutes per 16 positions; used for rows of 32 or more (small images take
+ * the index-table gathers, measured faster on 7- and 8-wide rows). */
 void dp_vec_im2col_s2k4(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n);
 
 /* An im2col panel through an index table: for p < kc, row r = r0 + p reads

@@ -177,7 +177,7 @@ static inline void add_run(float *x, const float *d, int64_t n, int64_t s) {
  * columns get taps 1 and 3, its odd ones taps 0 and 2, of neighbouring output
  * positions, so the four taps of an output row come from the image row as
  * its even and odd values, shifted (dp_vec_im2col_s2k4), and go back into it
- * as two shifted sums, interleaved (dp_vec_col2im_s2k4), not tap by tap. */
+ * as two shifted sums, interleaved (dp_vec_col2im_s2k4_rows), not tap by tap. */
 static int s2k4_ok(const geom *G) { return G->sw == 2 && G->KW == 4 && G->pl == 1 && G->dw == 1 && G->W == 2 * G->OW; }
 
 /* The four tap rows (kw = 0..3, rows c + k*ld) of kernel row kh of channel
