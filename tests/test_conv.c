@@ -212,6 +212,11 @@ static const cfg configs[] = {
     {"conv K cut into slices", 0, 32, 32, 8, 8, 4, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv pieces k4 s2 p1 (whole-row pieces, stride-2 col2im)", 0, 2, 8, 90, 90, 3, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv batch-folded panels (DCGAN-28 D)", 0, 45, 8, 14, 14, 16, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    /* the direct stride-2 kernel (kernels/dconv.h: 32-channel blocks, outputs 7-16 wide, K 256-1024) */
+    {"conv direct k4 s2 p1 7-wide (DCGAN-28 D.2)", 0, 3, 16, 14, 14, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"conv direct k3 s2 16-wide (two pieces a row)", 0, 2, 32, 32, 32, 32, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    {"conv direct k4 s2 p0 11-wide, one image", 0, 1, 20, 24, 24, 32, 4, 4, {.stride_h = 2, .stride_w = 2}, 1},
+    {"conv direct k4 s2 same 9-wide", 0, 2, 16, 17, 17, 32, 4, 4, {.stride_h = 2, .stride_w = 2, .same = 1}, 1},
     {"tconv basic", 1, 2, 3, 4, 4, 2, 3, 3, {0}, 1},
     {"tconv s2 p1 outpad 1", 1, 2, 4, 5, 5, 3, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1, .output_pad_w = 1}, 0},
     {"tconv groups 2 s2 outpad", 1, 2, 4, 4, 5, 6, 3, 3, {.groups = 2, .stride_h = 2, .stride_w = 2, .output_pad_h = 1}, 1},
@@ -227,6 +232,7 @@ static const cfg configs[] = {
     {"tconv pieces k4 s2 p1 (whole-row pieces, stride-2 col2im)", 1, 1, 8, 45, 45, 8, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv k4 s2 p1 odd rows (stride-2 col2im tails)", 1, 3, 6, 5, 19, 5, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv batch-folded panels (DCGAN-28 G)", 1, 45, 16, 7, 7, 8, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    {"tconv dx by the direct kernel (DCGAN-28 G.3)", 1, 2, 32, 7, 7, 16, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv K cut into slices", 1, 32, 4, 4, 4, 32, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1}, 1},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])

@@ -21,12 +21,18 @@
  *  - otherwise im2col + GEMM: the N*P columns are cut into chunks (pieces of
  *    one image, or groups of whole images when images are small, so the GEMM
  *    gets a wide N), and K into slices, so that a chunk's im2col stays in L2.
- *    1x1/stride-1/no-pad convolutions skip im2col (it is the identity).
+ *    1x1/stride-1/no-pad convolutions skip im2col (it is the identity);
+ *  - but the gather of a stride-2 geometry with small outputs and a long
+ *    reduction (DCGAN's 4x4 stride-2 convs, its transposed convs' dx) runs
+ *    the direct kernel of kernels/dconv.h on a zero-padded copy of each
+ *    image when AVX-512 is in use: no im2col gathers, no packing of W per
+ *    chunk (measured: the gathers were 15 % of such a layer).
  * Work is split over chunks (or images, for scatters, whose writes overlap)
  * with dp_parallel_for and single-threaded GEMMs; weight gradients go to one
  * block per thread, summed in a fixed order. All scratch is the graph's
  * workspace (sized in the shape rule): nothing is allocated while running. */
 #include "core/internal.h"
+#include "kernels/dconv.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
 
@@ -464,6 +470,31 @@ static int implicit_scatter_ok(const geom *G) {
     return implicit_ok(&F);
 }
 
+/* ------------------------------------------------------------ direct stride-2 gather */
+/* The geometry the direct kernel takes (dconv.h): 32-channel blocks, stride 2,
+ * no dilation, outputs 7 to 16 wide (wider rows suit the GEMM's 32-wide
+ * tiles; 4-wide ones made 4-position tiles: DCGAN-64's D.8 ran at 0.69x) and
+ * a reduction of 256 to 1024 (longer ones amortise the im2col gathers: G.3's
+ * dx of DCGAN-28, K = 2048, was no faster). The workspace is
+ * sized from this alone; whether it runs also depends on the CPU
+ * (dconv_use), which may change between compiling and running a graph. */
+static int dconv_geom(const geom *G) {
+    return G->groups == 1 && !G->depthwise && G->sh == 2 && G->sw == 2 && G->dh == 1 && G->dw == 1 && G->O % 32 == 0 &&
+           G->OW >= 7 && G->OW <= 16 && G->CKK >= 256 && G->CKK <= 1024 && G->pt >= 0 && G->pl >= 0;
+}
+static int dconv_use(const geom *G) { return dconv_geom(G) && dp_dconv_available(); }
+/* The zero-padded image: every tap of every output position inside it. */
+static void dconv_dims(const geom *G, int64_t *Hp, int64_t *Wp) {
+    *Hp = 2 * (G->OH - 1) + G->KH;
+    *Wp = 2 * (G->OW - 1) + G->KW;
+}
+static int64_t dconv_pad_floats(const geom *G) {
+    int64_t Hp, Wp;
+    dconv_dims(G, &Hp, &Wp);
+    return ALIGN16(G->C * Hp * Wp);
+}
+static int64_t dconv_wp_floats(const geom *G) { return dconv_geom(G) ? ALIGN16(G->O * G->CKK) : 0; }
+
 /* ------------------------------------------------------------ the three primitives */
 /* Per-thread scratch, the same for every primitive of a node: the larger of
  * the im2col chunk and the stride-1 bands (of the geometry and of its flip). */
@@ -484,17 +515,20 @@ static int64_t thread_scratch(const geom *G, int T) {
         int64_t f = band_scratch(&F, &b);
         if (f > s) s = f;
     }
+    if (dconv_geom(G) && dconv_pad_floats(G) > s) s = dconv_pad_floats(G);
     return s;
 }
 
 /* Workspace: T scratch blocks, then T-1 gradient blocks (dW and the
- * cols-side bias), then the flipped weights (only for a stride-1 scatter). */
+ * cols-side bias), then the flipped weights (only for a stride-1 scatter),
+ * the direct kernel's packed weights, the im2col index table. */
 typedef struct conv_rt {
     dp_graph *g;
     int T;
     int64_t S, wn, pw; /* pw: floats of one gradient block */
     float *ws;
-    int32_t *tab; /* after the flipped weights */
+    float *wpk;   /* after the flipped weights: the direct kernel's packed weights */
+    int32_t *tab; /* after those */
 } conv_rt;
 
 /* Threads that take part in a weight gradient: each beyond the first needs a
@@ -512,8 +546,8 @@ static void rt_init(conv_rt *rt, dp_graph *g, const geom *G) {
     rt->wn = G->O * G->CKK;
     rt->pw = ALIGN16(rt->wn + G->O);
     rt->ws = g->ws;
-    rt->tab = (int32_t *)(rt->ws + rt->T * rt->S + (wgrad_parts(rt->T, rt->pw) - 1) * rt->pw +
-                          (implicit_scatter_ok(G) ? ALIGN16(rt->wn) : 0));
+    rt->wpk = rt->ws + rt->T * rt->S + (wgrad_parts(rt->T, rt->pw) - 1) * rt->pw + (implicit_scatter_ok(G) ? ALIGN16(rt->wn) : 0);
+    rt->tab = (int32_t *)(rt->wpk + dconv_wp_floats(G));
 }
 
 typedef struct cjob {
@@ -859,6 +893,37 @@ static void job_init(cjob *J, const conv_rt *rt, const geom *G) {
     J->scratch = rt->S;
 }
 
+/* The direct kernel: items are (image, 32-channel block) pairs; a thread pads
+ * each image once for the blocks of it that it owns. */
+typedef struct dcjob {
+    const geom *G;
+    const float *wp, *img, *bias;
+    float *out, *ws;
+    int64_t scratch, Hp, Wp, nob;
+    int acc;
+} dcjob;
+
+static void dconv_part(void *arg, int64_t b, int64_t e, int tid) {
+    const dcjob *J = arg;
+    const geom *G = J->G;
+    float *xp = J->ws + tid * J->scratch;
+    int64_t padded = -1;
+    for (int64_t i = b; i < e; i++) {
+        int64_t n = i / J->nob, ob = i % J->nob;
+        if (n != padded) dp_dconv_pad(J->img + n * G->C * G->HW, G->C, G->H, G->W, G->pt, G->pl, J->Hp, J->Wp, xp), padded = n;
+        dp_dconv_s2_image(xp, G->C, J->Hp, J->Wp, J->wp, G->KH, G->KW, G->OH, G->OW, ob, ob + 1, J->bias, J->acc,
+                          J->out + n * G->O * G->P);
+    }
+}
+
+static void run_dconv(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
+                      int acc) {
+    dcjob J = {G, rt->wpk, img, bias, out, rt->ws, rt->S, 0, 0, G->O / 32, acc};
+    dconv_dims(G, &J.Hp, &J.Wp);
+    dp_dconv_pack_w(w, G->O, G->CKK, rt->wpk);
+    dp_parallel_for(rt->g->ctx, G->N * J.nob, dconv_part, &J);
+}
+
 /* cols (+)= W x im2col(img) (+ bias). */
 static void run_gather(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
                        int acc) {
@@ -869,6 +934,10 @@ static void run_gather(const conv_rt *rt, const geom *G, const float *w, const f
                      G->CKK, acc ? 1.0f : 0.0f, out + grp * G->Og, G->O);
         if (bias)
             for (int64_t n = 0; n < G->N; n++) dp_vec_axpy(out + n * G->O, 1.0f, bias, G->O);
+        return;
+    }
+    if (dconv_use(G)) {
+        run_dconv(rt, G, w, img, bias, out, acc);
         return;
     }
     cjob J;
@@ -984,7 +1053,8 @@ static size_t conv_ws_bytes(dp_graph *g, const geom *G) {
     chunks ch;
     plan_chunks(G, (int)T, &ch);
     int64_t floats = T * thread_scratch(G, (int)T) + (wgrad_parts((int)T, pw) - 1) * pw +
-                     (implicit_scatter_ok(G) ? ALIGN16(G->O * G->CKK) : 0) + (use_table(G, &ch) ? ALIGN16(G->KK * G->P) : 0);
+                     (implicit_scatter_ok(G) ? ALIGN16(G->O * G->CKK) : 0) + dconv_wp_floats(G) +
+                     (use_table(G, &ch) ? ALIGN16(G->KK * G->P) : 0);
     return (size_t)floats * sizeof(float);
 }
 

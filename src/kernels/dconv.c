@@ -1,0 +1,190 @@
+/* Direct stride-2 convolution, output channels in the lanes (see dconv.h). */
+#include "kernels/dconv.h"
+
+#include "kernels/gemm.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
+#define DP_DCONV_X86 1
+#include <immintrin.h>
+#define T512 __attribute__((target("avx512f,fma")))
+#endif
+
+int dp_dconv_available(void) {
+#ifdef DP_DCONV_X86
+    return dp_kernel_level() == 2;
+#else
+    return 0;
+#endif
+}
+
+void dp_dconv_pack_w(const float *w, int64_t O, int64_t K, float *wp) {
+    for (int64_t ob = 0; ob < O / 32; ob++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < 32; j++) wp[(ob * K + k) * 32 + j] = w[(ob * 32 + j) * K + k];
+}
+
+static void pad_c(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp, float *xp) {
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < Hp; i++)
+            for (int64_t j = 0; j < Wp; j++) {
+                int64_t ih = i - pt, iw = j - pl;
+                xp[(c * Hp + i) * Wp + j] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[(c * H + ih) * W + iw] : 0.0f;
+            }
+}
+
+/* The definition, for other CPUs (the convolution does not pick this path
+ * there; kept so that the entry point means the same everywhere). */
+static void dconv_c(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW, int64_t OH,
+                    int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
+    int64_t K = C * KH * KW, P = OH * OW;
+    for (int64_t ob = ob0; ob < ob1; ob++)
+        for (int64_t j = 0; j < 32; j++) {
+            int64_t o = ob * 32 + j;
+            for (int64_t p = 0; p < P; p++) {
+                int64_t oh = p / OW, ow = p % OW;
+                float s = 0.0f;
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t kh = 0; kh < KH; kh++)
+                        for (int64_t kw = 0; kw < KW; kw++)
+                            s += wp[(ob * K + (c * KH + kh) * KW + kw) * 32 + j] * xp[(c * Hp + 2 * oh + kh) * Wp + 2 * ow + kw];
+                s += bias ? bias[o] : 0.0f;
+                y[o * P + p] = acc ? y[o * P + p] + s : s;
+            }
+        }
+}
+
+#ifdef DP_DCONV_X86
+/* A tile of RH output rows x RW output columns (RH*RW <= 14) x 32 output
+ * channels: 2*RH*RW accumulators and two weight vectors, 30 of the 32 zmm
+ * registers at most. x: the tile's first tap in channel 0; rs: floats between
+ * the tile's output rows in xp (2*Wp); cs: between channels. buf[r*32 + j]:
+ * position r (row-major in the tile), channel j of the block. RH and RW are
+ * constants in every instance, so the loops unroll and the broadcasts take
+ * immediate offsets. */
+#define DC_ALWAYS static inline __attribute__((always_inline))
+T512 DC_ALWAYS void dc_tile(const int RH, const int RW, const float *x, int64_t rs, int64_t C, int64_t cs, int64_t KH,
+                            int64_t KW, int64_t Wp, const float *wp, float *buf) {
+    __m512 a0[14], a1[14];
+#pragma GCC unroll 14
+    for (int r = 0; r < 14; r++)
+        if (r < RH * RW) a0[r] = a1[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < C; c++, x += cs)
+        for (int64_t kh = 0; kh < KH; kh++) {
+            const float *xr = x + kh * Wp;
+            for (int64_t kw = 0; kw < KW; kw++, xr++, wp += 32) {
+                /* Opaque to the optimiser: position r's tap kw + 2 is position r + 1's
+                 * tap kw, and GCC would carry such values between iterations in
+                 * stack slots (measured: spills) instead of broadcasting from memory. */
+                __asm__("" : "+r"(xr));
+                __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + 16);
+#pragma GCC unroll 14
+                for (int r = 0; r < 14; r++)
+                    if (r < RH * RW) {
+                        __m512 b = _mm512_set1_ps(xr[(r / RW) * rs + (r % RW) * 2]);
+                        a0[r] = _mm512_fmadd_ps(b, w0, a0[r]);
+                        a1[r] = _mm512_fmadd_ps(b, w1, a1[r]);
+                    }
+            }
+        }
+#pragma GCC unroll 14
+    for (int r = 0; r < 14; r++)
+        if (r < RH * RW) {
+            _mm512_storeu_ps(buf + r * 32, a0[r]);
+            _mm512_storeu_ps(buf + r * 32 + 16, a1[r]);
+        }
+}
+
+typedef void (*dc_fn)(const float *x, int64_t rs, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp,
+                      float *buf);
+#define DC_FN(RH, RW)                                                                                                   \
+    T512 static void dc_##RH##_##RW(const float *x, int64_t rs, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, \
+                                    const float *wp, float *buf) {                                                      \
+        dc_tile(RH, RW, x, rs, C, cs, KH, KW, Wp, wp, buf);                                                             \
+    }
+DC_FN(1, 1) DC_FN(1, 2) DC_FN(1, 3) DC_FN(1, 4) DC_FN(1, 5) DC_FN(1, 6) DC_FN(1, 7)
+DC_FN(1, 8) DC_FN(1, 9) DC_FN(1, 10) DC_FN(1, 11) DC_FN(1, 12) DC_FN(1, 13) DC_FN(1, 14)
+DC_FN(2, 1) DC_FN(2, 2) DC_FN(2, 3) DC_FN(2, 4) DC_FN(2, 5) DC_FN(2, 6) DC_FN(2, 7)
+DC_FN(3, 1) DC_FN(3, 2) DC_FN(3, 3) DC_FN(3, 4)
+/* dc_tab[RH][RW] */
+static const dc_fn dc_tab[4][15] = {
+    {0},
+    {0, dc_1_1, dc_1_2, dc_1_3, dc_1_4, dc_1_5, dc_1_6, dc_1_7, dc_1_8, dc_1_9, dc_1_10, dc_1_11, dc_1_12, dc_1_13, dc_1_14},
+    {0, dc_2_1, dc_2_2, dc_2_3, dc_2_4, dc_2_5, dc_2_6, dc_2_7},
+    {0, dc_3_1, dc_3_2, dc_3_3, dc_3_4},
+};
+
+/* The tile's n (<= 14) positions are contiguous in every output plane (whole
+ * rows, or one piece of a row): channel j gets buf[r*32 + j], r < n, at
+ * y[j*P + r], through one 16-lane gather and one masked store. */
+T512 static void dc_store(const float *buf, int n, float *y, int64_t P, const float *bias, int acc) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(32));
+    const __mmask16 m = (__mmask16)((1u << n) - 1u);
+    for (int j = 0; j < 32; j++, y += P) {
+        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, buf + j, 4);
+        if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[j]));
+        if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, y));
+        _mm512_mask_storeu_ps(y, m, v);
+    }
+}
+
+/* Rows up to 16 wide (DCGAN's): one zero store and one masked copy per row
+ * instead of two memsets and a memcpy call. */
+T512 static void pad_512(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
+                         float *xp) {
+    int64_t n = W < Wp - pl ? W : Wp - pl; /* image values per padded row */
+    const __mmask16 zm = (__mmask16)((1u << Wp) - 1u), cm = (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < Hp; i++) {
+            float *d = xp + (c * Hp + i) * Wp;
+            int64_t ih = i - pt;
+            _mm512_mask_storeu_ps(d, zm, _mm512_setzero_ps());
+            if (ih >= 0 && ih < H && n > 0) _mm512_mask_storeu_ps(d + pl, cm, _mm512_maskz_loadu_ps(cm, x + (c * H + ih) * W));
+        }
+}
+
+T512 static void dconv_512(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                           int64_t OH, int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
+    int64_t K = C * KH * KW, P = OH * OW, cs = Hp * Wp, rs = 2 * Wp;
+    /* Tiles: 3 or 2 whole rows for outputs up to 4 or 7 wide, else pieces of
+     * one row, as equal as possible and at most 14 wide. */
+    int RH = OW <= 4 ? 3 : OW <= 7 ? 2 : 1;
+    int64_t pieces = (OW + 13) / 14;
+    float buf[14 * 32] __attribute__((aligned(64)));
+    for (int64_t ob = ob0; ob < ob1; ob++) {
+        const float *wb = wp + ob * K * 32;
+        float *yb = y + ob * 32 * P;
+        const float *bb = bias ? bias + ob * 32 : 0;
+        for (int64_t oh0 = 0; oh0 < OH; oh0 += RH) {
+            int rh = OH - oh0 < RH ? (int)(OH - oh0) : RH;
+            for (int64_t pc = 0; pc < pieces; pc++) {
+                int64_t ow0 = pc * OW / pieces, ow1 = (pc + 1) * OW / pieces;
+                int rw = (int)(ow1 - ow0);
+                dc_tab[rh][rw](xp + oh0 * rs + 2 * ow0, rs, C, cs, KH, KW, Wp, wb, buf);
+                dc_store(buf, rh * rw, yb + oh0 * OW + ow0, P, bb, acc);
+            }
+        }
+    }
+}
+#endif
+
+void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp, float *xp) {
+#ifdef DP_DCONV_X86
+    if (dp_kernel_level() == 2 && Wp <= 16) {
+        pad_512(x, C, H, W, pt, pl, Hp, Wp, xp);
+        return;
+    }
+#endif
+    pad_c(x, C, H, W, pt, pl, Hp, Wp, xp);
+}
+
+void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                       int64_t OH, int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
+#ifdef DP_DCONV_X86
+    if (dp_kernel_level() == 2) {
+        dconv_512(xp, C, Hp, Wp, wp, KH, KW, OH, OW, ob0, ob1, bias, acc, y);
+        return;
+    }
+#endif
+    dconv_c(xp, C, Hp, Wp, wp, KH, KW, OH, OW, ob0, ob1, bias, acc, y);
+}
