@@ -1039,6 +1039,63 @@ static void fusion_shapes(void **state) {
     }
 }
 
+/* conv -> relu -> bn -> max-pool in eval mode: the conv pools its own output
+ * bands (DP_FUSE_CONV_RELU_BN_POOL) where the stride-1 band path applies and
+ * the output sides are multiples of the pool; bit for bit the unfused graph's.
+ * One image (bands split for the threads), pool 4, a bias, 3 threads; an
+ * output width that is no multiple of the pool keeps the plain fusion. */
+static void fusion_conv_pool(void **state) {
+    (void)state;
+    static const struct {
+        int64_t sh[4];
+        int o, k, pad, pool, conv_fused;
+    } cases[] = {{{2, 3, 64, 72}, 8, 3, 1, 2, 1},
+                 {{1, 4, 40, 96}, 6, 5, 2, 4, 1},
+                 {{3, 2, 24, 32}, 5, 3, 1, 2, 1},
+                 {{2, 3, 30, 66}, 4, 3, 1, 4, 0}};
+    for (int kk = 0; kk < N_KERNELS; kk++) {
+        if (!dp_gemm_set_kernel(kernels[kk])) continue;
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            dp_ctx *ctx;
+            dp_ctx_opts o = {.threads = 3, .seed = 5};
+            assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
+            dp_paramset *ps;
+            assert_int_equal(dp_paramset_new(ctx, &ps), DP_OK);
+            dp_graph *g[2];
+            dp_node *x[2], *y[2];
+            dp_pool_opts po = {0};
+            po.kernel_h = po.kernel_w = cases[c].pool;
+            dp_conv_opts co = {0};
+            co.pad_h = co.pad_w = cases[c].pad;
+            for (int v = 0; v < 2; v++) {
+                assert_int_equal(dp_graph_new(ctx, &g[v]), DP_OK);
+                x[v] = dp_input(g[v], "x", 4, cases[c].sh);
+                dp_node *cv = dp_nn_conv2d(g[v], ps, "conv", x[v], cases[c].o, cases[c].k, cases[c].k, &co, 1, NULL);
+                dp_node *b = dp_nn_batchnorm2d(g[v], ps, "bn", dp_relu(g[v], cv), 0.1f, 1e-5f);
+                y[v] = dp_maxpool2d(g[v], b, &po);
+                assert_int_equal(dp_graph_mark_output(g[v], y[v]), DP_OK);
+                if (v == 0) assert_int_equal(dp_graph_set_no_grad(g[v]), DP_OK);
+                assert_int_equal(dp_graph_compile(g[v]), DP_OK);
+            }
+            assert_int_equal(count_fused(g[0]), 1);
+            assert_int_equal(y[0]->fuse, cases[c].conv_fused ? DP_FUSE_CONV_RELU_BN_POOL : DP_FUSE_RELU_BN_POOL);
+            assert_int_equal(dp_paramset_init(ps, 3 + c), DP_OK);
+            randomise_bn(ps, 300 + c);
+            int64_t nx = dp_tensor_numel(dp_node_value(x[0]));
+            fill(dp_tensor_f32(dp_node_value(x[0])), nx, 18 + c, -1.0f, 1.0f);
+            assert_int_equal(dp_tensor_copy_from(dp_node_value(x[1]), dp_tensor_f32(dp_node_value(x[0])), (size_t)nx), DP_OK);
+            for (int pass = 0; pass < 2; pass++) /* twice: nothing left over from the first run */
+                for (int v = 0; v < 2; v++) assert_int_equal(dp_graph_run(g[v]), DP_OK);
+            int64_t ny = dp_tensor_numel(dp_node_value(y[0]));
+            assert_true(check_arr("fused conv pool", val(y[0]), val(y[1]), ny, 1e-6, 1e-7));
+            assert_true(same_bits(val(y[0]), val(y[1]), ny));
+            for (int v = 0; v < 2; v++) dp_graph_free(g[v]);
+            dp_paramset_free(ps);
+            dp_ctx_free(ctx);
+        }
+    }
+}
+
 /* ------------------------------------------------------------ multi-output passes */
 /* relu -> batch norm -> max-pool in a graph with gradients: the relu's forward
  * takes the norm's sums, the norm's forward pools, the norm's backward writes
@@ -1399,6 +1456,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(thread_count_independent),
         cmocka_unit_test(fusion_meso4),
         cmocka_unit_test(fusion_shapes),
+        cmocka_unit_test(fusion_conv_pool),
         cmocka_unit_test(multi_output_passes),
         cmocka_unit_test(bn_act_fused),
         cmocka_unit_test(chunked_models),

@@ -319,6 +319,12 @@ static void fusion_pass(dp_graph *g) {
         p->fuse = DP_FUSE_RELU_BN_POOL;
         p->fuse_in = r->in[0];
         r->fused_into = bn->fused_into = p;
+        dp_node *cv = r->in[0];
+        if (cv->op == DP_OP_CONV2D && SOLE_USE(cv, r) && dp_maxpool_fast(p) && p->ip[0] == p->ip[1] &&
+            dp_conv_pool_ok(g, cv, p->ip[0])) {
+            p->fuse = DP_FUSE_CONV_RELU_BN_POOL; /* fuse_in: the conv, whose inputs the pool now reads */
+            cv->fused_into = p;
+        }
         /* room for the per-channel map {mu, a, b} after the argmax */
         p->aux_bytes = (p->aux_bytes + 3) / 4 * 4 + 3 * (size_t)bn->val.shape[1] * sizeof(float);
     }
@@ -655,6 +661,9 @@ dp_status dp_graph_compile(dp_graph *g) {
             if (r->last_use < i) r->last_use = i;
         }
         if (n->fuse_in && n->fuse_in->root->last_use < i) n->fuse_in->root->last_use = i; /* a fused node reads it */
+        if (n->fuse == DP_FUSE_CONV_RELU_BN_POOL) /* ... and the conv's inputs */
+            for (int k = 0; k < n->fuse_in->n_in; k++)
+                if (n->fuse_in->in[k]->root->last_use < i) n->fuse_in->in[k]->root->last_use = i;
         /* Outputs live to the end; so do inputs: the caller fills them once and may run several passes. */
         if ((n->flags & DP_NF_OUTPUT) || n->op == DP_OP_INPUT) n->root->last_use = g->n_nodes;
     }

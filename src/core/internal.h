@@ -163,6 +163,11 @@ enum {
     /* maxpool2d(batchnorm2d_eval(relu(x))): the pool reads relu(x) through the
      * per-channel affine map of the batch norm; relu and batchnorm do nothing. */
     DP_FUSE_RELU_BN_POOL = 1,
+    /* maxpool2d(batchnorm2d_eval(relu(conv2d(x)))): the same, and the conv runs
+     * inside the pool too, one band of output rows at a time into scratch, so
+     * its full-size output is never written nor read back (Meso-4's 67 MB at
+     * batch 32); conv, relu and batchnorm do nothing. fuse_in is the conv. */
+    DP_FUSE_CONV_RELU_BN_POOL = 2,
 };
 
 struct dp_graph {
@@ -257,6 +262,13 @@ size_t dp_bn_sums_bytes(const dp_node *bn);
  * and one plane of it computed outside its forward (argmax kept as forward does). */
 int dp_maxpool_fast(const dp_node *p);
 void dp_maxpool_plane(dp_node *p, int64_t plane);
+/* op_conv.c: a conv2d whose eval-mode output a k x k max-pool (stride k, no
+ * padding) can take band by band (the stride-1 path, output sides multiples
+ * of k), and that forward: y = maxpool_k(rba(relu(conv(x)))), rba the batch
+ * norm's map as dp_bn_eval_affine writes it, y the pool's value. The conv's
+ * own value is never written. */
+int dp_conv_pool_ok(const dp_graph *g, const dp_node *conv, int k);
+void dp_conv_pool_fwd(dp_graph *g, const dp_node *conv, int k, const float *rba, float *y);
 
 static inline float *dp_f(dp_tensor *t) { return (float *)t->data; }
 static inline int dp_wants_grad(const dp_node *n) { return (n->flags & DP_NF_BWD) && n->grad.data; }

@@ -33,6 +33,7 @@
  * workspace (sized in the shape rule): nothing is allocated while running. */
 #include "core/internal.h"
 #include "kernels/dconv.h"
+#include "kernels/ew.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
 
@@ -891,6 +892,71 @@ static void job_init(cjob *J, const conv_rt *rt, const geom *G) {
     if (J->implicit) plan_band(G, rt->T, &J->bd);
     J->ws = rt->ws;
     J->scratch = rt->S;
+}
+
+static const float *bias_of(const dp_node *n);
+/* ------------------------------------------------------------ conv -> relu -> bn -> max-pool (eval) */
+/* The band plan of a pooled conv: whole pool windows in every band. */
+static int pool_band(const geom *G, int T, int k, bandp *b) {
+    plan_band(G, T, b);
+    if (b->rows < k) return 0;
+    b->rows -= b->rows % k;
+    b->nrb = (G->OH + b->rows - 1) / b->rows;
+    b->BR = b->rows + (G->KH - 1) * G->dh;
+    b->bsz = b->BR * b->Wp;
+    return 1;
+}
+
+int dp_conv_pool_ok(const dp_graph *g, const dp_node *conv, int k) {
+    if (conv->op != DP_OP_CONV2D || k < 1) return 0;
+    geom G;
+    geom_of(&G, conv);
+    bandp b;
+    return implicit_ok(&G) && G.groups == 1 && G.OH % k == 0 && G.OW % k == 0 && pool_band(&G, g->ctx->threads, k, &b);
+}
+
+typedef struct pjob {
+    cjob J;
+    int k;
+    const float *rba;
+    float *y; /* [N, O, OH/k, OW/k] */
+} pjob;
+
+/* One band of output rows of one image into scratch (the GEMM of
+ * igather_item), then relu, the norm's map and the pool into y. */
+static void pool_part(void *arg, int64_t b0, int64_t e0, int tid) {
+    const pjob *P = arg;
+    const cjob *J = &P->J;
+    const geom *G = J->G;
+    const bandp *b = &J->bd;
+    const dp_ew_kernels *ek = dp_ew();
+    float *ws = J->ws + tid * J->scratch, *band = ws, *tmp = ws + ALIGN16(G->Cg * b->bsz);
+    int64_t *offs = (int64_t *)(ws + ALIGN16(G->Cg * b->bsz) + ALIGN16(G->Og * b->rows * b->Wp));
+    int64_t PH = G->OH / P->k, PW = G->OW / P->k;
+    band_offsets(G, b, offs);
+    for (int64_t item = b0; item < e0; item++) {
+        int64_t n = item / b->nrb, oh0 = (item % b->nrb) * b->rows;
+        int64_t rows = G->OH - oh0 < b->rows ? G->OH - oh0 : b->rows; /* a multiple of k */
+        band_fill(G, b, J->img, n, 0, oh0, band);
+        dp_sgemm_rows_st(rows, G->O, G->OW, G->CKK, J->w, G->CKK, band, b->Wp, offs, 0.0f, J->bias, tmp, rows * G->OW, G->OW);
+        for (int64_t o = 0; o < G->O; o++)
+            for (int64_t r = 0; r < rows; r += P->k)
+                ek->maxpool_row(P->k, P->y + ((n * G->O + o) * PH + (oh0 + r) / P->k) * PW, NULL,
+                                tmp + (o * rows + r) * G->OW, G->OW, PW, P->rba + 3 * o);
+    }
+}
+
+void dp_conv_pool_fwd(dp_graph *g, const dp_node *conv, int k, const float *rba, float *y) {
+    geom G;
+    conv_rt rt;
+    geom_of(&G, conv);
+    rt_init(&rt, g, &G);
+    pjob P;
+    job_init(&P.J, &rt, &G);
+    P.J.w = conv->in[1]->val.data, P.J.img = conv->in[0]->val.data, P.J.bias = bias_of(conv);
+    P.k = k, P.rba = rba, P.y = y;
+    pool_band(&G, rt.T, k, &P.J.bd); /* rows a multiple of k: never more scratch than thread_scratch planned */
+    dp_parallel_for(g->ctx, G.N * P.J.bd.nrb, pool_part, &P);
 }
 
 /* The direct kernel: items are (image, 32-channel block) pairs; a thread pads

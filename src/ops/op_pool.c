@@ -183,6 +183,13 @@ static void maxpool_fwd(dp_graph *g, dp_node *n) {
     mp_job j = {.q = pool_geom_of(n), .C = n->in[0]->val.shape[1], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val)};
     /* The argmax is kept only where a gradient may pass (never in no_grad graphs). */
     j.arg = (n->flags & DP_NF_MAY_GRAD) ? n->aux : NULL;
+    if (n->fuse == DP_FUSE_CONV_RELU_BN_POOL && !g->training) {
+        /* the conv, relu and batch norm did not run: the conv pools its bands itself */
+        float *rba = (float *)((char *)n->aux + (n->aux_bytes - (size_t)j.C * 3 * sizeof(float)));
+        dp_bn_eval_affine(n->in[0], rba);
+        dp_conv_pool_fwd(g, n->fuse_in, n->ip[P_KH], rba, j.y);
+        return;
+    }
     if (n->fuse == DP_FUSE_RELU_BN_POOL && !g->training) {
         /* relu and the batch norm did not run: pool relu(x) through the norm's affine map */
         float *rba = (float *)((char *)n->aux + (n->aux_bytes - (size_t)j.C * 3 * sizeof(float)));
