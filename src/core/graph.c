@@ -468,7 +468,8 @@ static dp_status plan_chunks(dp_graph *g, size_t *ws) {
         if (n->op != DP_OP_INPUT && !per_sample(n, batched, N)) ok = 0;
         batched[i] = 1;
         size_t per = (size_t)(dp_numel(&n->val) / N) * sizeof(float);
-        if (n->root == n && n->op != DP_OP_INPUT && per > biggest) biggest = per;
+        /* a value computed inside a fused node in eval mode is never written */
+        if (n->root == n && n->op != DP_OP_INPUT && !n->fused_into && per > biggest) biggest = per;
     }
     int64_t chunk = biggest ? (int64_t)(CHUNK_BYTES / biggest) : N;
     if (chunk < 1) chunk = 1;
