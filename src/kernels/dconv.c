@@ -17,10 +17,12 @@ int dp_dconv_available(void) {
 #endif
 }
 
-void dp_dconv_pack_w(const float *w, int64_t O, int64_t K, float *wp) {
-    for (int64_t ob = 0; ob < O / 32; ob++)
+int dp_dconv_block(int64_t O, int64_t OW) { return O % 64 == 0 && OW <= 7 ? 64 : 32; }
+
+void dp_dconv_pack_w(const float *w, int64_t O, int64_t K, int B, float *wp) {
+    for (int64_t ob = 0; ob < O / B; ob++)
         for (int64_t k = 0; k < K; k++)
-            for (int64_t j = 0; j < 32; j++) wp[(ob * K + k) * 32 + j] = w[(ob * 32 + j) * K + k];
+            for (int64_t j = 0; j < B; j++) wp[(ob * K + k) * B + j] = w[(ob * B + j) * K + k];
 }
 
 static void pad_c(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp, float *xp) {
@@ -35,18 +37,18 @@ static void pad_c(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, i
 /* The definition, for other CPUs (the convolution does not pick this path
  * there; kept so that the entry point means the same everywhere). */
 static void dconv_c(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW, int64_t OH,
-                    int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
+                    int64_t OW, int B, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
     int64_t K = C * KH * KW, P = OH * OW;
     for (int64_t ob = ob0; ob < ob1; ob++)
-        for (int64_t j = 0; j < 32; j++) {
-            int64_t o = ob * 32 + j;
+        for (int64_t j = 0; j < B; j++) {
+            int64_t o = ob * B + j;
             for (int64_t p = 0; p < P; p++) {
                 int64_t oh = p / OW, ow = p % OW;
                 float s = 0.0f;
                 for (int64_t c = 0; c < C; c++)
                     for (int64_t kh = 0; kh < KH; kh++)
                         for (int64_t kw = 0; kw < KW; kw++)
-                            s += wp[(ob * K + (c * KH + kh) * KW + kw) * 32 + j] * xp[(c * Hp + 2 * oh + kh) * Wp + 2 * ow + kw];
+                            s += wp[(ob * K + (c * KH + kh) * KW + kw) * B + j] * xp[(c * Hp + 2 * oh + kh) * Wp + 2 * ow + kw];
                 s += bias ? bias[o] : 0.0f;
                 y[o * P + p] = acc ? y[o * P + p] + s : s;
             }
@@ -113,14 +115,55 @@ static const dc_fn dc_tab[4][15] = {
     {0, dc_3_1, dc_3_2, dc_3_3, dc_3_4},
 };
 
+/* One output row piece of RW <= 7 positions x 64 output channels: 4*RW
+ * accumulators and four weight vectors. Per step 4 + RW loads for 4*RW FMAs
+ * (the 14 x 32 tile: 16 loads for 28). */
+T512 DC_ALWAYS void dc_tile64(const int RW, const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp,
+                              const float *wp, float *buf) {
+    __m512 a[7][4];
+#pragma GCC unroll 7
+    for (int r = 0; r < 7; r++)
+        if (r < RW) a[r][0] = a[r][1] = a[r][2] = a[r][3] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < C; c++, x += cs)
+        for (int64_t kh = 0; kh < KH; kh++) {
+            const float *xr = x + kh * Wp;
+            for (int64_t kw = 0; kw < KW; kw++, xr++, wp += 64) {
+                __asm__("" : "+r"(xr)); /* as in dc_tile */
+                __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + 16), w2 = _mm512_loadu_ps(wp + 32),
+                       w3 = _mm512_loadu_ps(wp + 48);
+#pragma GCC unroll 7
+                for (int r = 0; r < 7; r++)
+                    if (r < RW) {
+                        __m512 b = _mm512_set1_ps(xr[r * 2]);
+                        a[r][0] = _mm512_fmadd_ps(b, w0, a[r][0]);
+                        a[r][1] = _mm512_fmadd_ps(b, w1, a[r][1]);
+                        a[r][2] = _mm512_fmadd_ps(b, w2, a[r][2]);
+                        a[r][3] = _mm512_fmadd_ps(b, w3, a[r][3]);
+                    }
+            }
+        }
+#pragma GCC unroll 7
+    for (int r = 0; r < 7; r++)
+        if (r < RW)
+            for (int z = 0; z < 4; z++) _mm512_storeu_ps(buf + r * 64 + z * 16, a[r][z]);
+}
+typedef void (*dc64_fn)(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp, float *buf);
+#define DC64_FN(RW)                                                                                                     \
+    T512 static void dc64_##RW(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp, \
+                               float *buf) {                                                                            \
+        dc_tile64(RW, x, C, cs, KH, KW, Wp, wp, buf);                                                                   \
+    }
+DC64_FN(1) DC64_FN(2) DC64_FN(3) DC64_FN(4) DC64_FN(5) DC64_FN(6) DC64_FN(7)
+static const dc64_fn dc64_tab[8] = {0, dc64_1, dc64_2, dc64_3, dc64_4, dc64_5, dc64_6, dc64_7};
+
 /* The tile's n (<= 14) positions are contiguous in every output plane (whole
- * rows, or one piece of a row): channel j gets buf[r*32 + j], r < n, at
+ * rows, or one piece of a row): channel j gets buf[r*B + j], r < n, at
  * y[j*P + r], through one 16-lane gather and one masked store. */
-T512 static void dc_store(const float *buf, int n, float *y, int64_t P, const float *bias, int acc) {
+T512 static void dc_store(const float *buf, int B, int n, float *y, int64_t P, const float *bias, int acc) {
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(32));
+                                           _mm512_set1_epi32(B));
     const __mmask16 m = (__mmask16)((1u << n) - 1u);
-    for (int j = 0; j < 32; j++, y += P) {
+    for (int j = 0; j < B; j++, y += P) {
         __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, buf + j, 4);
         if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[j]));
         if (acc) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, y));
@@ -131,47 +174,53 @@ T512 static void dc_store(const float *buf, int n, float *y, int64_t P, const fl
 /* Rows up to 16 wide (DCGAN's): one zero store and one masked copy per row
  * instead of two memsets and a memcpy call. */
 T512 static void pad_512(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
-                         float *xp) {
+                         int borders_zero, float *xp) {
     int64_t n = W < Wp - pl ? W : Wp - pl; /* image values per padded row */
     const __mmask16 zm = (__mmask16)((1u << Wp) - 1u), cm = (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < Hp; i++) {
             float *d = xp + (c * Hp + i) * Wp;
             int64_t ih = i - pt;
-            _mm512_mask_storeu_ps(d, zm, _mm512_setzero_ps());
-            if (ih >= 0 && ih < H && n > 0) _mm512_mask_storeu_ps(d + pl, cm, _mm512_maskz_loadu_ps(cm, x + (c * H + ih) * W));
+            int inside = ih >= 0 && ih < H && n > 0;
+            if (!borders_zero) _mm512_mask_storeu_ps(d, zm, _mm512_setzero_ps());
+            if (inside) _mm512_mask_storeu_ps(d + pl, cm, _mm512_maskz_loadu_ps(cm, x + (c * H + ih) * W));
         }
 }
 
 T512 static void dconv_512(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
-                           int64_t OH, int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
+                           int64_t OH, int64_t OW, int B, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
     int64_t K = C * KH * KW, P = OH * OW, cs = Hp * Wp, rs = 2 * Wp;
-    /* Tiles: 3 or 2 whole rows for outputs up to 4 or 7 wide, else pieces of
-     * one row, as equal as possible and at most 14 wide. */
-    int RH = OW <= 4 ? 3 : OW <= 7 ? 2 : 1;
-    int64_t pieces = (OW + 13) / 14;
+    /* 64-channel blocks: one row (<= 7 wide) a tile. 32-channel blocks: 3 or
+     * 2 whole rows for outputs up to 4 or 7 wide, else pieces of one row, as
+     * equal as possible and at most 14 wide. */
+    int RH = B == 64 ? 1 : OW <= 4 ? 3 : OW <= 7 ? 2 : 1;
+    int64_t pieces = B == 64 ? (OW + 6) / 7 : (OW + 13) / 14;
     float buf[14 * 32] __attribute__((aligned(64)));
     for (int64_t ob = ob0; ob < ob1; ob++) {
-        const float *wb = wp + ob * K * 32;
-        float *yb = y + ob * 32 * P;
-        const float *bb = bias ? bias + ob * 32 : 0;
+        const float *wb = wp + ob * K * B;
+        float *yb = y + ob * B * P;
+        const float *bb = bias ? bias + ob * B : 0;
         for (int64_t oh0 = 0; oh0 < OH; oh0 += RH) {
             int rh = OH - oh0 < RH ? (int)(OH - oh0) : RH;
             for (int64_t pc = 0; pc < pieces; pc++) {
                 int64_t ow0 = pc * OW / pieces, ow1 = (pc + 1) * OW / pieces;
                 int rw = (int)(ow1 - ow0);
-                dc_tab[rh][rw](xp + oh0 * rs + 2 * ow0, rs, C, cs, KH, KW, Wp, wb, buf);
-                dc_store(buf, rh * rw, yb + oh0 * OW + ow0, P, bb, acc);
+                if (B == 64)
+                    dc64_tab[rw](xp + oh0 * rs + 2 * ow0, C, cs, KH, KW, Wp, wb, buf);
+                else
+                    dc_tab[rh][rw](xp + oh0 * rs + 2 * ow0, rs, C, cs, KH, KW, Wp, wb, buf);
+                dc_store(buf, B, rh * rw, yb + oh0 * OW + ow0, P, bb, acc);
             }
         }
     }
 }
 #endif
 
-void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp, float *xp) {
+void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
+                  int borders_zero, float *xp) {
 #ifdef DP_DCONV_X86
     if (dp_kernel_level() == 2 && Wp <= 16) {
-        pad_512(x, C, H, W, pt, pl, Hp, Wp, xp);
+        pad_512(x, C, H, W, pt, pl, Hp, Wp, borders_zero, xp);
         return;
     }
 #endif
@@ -179,12 +228,12 @@ void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, i
 }
 
 void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
-                       int64_t OH, int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
+                       int64_t OH, int64_t OW, int B, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
 #ifdef DP_DCONV_X86
     if (dp_kernel_level() == 2) {
-        dconv_512(xp, C, Hp, Wp, wp, KH, KW, OH, OW, ob0, ob1, bias, acc, y);
+        dconv_512(xp, C, Hp, Wp, wp, KH, KW, OH, OW, B, ob0, ob1, bias, acc, y);
         return;
     }
 #endif
-    dconv_c(xp, C, Hp, Wp, wp, KH, KW, OH, OW, ob0, ob1, bias, acc, y);
+    dconv_c(xp, C, Hp, Wp, wp, KH, KW, OH, OW, B, ob0, ob1, bias, acc, y);
 }

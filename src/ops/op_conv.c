@@ -475,13 +475,16 @@ static int implicit_scatter_ok(const geom *G) {
 /* The geometry the direct kernel takes (dconv.h): 32-channel blocks, stride 2,
  * no dilation, outputs 7 to 16 wide (wider rows suit the GEMM's 32-wide
  * tiles; 4-wide ones made 4-position tiles: DCGAN-64's D.8 ran at 0.69x) and
- * a reduction of 256 to 1024 (longer ones amortise the im2col gathers: G.3's
- * dx of DCGAN-28, K = 2048, was no faster). The workspace is
+ * a reduction of 256 to 1024, or to 2048 with 64-channel tiles (measured
+ * against im2col + GEMM, 1 thread: DCGAN-28 G.3's dx, K = 2048, 7 wide,
+ * 1.05 with 64-channel tiles, ~1.0 with 32; DCGAN-64 D.5 and G.6's dx,
+ * K = 2048, 8 wide, 32-channel tiles: 0.92-0.97). The workspace is
  * sized from this alone; whether it runs also depends on the CPU
  * (dconv_use), which may change between compiling and running a graph. */
 static int dconv_geom(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->sh == 2 && G->sw == 2 && G->dh == 1 && G->dw == 1 && G->O % 32 == 0 &&
-           G->OW >= 7 && G->OW <= 16 && G->CKK >= 256 && G->CKK <= 1024 && G->pt >= 0 && G->pl >= 0;
+           G->OW >= 7 && G->OW <= 16 && G->CKK >= 256 && G->CKK <= (dp_dconv_block(G->O, G->OW) == 64 ? 2048 : 1024) &&
+           G->pt >= 0 && G->pl >= 0;
 }
 static int dconv_use(const geom *G) { return dconv_geom(G) && dp_dconv_available(); }
 /* The zero-padded image: every tap of every output position inside it. */
@@ -966,7 +969,7 @@ typedef struct dcjob {
     const float *wp, *img, *bias;
     float *out, *ws;
     int64_t scratch, Hp, Wp, nob;
-    int acc;
+    int acc, B;
 } dcjob;
 
 static void dconv_part(void *arg, int64_t b, int64_t e, int tid) {
@@ -976,17 +979,19 @@ static void dconv_part(void *arg, int64_t b, int64_t e, int tid) {
     int64_t padded = -1;
     for (int64_t i = b; i < e; i++) {
         int64_t n = i / J->nob, ob = i % J->nob;
-        if (n != padded) dp_dconv_pad(J->img + n * G->C * G->HW, G->C, G->H, G->W, G->pt, G->pl, J->Hp, J->Wp, xp), padded = n;
-        dp_dconv_s2_image(xp, G->C, J->Hp, J->Wp, J->wp, G->KH, G->KW, G->OH, G->OW, ob, ob + 1, J->bias, J->acc,
+        if (n != padded) /* the zero borders stay from the first image this thread padded */
+            dp_dconv_pad(J->img + n * G->C * G->HW, G->C, G->H, G->W, G->pt, G->pl, J->Hp, J->Wp, padded >= 0, xp), padded = n;
+        dp_dconv_s2_image(xp, G->C, J->Hp, J->Wp, J->wp, G->KH, G->KW, G->OH, G->OW, J->B, ob, ob + 1, J->bias, J->acc,
                           J->out + n * G->O * G->P);
     }
 }
 
 static void run_dconv(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
                       int acc) {
-    dcjob J = {G, rt->wpk, img, bias, out, rt->ws, rt->S, 0, 0, G->O / 32, acc};
+    int B = dp_dconv_block(G->O, G->OW);
+    dcjob J = {G, rt->wpk, img, bias, out, rt->ws, rt->S, 0, 0, G->O / B, acc, B};
     dconv_dims(G, &J.Hp, &J.Wp);
-    dp_dconv_pack_w(w, G->O, G->CKK, rt->wpk);
+    dp_dconv_pack_w(w, G->O, G->CKK, B, rt->wpk);
     dp_parallel_for(rt->g->ctx, G->N * J.nob, dconv_part, &J);
 }
 
