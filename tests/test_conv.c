@@ -216,6 +216,7 @@ static const cfg configs[] = {
     {"conv direct k4 s2 p1 7-wide (DCGAN-28 D.2)", 0, 3, 16, 14, 14, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv direct k3 s2 16-wide (two pieces a row)", 0, 2, 32, 32, 32, 32, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"conv direct 64-channel tiles, K 1152", 0, 2, 72, 14, 13, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"conv direct 64-channel tiles, 13 wide (pieces 5+4+4)", 0, 2, 16, 9, 26, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv direct k4 s2 p0 11-wide, one image", 0, 1, 20, 24, 24, 32, 4, 4, {.stride_h = 2, .stride_w = 2}, 1},
     {"conv direct k4 s2 same 9-wide", 0, 2, 16, 17, 17, 32, 4, 4, {.stride_h = 2, .stride_w = 2, .same = 1}, 1},
     {"tconv basic", 1, 2, 3, 4, 4, 2, 3, 3, {0}, 1},

@@ -17,7 +17,10 @@ int dp_dconv_available(void) {
 #endif
 }
 
-int dp_dconv_block(int64_t O, int64_t OW) { return O % 64 == 0 && OW <= 7 ? 64 : 32; }
+/* 64 where O allows and the row cuts into pieces of 4 or more: 7 wide one
+ * piece, 11-18 wide pieces of up to 6 (DCGAN-64's 16-wide layers: 1.03-1.15
+ * over 32-channel tiles of 8); 8-10 wide would make pieces of 4-5. */
+int dp_dconv_block(int64_t O, int64_t OW) { return O % 64 == 0 && (OW <= 7 || OW >= 11) ? 64 : 32; }
 
 void dp_dconv_pack_w(const float *w, int64_t O, int64_t K, int B, float *wp) {
     for (int64_t ob = 0; ob < O / B; ob++)
@@ -190,11 +193,12 @@ T512 static void pad_512(const float *x, int64_t C, int64_t H, int64_t W, int64_
 T512 static void dconv_512(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                            int64_t OH, int64_t OW, int B, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
     int64_t K = C * KH * KW, P = OH * OW, cs = Hp * Wp, rs = 2 * Wp;
-    /* 64-channel blocks: one row (<= 7 wide) a tile. 32-channel blocks: 3 or
+    /* 64-channel blocks: one row a tile if it is <= 7 wide, else pieces of
+     * <= 6 (24 accumulators: a 7th spills one). 32-channel blocks: 3 or
      * 2 whole rows for outputs up to 4 or 7 wide, else pieces of one row, as
      * equal as possible and at most 14 wide. */
     int RH = B == 64 ? 1 : OW <= 4 ? 3 : OW <= 7 ? 2 : 1;
-    int64_t pieces = B == 64 ? (OW + 6) / 7 : (OW + 13) / 14;
+    int64_t pieces = B == 64 ? (OW <= 7 ? 1 : (OW + 5) / 6) : (OW + 13) / 14;
     float buf[14 * 32] __attribute__((aligned(64)));
     for (int64_t ob = ob0; ob < ob1; ob++) {
         const float *wb = wp + ob * K * B;

@@ -5,7 +5,7 @@
  * im2col + GEMM spends a fifth of such a layer gathering the im2col panels
  * (7- or 8-wide output rows: no contiguous run to copy) and packing A. Here
  * there is neither: a tile of output positions x B output channels (B = 32:
- * up to 14 positions; B = 64: up to 7, one output row) is accumulated in
+ * up to 14 positions; B = 64: up to 7 of one output row) is accumulated in
  * registers; each step of the reduction loads B packed weights (B/16
  * vectors) and broadcasts one input value per position straight from a
  * zero-padded copy of the image. The arithmetic of the GEMM's micro-kernel
