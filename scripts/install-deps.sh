@@ -5,7 +5,8 @@ set -e
 what=${1:-build}
 pkgs="build-essential cmake pkg-config zlib1g-dev libpng-dev libjpeg-dev libwebp-dev libcjson-dev libcmocka-dev libhdf5-dev libxml2-dev opencv-data libavformat-dev libavcodec-dev libswscale-dev libavutil-dev libswresample-dev libavdevice-dev libmicrohttpd-dev"
 case "$what" in
-  test) pkgs="$pkgs clang libclang-rt-14-dev valgrind dataset-fashion-mnist python3-skimage" ;;
+  # ffmpeg and the GStreamer RTSP server: the network-video tests (test_scan: UDP, RTSP push and pull)
+  test) pkgs="$pkgs clang libclang-rt-14-dev valgrind dataset-fashion-mnist python3-skimage ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good" ;;
   demo) pkgs="$pkgs dataset-fashion-mnist python3-skimage" ;;
   torch) pkgs="$pkgs python3-torch python3-numpy python3-h5py python3-pil" ;;
 esac

@@ -756,6 +756,72 @@ static pid_t push_rtsp_when_listening(const char *video, int port) {
     return ffmpeg_when_bound(1, port, args);
 }
 
+/* The last JSON line of a live scan of a 30-frame clip that ended with the stream: complete, one line per
+ * analysed frame, most frames analysed (a live scan may drop some when the machine is busy), the face
+ * tracked, exit 0 or 1. */
+static void assert_live_complete(const char *what, const char *last, int frame_lines, int rc) {
+    cJSON *j = cJSON_Parse(last);
+    assert_non_null(j);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "video"), "live")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "complete")));
+    int analysed = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "frames"), "analysed")->valueint;
+    fprintf(stderr, "%s: %d frames analysed\n", what, analysed);
+    assert_int_equal(frame_lines, analysed);
+    assert_true(analysed >= 10);
+    if (g_have_face) assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tracks")) >= 1);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) != 2);
+    cJSON_Delete(j);
+}
+
+/* Pulling from an RTSP server, as from an IP camera: tools/rtsp_serve.py (GStreamer's RTSP server, Debian's
+ * gir1.2-gst-rtsp-server-1.0) serves the clip's frames as Motion-JPEG over RTP; doppel connects, reads to the
+ * end of the stream, and reports a complete live scan. Skipped where that server is not installed. */
+static void test_rtsp_pull(void **state) {
+    (void)state;
+    if (!have_program("ffmpeg") ||
+        system("/usr/bin/python3 -c 'import gi; gi.require_version(\"GstRtspServer\", \"1.0\"); "
+               "from gi.repository import GstRtspServer' >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "note: no RTSP server (ffmpeg, /usr/bin/python3 with gir1.2-gst-rtsp-server-1.0 and "
+                        "gstreamer1.0-plugins-good): the RTSP pull test is skipped\n");
+        skip();
+    }
+    alarm(120); /* a hang ends the test as a failure */
+    char v[300], dir[300], cmd[1024];
+    write_video_dx("pull.mp4", 30, 0, 2, v, sizeof v); /* 3 s at 10 fps */
+    path_in(dir, sizeof dir, "pull-frames");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(cmd, sizeof cmd, "ffmpeg -nostdin -loglevel error -i '%s' '%s/f_%%03d.png'", v, dir);
+    assert_int_equal(system(cmd), 0);
+    int port = free_port_of(SOCK_STREAM), fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t srv = fork();
+    assert_true(srv >= 0);
+    if (srv == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        dup2(nul, 0), dup2(fd[1], 1), dup2(nul, 2);
+        close(fd[0]);
+        char port_s[16], pattern[400], script[400];
+        snprintf(port_s, sizeof port_s, "%d", port);
+        snprintf(pattern, sizeof pattern, "%s/f_%%03d.png", dir);
+        snprintf(script, sizeof script, "%s/tools/rtsp_serve.py", DP_SOURCE_DIR);
+        execl("/usr/bin/python3", "python3", script, port_s, pattern, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    char ready[128] = "";
+    FILE *out = fdopen(fd[0], "r");
+    assert_non_null(out);
+    assert_non_null(fgets(ready, sizeof ready, out)); /* "serving rtsp://..." once it listens */
+    assert_non_null(strstr(ready, "serving"));
+    snprintf(cmd, sizeof cmd, "'%s' scan --json --timeout 5 rtsp://127.0.0.1:%d/cam", DP_CLI_PATH, port);
+    static char last[1 << 16];
+    int frame_lines, rc = run_live_cli(cmd, last, sizeof last, &frame_lines);
+    kill(srv, SIGTERM);
+    waitpid(srv, NULL, 0);
+    fclose(out);
+    assert_live_complete("rtsp pull from a server", last, frame_lines, rc); /* the server's end of stream ends it */
+}
+
 static void test_rtsp(void **state) {
     (void)state;
     if (!have_program("ffmpeg")) {
@@ -776,17 +842,7 @@ static void test_rtsp(void **state) {
     int sst;
     waitpid(snd, &sst, 0);
     assert_true(WIFEXITED(sst) && WEXITSTATUS(sst) == 0); /* the sender found the port and pushed it all */
-    cJSON *j = cJSON_Parse(last);
-    assert_non_null(j);
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "video"), "live")));
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "complete")));
-    int analysed = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "frames"), "analysed")->valueint;
-    fprintf(stderr, "rtsp push, whole clip: %d frames analysed\n", analysed);
-    assert_int_equal(frame_lines, analysed);
-    assert_true(analysed >= 10); /* 30 sent; a live scan may drop some when the machine is busy */
-    if (g_have_face) assert_true(cJSON_GetArraySize(cJSON_GetObjectItem(j, "tracks")) >= 1);
-    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) != 2);
-    cJSON_Delete(j);
+    assert_live_complete("rtsp push, whole clip", last, frame_lines, rc);
     /* an option nobody uses: an error naming it, no frame read */
     dp_status st;
     const char *const bogus[] = {"probesize=1000000", "no_such_option=1", NULL}; /* the first is taken */
@@ -999,7 +1055,7 @@ int main(void) {
         cmocka_unit_test(test_aggregation), cmocka_unit_test(test_basic),     cmocka_unit_test(test_every_fps_stop),
         cmocka_unit_test(test_out),         cmocka_unit_test(test_truncated), cmocka_unit_test(test_not_video),
         cmocka_unit_test(test_stdin_stops), cmocka_unit_test(test_cli),       cmocka_unit_test(test_ctx_limits),
-        cmocka_unit_test(test_network),     cmocka_unit_test(test_udp),       cmocka_unit_test(test_rtsp),       cmocka_unit_test(test_pixel_formats),
+        cmocka_unit_test(test_network),     cmocka_unit_test(test_udp),       cmocka_unit_test(test_rtsp),       cmocka_unit_test(test_rtsp_pull),       cmocka_unit_test(test_pixel_formats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
