@@ -58,6 +58,22 @@ static void dconv_c(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const fl
         }
 }
 
+static void wgrad_c(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH, int64_t OW,
+                    const float *gyT, int64_t O, float *dwp) {
+    int64_t K = C * KH * KW;
+    for (int64_t ob = 0; ob < O / 64; ob++)
+        for (int64_t k = 0; k < K; k++) {
+            int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
+            for (int64_t j = 0; j < 64; j++) {
+                float s = 0.0f;
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++)
+                        s += gyT[(oh * OW + ow) * O + ob * 64 + j] * xp[(c * Hp + 2 * oh + kh) * Wp + 2 * ow + kw];
+                dwp[(ob * K + k) * 64 + j] += s;
+            }
+        }
+}
+
 #ifdef DP_DCONV_X86
 /* A tile of RH output rows x RW output columns (RH*RW <= 14) x 32 output
  * channels: 2*RH*RW accumulators and two weight vectors, 30 of the 32 zmm
@@ -218,6 +234,62 @@ T512 static void dconv_512(const float *xp, int64_t C, int64_t Hp, int64_t Wp, c
         }
     }
 }
+/* T <= 7 taps (their pointers into xp) x 64 channels of dW, over every output
+ * position of one image. */
+T512 DC_ALWAYS void dw_tile(const int T, const float *const *xt, int64_t OH, int64_t OW, int64_t Wp, const float *g, int64_t O,
+                            float *acc) {
+    __m512 a[7][4];
+    const float *x0 = xt[0], *x1 = xt[T > 1 ? 1 : 0], *x2 = xt[T > 2 ? 2 : 0], *x3 = xt[T > 3 ? 3 : 0];
+    const float *x4 = xt[T > 4 ? 4 : 0], *x5 = xt[T > 5 ? 5 : 0], *x6 = xt[T > 6 ? 6 : 0];
+    const float *const x[7] = {x0, x1, x2, x3, x4, x5, x6};
+#pragma GCC unroll 7
+    for (int t = 0; t < 7; t++)
+        if (t < T)
+            for (int z = 0; z < 4; z++) a[t][z] = _mm512_loadu_ps(acc + t * 64 + z * 16);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *gp = g + oh * OW * O;
+        for (int64_t ow = 0, off = 2 * oh * Wp; ow < OW; ow++, off += 2, gp += O) {
+            __m512 g0 = _mm512_loadu_ps(gp), g1 = _mm512_loadu_ps(gp + 16), g2 = _mm512_loadu_ps(gp + 32),
+                   g3 = _mm512_loadu_ps(gp + 48);
+#pragma GCC unroll 7
+            for (int t = 0; t < 7; t++)
+                if (t < T) {
+                    __m512 b = _mm512_set1_ps(x[t][off]);
+                    a[t][0] = _mm512_fmadd_ps(b, g0, a[t][0]);
+                    a[t][1] = _mm512_fmadd_ps(b, g1, a[t][1]);
+                    a[t][2] = _mm512_fmadd_ps(b, g2, a[t][2]);
+                    a[t][3] = _mm512_fmadd_ps(b, g3, a[t][3]);
+                }
+        }
+    }
+#pragma GCC unroll 7
+    for (int t = 0; t < 7; t++)
+        if (t < T)
+            for (int z = 0; z < 4; z++) _mm512_storeu_ps(acc + t * 64 + z * 16, a[t][z]);
+}
+typedef void (*dw_fn)(const float *const *xt, int64_t OH, int64_t OW, int64_t Wp, const float *g, int64_t O, float *acc);
+#define DW_FN(T)                                                                                                    \
+    T512 static void dw_##T(const float *const *xt, int64_t OH, int64_t OW, int64_t Wp, const float *g, int64_t O, \
+                            float *acc) {                                                                           \
+        dw_tile(T, xt, OH, OW, Wp, g, O, acc);                                                                      \
+    }
+DW_FN(1) DW_FN(2) DW_FN(3) DW_FN(4) DW_FN(5) DW_FN(6) DW_FN(7)
+static const dw_fn dw_tab[8] = {0, dw_1, dw_2, dw_3, dw_4, dw_5, dw_6, dw_7};
+
+T512 static void wgrad_512(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH, int64_t OW,
+                           const float *gyT, int64_t O, float *dwp) {
+    int64_t K = C * KH * KW;
+    const float *xt[7];
+    for (int64_t ob = 0; ob < O / 64; ob++)
+        for (int64_t k0 = 0; k0 < K; k0 += 7) {
+            int T = K - k0 < 7 ? (int)(K - k0) : 7;
+            for (int t = 0; t < T; t++) {
+                int64_t k = k0 + t, c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
+                xt[t] = xp + (c * Hp + kh) * Wp + kw;
+            }
+            dw_tab[T](xt, OH, OW, Wp, gyT + ob * 64, O, dwp + (ob * K + k0) * 64);
+        }
+}
 #endif
 
 void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
@@ -240,4 +312,15 @@ void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const
     }
 #endif
     dconv_c(xp, C, Hp, Wp, wp, KH, KW, OH, OW, B, ob0, ob1, bias, acc, y);
+}
+
+void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH,
+                             int64_t OW, const float *gyT, int64_t O, float *dwp) {
+#ifdef DP_DCONV_X86
+    if (dp_kernel_level() == 2) {
+        wgrad_512(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp);
+        return;
+    }
+#endif
+    wgrad_c(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp);
 }

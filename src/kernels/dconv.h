@@ -43,4 +43,13 @@ void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, i
 void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                        int64_t OH, int64_t OW, int B, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y);
 
+/* The weight gradient of the same convolution, one image, 64-channel blocks
+ * (O a multiple of 64): dwp[ob][k][j] += sum over positions p = (oh, ow) of
+ * gyT[p][ob*64 + j] * xp[c][2*oh + kh][2*ow + kw], k = (c*KH + kh)*KW + kw;
+ * gyT is the output gradient transposed, [OH*OW][O]. Tiles of 7 k x 64
+ * channels: per position 4 loads of gyT and 7 broadcasts for 28 FMAs, no
+ * im2col. dwp as dp_dconv_pack_w's layout with B = 64. */
+void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH,
+                             int64_t OW, const float *gyT, int64_t O, float *dwp);
+
 #endif

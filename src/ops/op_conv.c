@@ -487,6 +487,8 @@ static int dconv_geom(const geom *G) {
            G->pt >= 0 && G->pl >= 0;
 }
 static int dconv_use(const geom *G) { return dconv_geom(G) && dp_dconv_available(); }
+/* Its weight gradient (dp_dconv_s2_wgrad_image): 64-channel tiles only. */
+static int dwgrad_geom(const geom *G) { return dconv_geom(G) && G->O % 64 == 0; }
 /* The zero-padded image: every tap of every output position inside it. */
 static void dconv_dims(const geom *G, int64_t *Hp, int64_t *Wp) {
     *Hp = 2 * (G->OH - 1) + G->KH;
@@ -520,6 +522,7 @@ static int64_t thread_scratch(const geom *G, int T) {
         if (f > s) s = f;
     }
     if (dconv_geom(G) && dconv_pad_floats(G) > s) s = dconv_pad_floats(G);
+    if (dwgrad_geom(G) && dconv_pad_floats(G) + ALIGN16(G->P * G->O) > s) s = dconv_pad_floats(G) + ALIGN16(G->P * G->O);
     return s;
 }
 
@@ -1057,6 +1060,51 @@ static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const 
     }
 }
 
+/* The direct weight gradient: each part takes whole images into its own
+ * packed block (part 0 the packed-weight slot, the others the gradient
+ * blocks), zeroed first; the blocks are then added into dW in part order. */
+typedef struct dwjob {
+    const geom *G;
+    const float *cols, *img;
+    float *ws, *blk0, *partials;
+    int64_t scratch, pw, Hp, Wp;
+    int used[256];
+} dwjob;
+
+static void dwgrad_part(void *arg, int64_t b, int64_t e, int tid) {
+    dwjob *J = arg;
+    const geom *G = J->G;
+    float *xp = J->ws + tid * J->scratch, *gyT = xp + dconv_pad_floats(G);
+    float *blk = tid == 0 ? J->blk0 : J->partials + (tid - 1) * J->pw;
+    memset(blk, 0, sizeof(float) * (size_t)(G->O * G->CKK));
+    J->used[tid] = 1;
+    for (int64_t n = b; n < e; n++) {
+        dp_dconv_pad(J->img + n * G->C * G->HW, G->C, G->H, G->W, G->pt, G->pl, J->Hp, J->Wp, n > b, xp);
+        const float *gy = J->cols + n * G->O * G->P;
+        for (int64_t o = 0; o < G->O; o++)
+            for (int64_t p = 0; p < G->P; p++) gyT[p * G->O + o] = gy[o * G->P + p];
+        dp_dconv_s2_wgrad_image(xp, G->C, J->Hp, J->Wp, G->KH, G->KW, G->OH, G->OW, gyT, G->O, blk);
+    }
+}
+
+static void run_dwgrad(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw) {
+    dwjob J;
+    memset(&J, 0, sizeof J);
+    J.G = G, J.cols = cols, J.img = img, J.ws = rt->ws, J.scratch = rt->S, J.pw = rt->pw;
+    J.blk0 = rt->wpk;
+    J.partials = rt->ws + rt->T * rt->S;
+    dconv_dims(G, &J.Hp, &J.Wp);
+    int parts = wgrad_parts(rt->T, rt->pw);
+    dp_parallel_for_n(rt->g->ctx, G->N, parts, dwgrad_part, &J);
+    for (int t = 0; t < parts && t < 256; t++) /* fixed order: deterministic */
+        if (J.used[t]) {
+            const float *blk = t == 0 ? J.blk0 : J.partials + (t - 1) * J.pw;
+            for (int64_t ob = 0; ob < G->O / 64; ob++)
+                for (int64_t j = 0; j < 64; j++)
+                    for (int64_t k = 0; k < G->CKK; k++) dw[(ob * 64 + j) * G->CKK + k] += blk[(ob * G->CKK + k) * 64 + j];
+        }
+}
+
 /* dW += cols x im2col(img)^T. Returns 1 if it also added the cols-side bias
  * gradient into db (db may be NULL: not asked). */
 static int run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw, float *db) {
@@ -1065,6 +1113,10 @@ static int run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const 
         for (int64_t grp = 0; grp < G->groups; grp++)
             dp_sgemm(ctx, 1, 0, G->Og, G->CKK, G->N, 1.0f, cols + grp * G->Og, G->O, img + grp * G->CKK, G->C * G->HW, 1.0f,
                      dw + grp * G->Og * G->CKK, G->CKK);
+        return 0;
+    }
+    if (dwgrad_geom(G) && dp_dconv_available()) {
+        run_dwgrad(rt, G, cols, img, dw);
         return 0;
     }
     cjob J;
