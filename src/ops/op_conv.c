@@ -487,7 +487,11 @@ static int dconv_geom(const geom *G) {
            G->pt >= 0 && G->pl >= 0;
 }
 static int dconv_use(const geom *G) { return dconv_geom(G) && dp_dconv_available(); }
-/* Its weight gradient (dp_dconv_s2_wgrad_image): 64-channel tiles only. */
+/* Its weight gradient (dp_dconv_s2_wgrad_image): 64-channel tiles only. Tried
+ * wider (any 4-16-wide output, K up to 4096; 1 thread against b160b56):
+ * DCGAN-64 D.5 0.96, D.8 0.81, G.3 0.58, G.6 1.04 — with few positions per
+ * image (16 at 4x4) loading and storing the tile's 28 accumulators per image
+ * costs more than the im2col it saves. */
 static int dwgrad_geom(const geom *G) { return dconv_geom(G) && G->O % 64 == 0; }
 /* The zero-padded image: every tap of every output position inside it. */
 static void dconv_dims(const geom *G, int64_t *Hp, int64_t *Wp) {
