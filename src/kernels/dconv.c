@@ -190,19 +190,24 @@ T512 static void dc_store(const float *buf, int B, int n, float *y, int64_t P, c
     }
 }
 
-/* Rows up to 16 wide (DCGAN's): one zero store and one masked copy per row
- * instead of two memsets and a memcpy call. */
+/* Masked vector stores and copies, 16 floats at a time, instead of memsets
+ * and a memcpy call per row (DCGAN-28's rows are 16 wide: one of each). */
 T512 static void pad_512(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
                          int borders_zero, float *xp) {
     int64_t n = W < Wp - pl ? W : Wp - pl; /* image values per padded row */
-    const __mmask16 zm = (__mmask16)((1u << Wp) - 1u), cm = (__mmask16)((1u << (n > 0 ? n : 0)) - 1u);
     for (int64_t c = 0; c < C; c++)
         for (int64_t i = 0; i < Hp; i++) {
             float *d = xp + (c * Hp + i) * Wp;
             int64_t ih = i - pt;
-            int inside = ih >= 0 && ih < H && n > 0;
-            if (!borders_zero) _mm512_mask_storeu_ps(d, zm, _mm512_setzero_ps());
-            if (inside) _mm512_mask_storeu_ps(d + pl, cm, _mm512_maskz_loadu_ps(cm, x + (c * H + ih) * W));
+            if (!borders_zero)
+                for (int64_t j = 0; j < Wp; j += 16)
+                    _mm512_mask_storeu_ps(d + j, (__mmask16)(Wp - j >= 16 ? 0xffffu : (1u << (Wp - j)) - 1u), _mm512_setzero_ps());
+            if (ih < 0 || ih >= H) continue;
+            const float *xr = x + (c * H + ih) * W;
+            for (int64_t j = 0; j < n; j += 16) {
+                __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffffu : (1u << (n - j)) - 1u);
+                _mm512_mask_storeu_ps(d + pl + j, m, _mm512_maskz_loadu_ps(m, xr + j));
+            }
         }
 }
 
@@ -295,7 +300,7 @@ T512 static void wgrad_512(const float *xp, int64_t C, int64_t Hp, int64_t Wp, i
 void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
                   int borders_zero, float *xp) {
 #ifdef DP_DCONV_X86
-    if (dp_kernel_level() == 2 && Wp <= 16) {
+    if (dp_kernel_level() == 2) {
         pad_512(x, C, H, W, pt, pl, Hp, Wp, borders_zero, xp);
         return;
     }
