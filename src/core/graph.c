@@ -320,8 +320,8 @@ static void fusion_pass(dp_graph *g) {
         p->fuse_in = r->in[0];
         r->fused_into = bn->fused_into = p;
         dp_node *cv = r->in[0];
-        if (cv->op == DP_OP_CONV2D && SOLE_USE(cv, r) && dp_maxpool_fast(p) && p->ip[0] == p->ip[1] &&
-            dp_conv_pool_ok(g, cv, p->ip[0])) {
+        if (cv->op == DP_OP_CONV2D && SOLE_USE(cv, r) && dp_maxpool_fast(p) && /* square kernel = stride, no padding */
+            dp_conv_pool_ok(g, cv, p->ip[0] /* the pool's kernel side */)) {
             p->fuse = DP_FUSE_CONV_RELU_BN_POOL; /* fuse_in: the conv, whose inputs the pool now reads */
             cv->fused_into = p;
         }

@@ -1,6 +1,7 @@
 /* Direct convolution with the output channels in the vector lanes, for
  * stride-2 layers on small images with many channels (DCGAN's 4x4 stride-2
- * convolutions and the input gradients of its transposed convolutions).
+ * convolutions and the input gradients of its transposed convolutions), and
+ * the weight gradient of the same geometries.
  *
  * im2col + GEMM spends a fifth of such a layer gathering the im2col panels
  * (7- or 8-wide output rows: no contiguous run to copy) and packing A. Here
@@ -37,7 +38,7 @@ void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, i
 /* One image, output channel blocks [ob0, ob1) of B:
  *   y[o][oh][ow] = (acc ? y[o][oh][ow] : 0) + (bias ? bias[o] : 0)
  *                  + sum_{c,kh,kw} w[o][c][kh][kw] * xp[c][2*oh + kh][2*ow + kw]
- * for oh < OH, ow < OW (OW <= 16... any OW works, rows are cut into tiles),
+ * for oh < OH, ow < OW (any OW: rows are cut into tiles of at most 14 or 6),
  * xp a padded image [C][Hp][Wp] with Hp >= 2*(OH-1) + KH, Wp >= 2*(OW-1) + KW,
  * wp from dp_dconv_pack_w. y is [O][OH][OW]. */
 void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,

@@ -26,7 +26,8 @@
  *    reduction (DCGAN's 4x4 stride-2 convs, its transposed convs' dx) runs
  *    the direct kernel of kernels/dconv.h on a zero-padded copy of each
  *    image when AVX-512 is in use: no im2col gathers, no packing of W per
- *    chunk (measured: the gathers were 15 % of such a layer).
+ *    chunk (measured: the gathers were 15 % of such a layer); so does their
+ *    weight gradient when O is a multiple of 64 (dwgrad_geom).
  * Work is split over chunks (or images, for scatters, whose writes overlap)
  * with dp_parallel_for and single-threaded GEMMs; weight gradients go to one
  * block per thread, summed in a fixed order. All scratch is the graph's
@@ -969,7 +970,7 @@ void dp_conv_pool_fwd(dp_graph *g, const dp_node *conv, int k, const float *rba,
     dp_parallel_for(g->ctx, G.N * P.J.bd.nrb, pool_part, &P);
 }
 
-/* The direct kernel: items are (image, 32-channel block) pairs; a thread pads
+/* The direct kernel: items are (image, B-channel block) pairs; a thread pads
  * each image once for the blocks of it that it owns. */
 typedef struct dcjob {
     const geom *G;
