@@ -3,19 +3,26 @@
 
 #include "kernels/gemm.h"
 
+#include <string.h>
+
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
 #define DP_DCONV_X86 1
 #include <immintrin.h>
 #define T512 __attribute__((target("avx512f,fma")))
+#define T256 __attribute__((target("avx2,fma")))
 #endif
 
 int dp_dconv_available(void) {
 #ifdef DP_DCONV_X86
-    return dp_kernel_level() == 2;
+    return dp_kernel_level() >= 1;
 #else
     return 0;
 #endif
 }
+
+int dp_dconv_run_block(int64_t O, int64_t OW) { return dp_kernel_level() == 2 ? dp_dconv_block(O, OW) : 16; }
+
+int dp_dconv_wgrad_block(void) { return dp_kernel_level() == 2 ? 64 : 16; }
 
 /* 64 where O allows and the row cuts into pieces of 4 or more: 7 wide one
  * piece, 11-18 wide pieces of up to 6 (DCGAN-64's 16-wide layers: 1.03-1.15
@@ -28,13 +35,25 @@ void dp_dconv_pack_w(const float *w, int64_t O, int64_t K, int B, float *wp) {
             for (int64_t j = 0; j < B; j++) wp[(ob * K + k) * B + j] = w[(ob * B + j) * K + k];
 }
 
-static void pad_c(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp, float *xp) {
+/* Whole rows: zero borders (unless already zero), one copy of the image's values. */
+static void pad_c(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
+                  int borders_zero, float *xp) {
+    int64_t n = W < Wp - pl ? W : Wp - pl; /* image values per padded row */
     for (int64_t c = 0; c < C; c++)
-        for (int64_t i = 0; i < Hp; i++)
-            for (int64_t j = 0; j < Wp; j++) {
-                int64_t ih = i - pt, iw = j - pl;
-                xp[(c * Hp + i) * Wp + j] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[(c * H + ih) * W + iw] : 0.0f;
+        for (int64_t i = 0; i < Hp; i++) {
+            float *d = xp + (c * Hp + i) * Wp;
+            int64_t ih = i - pt;
+            int inside = ih >= 0 && ih < H && n > 0;
+            if (!borders_zero || !inside) {
+                if (!inside) {
+                    if (!borders_zero) memset(d, 0, sizeof(float) * (size_t)Wp);
+                    continue;
+                }
+                memset(d, 0, sizeof(float) * (size_t)pl);
+                memset(d + pl + n, 0, sizeof(float) * (size_t)(Wp - pl - n));
             }
+            memcpy(d + pl, x + (c * H + ih) * W, sizeof(float) * (size_t)n);
+        }
 }
 
 /* The definition, for other CPUs (the convolution does not pick this path
@@ -59,17 +78,17 @@ static void dconv_c(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const fl
 }
 
 static void wgrad_c(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH, int64_t OW,
-                    const float *gyT, int64_t O, float *dwp) {
+                    const float *gyT, int64_t O, float *dwp, int B) {
     int64_t K = C * KH * KW;
-    for (int64_t ob = 0; ob < O / 64; ob++)
+    for (int64_t ob = 0; ob < O / B; ob++)
         for (int64_t k = 0; k < K; k++) {
             int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
-            for (int64_t j = 0; j < 64; j++) {
+            for (int64_t j = 0; j < B; j++) {
                 float s = 0.0f;
                 for (int64_t oh = 0; oh < OH; oh++)
                     for (int64_t ow = 0; ow < OW; ow++)
-                        s += gyT[(oh * OW + ow) * O + ob * 64 + j] * xp[(c * Hp + 2 * oh + kh) * Wp + 2 * ow + kw];
-                dwp[(ob * K + k) * 64 + j] += s;
+                        s += gyT[(oh * OW + ow) * O + ob * B + j] * xp[(c * Hp + 2 * oh + kh) * Wp + 2 * ow + kw];
+                dwp[(ob * K + k) * B + j] += s;
             }
         }
 }
@@ -281,20 +300,127 @@ typedef void (*dw_fn)(const float *const *xt, int64_t OH, int64_t OW, int64_t Wp
 DW_FN(1) DW_FN(2) DW_FN(3) DW_FN(4) DW_FN(5) DW_FN(6) DW_FN(7)
 static const dw_fn dw_tab[8] = {0, dw_1, dw_2, dw_3, dw_4, dw_5, dw_6, dw_7};
 
-T512 static void wgrad_512(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH, int64_t OW,
-                           const float *gyT, int64_t O, float *dwp) {
+/* Tiles of up to tmax taps x B channels over the whole reduction, through tab[T]. */
+static void wgrad_tiles(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH, int64_t OW,
+                        const float *gyT, int64_t O, float *dwp, int B, int tmax, const dw_fn *tab) {
     int64_t K = C * KH * KW;
     const float *xt[7];
-    for (int64_t ob = 0; ob < O / 64; ob++)
-        for (int64_t k0 = 0; k0 < K; k0 += 7) {
-            int T = K - k0 < 7 ? (int)(K - k0) : 7;
+    for (int64_t ob = 0; ob < O / B; ob++)
+        for (int64_t k0 = 0; k0 < K; k0 += tmax) {
+            int T = K - k0 < tmax ? (int)(K - k0) : tmax;
             for (int t = 0; t < T; t++) {
                 int64_t k = k0 + t, c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
                 xt[t] = xp + (c * Hp + kh) * Wp + kw;
             }
-            dw_tab[T](xt, OH, OW, Wp, gyT + ob * 64, O, dwp + (ob * K + k0) * 64);
+            tab[T](xt, OH, OW, Wp, gyT + ob * B, O, dwp + (ob * K + k0) * B);
         }
 }
+
+/* ------------------------------------------------------------ AVX2: 16-channel blocks */
+/* A tile of N <= 6 consecutive output positions (row-major over the image, so
+ * a tile may wrap to the next row) x 16 output channels: 12 accumulators, two
+ * weight vectors and a broadcast, 15 of the 16 ymm registers; per step 8
+ * loads for 12 FMAs, as the GEMM's 6 x 16 micro-kernel but without the im2col
+ * gathers and the packing. off[r]: position r's first tap, relative to x.
+ * KW4: the kernel is 4 wide (DCGAN), its taps unrolled. buf[r*16 + j]. */
+/* a += b * (w0, w1): one position's (or tap's) two vectors of 16 channels */
+T256 DC_ALWAYS void fma2(__m256 a[2], __m256 b, __m256 w0, __m256 w1) {
+    a[0] = _mm256_fmadd_ps(b, w0, a[0]);
+    a[1] = _mm256_fmadd_ps(b, w1, a[1]);
+}
+/* the first N rows of 16 accumulated channels to dst[r*16 ..] */
+T256 DC_ALWAYS void store_acc2(const int N, __m256 a[6][2], float *dst) {
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; r++)
+        if (r < N) {
+            _mm256_storeu_ps(dst + r * 16, a[r][0]);
+            _mm256_storeu_ps(dst + r * 16 + 8, a[r][1]);
+        }
+}
+
+T256 DC_ALWAYS void dc2_tile(const int N, const int KW4, const float *x, const int64_t *off, int64_t C, int64_t cs,
+                             int64_t KH, int64_t KW, int64_t Wp, const float *wp, float *buf) {
+    __m256 a[6][2];
+    int64_t o[6];
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; r++)
+        if (r < N) o[r] = off[r], a[r][0] = a[r][1] = _mm256_setzero_ps();
+    const int64_t kwn = KW4 ? 4 : KW;
+    for (int64_t c = 0; c < C; c++, x += cs)
+        for (int64_t kh = 0; kh < KH; kh++) {
+            const float *xr = x + kh * Wp;
+#pragma GCC unroll 4
+            for (int64_t kw = 0; kw < kwn; kw++, wp += 16) {
+                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+#pragma GCC unroll 6
+                for (int r = 0; r < 6; r++)
+                    if (r < N) fma2(a[r], _mm256_broadcast_ss(xr + o[r] + kw), w0, w1);
+            }
+        }
+    store_acc2(N, a, buf);
+}
+typedef void (*dc2_fn)(const float *x, const int64_t *off, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp,
+                       const float *wp, float *buf);
+#define DC2_FN(N, K4)                                                                                                   \
+    T256 static void dc2_##N##_##K4(const float *x, const int64_t *off, int64_t C, int64_t cs, int64_t KH, int64_t KW, \
+                                    int64_t Wp, const float *wp, float *buf) {                                          \
+        dc2_tile(N, K4, x, off, C, cs, KH, KW, Wp, wp, buf);                                                            \
+    }
+DC2_FN(1, 0) DC2_FN(2, 0) DC2_FN(3, 0) DC2_FN(4, 0) DC2_FN(5, 0) DC2_FN(6, 0)
+DC2_FN(1, 1) DC2_FN(2, 1) DC2_FN(3, 1) DC2_FN(4, 1) DC2_FN(5, 1) DC2_FN(6, 1)
+/* dc2_tab[KW == 4][N] */
+static const dc2_fn dc2_tab[2][7] = {{0, dc2_1_0, dc2_2_0, dc2_3_0, dc2_4_0, dc2_5_0, dc2_6_0},
+                                     {0, dc2_1_1, dc2_2_1, dc2_3_1, dc2_4_1, dc2_5_1, dc2_6_1}};
+
+T256 static void dconv_256(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                           int64_t OH, int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
+    int64_t K = C * KH * KW, P = OH * OW, cs = Hp * Wp;
+    int64_t tiles = (P + 5) / 6; /* as equal as possible */
+    float buf[6 * 16] __attribute__((aligned(32)));
+    int64_t off[6];
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t p0 = t * P / tiles, p1 = (t + 1) * P / tiles;
+        int n = (int)(p1 - p0);
+        for (int r = 0; r < n; r++) off[r] = 2 * ((p0 + r) / OW) * Wp + 2 * ((p0 + r) % OW);
+        for (int64_t ob = ob0; ob < ob1; ob++) {
+            dc2_tab[KW == 4][n](xp, off, C, cs, KH, KW, Wp, wp + ob * K * 16, buf);
+            float *yb = y + ob * 16 * P + p0;
+            for (int j = 0; j < 16; j++, yb += P) {
+                float b = bias ? bias[ob * 16 + j] : 0.0f;
+                for (int r = 0; r < n; r++) yb[r] = (acc ? yb[r] : 0.0f) + buf[r * 16 + j] + b;
+            }
+        }
+    }
+}
+
+/* T <= 6 taps x 16 channels of dW over every output position of one image:
+ * per position 2 loads of gyT and T broadcasts for 2T FMAs. */
+T256 DC_ALWAYS void dw2_tile(const int T, const float *const *xt, int64_t OH, int64_t OW, int64_t Wp, const float *g, int64_t O,
+                             float *acc) {
+    __m256 a[6][2];
+    const float *x[6];
+#pragma GCC unroll 6
+    for (int t = 0; t < 6; t++)
+        if (t < T) x[t] = xt[t], a[t][0] = _mm256_loadu_ps(acc + t * 16), a[t][1] = _mm256_loadu_ps(acc + t * 16 + 8);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *gp = g + oh * OW * O;
+        for (int64_t ow = 0, off = 2 * oh * Wp; ow < OW; ow++, off += 2, gp += O) {
+            __m256 g0 = _mm256_loadu_ps(gp), g1 = _mm256_loadu_ps(gp + 8);
+#pragma GCC unroll 6
+            for (int t = 0; t < 6; t++)
+                if (t < T) fma2(a[t], _mm256_broadcast_ss(x[t] + off), g0, g1);
+        }
+    }
+    store_acc2(T, a, acc);
+}
+#define DW2_FN(T)                                                                                                   \
+    T256 static void dw2_##T(const float *const *xt, int64_t OH, int64_t OW, int64_t Wp, const float *g, int64_t O, \
+                             float *acc) {                                                                          \
+        dw2_tile(T, xt, OH, OW, Wp, g, O, acc);                                                                     \
+    }
+DW2_FN(1) DW2_FN(2) DW2_FN(3) DW2_FN(4) DW2_FN(5) DW2_FN(6)
+static const dw_fn dw2_tab[7] = {0, dw2_1, dw2_2, dw2_3, dw2_4, dw2_5, dw2_6};
+
 #endif
 
 void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
@@ -305,7 +431,7 @@ void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, i
         return;
     }
 #endif
-    pad_c(x, C, H, W, pt, pl, Hp, Wp, xp);
+    pad_c(x, C, H, W, pt, pl, Hp, Wp, borders_zero, xp);
 }
 
 void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
@@ -313,6 +439,10 @@ void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const
 #ifdef DP_DCONV_X86
     if (dp_kernel_level() == 2) {
         dconv_512(xp, C, Hp, Wp, wp, KH, KW, OH, OW, B, ob0, ob1, bias, acc, y);
+        return;
+    }
+    if (dp_kernel_level() == 1 && B == 16) {
+        dconv_256(xp, C, Hp, Wp, wp, KH, KW, OH, OW, ob0, ob1, bias, acc, y);
         return;
     }
 #endif
@@ -323,9 +453,13 @@ void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp,
                              int64_t OW, const float *gyT, int64_t O, float *dwp) {
 #ifdef DP_DCONV_X86
     if (dp_kernel_level() == 2) {
-        wgrad_512(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp);
+        wgrad_tiles(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp, 64, 7, dw_tab);
+        return;
+    }
+    if (dp_kernel_level() == 1) {
+        wgrad_tiles(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp, 16, 6, dw2_tab);
         return;
     }
 #endif
-    wgrad_c(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp);
+    wgrad_c(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp, dp_dconv_wgrad_block());
 }

@@ -11,21 +11,31 @@
  * vectors) and broadcasts one input value per position straight from a
  * zero-padded copy of the image. The arithmetic of the GEMM's micro-kernel
  * without the gathers; the 64-wide tile also needs 11 loads per 28 FMAs
- * instead of 16. AVX-512 only; the caller keeps im2col + GEMM elsewhere. Not
- * installed. */
+ * instead of 16. With AVX2 (no AVX-512) the blocks are 16 channels and a
+ * tile is up to 6 consecutive output positions (it may wrap to the next row):
+ * 8 loads per 12 FMAs, as the GEMM's 6 x 16 micro-kernel, without the
+ * gathers. Portable builds keep im2col + GEMM (the C versions here are the
+ * definitions). Not installed. */
 #ifndef DP_KERNELS_DCONV_H
 #define DP_KERNELS_DCONV_H
 
 #include <stdint.h>
 
-/* 1 when the AVX-512 kernels are the selected level (dp_kernel_level() == 2). */
+/* 1 when vector kernels are selected: AVX-512 or AVX2 (dp_kernel_level() >= 1). */
 int dp_dconv_available(void);
 
-/* The output-channel block for O output channels (a multiple of 32) and
- * outputs OW wide: 64 (tiles of one row x 64 channels) or 32. */
+/* The AVX-512 output-channel block for O output channels (a multiple of 32)
+ * and outputs OW wide: 64 (tiles of one row x 64 channels) or 32. The same on
+ * every CPU: callers size their geometry rules with it. */
 int dp_dconv_block(int64_t O, int64_t OW);
 
-/* w[O][K] (K = C*KH*KW) as wp[O/B][K][B], B = dp_dconv_block's. */
+/* The block the selected kernels use: dp_dconv_block's with AVX-512, else 16. */
+int dp_dconv_run_block(int64_t O, int64_t OW);
+
+/* The weight gradient's block (dp_dconv_s2_wgrad_image): 64 with AVX-512, else 16. */
+int dp_dconv_wgrad_block(void);
+
+/* w[O][K] (K = C*KH*KW) as wp[O/B][K][B], B = dp_dconv_run_block's. */
 void dp_dconv_pack_w(const float *w, int64_t O, int64_t K, int B, float *wp);
 
 /* The zero-padded copy the kernel reads: xp[c][i][j] = x[c][i - pt][j - pl]
@@ -44,12 +54,13 @@ void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, i
 void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                        int64_t OH, int64_t OW, int B, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y);
 
-/* The weight gradient of the same convolution, one image, 64-channel blocks
- * (O a multiple of 64): dwp[ob][k][j] += sum over positions p = (oh, ow) of
- * gyT[p][ob*64 + j] * xp[c][2*oh + kh][2*ow + kw], k = (c*KH + kh)*KW + kw;
- * gyT is the output gradient transposed, [OH*OW][O]. Tiles of 7 k x 64
- * channels: per position 4 loads of gyT and 7 broadcasts for 28 FMAs, no
- * im2col. dwp as dp_dconv_pack_w's layout with B = 64. */
+/* The weight gradient of the same convolution, one image, B-channel blocks
+ * (B = dp_dconv_wgrad_block(), O a multiple of 64): dwp[ob][k][j] += sum over
+ * positions p = (oh, ow) of gyT[p][ob*B + j] * xp[c][2*oh + kh][2*ow + kw],
+ * k = (c*KH + kh)*KW + kw; gyT is the output gradient transposed, [OH*OW][O].
+ * AVX-512 tiles of 7 k x 64 channels: per position 4 loads of gyT and 7
+ * broadcasts for 28 FMAs (AVX2: 6 k x 16, 2 loads and 6 broadcasts for 12),
+ * no im2col. dwp as dp_dconv_pack_w's layout with that B. */
 void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH,
                              int64_t OW, const float *gyT, int64_t O, float *dwp);
 

@@ -25,7 +25,7 @@
  *  - but the gather of a stride-2 geometry with small outputs and a long
  *    reduction (DCGAN's 4x4 stride-2 convs, its transposed convs' dx) runs
  *    the direct kernel of kernels/dconv.h on a zero-padded copy of each
- *    image when AVX-512 is in use: no im2col gathers, no packing of W per
+ *    image when AVX-512 or AVX2 is in use: no im2col gathers, no packing of W per
  *    chunk (measured: the gathers were 15 % of such a layer); so does their
  *    weight gradient when O is a multiple of 64 (dwgrad_geom).
  * Work is split over chunks (or images, for scatters, whose writes overlap)
@@ -996,7 +996,7 @@ static void dconv_part(void *arg, int64_t b, int64_t e, int tid) {
 
 static void run_dconv(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
                       int acc) {
-    int B = dp_dconv_block(G->O, G->OW);
+    int B = dp_dconv_run_block(G->O, G->OW);
     dcjob J = {G, rt->wpk, img, bias, out, rt->ws, rt->S, 0, 0, G->O / B, acc, B};
     dconv_dims(G, &J.Hp, &J.Wp);
     dp_dconv_pack_w(w, G->O, G->CKK, B, rt->wpk);
@@ -1099,14 +1099,14 @@ static void run_dwgrad(const conv_rt *rt, const geom *G, const float *cols, cons
     J.blk0 = rt->wpk;
     J.partials = rt->ws + rt->T * rt->S;
     dconv_dims(G, &J.Hp, &J.Wp);
-    int parts = wgrad_parts(rt->T, rt->pw);
+    int parts = wgrad_parts(rt->T, rt->pw), B = dp_dconv_wgrad_block();
     dp_parallel_for_n(rt->g->ctx, G->N, parts, dwgrad_part, &J);
     for (int t = 0; t < parts && t < 256; t++) /* fixed order: deterministic */
         if (J.used[t]) {
             const float *blk = t == 0 ? J.blk0 : J.partials + (t - 1) * J.pw;
-            for (int64_t ob = 0; ob < G->O / 64; ob++)
-                for (int64_t j = 0; j < 64; j++)
-                    for (int64_t k = 0; k < G->CKK; k++) dw[(ob * 64 + j) * G->CKK + k] += blk[(ob * G->CKK + k) * 64 + j];
+            for (int64_t ob = 0; ob < G->O / B; ob++)
+                for (int64_t j = 0; j < B; j++)
+                    for (int64_t k = 0; k < G->CKK; k++) dw[(ob * B + j) * G->CKK + k] += blk[(ob * G->CKK + k) * B + j];
         }
 }
 
