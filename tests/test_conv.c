@@ -212,13 +212,16 @@ static const cfg configs[] = {
     {"conv K cut into slices", 0, 32, 32, 8, 8, 4, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv pieces k4 s2 p1 (whole-row pieces, stride-2 col2im)", 0, 2, 8, 90, 90, 3, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv batch-folded panels (DCGAN-28 D)", 0, 45, 8, 14, 14, 16, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
-    /* the direct stride-2 kernel (kernels/dconv.h: 32- or 64-channel blocks, outputs 7-16 wide, K 256-1024 or -2048) */
+    /* the direct stride-2 kernel (kernels/dconv.h; AVX-512: 32- or 64-channel blocks, outputs 7-16 wide, K 256-1024 or -2048) */
     {"conv direct k4 s2 p1 7-wide (DCGAN-28 D.2)", 0, 3, 16, 14, 14, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv direct k3 s2 16-wide (two pieces a row)", 0, 2, 32, 32, 32, 32, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"conv direct 64-channel tiles, K 1152", 0, 2, 72, 14, 13, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv direct 64-channel tiles, 13 wide (pieces 5+4+4)", 0, 2, 16, 9, 26, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv direct k4 s2 p0 11-wide, one image", 0, 1, 20, 24, 24, 32, 4, 4, {.stride_h = 2, .stride_w = 2}, 1},
     {"conv direct k4 s2 same 9-wide", 0, 2, 16, 17, 17, 32, 4, 4, {.stride_h = 2, .stride_w = 2, .same = 1}, 1},
+    /* AVX2's rule (16-channel blocks, tiles wrapping rows): K to 4096, O a multiple of 16 */
+    {"conv direct AVX2 8-wide K 2048 (DCGAN-64 D.5)", 0, 2, 128, 16, 16, 32, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"conv direct AVX2 48 channels, weight gradient", 0, 2, 16, 14, 14, 48, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv basic", 1, 2, 3, 4, 4, 2, 3, 3, {0}, 1},
     {"tconv s2 p1 outpad 1", 1, 2, 4, 5, 5, 3, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .output_pad_h = 1, .output_pad_w = 1}, 0},
     {"tconv groups 2 s2 outpad", 1, 2, 4, 4, 5, 6, 3, 3, {.groups = 2, .stride_h = 2, .stride_w = 2, .output_pad_h = 1}, 1},

@@ -12,14 +12,6 @@
 #define T256 __attribute__((target("avx2,fma")))
 #endif
 
-int dp_dconv_available(void) {
-#ifdef DP_DCONV_X86
-    return dp_kernel_level() >= 1;
-#else
-    return 0;
-#endif
-}
-
 int dp_dconv_run_block(int64_t O, int64_t OW) { return dp_kernel_level() == 2 ? dp_dconv_block(O, OW) : 16; }
 
 int dp_dconv_wgrad_block(void) { return dp_kernel_level() == 2 ? 64 : 16; }

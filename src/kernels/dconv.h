@@ -21,9 +21,6 @@
 
 #include <stdint.h>
 
-/* 1 when vector kernels are selected: AVX-512 or AVX2 (dp_kernel_level() >= 1). */
-int dp_dconv_available(void);
-
 /* The AVX-512 output-channel block for O output channels (a multiple of 32)
  * and outputs OW wide: 64 (tiles of one row x 64 channels) or 32. The same on
  * every CPU: callers size their geometry rules with it. */

@@ -482,18 +482,39 @@ static int implicit_scatter_ok(const geom *G) {
  * K = 2048, 8 wide, 32-channel tiles: 0.92-0.97). The workspace is
  * sized from this alone; whether it runs also depends on the CPU
  * (dconv_use), which may change between compiling and running a graph. */
-static int dconv_geom(const geom *G) {
+static int dconv_geom512(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->sh == 2 && G->sw == 2 && G->dh == 1 && G->dw == 1 && G->O % 32 == 0 &&
            G->OW >= 7 && G->OW <= 16 && G->CKK >= 256 && G->CKK <= (dp_dconv_block(G->O, G->OW) == 64 ? 2048 : 1024) &&
            G->pt >= 0 && G->pl >= 0;
 }
-static int dconv_use(const geom *G) { return dconv_geom(G) && dp_dconv_available(); }
-/* Its weight gradient (dp_dconv_s2_wgrad_image): 64-channel tiles only. Tried
- * wider (any 4-16-wide output, K up to 4096; 1 thread against b160b56):
- * DCGAN-64 D.5 0.96, D.8 0.81, G.3 0.58, G.6 1.04 — with few positions per
- * image (16 at 4x4) loading and storing the tile's 28 accumulators per image
- * costs more than the im2col it saves. */
-static int dwgrad_geom(const geom *G) { return dconv_geom(G) && G->O % 64 == 0; }
+/* The AVX2 kernel (16-channel blocks, tiles of 6 consecutive positions that
+ * may wrap rows): outputs 7 to 16 wide, a reduction of 256 to 4096. Measured
+ * against im2col + GEMM on a Zen 3, 1 thread: DCGAN-64 D.5 (8 wide, K = 2048)
+ * 1.22, G.6's dx 1.12; 4 wide (D.8, K = 4096) only 1.03, so not taken. */
+static int dconv_geom256(const geom *G) {
+    return G->groups == 1 && !G->depthwise && G->sh == 2 && G->sw == 2 && G->dh == 1 && G->dw == 1 && G->O % 16 == 0 &&
+           G->OW >= 7 && G->OW <= 16 && G->CKK >= 256 && G->CKK <= 4096 && G->pt >= 0 && G->pl >= 0;
+}
+/* Sizes the workspace: either CPU's rule. */
+static int dconv_geom(const geom *G) { return dconv_geom512(G) || dconv_geom256(G); }
+static int dconv_use(const geom *G) {
+    int l = dp_kernel_level();
+    return l == 2 ? dconv_geom512(G) : l == 1 && dconv_geom256(G);
+}
+/* Its weight gradient (dp_dconv_s2_wgrad_image): with AVX-512 64-channel
+ * tiles only. Tried wider (any 4-16-wide output, K up to 4096; 1 thread
+ * against b160b56): DCGAN-64 D.5 0.96, D.8 0.81, G.3 0.58, G.6 1.04 — with
+ * few positions per image (16 at 4x4) loading and storing the tile's 28
+ * accumulators per image costs more than the im2col it saves. */
+static int dwgrad512(const geom *G) { return dconv_geom512(G) && G->O % 64 == 0; }
+/* AVX2: K up to 1024 (DCGAN-28 and -64's D.2: 1.12); 8 wide with K = 2048
+ * (DCGAN-64 D.5) was 0.98, 4 wide (D.8, G.3) 0.77. */
+static int dwgrad256(const geom *G) { return dconv_geom256(G) && G->CKK <= 1024; }
+static int dwgrad_geom(const geom *G) { return dwgrad512(G) || dwgrad256(G); }
+static int dwgrad_use(const geom *G) {
+    int l = dp_kernel_level();
+    return l == 2 ? dwgrad512(G) : l == 1 && dwgrad256(G);
+}
 /* The zero-padded image: every tap of every output position inside it. */
 static void dconv_dims(const geom *G, int64_t *Hp, int64_t *Wp) {
     *Hp = 2 * (G->OH - 1) + G->KH;
@@ -1120,7 +1141,7 @@ static int run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const 
                      dw + grp * G->Og * G->CKK, G->CKK);
         return 0;
     }
-    if (dwgrad_geom(G) && dp_dconv_available()) {
+    if (dwgrad_use(G)) {
         run_dwgrad(rt, G, cols, img, dw);
         return 0;
     }
