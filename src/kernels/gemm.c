@@ -232,7 +232,9 @@ DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, const int OFFS, int
 
 #define A2_CASE(M)                                                                    \
     case M:                                                                           \
-        if (boff)                                                                     \
+        if (boff && n == A2_NR)                                                       \
+            body_avx2(M, 1, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
+        else if (boff)                                                                \
             body_avx2(M, 0, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
         else if (n == A2_NR)                                                          \
             body_avx2(M, 1, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
