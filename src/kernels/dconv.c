@@ -309,12 +309,6 @@ static void wgrad_tiles(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int6
 }
 
 /* ------------------------------------------------------------ AVX2: 16-channel blocks */
-/* A tile of N <= 6 consecutive output positions (row-major over the image, so
- * a tile may wrap to the next row) x 16 output channels: 12 accumulators, two
- * weight vectors and a broadcast, 15 of the 16 ymm registers; per step 8
- * loads for 12 FMAs, as the GEMM's 6 x 16 micro-kernel but without the im2col
- * gathers and the packing. off[r]: position r's first tap, relative to x.
- * KW4: the kernel is 4 wide (DCGAN), its taps unrolled. buf[r*16 + j]. */
 /* a += b * (w0, w1): one position's (or tap's) two vectors of 16 channels */
 T256 DC_ALWAYS void fma2(__m256 a[2], __m256 b, __m256 w0, __m256 w1) {
     a[0] = _mm256_fmadd_ps(b, w0, a[0]);
@@ -330,19 +324,24 @@ T256 DC_ALWAYS void store_acc2(const int N, __m256 a[6][2], float *dst) {
         }
 }
 
-T256 DC_ALWAYS void dc2_tile(const int N, const int KW4, const float *x, const int64_t *off, int64_t C, int64_t cs,
-                             int64_t KH, int64_t KW, int64_t Wp, const float *wp, float *buf) {
+/* A tile of N <= 6 consecutive output positions (row-major over the image, so
+ * a tile may wrap to the next row) x 16 output channels: 12 accumulators, two
+ * weight vectors and a broadcast, 15 of the 16 ymm registers; per step 8
+ * loads for 12 FMAs, as the GEMM's 6 x 16 micro-kernel but without the im2col
+ * gathers and the packing. off[r]: position r's first tap, relative to x.
+ * buf[r*16 + j]. (A copy for KW = 4 with the taps unrolled by hand spilled
+ * accumulators and ran no faster: GCC unrolls this loop itself.) */
+T256 DC_ALWAYS void dc2_tile(const int N, const float *x, const int64_t *off, int64_t C, int64_t cs, int64_t KH, int64_t KW,
+                             int64_t Wp, const float *wp, float *buf) {
     __m256 a[6][2];
     int64_t o[6];
 #pragma GCC unroll 6
     for (int r = 0; r < 6; r++)
         if (r < N) o[r] = off[r], a[r][0] = a[r][1] = _mm256_setzero_ps();
-    const int64_t kwn = KW4 ? 4 : KW;
     for (int64_t c = 0; c < C; c++, x += cs)
         for (int64_t kh = 0; kh < KH; kh++) {
             const float *xr = x + kh * Wp;
-#pragma GCC unroll 4
-            for (int64_t kw = 0; kw < kwn; kw++, wp += 16) {
+            for (int64_t kw = 0; kw < KW; kw++, wp += 16) {
                 __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
 #pragma GCC unroll 6
                 for (int r = 0; r < 6; r++)
@@ -353,16 +352,13 @@ T256 DC_ALWAYS void dc2_tile(const int N, const int KW4, const float *x, const i
 }
 typedef void (*dc2_fn)(const float *x, const int64_t *off, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp,
                        const float *wp, float *buf);
-#define DC2_FN(N, K4)                                                                                                   \
-    T256 static void dc2_##N##_##K4(const float *x, const int64_t *off, int64_t C, int64_t cs, int64_t KH, int64_t KW, \
-                                    int64_t Wp, const float *wp, float *buf) {                                          \
-        dc2_tile(N, K4, x, off, C, cs, KH, KW, Wp, wp, buf);                                                            \
+#define DC2_FN(N)                                                                                                   \
+    T256 static void dc2_##N(const float *x, const int64_t *off, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, \
+                             const float *wp, float *buf) {                                                             \
+        dc2_tile(N, x, off, C, cs, KH, KW, Wp, wp, buf);                                                                \
     }
-DC2_FN(1, 0) DC2_FN(2, 0) DC2_FN(3, 0) DC2_FN(4, 0) DC2_FN(5, 0) DC2_FN(6, 0)
-DC2_FN(1, 1) DC2_FN(2, 1) DC2_FN(3, 1) DC2_FN(4, 1) DC2_FN(5, 1) DC2_FN(6, 1)
-/* dc2_tab[KW == 4][N] */
-static const dc2_fn dc2_tab[2][7] = {{0, dc2_1_0, dc2_2_0, dc2_3_0, dc2_4_0, dc2_5_0, dc2_6_0},
-                                     {0, dc2_1_1, dc2_2_1, dc2_3_1, dc2_4_1, dc2_5_1, dc2_6_1}};
+DC2_FN(1) DC2_FN(2) DC2_FN(3) DC2_FN(4) DC2_FN(5) DC2_FN(6)
+static const dc2_fn dc2_tab[7] = {0, dc2_1, dc2_2, dc2_3, dc2_4, dc2_5, dc2_6};
 
 T256 static void dconv_256(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                            int64_t OH, int64_t OW, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y) {
@@ -375,7 +371,7 @@ T256 static void dconv_256(const float *xp, int64_t C, int64_t Hp, int64_t Wp, c
         int n = (int)(p1 - p0);
         for (int r = 0; r < n; r++) off[r] = 2 * ((p0 + r) / OW) * Wp + 2 * ((p0 + r) % OW);
         for (int64_t ob = ob0; ob < ob1; ob++) {
-            dc2_tab[KW == 4][n](xp, off, C, cs, KH, KW, Wp, wp + ob * K * 16, buf);
+            dc2_tab[n](xp, off, C, cs, KH, KW, Wp, wp + ob * K * 16, buf);
             float *yb = y + ob * 16 * P + p0;
             for (int j = 0; j < 16; j++, yb += P) {
                 float b = bias ? bias[ob * 16 + j] : 0.0f;
