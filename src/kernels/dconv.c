@@ -297,15 +297,17 @@ static void wgrad_tiles(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int6
                         const float *gyT, int64_t O, float *dwp, int B, int tmax, const dw_fn *tab) {
     int64_t K = C * KH * KW;
     const float *xt[7];
-    for (int64_t ob = 0; ob < O / B; ob++)
+    for (int64_t ob = 0; ob < O / B; ob++) {
+        int64_t c = 0, kh = 0, kw = 0; /* tap k0's, counted on (no divisions per tile) */
         for (int64_t k0 = 0; k0 < K; k0 += tmax) {
             int T = K - k0 < tmax ? (int)(K - k0) : tmax;
             for (int t = 0; t < T; t++) {
-                int64_t k = k0 + t, c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
                 xt[t] = xp + (c * Hp + kh) * Wp + kw;
+                if (++kw == KW && (kw = 0, ++kh == KH)) kh = 0, c++;
             }
             tab[T](xt, OH, OW, Wp, gyT + ob * B, O, dwp + (ob * K + k0) * B);
         }
+    }
 }
 
 /* ------------------------------------------------------------ AVX2: 16-channel blocks */
