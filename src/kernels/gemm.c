@@ -249,6 +249,51 @@ T_AVX2 static void ukr_avx2(int64_t k, const float *a, const float *b, int64_t l
     }
 }
 
+/* Panels of A for the 6 x 16 kernel. Row-major A: 8 columns of the m <= 6
+ * rows at a time through an 8 x 8 transpose (rows 6, 7 zero), each column
+ * stored as 4 + 2 floats. */
+T_AVX2 static void pack_a_rows_avx2(const float *A, int64_t lda, int m, int kc, float *dst) {
+    const __m256 z = _mm256_setzero_ps();
+    for (int pb = 0; pb < kc; pb += 8) {
+        int w = kc - pb < 8 ? kc - pb : 8;
+        const __m256i lm = avx2_mask(w);
+        __m256 r[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = i >= m ? z : w == 8 ? _mm256_loadu_ps(A + (int64_t)i * lda + pb) : _mm256_maskload_ps(A + (int64_t)i * lda + pb, lm);
+        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        __m256 c[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                       _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                       _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                       _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+        for (int j = 0; j < w; j++) {
+            float *d = dst + (int64_t)(pb + j) * A2_MR;
+            _mm_storeu_ps(d, _mm256_castps256_ps128(c[j]));
+            _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(c[j], 1));
+        }
+    }
+}
+
+/* A stored transposed: each p is m contiguous floats. */
+T_AVX2 static void pack_a_cols_avx2(const float *A, int64_t lda, int m, int kc, float *dst) {
+    for (int p = 0; p < kc; p++) {
+        const float *src = A + (int64_t)p * lda;
+        float *d = dst + (int64_t)p * A2_MR;
+        if (m == A2_MR) {
+            _mm_storeu_ps(d, _mm_loadu_ps(src));
+            _mm_storel_pi((__m64 *)(d + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(src + 4)));
+        } else {
+            for (int i = 0; i < A2_MR; i++) d[i] = i < m ? src[i] : 0.0f;
+        }
+    }
+}
+
 /* ------------------------------------------------------------ AVX-512, 14 x 32 */
 #define A5_MR 14
 #define A5_NR 32
@@ -420,7 +465,7 @@ T_AVX512 static void pack_bt_rows_avx512(const float *B, int64_t ldb, const int6
 /* ------------------------------------------------------------ kernel choice */
 static const kern k_portable = {"portable", P_MR, P_NR, 128, ukr_portable, NULL, NULL, NULL};
 #ifdef DP_GEMM_X86
-static const kern k_avx2 = {"avx2", A2_MR, A2_NR, 168, ukr_avx2, NULL, NULL, NULL};
+static const kern k_avx2 = {"avx2", A2_MR, A2_NR, 168, ukr_avx2, pack_a_rows_avx2, pack_a_cols_avx2, NULL};
 static const kern k_avx512 = {"avx512",           A5_MR, A5_NR, 168, ukr_avx512, pack_a_rows_avx512, pack_a_cols_avx512,
                               pack_bt_rows_avx512};
 #endif
