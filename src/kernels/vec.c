@@ -365,12 +365,63 @@ T256 static void gather_panel_256(float *dst, int nr, int kc, const float *src, 
     }
 }
 static void scatter_add_s_256(float *dst, const float *src, int64_t n, int64_t s) { scatter_add_s_c(dst, src, n, s); }
-static void col2im_s2k4_rows_256(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
-                                 int64_t n, int64_t rows) {
-    col2im_s2k4_rows_c(plane, w, h, ih0, ihs, c, ld, n, rows);
+/* 8 output pairs at a time where all their taps exist (j >= 1, j + 9 <= n):
+ * the even and odd sums interleaved by unpacks and a lane permute; the
+ * first pair and the tail in C. */
+T256 static void col2im_s2k4_256(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n) {
+    if (n < 10) {
+        col2im_s2k4_c(row, c0, c1, c2, c3, n);
+        return;
+    }
+    row[0] += c1[0];
+    row[1] += c0[1] + c2[0];
+    int64_t j = 1;
+    for (; j + 9 <= n; j += 8) {
+        __m256 e = _mm256_add_ps(_mm256_loadu_ps(c1 + j), _mm256_loadu_ps(c3 + j - 1));
+        __m256 o = _mm256_add_ps(_mm256_loadu_ps(c0 + j + 1), _mm256_loadu_ps(c2 + j));
+        __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o); /* e0 o0 e1 o1 | e4 o4 e5 o5 ... */
+        float *r = row + 2 * j;
+        _mm256_storeu_ps(r, _mm256_add_ps(_mm256_loadu_ps(r), _mm256_permute2f128_ps(lo, hi, 0x20)));
+        _mm256_storeu_ps(r + 8, _mm256_add_ps(_mm256_loadu_ps(r + 8), _mm256_permute2f128_ps(lo, hi, 0x31)));
+    }
+    for (; j < n; j++) {
+        row[2 * j] += c1[j] + c3[j - 1];
+        row[2 * j + 1] += (j + 1 < n ? c0[j + 1] : 0.0f) + c2[j];
+    }
 }
-static void im2col_s2k4_256(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
-    im2col_s2k4_c(c0, c1, c2, c3, row, w, j0, n);
+T256 static void col2im_s2k4_rows_256(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
+                                      int64_t n, int64_t rows) {
+    for (int64_t i = 0; i < rows; i++) {
+        int64_t ih = ih0 + i * ihs;
+        const float *ci = c + i * n;
+        if (ih >= 0 && ih < h) col2im_s2k4_256(plane + ih * w, ci, ci + ld, ci + 2 * ld, ci + 3 * ld, n);
+    }
+}
+/* The even and the odd values of row[t .. t+16), in order. */
+T256 static void deint16(const float *r, __m256 *ev, __m256 *od) {
+    __m256 a = _mm256_loadu_ps(r), b = _mm256_loadu_ps(r + 8);
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+}
+/* 8 positions at a time where every tap is inside the row: c1/c2 the even and
+ * odd values from 2*(j0+j), c3 the even ones from two on, c0 the odd ones
+ * from two back; the edges in C. */
+T256 static void im2col_s2k4_256(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
+    int64_t j = 0;
+    while (j < n && 2 * (j0 + j) < 2) j++; /* the first tap 2*(j0+j)-2 must be >= 0 */
+    if (j) im2col_s2k4_c(c0, c1, c2, c3, row, w, j0, j);
+    for (; j + 8 <= n && 2 * (j0 + j) + 18 <= w; j += 8) {
+        const float *r = row + 2 * (j0 + j);
+        __m256 e, o, e2, o2;
+        deint16(r, &e, &o);
+        _mm256_storeu_ps(c1 + j, e);
+        _mm256_storeu_ps(c2 + j, o);
+        deint16(r + 2, &e2, &o2);
+        _mm256_storeu_ps(c3 + j, e2);
+        deint16(r - 2, &e2, &o2);
+        _mm256_storeu_ps(c0 + j, o2);
+    }
+    if (j < n) im2col_s2k4_c(c0 + j, c1 + j, c2 + j, c3 + j, row, w, j0 + j, n - j);
 }
 #define PICK(f, ...)                        \
     switch (dp_kernel_level()) {            \
