@@ -41,6 +41,7 @@
 #include "cli/progress.h"
 #include "cli/bench_scan.h"
 #include "core/internal.h" /* dp_sgemm: the sgemm1024 workload times the kernel itself */
+#include "kernels/peak.h"
 #include "core/parse.h"
 #include "doppel/doppel.h"
 
@@ -74,7 +75,8 @@ static const char *const usage_text =
     "  --bench-dir DIR    doppel's bench folder: layer/sgemm peers, bench/peers/ with\n"
     "                     onnxruntime-node and meso4.onnx (default " DP_SOURCE_DIR "/bench)\n"
     "  --timeout S        stop a process that runs longer than S seconds (default 900)\n"
-    "  --peak GFLOPS      the machine's peak for the %peak column (default 447)\n"
+    "  --peak GFLOPS      the machine's peak for the %peak column (default: measured at the\n"
+    "                     start, the best of 7 bursts of an FMA loop on --threads threads)\n"
     "\n"
     "The peers run in their fair configuration (../shared/peers/README.md): PyTorch with\n"
     "channels-last, glibc malloc tuned, OpenBLAS told its kernel; ONNX Runtime from\n"
@@ -664,8 +666,9 @@ static void run_child(const char *path, char *const argv[], const char *const *e
 /* ------------------------------------------------------------ the driver */
 typedef struct opts {
     int json, no_peers, threads, reps, list;
-    double timeout, peak;
+    double timeout, peak; /* peak 0: measure it (dp_fma_peak_gflops) */
     const char *only, *peers, *bench_dir, *worker;
+    const char *peak_src; /* how the peak was found, for the header */
 } opts;
 
 typedef enum { P_DOPPEL, P_TORCH, P_ORT, N_PROG } prog;
@@ -1001,7 +1004,8 @@ static int bench_parse(int argc, char **argv, opts *o, int *sel) {
     o->threads = 2;
     o->reps = 3;
     o->timeout = 900;
-    o->peak = PEAK_GFLOPS;
+    o->peak = 0.0;
+    o->peak_src = "given";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1063,6 +1067,14 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "doppel bench: out of memory\n");
         return 1;
     }
+    if (o.peak <= 0.0) { /* measured here, before any child runs */
+        const char *what;
+        o.peak = dp_fma_peak_gflops(o.threads, &what);
+        static char src[64];
+        snprintf(src, sizeof src, "measured: %s FMA loop, %d threads", what, o.threads);
+        o.peak_src = src;
+        if (o.peak <= 0.0) o.peak = PEAK_GFLOPS, o.peak_src = "the peers README's AVX-512 figure; no vector kernels here";
+    }
     probe(&o, e, need_torch, need_ort);
     if (!e->self[0]) {
         fprintf(stderr, "doppel bench: cannot find my own executable (/proc/self/exe)\n");
@@ -1074,8 +1086,8 @@ int cmd_bench(int argc, char **argv) {
         time_t now = time(NULL);
         strftime(date, sizeof date, "%Y-%m-%d %H:%M", localtime(&now));
         cpu_name(cpu, sizeof cpu);
-        printf("doppel bench %s — %s, %s, %d threads, median of %d runs each; peak %.0f GFLOP/s\n", DP_VERSION_STRING, date,
-               cpu, o.threads, o.reps, o.peak);
+        printf("doppel bench %s — %s, %s, %d threads, median of %d runs each; peak %.0f GFLOP/s (%s)\n", DP_VERSION_STRING,
+               date, cpu, o.threads, o.reps, o.peak, o.peak_src);
         if (e->torch_note[0]) printf("  %s\n", e->torch_note);
         if (need_ort && e->ort_note[0]) printf("  %s\n", e->ort_note);
         printf("%-26s %-8s %9s %9s %9s %6s %8s %6s  %s\n", "workload", "unit", "doppel", "pytorch", "ort", "ratio", "GFLOP/s",
