@@ -76,7 +76,7 @@ static const char *const usage_text =
     "                     onnxruntime-node and meso4.onnx (default " DP_SOURCE_DIR "/bench)\n"
     "  --timeout S        stop a process that runs longer than S seconds (default 900)\n"
     "  --peak GFLOPS      the machine's peak for the %peak column (default: measured at the\n"
-    "                     start, the best of 7 bursts of an FMA loop on --threads threads)\n"
+    "                     start, the best burst of an FMA loop on --threads threads over ~0.6 s)\n"
     "\n"
     "The peers run in their fair configuration (../shared/peers/README.md): PyTorch with\n"
     "channels-last, glibc malloc tuned, OpenBLAS told its kernel; ONNX Runtime from\n"

@@ -71,8 +71,11 @@ double dp_fma_peak_gflops(int threads, const char **what) {
     const double flops = (double)iters * 24.0 * (wide ? 32.0 : 16.0);
     pthread_t th[256];
     burst b[256];
-    double best = 0.0;
-    for (int rep = 0; rep < 7; rep++) {
+    double best = 0.0, start = now_s();
+    /* Bursts for ~0.6 s after a first one that wakes the cores: on a shared
+     * VM a vCPU may be descheduled for 100 ms at a time (seen: 7 bursts in a
+     * row at a half or a third of the rate). */
+    for (int rep = 0; rep < 64 && now_s() - start < 0.6; rep++) {
         int started = 0;
         double t0 = now_s();
         for (int i = 0; i < threads; i++) {
@@ -83,7 +86,7 @@ double dp_fma_peak_gflops(int threads, const char **what) {
         run_burst(&b[0]); /* this thread is the first */
         for (int i = 1; i < started; i++) pthread_join(th[i], NULL);
         double dt = now_s() - t0, g = (double)started * flops / dt * 1e-9;
-        if (started == threads && g > best) best = g;
+        if (started == threads && rep > 0 && g > best) best = g;
     }
     return best;
 #else
