@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,10 @@ static void json_line(void **state) {
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gflops"), *r = cJSON_GetObjectItemCaseSensitive(j, "rss_mb_doppel");
     assert_true(cJSON_IsNumber(g) && g->valuedouble == d->valuedouble);
     assert_true(cJSON_IsNumber(r) && r->valuedouble > 1); /* the worker holds three 4 MiB matrices */
+    /* the peak measured at the start (portable builds: 447), and the share of it */
+    const cJSON *pk = cJSON_GetObjectItemCaseSensitive(j, "peak_gflops"), *pc = cJSON_GetObjectItemCaseSensitive(j, "peak_pct");
+    assert_true(cJSON_IsNumber(pk) && pk->valuedouble > 0);
+    assert_true(cJSON_IsNumber(pc) && fabs(pc->valuedouble - 100.0 * g->valuedouble / pk->valuedouble) < 1e-3 * pc->valuedouble + 1e-3);
     assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "note")), "--no-peers"));
     cJSON_Delete(j);
 }
