@@ -52,7 +52,7 @@ void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const
                        int64_t OH, int64_t OW, int B, int64_t ob0, int64_t ob1, const float *bias, int acc, float *y);
 
 /* The weight gradient of the same convolution, one image, B-channel blocks
- * (B = dp_dconv_wgrad_block(), O a multiple of 64): dwp[ob][k][j] += sum over
+ * (B = dp_dconv_wgrad_block(), O a multiple of B): dwp[ob][k][j] += sum over
  * positions p = (oh, ow) of gyT[p][ob*B + j] * xp[c][2*oh + kh][2*ow + kw],
  * k = (c*KH + kh)*KW + kw; gyT is the output gradient transposed, [OH*OW][O].
  * AVX-512 tiles of 7 k x 64 channels: per position 4 loads of gyT and 7

@@ -27,7 +27,7 @@
  *    the direct kernel of kernels/dconv.h on a zero-padded copy of each
  *    image when AVX-512 or AVX2 is in use: no im2col gathers, no packing of W per
  *    chunk (measured: the gathers were 15 % of such a layer); so does their
- *    weight gradient when O is a multiple of 64 (dwgrad_geom).
+ *    weight gradient where measured faster (dwgrad_use).
  * Work is split over chunks (or images, for scatters, whose writes overlap)
  * with dp_parallel_for and single-threaded GEMMs; weight gradients go to one
  * block per thread, summed in a fixed order. All scratch is the graph's
@@ -479,9 +479,10 @@ static int implicit_scatter_ok(const geom *G) {
  * a reduction of 256 to 1024, or to 2048 with 64-channel tiles (measured
  * against im2col + GEMM, 1 thread: DCGAN-28 G.3's dx, K = 2048, 7 wide,
  * 1.05 with 64-channel tiles, ~1.0 with 32; DCGAN-64 D.5 and G.6's dx,
- * K = 2048, 8 wide, 32-channel tiles: 0.92-0.97). The workspace is
- * sized from this alone; whether it runs also depends on the CPU
- * (dconv_use), which may change between compiling and running a graph. */
+ * K = 2048, 8 wide, 32-channel tiles: 0.92-0.97). That is the AVX-512 rule;
+ * AVX2 has its own. The workspace is sized for either (dconv_geom); which
+ * runs depends on the CPU (dconv_use), which may change between compiling
+ * and running a graph. */
 static int dconv_geom512(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->sh == 2 && G->sw == 2 && G->dh == 1 && G->dw == 1 && G->O % 32 == 0 &&
            G->OW >= 7 && G->OW <= 16 && G->CKK >= 256 && G->CKK <= (dp_dconv_block(G->O, G->OW) == 64 ? 2048 : 1024) &&
@@ -490,7 +491,8 @@ static int dconv_geom512(const geom *G) {
 /* The AVX2 kernel (16-channel blocks, tiles of 6 consecutive positions that
  * may wrap rows): outputs 7 to 16 wide, a reduction of 256 to 4096. Measured
  * against im2col + GEMM on a Zen 3, 1 thread: DCGAN-64 D.5 (8 wide, K = 2048)
- * 1.22, G.6's dx 1.12; 4 wide (D.8, K = 4096) only 1.03, so not taken. */
+ * 1.22, G.6's dx 1.12; 4 wide (D.8, K = 4096) only 1.03, so not taken;
+ * K = 16 or 48 (D.0) 0.44-0.85: the store and set-up dominate. */
 static int dconv_geom256(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->sh == 2 && G->sw == 2 && G->dh == 1 && G->dw == 1 && G->O % 16 == 0 &&
            G->OW >= 7 && G->OW <= 16 && G->CKK >= 256 && G->CKK <= 4096 && G->pt >= 0 && G->pl >= 0;
