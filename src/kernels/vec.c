@@ -63,13 +63,20 @@ static void col2im_s2k4_c(float *row, const float *c0, const float *c1, const fl
         row[2 * j + 1] += (j + 1 < n ? c0[j + 1] : 0.0f) + c2[j];
     }
 }
-static void col2im_s2k4_rows_c(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c,
-                                 int64_t ld, int64_t n, int64_t rows) {
+/* The rows loop of every variant: row i of the block (taps ld apart) into
+ * image row ih0 + i*ihs when that is inside the plane. Inlined with f known. */
+typedef void (*s2k4_row_fn)(float *row, const float *c0, const float *c1, const float *c2, const float *c3, int64_t n);
+static inline void col2im_s2k4_rows_with(s2k4_row_fn f, float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs,
+                                         const float *c, int64_t ld, int64_t n, int64_t rows) {
     for (int64_t i = 0; i < rows; i++) {
         int64_t ih = ih0 + i * ihs;
         const float *ci = c + i * n;
-        if (ih >= 0 && ih < h) col2im_s2k4_c(plane + ih * w, ci, ci + ld, ci + 2 * ld, ci + 3 * ld, n);
+        if (ih >= 0 && ih < h) f(plane + ih * w, ci, ci + ld, ci + 2 * ld, ci + 3 * ld, n);
     }
+}
+static void col2im_s2k4_rows_c(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c,
+                                 int64_t ld, int64_t n, int64_t rows) {
+    col2im_s2k4_rows_with(col2im_s2k4_c, plane, w, h, ih0, ihs, c, ld, n, rows);
 }
 static void im2col_s2k4_c(float *c0, float *c1, float *c2, float *c3, const float *row, int64_t w, int64_t j0, int64_t n) {
     float *c[4] = {c0, c1, c2, c3};
@@ -235,12 +242,8 @@ T512 static void col2im_s2k4_512(float *row, const float *c0, const float *c1, c
 }
 
 T512 static void col2im_s2k4_rows_512(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c,
-                                 int64_t ld, int64_t n, int64_t rows) {
-    for (int64_t i = 0; i < rows; i++) {
-        int64_t ih = ih0 + i * ihs;
-        const float *ci = c + i * n;
-        if (ih >= 0 && ih < h) col2im_s2k4_512(plane + ih * w, ci, ci + ld, ci + 2 * ld, ci + 3 * ld, n);
-    }
+                                      int64_t ld, int64_t n, int64_t rows) {
+    col2im_s2k4_rows_with(col2im_s2k4_512, plane, w, h, ih0, ihs, c, ld, n, rows);
 }
 
 /* 16 positions at a time: their 32 image values (two masked loads) split into
@@ -389,13 +392,9 @@ T256 static void col2im_s2k4_256(float *row, const float *c0, const float *c1, c
         row[2 * j + 1] += (j + 1 < n ? c0[j + 1] : 0.0f) + c2[j];
     }
 }
-T256 static void col2im_s2k4_rows_256(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c, int64_t ld,
-                                      int64_t n, int64_t rows) {
-    for (int64_t i = 0; i < rows; i++) {
-        int64_t ih = ih0 + i * ihs;
-        const float *ci = c + i * n;
-        if (ih >= 0 && ih < h) col2im_s2k4_256(plane + ih * w, ci, ci + ld, ci + 2 * ld, ci + 3 * ld, n);
-    }
+T256 static void col2im_s2k4_rows_256(float *plane, int64_t w, int64_t h, int64_t ih0, int64_t ihs, const float *c,
+                                      int64_t ld, int64_t n, int64_t rows) {
+    col2im_s2k4_rows_with(col2im_s2k4_256, plane, w, h, ih0, ihs, c, ld, n, rows);
 }
 /* The even and the odd values of row[t .. t+16), in order. */
 T256 static void deint16(const float *r, __m256 *ev, __m256 *od) {
