@@ -1043,7 +1043,10 @@ static void fusion_shapes(void **state) {
  * bands (DP_FUSE_CONV_RELU_BN_POOL) where the stride-1 band path applies and
  * the output sides are multiples of the pool; bit for bit the unfused graph's.
  * One image (bands split for the threads), pool 4, a bias, 3 threads; an
- * output width that is no multiple of the pool keeps the plain fusion. */
+ * output width that is no multiple of the pool keeps the plain fusion. The
+ * 8- and 16-channel cases take dp_dconv_s1_pool_band with AVX2: 3x3 and 5x5
+ * taps (unrolled), 7x7 (the general loop), output rows of 6n, 6n + 2 and
+ * 6n + 4 positions, and rows longer than its 240-position segments. */
 static void fusion_conv_pool(void **state) {
     (void)state;
     static const struct {
@@ -1052,7 +1055,11 @@ static void fusion_conv_pool(void **state) {
     } cases[] = {{{2, 3, 64, 72}, 8, 3, 1, 2, 1},
                  {{1, 4, 40, 96}, 6, 5, 2, 4, 1},
                  {{3, 2, 24, 32}, 5, 3, 1, 2, 1},
-                 {{2, 3, 30, 66}, 4, 3, 1, 4, 0}};
+                 {{2, 3, 30, 66}, 4, 3, 1, 4, 0},
+                 {{2, 3, 12, 256}, 8, 3, 1, 2, 1},
+                 {{1, 8, 10, 26}, 8, 5, 2, 2, 1},
+                 {{2, 8, 8, 28}, 16, 5, 2, 2, 1},
+                 {{1, 5, 6, 498}, 16, 7, 3, 2, 1}};
     for (int kk = 0; kk < N_KERNELS; kk++) {
         if (!dp_gemm_set_kernel(kernels[kk])) continue;
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

@@ -411,6 +411,120 @@ T256 DC_ALWAYS void dw2_tile(const int T, const float *const *xt, int64_t OH, in
 DW2_FN(1) DW2_FN(2) DW2_FN(3) DW2_FN(4) DW2_FN(5) DW2_FN(6)
 static const dw_fn dw2_tab[7] = {0, dw2_1, dw2_2, dw2_3, dw2_4, dw2_5, dw2_6};
 
+
+/* ------------------------------------------------------------ stride 1, 8-channel blocks, pooled (AVX2) */
+/* Two output rows x NP (2, 4 or 6) positions x 8 channels: 12 accumulators at
+ * most, per step one weight vector and 2*NP broadcasts for 2*NP FMAs, no
+ * im2col and no packing of the image (KW = 3 and 5 unrolled: Meso-4's taps).
+ * The sum runs over k = (c, kh, kw) in order from zero, then adds the bias:
+ * the GEMM's rounding for a reduction of one KC slice. Then, per lane, the
+ * 2x2 window: relu(v + bias) as max(v + bias, 0) (a NaN becomes 0, as in
+ * mp_val), the window's maximum where the norm's slope a >= 0 and its
+ * minimum where a < 0 (the map r -> (r - mu) * a + b is monotone, and so is
+ * its rounding: the same value as mapping all four and taking the maximum),
+ * then the map, without contraction. out gets NP/2 vectors of 8 channels. */
+T256 DC_ALWAYS void s1p_tile(const int NP, const int KW_, const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW,
+                             int64_t Wp, const float *wp, const float *t, float *out) {
+    const int64_t kwn = KW_ ? KW_ : KW;
+    __m256 a0[6], a1[6];
+#pragma GCC unroll 6
+    for (int p = 0; p < 6; p++)
+        if (p < NP) a0[p] = a1[p] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < C; c++, x += cs)
+        for (int64_t kh = 0; kh < KH; kh++) {
+            const float *r0 = x + kh * Wp;
+#pragma GCC unroll 5
+            for (int64_t kw = 0; kw < kwn; kw++, r0++, wp += 8) {
+                /* as in dc_tile; here it also keeps GCC from holding the
+                 * broadcasts that the next tap shares in registers (spills) */
+                __asm__("" : "+r"(r0));
+                __m256 w = _mm256_loadu_ps(wp);
+#pragma GCC unroll 6
+                for (int p = 0; p < 6; p++)
+                    if (p < NP) {
+                        a0[p] = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + p), w, a0[p]);
+                        a1[p] = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + Wp + p), w, a1[p]);
+                    }
+            }
+        }
+    const __m256 z = _mm256_setzero_ps(), bias = _mm256_load_ps(t), mu = _mm256_load_ps(t + 8), a = _mm256_load_ps(t + 16),
+                 b = _mm256_load_ps(t + 24), neg = _mm256_load_ps(t + 32);
+#pragma GCC unroll 3
+    for (int q = 0; q < 3; q++)
+        if (2 * q < NP) {
+            __m256 r0 = _mm256_max_ps(_mm256_add_ps(a0[2 * q], bias), z), r1 = _mm256_max_ps(_mm256_add_ps(a0[2 * q + 1], bias), z);
+            __m256 r2 = _mm256_max_ps(_mm256_add_ps(a1[2 * q], bias), z), r3 = _mm256_max_ps(_mm256_add_ps(a1[2 * q + 1], bias), z);
+            __m256 hi = _mm256_max_ps(_mm256_max_ps(r0, r1), _mm256_max_ps(r2, r3));
+            __m256 lo = _mm256_min_ps(_mm256_min_ps(r0, r1), _mm256_min_ps(r2, r3));
+            __m256 m = _mm256_blendv_ps(hi, lo, neg);
+            _mm256_store_ps(out + q * 8, _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(m, mu), a), b));
+        }
+}
+typedef void (*s1p_fn)(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp,
+                       const float *t, float *out);
+#define S1P_FN(NP, KW_)                                                                                             \
+    T256 static void s1p_##NP##_##KW_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp,   \
+                                      const float *wp, const float *t, float *out) {                               \
+        s1p_tile(NP, KW_, x, C, cs, KH, KW, Wp, wp, t, out);                                                        \
+    }
+S1P_FN(2, 0) S1P_FN(4, 0) S1P_FN(6, 0) S1P_FN(2, 3) S1P_FN(4, 3) S1P_FN(6, 3) S1P_FN(2, 5) S1P_FN(4, 5) S1P_FN(6, 5)
+/* s1p_tab[KW 3, 5, other][NP / 2] */
+static const s1p_fn s1p_tab[3][4] = {{0, s1p_2_3, s1p_4_3, s1p_6_3}, {0, s1p_2_5, s1p_4_5, s1p_6_5}, {0, s1p_2_0, s1p_4_0, s1p_6_0}};
+
+/* n pooled 8-channel vectors (v[q][8]) into 8 rows of y (row stride ldc): 8 x 8 transposes. */
+T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
+    int64_t q = 0;
+    for (; q + 8 <= n; q += 8) {
+        const float *s = v + q * 8;
+        __m256 r0 = _mm256_load_ps(s), r1 = _mm256_load_ps(s + 8), r2 = _mm256_load_ps(s + 16), r3 = _mm256_load_ps(s + 24);
+        __m256 r4 = _mm256_load_ps(s + 32), r5 = _mm256_load_ps(s + 40), r6 = _mm256_load_ps(s + 48), r7 = _mm256_load_ps(s + 56);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
+        __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        _mm256_storeu_ps(y + 0 * ldc + q, _mm256_permute2f128_ps(s0, s4, 0x20));
+        _mm256_storeu_ps(y + 1 * ldc + q, _mm256_permute2f128_ps(s1, s5, 0x20));
+        _mm256_storeu_ps(y + 2 * ldc + q, _mm256_permute2f128_ps(s2, s6, 0x20));
+        _mm256_storeu_ps(y + 3 * ldc + q, _mm256_permute2f128_ps(s3, s7, 0x20));
+        _mm256_storeu_ps(y + 4 * ldc + q, _mm256_permute2f128_ps(s0, s4, 0x31));
+        _mm256_storeu_ps(y + 5 * ldc + q, _mm256_permute2f128_ps(s1, s5, 0x31));
+        _mm256_storeu_ps(y + 6 * ldc + q, _mm256_permute2f128_ps(s2, s6, 0x31));
+        _mm256_storeu_ps(y + 7 * ldc + q, _mm256_permute2f128_ps(s3, s7, 0x31));
+    }
+    for (; q < n; q++)
+        for (int j = 0; j < 8; j++) y[j * ldc + q] = v[q * 8 + j];
+}
+
+#define S1_SEG 240 /* output positions per segment of a row pair (40 tiles of 6): 120 pooled vectors buffered */
+T256 static void s1_pool_256(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                             int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y,
+                             int64_t ldc, int64_t ldr) {
+    int64_t K = C * KH * KW;
+    const s1p_fn *tab = s1p_tab[KW == 3 ? 0 : KW == 5 ? 1 : 2];
+    float t[40] __attribute__((aligned(32))), out[S1_SEG / 2 * 8] __attribute__((aligned(32)));
+    for (int64_t ob = 0; ob < O / 8; ob++) {
+        for (int j = 0; j < 8; j++) { /* bias, the norm's {mu, a, b}, and a's sign mask, per lane */
+            int64_t o = ob * 8 + j;
+            t[j] = bias ? bias[o] : 0.0f;
+            t[8 + j] = rba[3 * o], t[16 + j] = rba[3 * o + 1], t[24 + j] = rba[3 * o + 2];
+            int32_t m = rba[3 * o + 1] < 0.0f ? -1 : 0;
+            memcpy(t + 32 + j, &m, sizeof m);
+        }
+        const float *w = wp + ob * K * 8;
+        for (int64_t r = 0; r < rows; r += 2)
+            for (int64_t s0 = 0; s0 < OW; s0 += S1_SEG) {
+                int64_t s1 = OW - s0 < S1_SEG ? OW : s0 + S1_SEG;
+                for (int64_t ow = s0; ow < s1; ow += 6) {
+                    int np = s1 - ow < 6 ? (int)(s1 - ow) : 6;
+                    tab[np / 2](band + r * Wp + ow, C, cs, KH, KW, Wp, w, t, out + (ow - s0) / 2 * 8);
+                }
+                store_t8(out, (s1 - s0) / 2, y + ob * 8 * ldc + r / 2 * ldr + s0 / 2, ldc);
+            }
+    }
+}
 #endif
 
 void dp_dconv_pad(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
@@ -452,4 +566,41 @@ void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp,
     }
 #endif
     wgrad_c(xp, C, Hp, Wp, KH, KW, OH, OW, gyT, O, dwp, dp_dconv_wgrad_block());
+}
+
+/* The definition (other CPUs never take this path; see dconv.h). */
+static float s1_rba_c(float v, const float *t) { return ((v > 0.0f ? v : 0.0f) - t[0]) * t[1] + t[2]; }
+static void s1_pool_c(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                      int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
+                      int64_t ldr) {
+    int64_t K = C * KH * KW;
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t r = 0; r < rows; r += 2)
+            for (int64_t ow = 0; ow < OW; ow += 2) {
+                float m = 0.0f;
+                for (int i = 0; i < 4; i++) {
+                    int64_t rr = r + i / 2, cc = ow + i % 2;
+                    float s = 0.0f;
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t kh = 0; kh < KH; kh++)
+                            for (int64_t kw = 0; kw < KW; kw++)
+                                s += wp[((o / 8) * K + (c * KH + kh) * KW + kw) * 8 + o % 8] *
+                                     band[c * cs + (rr + kh) * Wp + cc + kw];
+                    float v = s1_rba_c(s + (bias ? bias[o] : 0.0f), rba + 3 * o);
+                    if (i == 0 || v > m || v != v) m = v;
+                }
+                y[o * ldc + r / 2 * ldr + ow / 2] = m;
+            }
+}
+
+void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                           int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
+                           int64_t ldr) {
+#ifdef DP_DCONV_X86
+    if (dp_kernel_level() >= 1) {
+        s1_pool_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, rba, y, ldc, ldr);
+        return;
+    }
+#endif
+    s1_pool_c(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, rba, y, ldc, ldr);
 }

@@ -61,4 +61,18 @@ void dp_dconv_s2_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, const
 void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp, int64_t KH, int64_t KW, int64_t OH,
                              int64_t OW, const float *gyT, int64_t O, float *dwp);
 
+/* Stride 1 with few output channels (Meso-4's 8 and 16), pooled: for a band of
+ * `rows` output rows (even) and OW (even) outputs per row of a convolution
+ * with KH x KW taps, stride 1, no dilation, read from `band`, C channels of
+ * padded rows (channel stride cs, row stride Wp >= OW + KW - 1),
+ *   y[o*ldc + r/2*ldr + ow/2] = max over the 2x2 window of
+ *       ((relu(conv + bias[o]) - rba[3o]) * rba[3o+1] + rba[3o+2])
+ * (relu -> batch norm in eval -> 2x2 max-pool, as the pool's fused map). O a
+ * multiple of 8; wp = dp_dconv_pack_w(w, O, C*KH*KW, 8). With AVX2: tiles of
+ * 2 rows x 6 positions x 8 channels in registers, the epilogue in registers
+ * too, so neither an im2col nor the conv's output is written. */
+void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                           int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
+                           int64_t ldr);
+
 #endif
