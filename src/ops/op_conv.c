@@ -396,22 +396,59 @@ static int implicit_ok(const geom *G) {
  * transposed conv from 1x1 to 4x4 would do 16 times the work). */
 static int implicit_scatter_ok(const geom *G);
 
-static void plan_band(const geom *G, int T, bandp *b) {
-    b->Wp = G->OW + (G->KW - 1) * G->dw;
-    int64_t rows = 4096 / b->Wp; /* a few thousand GEMM columns */
+/* The most output rows a band may have: a few thousand GEMM columns, at most
+ * 512 KiB of band. The scratch is sized for it. */
+static int64_t band_rows_max(const geom *G, int64_t Wp) {
+    int64_t rows = 4096 / Wp;
     if (rows < 1) rows = 1;
     if (rows > G->OH) rows = G->OH;
-    while (rows > 1 && G->Cg * (rows + (G->KH - 1) * G->dh) * b->Wp > ((int64_t)1 << 17)) rows--; /* <= 512 KiB */
-    int64_t want = (T + G->N - 1) / G->N; /* blocks per image so that every thread gets work */
-    if (want > 1 && (G->OH + rows - 1) / rows < want) rows = (G->OH + want - 1) / want;
+    while (rows > 1 && G->Cg * (rows + (G->KH - 1) * G->dh) * Wp > ((int64_t)1 << 17)) rows--;
+    return rows;
+}
+
+static void band_set(const geom *G, int64_t rows, bandp *b) {
     b->rows = rows;
     b->nrb = (G->OH + rows - 1) / rows;
     b->BR = rows + (G->KH - 1) * G->dh;
     b->bsz = b->BR * b->Wp;
 }
 
+/* Bands of a multiple of k rows (0 when not even k rows fit). As few bands per
+ * image as the size limit allows, of even height, and up to T more where that
+ * makes the (image, band) items a multiple of the threads: one image of
+ * Meso-4's third conv at 2 threads was a band of 60 rows and one of 4. */
+static int plan_band_k(const geom *G, int T, int k, bandp *b) {
+    b->Wp = G->OW + (G->KW - 1) * G->dw;
+    int64_t R = band_rows_max(G, b->Wp);
+    R -= R % k;
+    if (R < k) return 0;
+    int64_t nb0 = (G->OH + R - 1) / R, pick = 0;
+    for (int64_t nb = nb0; nb <= nb0 + T; nb++) {
+        int64_t rows = (G->OH + nb - 1) / nb;
+        rows += (k - rows % k) % k;
+        if (rows > R) continue;
+        if (!pick) pick = rows; /* even heights at least */
+        if ((G->N * ((G->OH + rows - 1) / rows)) % T == 0) {
+            pick = rows;
+            break;
+        }
+    }
+    band_set(G, pick ? pick : R, b);
+    return 1;
+}
+
+static void plan_band(const geom *G, int T, bandp *b) { plan_band_k(G, T, 1, b); }
+
 static int64_t band_scratch(const geom *G, const bandp *b) {
     return ALIGN16(G->Cg * b->bsz) + ALIGN16(G->Og * b->rows * b->Wp) + ALIGN16(2 * G->CKK);
+}
+
+/* Enough for every plan_band_k of G. */
+static int64_t band_scratch_max(const geom *G) {
+    bandp b;
+    b.Wp = G->OW + (G->KW - 1) * G->dw;
+    band_set(G, band_rows_max(G, b.Wp), &b);
+    return band_scratch(G, &b);
 }
 
 /* Image n, group grp, for output rows from oh0: bsz floats per channel. */
@@ -550,17 +587,14 @@ static int64_t thread_scratch(const geom *G, int T) {
     chunks ch;
     plan_chunks(G, T, &ch);
     int64_t s = scratch_floats(G, &ch);
-    bandp b;
     if (implicit_ok(G)) {
-        plan_band(G, T, &b);
-        int64_t t = band_scratch(G, &b);
+        int64_t t = band_scratch_max(G);
         if (t > s) s = t;
     }
     if (implicit_scatter_ok(G)) {
         geom F;
         flip_geom(G, &F);
-        plan_band(&F, T, &b);
-        int64_t f = band_scratch(&F, &b);
+        int64_t f = band_scratch_max(&F);
         if (f > s) s = f;
     }
     if (dconv_geom(G) && dconv_pad_floats(G) > s) s = dconv_pad_floats(G);
@@ -945,15 +979,7 @@ static void job_init(cjob *J, const conv_rt *rt, const geom *G) {
 static const float *bias_of(const dp_node *n);
 /* ------------------------------------------------------------ conv -> relu -> bn -> max-pool (eval) */
 /* The band plan of a pooled conv: whole pool windows in every band. */
-static int pool_band(const geom *G, int T, int k, bandp *b) {
-    plan_band(G, T, b);
-    if (b->rows < k) return 0;
-    b->rows -= b->rows % k;
-    b->nrb = (G->OH + b->rows - 1) / b->rows;
-    b->BR = b->rows + (G->KH - 1) * G->dh;
-    b->bsz = b->BR * b->Wp;
-    return 1;
-}
+static int pool_band(const geom *G, int T, int k, bandp *b) { return plan_band_k(G, T, k, b); }
 
 int dp_conv_pool_ok(const dp_graph *g, const dp_node *conv, int k) {
     if (conv->op != DP_OP_CONV2D || k < 1) return 0;
@@ -1013,7 +1039,7 @@ void dp_conv_pool_fwd(dp_graph *g, const dp_node *conv, int k, const float *rba,
         dp_dconv_pack_w(P.J.w, G.O, G.CKK, 8, rt.wpk);
         P.wp = rt.wpk;
     }
-    pool_band(&G, rt.T, k, &P.J.bd); /* rows a multiple of k: never more scratch than thread_scratch planned */
+    pool_band(&G, rt.T, k, &P.J.bd); /* rows a multiple of k, within band_scratch_max */
     dp_parallel_for(g->ctx, G.N * P.J.bd.nrb, pool_part, &P);
 }
 
