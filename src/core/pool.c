@@ -57,30 +57,22 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Watch *v until it differs from old (1) or spin_ns pass (0): pause for the
- * first 20 us, then yield, so that a busy machine loses little to it. */
-static int spin_while_eq_u64(_Atomic uint64_t *v, uint64_t old, int64_t spin_ns) {
-    if (spin_ns <= 0) return atomic_load_explicit(v, memory_order_acquire) != old;
-    int64_t t0 = now_ns(), t = t0;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) != old) return 1;
-        if ((i & 63) == 0) {
-            t = now_ns();
-            if (t - t0 > spin_ns) return 0;
-        }
-        if (t - t0 < 20000) cpu_relax();
-        else sched_yield();
-    }
+static int new_job(dp_pool *p, uint64_t seen) { return atomic_load_explicit(&p->gen, memory_order_acquire) != seen; }
+static int job_done(dp_pool *p, uint64_t unused) {
+    (void)unused;
+    return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
 }
 
-static int spin_while_pending(atomic_int *v, int64_t spin_ns) {
-    if (spin_ns <= 0) return atomic_load_explicit(v, memory_order_acquire) == 0;
+/* Watch until ready(p, arg) (1) or until spin_ns have passed (0): pause for
+ * the first 20 us, then yield, so that a busy machine loses little to it. */
+static int spin_until(dp_pool *p, int (*ready)(dp_pool *, uint64_t), uint64_t arg) {
+    if (p->spin_ns <= 0) return ready(p, arg);
     int64_t t0 = now_ns(), t = t0;
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(v, memory_order_acquire) == 0) return 1;
+        if (ready(p, arg)) return 1;
         if ((i & 63) == 0) {
             t = now_ns();
-            if (t - t0 > spin_ns) return 0;
+            if (t - t0 > p->spin_ns) return 0;
         }
         if (t - t0 < 20000) cpu_relax();
         else sched_yield();
@@ -92,7 +84,7 @@ static void *worker_main(void *arg) {
     dp_pool *p = w->pool;
     uint64_t seen = 0;
     for (;;) {
-        if (!spin_while_eq_u64(&p->gen, seen, p->spin_ns)) {
+        if (!spin_until(p, new_job, seen)) {
             pthread_mutex_lock(&p->mu);
             p->sleepers++;
             while (!atomic_load(&p->stop) && atomic_load(&p->gen) == seen) pthread_cond_wait(&p->go, &p->mu);
@@ -189,7 +181,7 @@ void dp_parallel_for_n(dp_ctx *ctx, int64_t n, int max_parts, dp_range_fn fn, vo
     if (p->sleepers) pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     run_part(p, 0);
-    if (!spin_while_pending(&p->pending, p->spin_ns)) {
+    if (!spin_until(p, job_done, 0)) {
         pthread_mutex_lock(&p->mu);
         p->caller_asleep = 1;
         while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) pthread_cond_wait(&p->done, &p->mu);
