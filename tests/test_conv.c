@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "doppel/doppel.h"
+#include "kernels/dconv.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
 
@@ -510,6 +511,57 @@ static void hand_tconv(void **state) {
 }
 
 /* ------------------------------------------------------------ shape errors */
+/* dp_dconv_s1_pool_band against the definition written out (conv, bias,
+ * relu, the norm's map, 2x2 max), for every kernel level the CPU has (the C
+ * definition where it has none): 3x3, 5x5 and 2x2 taps, 8 and 16 channels,
+ * rows of 6n, 6n + 2 and 6n + 4 outputs, one longer than a 240-output
+ * segment, negative norm slopes. */
+static void s1_pool_band_matches_definition(void **state) {
+    (void)state;
+    static const struct { int64_t C, K, rows, OW, O; } cases[] = {
+        {3, 3, 4, 12, 8}, {8, 5, 6, 26, 8}, {5, 5, 2, 28, 16}, {2, 2, 4, 250, 8}, {1, 3, 2, 2, 8}};
+    static const char *kernels[] = {"portable", "avx2", "avx512"};
+    char first[32];
+    snprintf(first, sizeof first, "%s", dp_gemm_kernel_name());
+    for (size_t kk = 0; kk < 3; kk++) {
+        if (!dp_gemm_set_kernel(kernels[kk])) continue;
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            const int64_t C = cases[c].C, K = cases[c].K, rows = cases[c].rows, OW = cases[c].OW, O = cases[c].O;
+            const int64_t Wp = OW + K - 1 + 3, BR = rows + K - 1, cs = BR * Wp + 5, KK = C * K * K;
+            const int64_t PW = OW / 2, PH = rows / 2, ldc = PH * PW + 7, ldr = PW;
+            float *band = malloc(sizeof(float) * (size_t)(C * cs)), *w = malloc(sizeof(float) * (size_t)(O * KK));
+            float *wp = malloc(sizeof(float) * (size_t)(2 * O * KK)), *y = calloc((size_t)(O * ldc), sizeof(float));
+            float *bias = malloc(sizeof(float) * (size_t)O), *rba = malloc(sizeof(float) * (size_t)(3 * O));
+            assert_non_null(band), assert_non_null(w), assert_non_null(wp), assert_non_null(y), assert_non_null(bias),
+                assert_non_null(rba);
+            fill(band, C * cs, 40 + c), fill(w, O * KK, 50 + c), fill(bias, O, 60 + c), fill(rba, 3 * O, 70 + c);
+            dp_dconv_s1_pack_w(w, O, KK, wp);
+            dp_dconv_s1_pool_band(band, C, cs, Wp, wp, K, K, rows, OW, O, bias, rba, y, ldc, ldr);
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t pr = 0; pr < PH; pr++)
+                    for (int64_t pw = 0; pw < PW; pw++) {
+                        double best = -INFINITY;
+                        for (int i = 0; i < 4; i++) {
+                            int64_t r = 2 * pr + i / 2, q = 2 * pw + i % 2;
+                            double v = bias[o];
+                            for (int64_t ci = 0; ci < C; ci++)
+                                for (int64_t kh = 0; kh < K; kh++)
+                                    for (int64_t kw = 0; kw < K; kw++)
+                                        v += (double)w[(o * C + ci) * K * K + kh * K + kw] * band[ci * cs + (r + kh) * Wp + q + kw];
+                            v = ((v > 0 ? v : 0) - rba[3 * o]) * rba[3 * o + 1] + rba[3 * o + 2];
+                            if (v > best) best = v;
+                        }
+                        float got = y[o * ldc + pr * ldr + pw];
+                        if (fabs(got - best) > 2e-5 * (1 + fabs(best)))
+                            fail_msg("%s case %zu: o %lld (%lld, %lld): %g, want %g", kernels[kk], c, (long long)o,
+                                     (long long)pr, (long long)pw, (double)got, best);
+                    }
+            free(band), free(w), free(wp), free(y), free(bias), free(rba);
+        }
+    }
+    dp_gemm_set_kernel(first);
+}
+
 static void shape_errors(void **state) {
     (void)state;
     dp_ctx *ctx;
@@ -555,6 +607,7 @@ int main(void) {
         cmocka_unit_test(hand_conv_same_even),
         cmocka_unit_test(hand_conv_stride2_same),
         cmocka_unit_test(hand_tconv),
+        cmocka_unit_test(s1_pool_band_matches_definition),
         cmocka_unit_test(shape_errors),
     };
     return cmocka_run_group_tests_name("conv", tests, NULL, NULL);

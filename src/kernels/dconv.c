@@ -27,6 +27,12 @@ void dp_dconv_pack_w(const float *w, int64_t O, int64_t K, int B, float *wp) {
             for (int64_t j = 0; j < B; j++) wp[(ob * K + k) * B + j] = w[(ob * B + j) * K + k];
 }
 
+void dp_dconv_s1_pack_w(const float *w, int64_t O, int64_t K, float *wp) {
+    for (int64_t ob = 0; ob < O / 8; ob++)
+        for (int64_t k = 0; k < K; k++)
+            for (int l = 0; l < 16; l++) wp[(ob * K + k) * 16 + l] = w[(ob * 8 + 4 * (l / 8) + l % 8 / 2) * K + k];
+}
+
 /* Whole rows: zero borders (unless already zero), one copy of the image's values. */
 static void pad_c(const float *x, int64_t C, int64_t H, int64_t W, int64_t pt, int64_t pl, int64_t Hp, int64_t Wp,
                   int borders_zero, float *xp) {
@@ -413,63 +419,85 @@ static const dw_fn dw2_tab[7] = {0, dw2_1, dw2_2, dw2_3, dw2_4, dw2_5, dw2_6};
 
 
 /* ------------------------------------------------------------ stride 1, 8-channel blocks, pooled (AVX2) */
-/* Two output rows x NP (2, 4 or 6) positions x 8 channels: 12 accumulators at
- * most, per step one weight vector and 2*NP broadcasts for 2*NP FMAs, no
- * im2col and no packing of the image (KW = 3 and 5 unrolled: Meso-4's taps).
- * The sum runs over k = (c, kh, kw) in order from zero, then adds the bias:
- * the GEMM's rounding for a reduction of one KC slice. Then, per lane, the
- * 2x2 window: relu(v + bias) as max(v + bias, 0) (a NaN becomes 0, as in
- * mp_val), the window's maximum where the norm's slope a >= 0 and its
- * minimum where a < 0 (the map r -> (r - mu) * a + b is monotone, and so is
- * its rounding: the same value as mapping all four and taking the maximum),
- * then the map, without contraction. out gets NP/2 vectors of 8 channels. */
-T256 DC_ALWAYS void s1p_tile(const int NP, const int KW_, const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW,
-                             int64_t Wp, const float *wp, const float *t, float *out) {
+/* Two output rows x NP (2, 4 or 6) positions x 8 channels, two positions per
+ * vector: lane 2c + e holds channel 4h + c (h: which half of the 8 channels)
+ * at position 2q + e, so one 8-byte broadcast (vbroadcastsd) feeds 2
+ * positions x 4 channels. 12 accumulators at most; per tap 2 weight vectors
+ * and NP broadcasts for 2*NP FMAs: 8 loads per 12 FMAs, as the GEMM's 6 x 16
+ * kernel. (One position per vector needed 12 single-float broadcasts per 12
+ * FMAs; a Zen 3 issues two a cycle, as many as FMAs: this layout made Meso-4
+ * inference 1.15-1.21x faster.) No im2col, no packing of the image; KW = 3
+ * and 5 unrolled (Meso-4's taps). The sum runs over k = (c, kh, kw) in order
+ * from zero, then adds the bias: the GEMM's rounding for a reduction of one
+ * KC slice. Then, per lane, the 2x2 window (rows: the two accumulators;
+ * columns: the lane pair 2c, 2c + 1): relu(v + bias) as max(v + bias, 0) (a
+ * NaN becomes 0, as in mp_val), the window's maximum where the norm's slope
+ * a >= 0 and its minimum where a < 0 (r -> (r - mu) * a + b is monotone, and
+ * so is its rounding: the value of mapping all four and taking the maximum),
+ * then the map, without contraction. out gets NP/2 vectors of channels 0-7.
+ * t: per half h, at t + 40h, five vectors in the lane layout: bias, mu, a, b
+ * and the mask a < 0. wp from dp_dconv_s1_pack_w. */
+T256 DC_ALWAYS void s1_tile(const int NP, const int KW_, const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW,
+                            int64_t Wp, const float *wp, const float *t, float *out) {
     const int64_t kwn = KW_ ? KW_ : KW;
-    __m256 a0[6], a1[6];
-#pragma GCC unroll 6
-    for (int p = 0; p < 6; p++)
-        if (p < NP) a0[p] = a1[p] = _mm256_setzero_ps();
+    __m256 a[2][3][2]; /* [row][pair][half] */
+#pragma GCC unroll 3
+    for (int q = 0; q < 3; q++)
+        if (2 * q < NP) a[0][q][0] = a[0][q][1] = a[1][q][0] = a[1][q][1] = _mm256_setzero_ps();
     for (int64_t c = 0; c < C; c++, x += cs)
         for (int64_t kh = 0; kh < KH; kh++) {
             const float *r0 = x + kh * Wp;
 #pragma GCC unroll 5
-            for (int64_t kw = 0; kw < kwn; kw++, r0++, wp += 8) {
-                /* as in dc_tile; here it also keeps GCC from holding the
+            for (int64_t kw = 0; kw < kwn; kw++, r0++, wp += 16) {
+                /* as in dc_tile; it also keeps GCC from holding the
                  * broadcasts that the next tap shares in registers (spills) */
                 __asm__("" : "+r"(r0));
-                __m256 w = _mm256_loadu_ps(wp);
-#pragma GCC unroll 6
-                for (int p = 0; p < 6; p++)
-                    if (p < NP) {
-                        a0[p] = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + p), w, a0[p]);
-                        a1[p] = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + Wp + p), w, a1[p]);
+                __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+#pragma GCC unroll 3
+                for (int q = 0; q < 3; q++)
+                    if (2 * q < NP) {
+                        __m256 b0 = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)(r0 + 2 * q)));
+                        __m256 b1 = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)(r0 + Wp + 2 * q)));
+                        a[0][q][0] = _mm256_fmadd_ps(b0, w0, a[0][q][0]);
+                        a[0][q][1] = _mm256_fmadd_ps(b0, w1, a[0][q][1]);
+                        a[1][q][0] = _mm256_fmadd_ps(b1, w0, a[1][q][0]);
+                        a[1][q][1] = _mm256_fmadd_ps(b1, w1, a[1][q][1]);
                     }
             }
         }
-    const __m256 z = _mm256_setzero_ps(), bias = _mm256_load_ps(t), mu = _mm256_load_ps(t + 8), a = _mm256_load_ps(t + 16),
-                 b = _mm256_load_ps(t + 24), neg = _mm256_load_ps(t + 32);
+    const __m256 z = _mm256_setzero_ps();
 #pragma GCC unroll 3
     for (int q = 0; q < 3; q++)
         if (2 * q < NP) {
-            __m256 r0 = _mm256_max_ps(_mm256_add_ps(a0[2 * q], bias), z), r1 = _mm256_max_ps(_mm256_add_ps(a0[2 * q + 1], bias), z);
-            __m256 r2 = _mm256_max_ps(_mm256_add_ps(a1[2 * q], bias), z), r3 = _mm256_max_ps(_mm256_add_ps(a1[2 * q + 1], bias), z);
-            __m256 hi = _mm256_max_ps(_mm256_max_ps(r0, r1), _mm256_max_ps(r2, r3));
-            __m256 lo = _mm256_min_ps(_mm256_min_ps(r0, r1), _mm256_min_ps(r2, r3));
-            __m256 m = _mm256_blendv_ps(hi, lo, neg);
-            _mm256_store_ps(out + q * 8, _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(m, mu), a), b));
+            __m256 m[2];
+#pragma GCC unroll 2 /* constant indices: the accumulators stay in registers */
+            for (int h = 0; h < 2; h++) {
+                const float *th = t + 40 * h;
+                const __m256 bias = _mm256_load_ps(th);
+                __m256 r0 = _mm256_max_ps(_mm256_add_ps(a[0][q][h], bias), z);
+                __m256 r1 = _mm256_max_ps(_mm256_add_ps(a[1][q][h], bias), z);
+                __m256 hi = _mm256_max_ps(r0, r1), lo = _mm256_min_ps(r0, r1);
+                hi = _mm256_max_ps(hi, _mm256_permute_ps(hi, 0xB1));
+                lo = _mm256_min_ps(lo, _mm256_permute_ps(lo, 0xB1));
+                __m256 v = _mm256_blendv_ps(hi, lo, _mm256_load_ps(th + 32));
+                m[h] = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, _mm256_load_ps(th + 8)), _mm256_load_ps(th + 16)),
+                                     _mm256_load_ps(th + 24));
+            }
+            /* the even lanes of both halves: channels 0 1 4 5 2 3 6 7, then in order */
+            __m256 e = _mm256_shuffle_ps(m[0], m[1], 0x88);
+            _mm256_store_ps(out + q * 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
         }
 }
-typedef void (*s1p_fn)(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp,
-                       const float *t, float *out);
-#define S1P_FN(NP, KW_)                                                                                             \
-    T256 static void s1p_##NP##_##KW_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp,   \
-                                      const float *wp, const float *t, float *out) {                               \
-        s1p_tile(NP, KW_, x, C, cs, KH, KW, Wp, wp, t, out);                                                        \
+typedef void (*s1_fn)(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp,
+                      const float *t, float *out);
+#define S1_FN(NP, KW_)                                                                                              \
+    T256 static void s1_##NP##_##KW_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp,    \
+                                     const float *wp, const float *t, float *out) {                                \
+        s1_tile(NP, KW_, x, C, cs, KH, KW, Wp, wp, t, out);                                                         \
     }
-S1P_FN(2, 0) S1P_FN(4, 0) S1P_FN(6, 0) S1P_FN(2, 3) S1P_FN(4, 3) S1P_FN(6, 3) S1P_FN(2, 5) S1P_FN(4, 5) S1P_FN(6, 5)
-/* s1p_tab[KW 3, 5, other][NP / 2] */
-static const s1p_fn s1p_tab[3][4] = {{0, s1p_2_3, s1p_4_3, s1p_6_3}, {0, s1p_2_5, s1p_4_5, s1p_6_5}, {0, s1p_2_0, s1p_4_0, s1p_6_0}};
+S1_FN(2, 0) S1_FN(4, 0) S1_FN(6, 0) S1_FN(2, 3) S1_FN(4, 3) S1_FN(6, 3) S1_FN(2, 5) S1_FN(4, 5) S1_FN(6, 5)
+/* s1_tab[KW 3, 5, other][NP / 2] */
+static const s1_fn s1_tab[3][4] = {{0, s1_2_3, s1_4_3, s1_6_3}, {0, s1_2_5, s1_4_5, s1_6_5}, {0, s1_2_0, s1_4_0, s1_6_0}};
 
 /* n pooled 8-channel vectors (v[q][8]) into 8 rows of y (row stride ldc): 8 x 8 transposes. */
 T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
@@ -503,17 +531,20 @@ T256 static void s1_pool_256(const float *band, int64_t C, int64_t cs, int64_t W
                              int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y,
                              int64_t ldc, int64_t ldr) {
     int64_t K = C * KH * KW;
-    const s1p_fn *tab = s1p_tab[KW == 3 ? 0 : KW == 5 ? 1 : 2];
-    float t[40] __attribute__((aligned(32))), out[S1_SEG / 2 * 8] __attribute__((aligned(32)));
+    const s1_fn *tab = s1_tab[KW == 3 ? 0 : KW == 5 ? 1 : 2];
+    float t[80] __attribute__((aligned(32))), out[S1_SEG / 2 * 8] __attribute__((aligned(32)));
     for (int64_t ob = 0; ob < O / 8; ob++) {
-        for (int j = 0; j < 8; j++) { /* bias, the norm's {mu, a, b}, and a's sign mask, per lane */
-            int64_t o = ob * 8 + j;
-            t[j] = bias ? bias[o] : 0.0f;
-            t[8 + j] = rba[3 * o], t[16 + j] = rba[3 * o + 1], t[24 + j] = rba[3 * o + 2];
-            int32_t m = rba[3 * o + 1] < 0.0f ? -1 : 0;
-            memcpy(t + 32 + j, &m, sizeof m);
-        }
-        const float *w = wp + ob * K * 8;
+        /* s1_tile's lane layout: lane 2c + e of half h is channel ob*8 + 4h + c */
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 8; l++) {
+                int64_t o = ob * 8 + 4 * h + l / 2;
+                float *th = t + 40 * h + l;
+                th[0] = bias ? bias[o] : 0.0f;
+                th[8] = rba[3 * o], th[16] = rba[3 * o + 1], th[24] = rba[3 * o + 2];
+                int32_t m = rba[3 * o + 1] < 0.0f ? -1 : 0;
+                memcpy(th + 32, &m, sizeof m);
+            }
+        const float *w = wp + ob * K * 16;
         for (int64_t r = 0; r < rows; r += 2)
             for (int64_t s0 = 0; s0 < OW; s0 += S1_SEG) {
                 int64_t s1 = OW - s0 < S1_SEG ? OW : s0 + S1_SEG;
@@ -584,7 +615,7 @@ static void s1_pool_c(const float *band, int64_t C, int64_t cs, int64_t Wp, cons
                     for (int64_t c = 0; c < C; c++)
                         for (int64_t kh = 0; kh < KH; kh++)
                             for (int64_t kw = 0; kw < KW; kw++)
-                                s += wp[((o / 8) * K + (c * KH + kh) * KW + kw) * 8 + o % 8] *
+                                s += wp[((o / 8) * K + (c * KH + kh) * KW + kw) * 16 + 8 * (o % 8 / 4) + 2 * (o % 4)] *
                                      band[c * cs + (rr + kh) * Wp + cc + kw];
                     float v = s1_rba_c(s + (bias ? bias[o] : 0.0f), rba + 3 * o);
                     if (i == 0 || v > m || v != v) m = v;

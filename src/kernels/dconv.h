@@ -68,9 +68,15 @@ void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp,
  *   y[o*ldc + r/2*ldr + ow/2] = max over the 2x2 window of
  *       ((relu(conv + bias[o]) - rba[3o]) * rba[3o+1] + rba[3o+2])
  * (relu -> batch norm in eval -> 2x2 max-pool, as the pool's fused map). O a
- * multiple of 8; wp = dp_dconv_pack_w(w, O, C*KH*KW, 8). With AVX2: tiles of
- * 2 rows x 6 positions x 8 channels in registers, the epilogue in registers
- * too, so neither an im2col nor the conv's output is written. */
+ * multiple of 8; wp from dp_dconv_s1_pack_w. With AVX2: tiles of 2 rows x 6
+ * positions x 8 channels in registers, two positions per vector, the
+ * epilogue in registers too, so neither an im2col nor the conv's output is
+ * written. */
+
+/* w[O][K] as dp_dconv_s1_pool_band reads it: per 8-channel block and k, the
+ * channels 0 0 1 1 2 2 3 3 then 4 4 5 5 6 6 7 7 (16 floats). */
+void dp_dconv_s1_pack_w(const float *w, int64_t O, int64_t K, float *wp);
+
 void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                            int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
                            int64_t ldr);

@@ -569,7 +569,8 @@ static int64_t dconv_pad_floats(const geom *G) {
  * AVX2 only: the 6 x 16 GEMM splits 8 channels into two 4-row tiles, re-reads
  * the band for each and writes the band's output before pooling it. Meso-4
  * inference on a Zen 3, one process alternating both paths: batch 1 1.19x
- * (1 thread), batch 32 1.19x (2 threads), outputs bit-identical. AVX-512
+ * (1 thread), batch 32 1.19x (2 threads), outputs bit-identical; 1.15-1.21x
+ * more with two positions per vector (dp_dconv_s1_pack_w's layout). AVX-512
  * keeps its 14 x 32 GEMM path (this kernel was not measured there). */
 static int s1pool_geom(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->sh == 1 && G->sw == 1 && G->dh == 1 && G->dw == 1 && G->O % 8 == 0 &&
@@ -577,7 +578,7 @@ static int s1pool_geom(const geom *G) {
 }
 static int s1pool_use(const geom *G, int k) { return k == 2 && dp_kernel_level() == 1 && s1pool_geom(G); }
 static int64_t dconv_wp_floats(const geom *G) {
-    return dconv_geom(G) || s1pool_geom(G) ? ALIGN16(G->O * G->CKK) : 0;
+    return dconv_geom(G) ? ALIGN16(G->O * G->CKK) : s1pool_geom(G) ? ALIGN16(2 * G->O * G->CKK) : 0;
 }
 
 /* ------------------------------------------------------------ the three primitives */
@@ -1036,7 +1037,7 @@ void dp_conv_pool_fwd(dp_graph *g, const dp_node *conv, int k, const float *rba,
     P.J.w = conv->in[1]->val.data, P.J.img = conv->in[0]->val.data, P.J.bias = bias_of(conv);
     P.k = k, P.rba = rba, P.y = y, P.wp = NULL;
     if (s1pool_use(&G, k)) {
-        dp_dconv_pack_w(P.J.w, G.O, G.CKK, 8, rt.wpk);
+        dp_dconv_s1_pack_w(P.J.w, G.O, G.CKK, rt.wpk);
         P.wp = rt.wpk;
     }
     pool_band(&G, rt.T, k, &P.J.bd); /* rows a multiple of k, within band_scratch_max */
