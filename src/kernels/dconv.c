@@ -437,14 +437,17 @@ static const dw_fn dw2_tab[7] = {0, dw2_1, dw2_2, dw2_3, dw2_4, dw2_5, dw2_6};
  * then the map, without contraction. out gets NP/2 vectors of channels 0-7.
  * t: per half h, at t + 40h, five vectors in the lane layout: bias, mu, a, b
  * and the mask a < 0. wp from dp_dconv_s1_pack_w. */
-T256 DC_ALWAYS void s1_tile(const int NP, const int KW_, const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW,
-                            int64_t Wp, const float *wp, const float *t, float *out) {
+T256 DC_ALWAYS void s1_tile(const int NP, const int KW_, const int CK_, const float *x, int64_t C, int64_t cs, int64_t KH,
+                            int64_t KW, int64_t Wp, const float *wp, const float *t, float *out) {
     const int64_t kwn = KW_ ? KW_ : KW;
+    if (CK_) C = KH = CK_; /* C = KH = CK_ known: every loop unrolled */
     __m256 a[2][3][2]; /* [row][pair][half] */
 #pragma GCC unroll 3
     for (int q = 0; q < 3; q++)
         if (2 * q < NP) a[0][q][0] = a[0][q][1] = a[1][q][0] = a[1][q][1] = _mm256_setzero_ps();
+#pragma GCC unroll 3
     for (int64_t c = 0; c < C; c++, x += cs)
+#pragma GCC unroll 3
         for (int64_t kh = 0; kh < KH; kh++) {
             const float *r0 = x + kh * Wp;
 #pragma GCC unroll 5
@@ -490,14 +493,19 @@ T256 DC_ALWAYS void s1_tile(const int NP, const int KW_, const float *x, int64_t
 }
 typedef void (*s1_fn)(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp,
                       const float *t, float *out);
-#define S1_FN(NP, KW_)                                                                                              \
-    T256 static void s1_##NP##_##KW_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp,    \
-                                     const float *wp, const float *t, float *out) {                                \
-        s1_tile(NP, KW_, x, C, cs, KH, KW, Wp, wp, t, out);                                                         \
+#define S1_FN(NP, KW_, CK_)                                                                                      \
+    T256 static void s1_##NP##_##KW_##_##CK_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, \
+                                             const float *wp, const float *t, float *out) {                        \
+        s1_tile(NP, KW_, CK_, x, C, cs, KH, KW, Wp, wp, t, out);                                                    \
     }
-S1_FN(2, 0) S1_FN(4, 0) S1_FN(6, 0) S1_FN(2, 3) S1_FN(4, 3) S1_FN(6, 3) S1_FN(2, 5) S1_FN(4, 5) S1_FN(6, 5)
-/* s1_tab[KW 3, 5, other][NP / 2] */
-static const s1_fn s1_tab[3][4] = {{0, s1_2_3, s1_4_3, s1_6_3}, {0, s1_2_5, s1_4_5, s1_6_5}, {0, s1_2_0, s1_4_0, s1_6_0}};
+S1_FN(2, 0, 0) S1_FN(4, 0, 0) S1_FN(6, 0, 0) S1_FN(2, 3, 0) S1_FN(4, 3, 0) S1_FN(6, 3, 0) S1_FN(2, 5, 0) S1_FN(4, 5, 0)
+S1_FN(6, 5, 0) S1_FN(2, 3, 3) S1_FN(4, 3, 3) S1_FN(6, 3, 3)
+/* s1_tab[KW 3, 5, other, or 3x3 taps of 3 channels][NP / 2]: the last (an RGB input's 3x3 conv,
+ * Meso-4's first: 27 taps) unrolled whole, 1.03-1.04x on Meso-4 inference. */
+static const s1_fn s1_tab[4][4] = {{0, s1_2_3_0, s1_4_3_0, s1_6_3_0},
+                                   {0, s1_2_5_0, s1_4_5_0, s1_6_5_0},
+                                   {0, s1_2_0_0, s1_4_0_0, s1_6_0_0},
+                                   {0, s1_2_3_3, s1_4_3_3, s1_6_3_3}};
 
 /* n pooled 8-channel vectors (v[q][8]) into 8 rows of y (row stride ldc): 8 x 8 transposes. */
 T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
@@ -531,7 +539,7 @@ T256 static void s1_pool_256(const float *band, int64_t C, int64_t cs, int64_t W
                              int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y,
                              int64_t ldc, int64_t ldr) {
     int64_t K = C * KH * KW;
-    const s1_fn *tab = s1_tab[KW == 3 ? 0 : KW == 5 ? 1 : 2];
+    const s1_fn *tab = s1_tab[KW == 3 && KH == 3 && C == 3 ? 3 : KW == 3 ? 0 : KW == 5 ? 1 : 2];
     float t[80] __attribute__((aligned(32))), out[S1_SEG / 2 * 8] __attribute__((aligned(32)));
     for (int64_t ob = 0; ob < O / 8; ob++) {
         /* s1_tile's lane layout: lane 2c + e of half h is channel ob*8 + 4h + c */
