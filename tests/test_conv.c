@@ -511,8 +511,9 @@ static void hand_tconv(void **state) {
 }
 
 /* ------------------------------------------------------------ shape errors */
-/* dp_dconv_s1_pool_band against the definition written out (conv, bias,
- * relu, the norm's map, 2x2 max), for every kernel level the CPU has (the C
+/* dp_dconv_s1_band (conv + bias) and dp_dconv_s1_pool_band against the
+ * definition written out (conv, bias, relu, the norm's map, 2x2 max), for every
+ * kernel level the CPU has (the C
  * definition where it has none): 3x3, 5x5 and 2x2 taps, 8 and 16 channels,
  * rows of 6n, 6n + 2 and 6n + 4 outputs, one longer than a 240-output
  * segment, negative norm slopes. */
@@ -536,6 +537,24 @@ static void s1_pool_band_matches_definition(void **state) {
                 assert_non_null(rba);
             fill(band, C * cs, 40 + c), fill(w, O * KK, 50 + c), fill(bias, O, 60 + c), fill(rba, 3 * O, 70 + c);
             dp_dconv_s1_pack_w(w, O, KK, wp);
+            /* without the pool first: conv + bias at every output */
+            float *yc = malloc(sizeof(float) * (size_t)(O * (rows * OW + 3)));
+            assert_non_null(yc);
+            dp_dconv_s1_band(band, C, cs, Wp, wp, K, K, rows, OW, O, bias, yc, rows * OW + 3, OW);
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t q = 0; q < OW; q++) {
+                        double v = bias[o];
+                        for (int64_t ci = 0; ci < C; ci++)
+                            for (int64_t kh = 0; kh < K; kh++)
+                                for (int64_t kw = 0; kw < K; kw++)
+                                    v += (double)w[(o * C + ci) * K * K + kh * K + kw] * band[ci * cs + (r + kh) * Wp + q + kw];
+                        float got = yc[o * (rows * OW + 3) + r * OW + q];
+                        if (fabs(got - v) > 2e-5 * (1 + fabs(v)))
+                            fail_msg("%s case %zu (no pool): o %lld (%lld, %lld): %g, want %g", kernels[kk], c, (long long)o,
+                                     (long long)r, (long long)q, (double)got, v);
+                    }
+            free(yc);
             dp_dconv_s1_pool_band(band, C, cs, Wp, wp, K, K, rows, OW, O, bias, rba, y, ldc, ldr);
             for (int64_t o = 0; o < O; o++)
                 for (int64_t pr = 0; pr < PH; pr++)

@@ -419,6 +419,7 @@ static const dw_fn dw2_tab[7] = {0, dw2_1, dw2_2, dw2_3, dw2_4, dw2_5, dw2_6};
 
 
 /* ------------------------------------------------------------ stride 1, 8-channel blocks, pooled (AVX2) */
+#define S1_SEG 240 /* output positions per segment of a row pair (40 tiles of 6): 120 pooled vectors buffered */
 /* Two output rows x NP (2, 4 or 6) positions x 8 channels, two positions per
  * vector: lane 2c + e holds channel 4h + c (h: which half of the 8 channels)
  * at position 2q + e, so one 8-byte broadcast (vbroadcastsd) feeds 2
@@ -437,8 +438,8 @@ static const dw_fn dw2_tab[7] = {0, dw2_1, dw2_2, dw2_3, dw2_4, dw2_5, dw2_6};
  * then the map, without contraction. out gets NP/2 vectors of channels 0-7.
  * t: per half h, at t + 40h, five vectors in the lane layout: bias, mu, a, b
  * and the mask a < 0. wp from dp_dconv_s1_pack_w. */
-T256 DC_ALWAYS void s1_tile(const int NP, const int KW_, const int CK_, const float *x, int64_t C, int64_t cs, int64_t KH,
-                            int64_t KW, int64_t Wp, const float *wp, const float *t, float *out) {
+T256 DC_ALWAYS void s1_tile(const int POOL, const int NP, const int KW_, const int CK_, const float *x, int64_t C,
+                            int64_t cs, int64_t KH, int64_t KW, int64_t Wp, const float *wp, const float *t, float *out) {
     const int64_t kwn = KW_ ? KW_ : KW;
     if (CK_) C = KH = CK_; /* C = KH = CK_ known: every loop unrolled */
     __m256 a[2][3][2]; /* [row][pair][half] */
@@ -468,6 +469,21 @@ T256 DC_ALWAYS void s1_tile(const int NP, const int KW_, const int CK_, const fl
                     }
             }
         }
+    if (!POOL) { /* conv + bias, channels in order per position: out[row * S1_SEG + position][8] */
+        const __m256 b0 = _mm256_load_ps(t), b1 = _mm256_load_ps(t + 40);
+#pragma GCC unroll 2
+        for (int r = 0; r < 2; r++)
+#pragma GCC unroll 3
+            for (int q = 0; q < 3; q++)
+                if (2 * q < NP) {
+                    __m256 v0 = _mm256_add_ps(a[r][q][0], b0), v1 = _mm256_add_ps(a[r][q][1], b1);
+                    __m256 e = _mm256_shuffle_ps(v0, v1, 0x88), o = _mm256_shuffle_ps(v0, v1, 0xDD);
+                    float *d = out + (r * S1_SEG + 2 * q) * 8;
+                    _mm256_store_ps(d, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
+                    _mm256_store_ps(d + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
+                }
+        return;
+    }
     const __m256 z = _mm256_setzero_ps();
 #pragma GCC unroll 3
     for (int q = 0; q < 3; q++)
@@ -496,16 +512,25 @@ typedef void (*s1_fn)(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t
 #define S1_FN(NP, KW_, CK_)                                                                                      \
     T256 static void s1_##NP##_##KW_##_##CK_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, \
                                              const float *wp, const float *t, float *out) {                        \
-        s1_tile(NP, KW_, CK_, x, C, cs, KH, KW, Wp, wp, t, out);                                                    \
+        s1_tile(1, NP, KW_, CK_, x, C, cs, KH, KW, Wp, wp, t, out);                                                 \
+    }                                                                                                               \
+    T256 static void s1c_##NP##_##KW_##_##CK_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, \
+                                              const float *wp, const float *t, float *out) {                       \
+        s1_tile(0, NP, KW_, CK_, x, C, cs, KH, KW, Wp, wp, t, out);                                                 \
     }
 S1_FN(2, 0, 0) S1_FN(4, 0, 0) S1_FN(6, 0, 0) S1_FN(2, 3, 0) S1_FN(4, 3, 0) S1_FN(6, 3, 0) S1_FN(2, 5, 0) S1_FN(4, 5, 0)
 S1_FN(6, 5, 0) S1_FN(2, 3, 3) S1_FN(4, 3, 3) S1_FN(6, 3, 3)
-/* s1_tab[KW 3, 5, other, or 3x3 taps of 3 channels][NP / 2]: the last (an RGB input's 3x3 conv,
- * Meso-4's first: 27 taps) unrolled whole, 1.03-1.04x on Meso-4 inference. */
-static const s1_fn s1_tab[4][4] = {{0, s1_2_3_0, s1_4_3_0, s1_6_3_0},
-                                   {0, s1_2_5_0, s1_4_5_0, s1_6_5_0},
-                                   {0, s1_2_0_0, s1_4_0_0, s1_6_0_0},
-                                   {0, s1_2_3_3, s1_4_3_3, s1_6_3_3}};
+/* s1_tab[pooled, plain][KW 3, 5, other, or 3x3 taps of 3 channels][NP / 2]: the last (an RGB input's 3x3
+ * conv, Meso-4's first: 27 taps) unrolled whole, 1.03-1.04x on Meso-4 inference. */
+static const s1_fn s1_tab[2][4][4] = {{{0, s1_2_3_0, s1_4_3_0, s1_6_3_0},
+                                       {0, s1_2_5_0, s1_4_5_0, s1_6_5_0},
+                                       {0, s1_2_0_0, s1_4_0_0, s1_6_0_0},
+                                       {0, s1_2_3_3, s1_4_3_3, s1_6_3_3}},
+                                      {{0, s1c_2_3_0, s1c_4_3_0, s1c_6_3_0},
+                                       {0, s1c_2_5_0, s1c_4_5_0, s1c_6_5_0},
+                                       {0, s1c_2_0_0, s1c_4_0_0, s1c_6_0_0},
+                                       {0, s1c_2_3_3, s1c_4_3_3, s1c_6_3_3}}};
+static int s1_kind(int64_t C, int64_t KH, int64_t KW) { return KW == 3 && KH == 3 && C == 3 ? 3 : KW == 3 ? 0 : KW == 5 ? 1 : 2; }
 
 /* n pooled 8-channel vectors (v[q][8]) into 8 rows of y (row stride ldc): 8 x 8 transposes. */
 T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
@@ -534,13 +559,16 @@ T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
         for (int j = 0; j < 8; j++) y[j * ldc + q] = v[q * 8 + j];
 }
 
-#define S1_SEG 240 /* output positions per segment of a row pair (40 tiles of 6): 120 pooled vectors buffered */
-T256 static void s1_pool_256(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
-                             int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y,
-                             int64_t ldc, int64_t ldr) {
+/* rba != NULL: pooled (dp_dconv_s1_pool_band); NULL: conv + bias (dp_dconv_s1_band),
+ * pairs of output rows into a channel-ordered buffer. Either way 8 x 8
+ * transposes into y. */
+T256 static void s1_run_256(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                            int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
+                            int64_t ldr) {
+    const int pool = rba != NULL;
     int64_t K = C * KH * KW;
-    const s1_fn *tab = s1_tab[KW == 3 && KH == 3 && C == 3 ? 3 : KW == 3 ? 0 : KW == 5 ? 1 : 2];
-    float t[80] __attribute__((aligned(32))), out[S1_SEG / 2 * 8] __attribute__((aligned(32)));
+    const s1_fn *tab = s1_tab[!pool][s1_kind(C, KH, KW)];
+    float t[80] __attribute__((aligned(32))), out[2 * S1_SEG * 8] __attribute__((aligned(32)));
     for (int64_t ob = 0; ob < O / 8; ob++) {
         /* s1_tile's lane layout: lane 2c + e of half h is channel ob*8 + 4h + c */
         for (int h = 0; h < 2; h++)
@@ -548,6 +576,7 @@ T256 static void s1_pool_256(const float *band, int64_t C, int64_t cs, int64_t W
                 int64_t o = ob * 8 + 4 * h + l / 2;
                 float *th = t + 40 * h + l;
                 th[0] = bias ? bias[o] : 0.0f;
+                if (!pool) continue;
                 th[8] = rba[3 * o], th[16] = rba[3 * o + 1], th[24] = rba[3 * o + 2];
                 int32_t m = rba[3 * o + 1] < 0.0f ? -1 : 0;
                 memcpy(th + 32, &m, sizeof m);
@@ -558,9 +587,12 @@ T256 static void s1_pool_256(const float *band, int64_t C, int64_t cs, int64_t W
                 int64_t s1 = OW - s0 < S1_SEG ? OW : s0 + S1_SEG;
                 for (int64_t ow = s0; ow < s1; ow += 6) {
                     int np = s1 - ow < 6 ? (int)(s1 - ow) : 6;
-                    tab[np / 2](band + r * Wp + ow, C, cs, KH, KW, Wp, w, t, out + (ow - s0) / 2 * 8);
+                    tab[np / 2](band + r * Wp + ow, C, cs, KH, KW, Wp, w, t, out + (ow - s0) * (pool ? 4 : 8));
                 }
-                store_t8(out, (s1 - s0) / 2, y + ob * 8 * ldc + r / 2 * ldr + s0 / 2, ldc);
+                if (pool) store_t8(out, (s1 - s0) / 2, y + ob * 8 * ldc + r / 2 * ldr + s0 / 2, ldc);
+                else
+                    for (int rr = 0; rr < 2; rr++)
+                        store_t8(out + rr * S1_SEG * 8, s1 - s0, y + ob * 8 * ldc + (r + rr) * ldr + s0, ldc);
             }
     }
 }
@@ -609,23 +641,28 @@ void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp,
 
 /* The definition (other CPUs never take this path; see dconv.h). */
 static float s1_rba_c(float v, const float *t) { return ((v > 0.0f ? v : 0.0f) - t[0]) * t[1] + t[2]; }
+/* Output channel o at (r, ow) of the band, wp in dp_dconv_s1_pack_w's layout. */
+static float s1_sum_c(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW, int64_t o,
+                      int64_t r, int64_t ow) {
+    int64_t K = C * KH * KW;
+    float s = 0.0f;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++)
+                s += wp[((o / 8) * K + (c * KH + kh) * KW + kw) * 16 + 8 * (o % 8 / 4) + 2 * (o % 4)] *
+                     band[c * cs + (r + kh) * Wp + ow + kw];
+    return s;
+}
 static void s1_pool_c(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                       int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
                       int64_t ldr) {
-    int64_t K = C * KH * KW;
     for (int64_t o = 0; o < O; o++)
         for (int64_t r = 0; r < rows; r += 2)
             for (int64_t ow = 0; ow < OW; ow += 2) {
                 float m = 0.0f;
                 for (int i = 0; i < 4; i++) {
                     int64_t rr = r + i / 2, cc = ow + i % 2;
-                    float s = 0.0f;
-                    for (int64_t c = 0; c < C; c++)
-                        for (int64_t kh = 0; kh < KH; kh++)
-                            for (int64_t kw = 0; kw < KW; kw++)
-                                s += wp[((o / 8) * K + (c * KH + kh) * KW + kw) * 16 + 8 * (o % 8 / 4) + 2 * (o % 4)] *
-                                     band[c * cs + (rr + kh) * Wp + cc + kw];
-                    float v = s1_rba_c(s + (bias ? bias[o] : 0.0f), rba + 3 * o);
+                    float v = s1_rba_c(s1_sum_c(band, C, cs, Wp, wp, KH, KW, o, rr, cc) + (bias ? bias[o] : 0.0f), rba + 3 * o);
                     if (i == 0 || v > m || v != v) m = v;
                 }
                 y[o * ldc + r / 2 * ldr + ow / 2] = m;
@@ -637,9 +674,29 @@ void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp,
                            int64_t ldr) {
 #ifdef DP_DCONV_X86
     if (dp_kernel_level() >= 1) {
-        s1_pool_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, rba, y, ldc, ldr);
+        s1_run_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, rba, y, ldc, ldr);
         return;
     }
 #endif
     s1_pool_c(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, rba, y, ldc, ldr);
+}
+
+static void s1_band_c(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                y[o * ldc + r * ldr + ow] = s1_sum_c(band, C, cs, Wp, wp, KH, KW, o, r, ow) + (bias ? bias[o] : 0.0f);
+            }
+}
+
+void dp_dconv_s1_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr) {
+#ifdef DP_DCONV_X86
+    if (dp_kernel_level() >= 1) {
+        s1_run_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, NULL, y, ldc, ldr);
+        return;
+    }
+#endif
+    s1_band_c(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, y, ldc, ldr);
 }
