@@ -540,7 +540,7 @@ static void s1_pool_band_matches_definition(void **state) {
             /* without the pool first: conv + bias at every output */
             float *yc = malloc(sizeof(float) * (size_t)(O * (rows * OW + 3)));
             assert_non_null(yc);
-            dp_dconv_s1_band(band, C, cs, Wp, wp, K, K, rows, OW, O, bias, yc, rows * OW + 3, OW);
+            dp_dconv_s1_band(band, C, cs, Wp, wp, K, K, rows, OW, O, bias, yc, rows * OW + 3, OW, 0);
             for (int64_t o = 0; o < O; o++)
                 for (int64_t r = 0; r < rows; r++)
                     for (int64_t q = 0; q < OW; q++) {
@@ -554,6 +554,16 @@ static void s1_pool_band_matches_definition(void **state) {
                             fail_msg("%s case %zu (no pool): o %lld (%lld, %lld): %g, want %g", kernels[kk], c, (long long)o,
                                      (long long)r, (long long)q, (double)got, v);
                     }
+            /* acc: adds to what y holds (the stride-1 input gradient's use): v + v, exactly 2v */
+            const int64_t ny = O * (rows * OW + 3);
+            float *y2 = malloc(sizeof(float) * (size_t)ny);
+            assert_non_null(y2);
+            memcpy(y2, yc, sizeof(float) * (size_t)ny);
+            dp_dconv_s1_band(band, C, cs, Wp, wp, K, K, rows, OW, O, bias, y2, rows * OW + 3, OW, 1);
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t i = 0; i < rows * OW; i++)
+                    assert_true(y2[o * (rows * OW + 3) + i] == 2.0f * yc[o * (rows * OW + 3) + i]);
+            free(y2);
             free(yc);
             dp_dconv_s1_pool_band(band, C, cs, Wp, wp, K, K, rows, OW, O, bias, rba, y, ldc, ldr);
             for (int64_t o = 0; o < O; o++)

@@ -533,7 +533,9 @@ static const s1_fn s1_tab[2][4][4] = {{{0, s1_2_3_0, s1_4_3_0, s1_6_3_0},
 static int s1_kind(int64_t C, int64_t KH, int64_t KW) { return KW == 3 && KH == 3 && C == 3 ? 3 : KW == 3 ? 0 : KW == 5 ? 1 : 2; }
 
 /* n pooled 8-channel vectors (v[q][8]) into 8 rows of y (row stride ldc): 8 x 8 transposes. */
-T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
+T256 DC_ALWAYS void st8(float *y, int acc, __m256 v) { _mm256_storeu_ps(y, acc ? _mm256_add_ps(_mm256_loadu_ps(y), v) : v); }
+/* acc: y += instead of y = */
+T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc, int acc) {
     int64_t q = 0;
     for (; q + 8 <= n; q += 8) {
         const float *s = v + q * 8;
@@ -546,17 +548,17 @@ T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
         __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
         __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
         __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        _mm256_storeu_ps(y + 0 * ldc + q, _mm256_permute2f128_ps(s0, s4, 0x20));
-        _mm256_storeu_ps(y + 1 * ldc + q, _mm256_permute2f128_ps(s1, s5, 0x20));
-        _mm256_storeu_ps(y + 2 * ldc + q, _mm256_permute2f128_ps(s2, s6, 0x20));
-        _mm256_storeu_ps(y + 3 * ldc + q, _mm256_permute2f128_ps(s3, s7, 0x20));
-        _mm256_storeu_ps(y + 4 * ldc + q, _mm256_permute2f128_ps(s0, s4, 0x31));
-        _mm256_storeu_ps(y + 5 * ldc + q, _mm256_permute2f128_ps(s1, s5, 0x31));
-        _mm256_storeu_ps(y + 6 * ldc + q, _mm256_permute2f128_ps(s2, s6, 0x31));
-        _mm256_storeu_ps(y + 7 * ldc + q, _mm256_permute2f128_ps(s3, s7, 0x31));
+        st8(y + 0 * ldc + q, acc, _mm256_permute2f128_ps(s0, s4, 0x20));
+        st8(y + 1 * ldc + q, acc, _mm256_permute2f128_ps(s1, s5, 0x20));
+        st8(y + 2 * ldc + q, acc, _mm256_permute2f128_ps(s2, s6, 0x20));
+        st8(y + 3 * ldc + q, acc, _mm256_permute2f128_ps(s3, s7, 0x20));
+        st8(y + 4 * ldc + q, acc, _mm256_permute2f128_ps(s0, s4, 0x31));
+        st8(y + 5 * ldc + q, acc, _mm256_permute2f128_ps(s1, s5, 0x31));
+        st8(y + 6 * ldc + q, acc, _mm256_permute2f128_ps(s2, s6, 0x31));
+        st8(y + 7 * ldc + q, acc, _mm256_permute2f128_ps(s3, s7, 0x31));
     }
     for (; q < n; q++)
-        for (int j = 0; j < 8; j++) y[j * ldc + q] = v[q * 8 + j];
+        for (int j = 0; j < 8; j++) y[j * ldc + q] = acc ? y[j * ldc + q] + v[q * 8 + j] : v[q * 8 + j];
 }
 
 /* rba != NULL: pooled (dp_dconv_s1_pool_band); NULL: conv + bias (dp_dconv_s1_band),
@@ -564,7 +566,7 @@ T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc) {
  * transposes into y. */
 T256 static void s1_run_256(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                             int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
-                            int64_t ldr) {
+                            int64_t ldr, int acc) {
     const int pool = rba != NULL;
     int64_t K = C * KH * KW;
     const s1_fn *tab = s1_tab[!pool][s1_kind(C, KH, KW)];
@@ -589,10 +591,10 @@ T256 static void s1_run_256(const float *band, int64_t C, int64_t cs, int64_t Wp
                     int np = s1 - ow < 6 ? (int)(s1 - ow) : 6;
                     tab[np / 2](band + r * Wp + ow, C, cs, KH, KW, Wp, w, t, out + (ow - s0) * (pool ? 4 : 8));
                 }
-                if (pool) store_t8(out, (s1 - s0) / 2, y + ob * 8 * ldc + r / 2 * ldr + s0 / 2, ldc);
+                if (pool) store_t8(out, (s1 - s0) / 2, y + ob * 8 * ldc + r / 2 * ldr + s0 / 2, ldc, 0);
                 else
                     for (int rr = 0; rr < 2; rr++)
-                        store_t8(out + rr * S1_SEG * 8, s1 - s0, y + ob * 8 * ldc + (r + rr) * ldr + s0, ldc);
+                        store_t8(out + rr * S1_SEG * 8, s1 - s0, y + ob * 8 * ldc + (r + rr) * ldr + s0, ldc, acc);
             }
     }
 }
@@ -674,7 +676,7 @@ void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp,
                            int64_t ldr) {
 #ifdef DP_DCONV_X86
     if (dp_kernel_level() >= 1) {
-        s1_run_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, rba, y, ldc, ldr);
+        s1_run_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, rba, y, ldc, ldr, 0);
         return;
     }
 #endif
@@ -682,21 +684,22 @@ void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp,
 }
 
 static void s1_band_c(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
-                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr) {
+                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr, int acc) {
     for (int64_t o = 0; o < O; o++)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t ow = 0; ow < OW; ow++) {
-                y[o * ldc + r * ldr + ow] = s1_sum_c(band, C, cs, Wp, wp, KH, KW, o, r, ow) + (bias ? bias[o] : 0.0f);
+                float v = s1_sum_c(band, C, cs, Wp, wp, KH, KW, o, r, ow) + (bias ? bias[o] : 0.0f);
+                y[o * ldc + r * ldr + ow] = acc ? y[o * ldc + r * ldr + ow] + v : v;
             }
 }
 
 void dp_dconv_s1_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
-                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr) {
+                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr, int acc) {
 #ifdef DP_DCONV_X86
     if (dp_kernel_level() >= 1) {
-        s1_run_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, NULL, y, ldc, ldr);
+        s1_run_256(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, NULL, y, ldc, ldr, acc);
         return;
     }
 #endif
-    s1_band_c(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, y, ldc, ldr);
+    s1_band_c(band, C, cs, Wp, wp, KH, KW, rows, OW, O, bias, y, ldc, ldr, acc);
 }

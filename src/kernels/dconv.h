@@ -74,9 +74,10 @@ void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp,
  * written. */
 
 /* The same convolution without the pool: y[o*ldc + r*ldr + ow] = conv + bias[o]
- * for r < rows, ow < OW, both even. Same tiles, same sums in the same order. */
+ * (acc: y += conv + bias[o]) for r < rows, ow < OW, both even. Same tiles,
+ * same sums in the same order. */
 void dp_dconv_s1_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
-                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr);
+                      int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr, int acc);
 
 /* w[O][K] as dp_dconv_s1_pool_band reads it: per 8-channel block and k, the
  * channels 0 0 1 1 2 2 3 3 then 4 4 5 5 6 6 7 7 (16 floats). */

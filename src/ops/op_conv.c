@@ -579,16 +579,27 @@ static int s1pool_geom(const geom *G) {
 static int s1pool_use(const geom *G, int k) { return k == 2 && dp_kernel_level() == 1 && s1pool_geom(G); }
 /* The same kernel without the pool (dp_dconv_s1_band) for the forward of such
  * a convolution elsewhere (training; Meso-4's 4x4-pooled fourth block runs the
- * GEMM): even output sides, bands of even height, no accumulation into the
- * output. A Meso-4 training step (forward + backward, batch 32, 2 threads,
- * one process alternating both): 1.03-1.09x, the loss bit-identical. The sums
- * match the GEMM's bits where K <= KC (one slice); beyond (Meso-4's fourth
- * conv, K = 400) they differ in rounding (~3e-8 on Meso-4's output). */
-static int s1plain_use(const geom *G, int acc) {
-    return !acc && dp_kernel_level() == 1 && s1pool_geom(G) && implicit_ok(G) && G->OH % 2 == 0;
+ * GEMM), and for the input gradient of one whose flipped geometry is such
+ * (the stride-1 scatter gathers with it, adding into the gradient): even
+ * output sides, bands of even height. A Meso-4 training step (forward +
+ * backward, batch 32, 2 threads, one process alternating both): forward
+ * 1.03-1.09x, the input gradients 1.02-1.06x more, the loss bit-identical.
+ * The sums match the GEMM's bits where K <= KC (one slice); beyond (Meso-4's
+ * fourth conv, K = 400) they differ in rounding (~3e-8 on Meso-4's output). */
+static int s1plain_use(const geom *G) {
+    return dp_kernel_level() == 1 && s1pool_geom(G) && implicit_ok(G) && G->OH % 2 == 0;
+}
+/* s1 packed weights for G or for the flipped geometry its stride-1 input
+ * gradient gathers with (the same O * CKK). */
+static int s1_any_geom(const geom *G) {
+    if (s1pool_geom(G)) return 1;
+    if (!implicit_scatter_ok(G)) return 0;
+    geom F;
+    flip_geom(G, &F);
+    return s1pool_geom(&F);
 }
 static int64_t dconv_wp_floats(const geom *G) {
-    return dconv_geom(G) ? ALIGN16(G->O * G->CKK) : s1pool_geom(G) ? ALIGN16(2 * G->O * G->CKK) : 0;
+    return dconv_geom(G) ? ALIGN16(G->O * G->CKK) : s1_any_geom(G) ? ALIGN16(2 * G->O * G->CKK) : 0;
 }
 
 /* ------------------------------------------------------------ the three primitives */
@@ -792,7 +803,7 @@ static void igather_item(cjob *J, int64_t item, float *ws) {
         band_fill(G, b, J->img, n, grp, oh0, band);
         float *y = J->out + ((n * G->O + grp * G->Og) * G->OH + oh0) * G->OW;
         if (J->s1wp) { /* groups == 1 */
-            dp_dconv_s1_band(band, G->Cg, b->bsz, b->Wp, J->s1wp, G->KH, G->KW, rows, G->OW, G->O, J->bias, y, G->P, G->OW);
+            dp_dconv_s1_band(band, G->Cg, b->bsz, b->Wp, J->s1wp, G->KH, G->KW, rows, G->OW, G->O, J->bias, y, G->P, G->OW, J->acc);
             continue;
         }
         dp_sgemm_rows_st(rows, G->Og, G->OW, G->CKK, J->w + grp * G->Og * G->CKK, G->CKK, band, b->Wp, offs,
@@ -1114,7 +1125,7 @@ static void run_gather(const conv_rt *rt, const geom *G, const float *w, const f
     if (G->depthwise) {
         dp_parallel_for(ctx, G->N * G->C, dw_gather_part, &J);
     } else if (J.implicit) {
-        if (s1plain_use(G, acc)) {
+        if (s1plain_use(G)) {
             dp_dconv_s1_pack_w(w, G->O, G->CKK, rt->wpk);
             J.s1wp = rt->wpk;
             plan_band_k(G, rt->T, 2, &J.bd); /* even heights: the tiles take row pairs */
