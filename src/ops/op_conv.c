@@ -1125,10 +1125,9 @@ static void run_gather(const conv_rt *rt, const geom *G, const float *w, const f
     if (G->depthwise) {
         dp_parallel_for(ctx, G->N * G->C, dw_gather_part, &J);
     } else if (J.implicit) {
-        if (s1plain_use(G)) {
+        if (s1plain_use(G) && plan_band_k(G, rt->T, 2, &J.bd)) { /* even heights: the tiles take row pairs */
             dp_dconv_s1_pack_w(w, G->O, G->CKK, rt->wpk);
             J.s1wp = rt->wpk;
-            plan_band_k(G, rt->T, 2, &J.bd); /* even heights: the tiles take row pairs */
         }
         dp_parallel_for(ctx, G->N * J.bd.nrb, gather_part, &J);
     } else if (J.ch.items < rt->T) {
