@@ -417,7 +417,6 @@ T256 DC_ALWAYS void dw2_tile(const int T, const float *const *xt, int64_t OH, in
 DW2_FN(1) DW2_FN(2) DW2_FN(3) DW2_FN(4) DW2_FN(5) DW2_FN(6)
 static const dw_fn dw2_tab[7] = {0, dw2_1, dw2_2, dw2_3, dw2_4, dw2_5, dw2_6};
 
-
 /* ------------------------------------------------------------ stride 1, 8-channel blocks, pooled (AVX2) */
 #define S1_SEG 240 /* output positions per segment of a row pair (40 tiles of 6): 120 pooled vectors buffered */
 /* Two output rows x NP (2, 4 or 6) positions x 8 channels, two positions per

@@ -71,7 +71,11 @@ void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp,
  * multiple of 8; wp from dp_dconv_s1_pack_w. With AVX2: tiles of 2 rows x 6
  * positions x 8 channels in registers, two positions per vector, the
  * epilogue in registers too, so neither an im2col nor the conv's output is
- * written. */
+ * written. The conv sums run over k = (c, kh, kw) from zero, then add the bias:
+ * the GEMM's bits where C*KH*KW <= 256 (one KC slice), rounding apart beyond. */
+void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
+                           int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
+                           int64_t ldr);
 
 /* The same convolution without the pool: y[o*ldc + r*ldr + ow] = conv + bias[o]
  * (acc: y += conv + bias[o]) for r < rows, ow < OW, both even. Same tiles,
@@ -79,12 +83,8 @@ void dp_dconv_s2_wgrad_image(const float *xp, int64_t C, int64_t Hp, int64_t Wp,
 void dp_dconv_s1_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                       int64_t rows, int64_t OW, int64_t O, const float *bias, float *y, int64_t ldc, int64_t ldr, int acc);
 
-/* w[O][K] as dp_dconv_s1_pool_band reads it: per 8-channel block and k, the
- * channels 0 0 1 1 2 2 3 3 then 4 4 5 5 6 6 7 7 (16 floats). */
+/* w[O][K] as both read it: per 8-channel block and k, the channels
+ * 0 0 1 1 2 2 3 3 then 4 4 5 5 6 6 7 7 (16 floats). */
 void dp_dconv_s1_pack_w(const float *w, int64_t O, int64_t K, float *wp);
-
-void dp_dconv_s1_pool_band(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
-                           int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
-                           int64_t ldr);
 
 #endif
