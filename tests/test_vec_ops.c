@@ -1105,11 +1105,15 @@ static void fusion_conv_pool(void **state) {
 
 /* ------------------------------------------------------------ multi-output passes */
 /* relu -> batch norm -> max-pool in a graph with gradients: the relu's forward
- * takes the norm's sums, the norm's forward pools, the norm's backward writes
- * the relu's input gradient. Against the same graph with extra zero-weight
- * readers of the relu and the norm (which turn those passes off): every value,
- * running statistic and gradient the same, in training and eval mode. */
-static void multi_output_case(int k, int training, int threads) {
+ * takes the norm's sums, the norm's forward pools, the norm's backward expands
+ * the pool's gradient itself and writes the relu's input gradient. Against the
+ * same graph with extra zero-weight readers of the relu and the norm (which
+ * turn those passes off): every value, running statistic and gradient the same,
+ * in training and eval mode. read: 0, the relu's and the norm's own gradients
+ * are read by nobody (the fused graph need not write them); 1, both are marked
+ * outputs; 2, both are in the backward call's wrt list (with x): then they are
+ * written, the same bits. */
+static void multi_output_case(int k, int training, int threads, int read) {
     dp_ctx *ctx;
     dp_ctx_opts o = {.threads = threads, .seed = 5};
     assert_int_equal(dp_ctx_new(&o, &ctx), DP_OK);
@@ -1136,6 +1140,10 @@ static void multi_output_case(int k, int training, int threads) {
             loss[v] = dp_add(g[v], loss[v], dp_add(g[v], z1, z2));
         }
         assert_int_equal(dp_graph_mark_output(g[v], loss[v]), DP_OK);
+        if (read == 1) {
+            assert_int_equal(dp_graph_mark_output(g[v], r[v]), DP_OK);
+            assert_int_equal(dp_graph_mark_output(g[v], b[v]), DP_OK);
+        }
         assert_int_equal(dp_graph_compile(g[v]), DP_OK);
         assert_int_equal(dp_graph_set_training(g[v], training), DP_OK);
         assert_int_equal(dp_paramset_init(ps[v], 1), DP_OK);
@@ -1152,13 +1160,31 @@ static void multi_output_case(int k, int training, int threads) {
         for (int v = 0; v < 2; v++) {
             assert_int_equal(dp_graph_run(g[v]), DP_OK);
             assert_int_equal(dp_paramset_zero_grad(ps[v]), DP_OK);
-            assert_int_equal(dp_graph_backward(g[v], loss[v], 0, NULL), DP_OK);
+            /* in the fused graph the unread gradients keep whatever they held: make that visible */
+            fill(dp_tensor_f32(dp_node_grad(r[v])), dp_tensor_numel(dp_node_value(r[v])), 30 + step, -1.0f, 1.0f);
+            fill(dp_tensor_f32(dp_node_grad(b[v])), dp_tensor_numel(dp_node_value(b[v])), 40 + step, -1.0f, 1.0f);
+            dp_node *const wrt[3] = {x[v], r[v], b[v]};
+            assert_int_equal(dp_graph_backward(g[v], loss[v], read == 2 ? 3 : 0, read == 2 ? wrt : NULL), DP_OK);
         }
         dp_node *const nodes[2][4] = {{r[0], b[0], p[0], x[0]}, {r[1], b[1], p[1], x[1]}};
         for (int q = 0; q < 3; q++)
             assert_true(same_bits(val(nodes[0][q]), val(nodes[1][q]), dp_tensor_numel(dp_node_value(nodes[0][q]))));
         assert_true(check_arr("x grad", grad(x[0]), grad(x[1]), dp_tensor_numel(dp_node_value(x[0])), 0.0, 0.0));
-        assert_true(check_arr("relu grad", grad(r[0]), grad(r[1]), dp_tensor_numel(dp_node_value(r[0])), 0.0, 0.0));
+        if (read) {
+            assert_true(check_arr("relu grad", grad(r[0]), grad(r[1]), dp_tensor_numel(dp_node_value(r[0])), 0.0, 0.0));
+            assert_true(check_arr("norm grad", grad(b[0]), grad(b[1]), dp_tensor_numel(dp_node_value(b[0])), 0.0, 0.0));
+        }
+        if (!read) { /* the fused graph did not write them (the passes ran): what was put there is still there */
+            int64_t nr = dp_tensor_numel(dp_node_value(r[0]));
+            float *want = malloc(sizeof(float) * (size_t)nr);
+            assert_non_null(want);
+            fill(want, nr, 30 + step, -1.0f, 1.0f);
+            assert_true(same_bits(grad(r[0]), want, nr));
+            fill(want, nr, 40 + step, -1.0f, 1.0f);
+            assert_true(same_bits(grad(b[0]), want, nr));
+            free(want);
+        }
+        if (read == 2) continue; /* no parameter gradients asked for */
         for (int i = 0; i < dp_paramset_count(ps[0]); i++) {
             dp_tensor *t0 = dp_paramset_at(ps[0], i), *t1 = dp_paramset_at(ps[1], i);
             assert_true(same_bits(dp_tensor_f32(t0), dp_tensor_f32(t1), dp_tensor_numel(t0))); /* running stats */
@@ -1177,9 +1203,10 @@ static void multi_output_passes(void **state) {
     for (int kk = 0; kk < N_KERNELS; kk++) {
         if (!dp_gemm_set_kernel(kernels[kk])) continue;
         for (int k = 2; k <= 4; k += 2)
-            for (int training = 0; training < 2; training++) multi_output_case(k, training, 3);
+            for (int training = 0; training < 2; training++)
+                for (int read = 0; read < 3; read++) multi_output_case(k, training, 3, read);
     }
-    multi_output_case(2, 1, 1);
+    multi_output_case(2, 1, 1, 0);
 }
 
 /* batch norm -> relu / leaky_relu in a graph with gradients: the norm's forward
@@ -1248,6 +1275,15 @@ static void bn_act_case(int act, int relu_before, int training, int threads, int
     assert_int_equal(dp_paramset_zero_grad(ps[1]), DP_OK);
     for (int v = 0; v < 2; v++) assert_int_equal(dp_graph_backward(g[v], loss[v], 1, &x[v]), DP_OK); /* x only */
     assert_true(check_arr("x grad (unfused pass)", grad(x[0]), grad(x[1]), nx, 0.0, 0.0));
+    /* a fused pass, the norm's own gradient asked for by name: the activation's backward writes it */
+    for (int v = 0; v < 2; v++) {
+        assert_int_equal(dp_graph_run(g[v]), DP_OK);
+        dp_node *const wrt[2] = {x[v], b[v]};
+        assert_int_equal(dp_graph_backward(g[v], loss[v], 2, wrt), DP_OK);
+    }
+    assert_true(a[0]->mo_flags & DP_MO_BNACT);
+    assert_true(check_arr("norm grad (wrt)", grad(b[0]), grad(b[1]), nx, 0.0, 0.0));
+    assert_true(check_arr("x grad (wrt)", grad(x[0]), grad(x[1]), nx, 0.0, 0.0));
     for (int v = 0; v < 2; v++) {
         dp_graph_free(g[v]);
         dp_paramset_free(ps[v]);

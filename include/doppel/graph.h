@@ -167,7 +167,11 @@ dp_status dp_graph_run(dp_graph *g);
 dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *const *wrt);
 
 /* The value and gradient buffers of a node (valid after compile). The
- * gradient is NULL for nodes that no requested gradient passes through. */
+ * gradient is NULL for nodes that no requested gradient passes through.
+ * After dp_graph_backward the gradients of parameters, of inputs that asked
+ * for theirs, of the wrt nodes and of marked outputs are written; another
+ * intermediate node's may not be (a fused pass skips gradients nobody reads,
+ * docs/engine.md): mark the node as an output or name it in wrt to read it. */
 dp_tensor *dp_node_value(dp_node *n);
 dp_tensor *dp_node_grad(dp_node *n);
 const char *dp_node_op_name(const dp_node *n);

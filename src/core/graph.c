@@ -332,11 +332,15 @@ static void fusion_pass(dp_graph *g) {
 }
 
 /* Multi-output passes: a node's pass does a reader's work on the data it has
- * in cache (every value and gradient is still written; docs/engine.md):
+ * in cache (every value is still written; docs/engine.md):
  * relu -> batch norm: the relu's forward takes the norm's batch sums, the
  * norm's backward writes the relu's input gradient; batch norm -> 2x2/4x4
- * max-pool: the norm's forward pools each plane it writes. The last needs
- * the pool's own buffer (never shared): graphs with gradients only. */
+ * max-pool: the norm's forward pools each plane it writes, its backward
+ * expands the pool's gradient plane by plane itself. The last needs the
+ * pool's own buffer (never shared): graphs with gradients only. An
+ * intermediate gradient that such a pass makes needless (the relu's output
+ * gradient, the norm's) is not written unless the node is a marked output or
+ * in the backward call's wrt list (dp_grad_read). */
 static void multi_output_pass(dp_graph *g, int reuse) {
     for (int i = 0; i < g->n_nodes; i++) {
         dp_node *b = g->nodes[i];
@@ -354,6 +358,8 @@ static void multi_output_pass(dp_graph *g, int reuse) {
         }
         p = b->sole_reader;
         if (!reuse && p && p->op == DP_OP_MAXPOOL2D && dp_maxpool_fast(p)) b->mo_next = p;
+        /* its backward may then take the pool's and write the relu's input gradient only */
+        if (!reuse && (b->mo_next || b->mo_prev)) dp_bn_plan_scratch(b, g->ctx->threads);
         /* batch norm -> relu / leaky_relu (finite slope): the norm's forward writes both values
          * in one pass, its backward takes the activation's gradient and mask (recomputed from
          * its input); the norm's own gradient is then not written (not for a marked output). */
@@ -890,8 +896,8 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
                             wrt[i]->id, dp_op_get(wrt[i]->op)->name, wrt[i]->name ? " " : "", wrt[i]->name ? wrt[i]->name : "");
     }
     /* 1. Nodes that depend on a requested leaf (forward sweep). */
-    for (int i = 0; i <= loss->id; i++) g->nodes[i]->flags &= ~(DP_NF_BWD | DP_NF_MARK);
-    for (int i = 0; i < n_wrt; i++) wrt[i]->flags |= DP_NF_BWD;
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->flags &= ~(DP_NF_BWD | DP_NF_MARK | DP_NF_WRT);
+    for (int i = 0; i < n_wrt; i++) wrt[i]->flags |= DP_NF_BWD | DP_NF_WRT;
     for (int i = 0; i <= loss->id; i++) {
         dp_node *n = g->nodes[i];
         if (!(n->flags & DP_NF_MAY_GRAD)) continue;

@@ -113,6 +113,7 @@ enum {
     DP_NF_OWN_GRAD = 1 << 6, /* the grad buffer is this node's own (zeroed before backward) */
     DP_NF_GRAD_STORE = 1 << 7, /* this backward call did not zero the grad buffer: its only reader,
                                 * whose op has DP_OPF_GRAD_STORE, stores into it (dp_grad_acc) */
+    DP_NF_WRT = 1 << 8,        /* named in the current backward call's wrt list: its gradient is read */
 };
 
 struct dp_node {
@@ -155,7 +156,12 @@ enum {
     DP_MO_GRAD = 4,  /* relu: its input's gradient was written by its batch norm's backward */
     DP_MO_BNACT = 8, /* relu / leaky_relu: its value was written by the batch norm before it in this pass,
                       * and that norm's backward does its backward (reading this node's gradient) */
+    DP_MO_POOLGRAD = 16, /* batch norm: its max-pool's backward did not write this node's gradient;
+                          * the norm's backward expands it plane by plane from the pool's (argmax kept) */
 };
+/* A node whose gradient someone reads after dp_graph_backward (marked output or
+ * named in wrt): a fused pass must still write it. */
+static inline int dp_grad_read(const dp_node *n) { return (n->flags & (DP_NF_OUTPUT | DP_NF_WRT)) != 0; }
 
 /* Fusion patterns (no_grad graphs, applied in eval mode only). */
 enum {
@@ -262,6 +268,16 @@ size_t dp_bn_sums_bytes(const dp_node *bn);
  * and one plane of it computed outside its forward (argmax kept as forward does). */
 int dp_maxpool_fast(const dp_node *p);
 void dp_maxpool_plane(dp_node *p, int64_t plane);
+/* ... and the gradient of its input's plane, written whole into gx (HW floats):
+ * the pool's output gradient at each window's argmax, 0 elsewhere (the values
+ * its backward stores). */
+void dp_maxpool_plane_grad(const dp_node *p, int64_t plane, float *gx);
+/* op_norm.c: a batch norm's workspace when its backward may fuse the pool's or
+ * the relu's (multi-output passes, graphs with gradients): a plane per thread. */
+void dp_bn_plan_scratch(dp_node *bn, int threads);
+/* Whether the batch norm this max-pool reads takes the pool's backward (then the
+ * pool writes nothing and sets DP_MO_POOLGRAD on it). */
+int dp_bn_takes_pool_grad(const dp_node *pool);
 /* op_conv.c: a conv2d whose eval-mode output a k x k max-pool (stride k, no
  * padding) can take band by band (the stride-1 path, output sides multiples
  * of k), and that forward: y = maxpool_k(rba(relu(conv(x)))), rba the batch

@@ -247,6 +247,10 @@ static void un_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
     dp_ew()->unary_b(j->kind, j->out + b, j->gy + b, j->x + b, j->y + b, e - b, j->p, j->acc);
 }
 
+/* The batch norm before this activation computed it in its forward and does its
+ * backward too, unless that norm's own gradient is read (then it is written here). */
+static int bnact_bwd(const dp_node *n) { return (n->mo_flags & DP_MO_BNACT) && !dp_grad_read(n->mo_prev); }
+
 #define UNARY_OP(lname, KIND)                                                                           \
     static void lname##_fwd(dp_graph *g, dp_node *n) {                                                 \
         if (n->mo_flags & DP_MO_BNACT) return; /* the batch norm before it wrote it */                  \
@@ -254,7 +258,7 @@ static void un_bwd_range(void *arg, int64_t b, int64_t e, int tid) {
         dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 2, un_fwd_range, &j);                           \
     }                                                                                                   \
     static void lname##_bwd(dp_graph *g, dp_node *n) {                                                 \
-        if (!dp_wants_grad(n->in[0]) || (n->mo_flags & DP_MO_BNACT)) return; /* or the norm does it */  \
+        if (!dp_wants_grad(n->in[0]) || bnact_bwd(n)) return; /* or the norm does it */               \
         un_job j = {.kind = KIND, .p = n->fp[0], .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val),        \
                     .gy = dp_f(&n->grad), .out = dp_f(&n->in[0]->grad), .acc = dp_grad_acc(n->in[0])};   \
         dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, un_bwd_range, &j);                           \
@@ -310,7 +314,7 @@ static void relu_bwd(dp_graph *g, dp_node *n) {
         n->mo_flags &= ~DP_MO_GRAD;
         return;
     }
-    if (!dp_wants_grad(n->in[0]) || (n->mo_flags & DP_MO_BNACT)) return; /* or the batch norm before it does it */
+    if (!dp_wants_grad(n->in[0]) || bnact_bwd(n)) return; /* or the batch norm before it does it */
     un_job j = {.kind = DP_EW_RELU, .x = dp_f(&n->in[0]->val), .y = dp_f(&n->val), .gy = dp_f(&n->grad),
                 .out = dp_f(&n->in[0]->grad), .acc = dp_grad_acc(n->in[0])};
     dp_parallel_for_cost(g->ctx, dp_numel(&n->val), 4, un_bwd_range, &j);

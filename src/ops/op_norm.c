@@ -8,6 +8,7 @@
  * aux = mean[C] then invstd[C], the statistics forward actually used.
  * Work is split over channels (each channel's sums in a fixed order, so
  * results do not depend on the thread count); rows go to kernels/ew.h. */
+#include <assert.h>
 #include <math.h>
 
 #include "core/internal.h"
@@ -56,13 +57,16 @@ typedef struct bn_job {
     float momentum, eps;
     int acc; /* backward: add into gx (1) or store (0) */
     const double *sums; /* batch sums already taken by the relu before it (NULL: take them) */
-    dp_node *pool;      /* the max-pool after it, computed plane by plane here (NULL: none) */
+    dp_node *pool;      /* the max-pool after it (NULL: none): forward, its value computed plane by plane
+                         * here; backward, gy not written, each plane expanded from the pool's gradient */
     float *gx2;         /* backward: the gradient of the relu's input, written here too (NULL: none) */
     int acc2;
     double *st;         /* workspace: forward {shift, s1, s2} per channel; backward {sum(gy), sum(gy*(x-mu))} */
     float *mgs;         /* backward with gz: {mean(gy), mean(gy*xhat)} per channel for bn_act_bwd_range (workspace) */
     float *z;           /* forward: the value of the activation after it, written here too (NULL: none) */
     const float *gz;    /* backward: that activation's output gradient, read instead of gy (NULL: none) */
+    int gx_dead;        /* backward with gx2: nobody reads gx, so each plane of it goes to the scratch only */
+    float *scratch;     /* backward: a plane per thread (dp_bn_plan_scratch) */
     int act;            /* its kind (DP_EW_RELU / DP_EW_LEAKY_RELU) */
     float slope;
 } bn_job;
@@ -159,6 +163,24 @@ void dp_bn_eval_affine(const dp_node *n, float *rba) {
     }
 }
 
+/* The backward's scratch planes start after the per-channel workspace. */
+static size_t scratch_off(int64_t C) { return (3 * (size_t)C * sizeof(double) + 63) / 64 * 64; }
+static size_t scratch_need(const dp_node *n, int threads) {
+    const dp_tensor *x = &n->in[0]->val;
+    return scratch_off(x->shape[1]) + (size_t)threads * (size_t)(x->shape[2] * x->shape[3]) * sizeof(float);
+}
+static int scratch_ok(const dp_node *n, int threads) { return n->ws_bytes >= scratch_need(n, threads); }
+
+void dp_bn_plan_scratch(dp_node *n, int threads) {
+    if (n->ws_bytes < scratch_need(n, threads)) n->ws_bytes = scratch_need(n, threads);
+}
+
+int dp_bn_takes_pool_grad(const dp_node *p) {
+    const dp_node *n = p->in[0];
+    return n->op == DP_OP_BATCHNORM2D && n->mo_next == p && !n->mo_act && !dp_grad_read(n) && (n->flags & DP_NF_BWD) &&
+           scratch_ok(n, 1);
+}
+
 static void bn_job_init(bn_job *j, dp_node *n) {
     memset(j, 0, sizeof *j);
     const dp_tensor *x = &n->in[0]->val;
@@ -207,8 +229,21 @@ static void bn_fwd(dp_graph *g, dp_node *n) {
     if (j.z) a->mo_flags |= DP_MO_BNACT;
 }
 
+/* The gradient plane of image i, channel c: in place, or expanded from the pool's into
+ * this thread's scratch plane (the bits the pool's backward would have stored). */
+static const float *gy_plane(const bn_job *j, int64_t i, int64_t c, int tid) {
+    if (!j->pool) return j->gy + (i * j->C + c) * j->HW;
+    float *s = j->scratch + (size_t)tid * (size_t)j->HW;
+    dp_maxpool_plane_grad(j->pool, i * j->C + c, s);
+    return s;
+}
+/* Where the plane of gx goes: gx itself, or (nobody reads it) the scratch plane,
+ * over the expanded gy it is computed from (element by element: in place is safe). */
+static float *gx_plane(const bn_job *j, int64_t o, int tid) {
+    return j->gx_dead ? j->scratch + (size_t)tid * (size_t)j->HW : j->gx + o;
+}
+
 static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
-    (void)tid;
     const bn_job *j = arg;
     const dp_ew_kernels *k = dp_ew();
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
@@ -225,7 +260,7 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
                 float a = (j->gamma ? j->gamma[c] : 1.0f) * j->invstd[c], bb = j->beta ? j->beta[c] : 0.0f;
                 k->bn_act_bsums(j->act, j->x + o, j->gz + o, HW, mu, a, bb, j->slope, &sb[2 * c], &sb[2 * c + 1]);
             } else {
-                k->bn_bsums(j->x + o, j->gy + o, HW, mu, &sb[2 * c], &sb[2 * c + 1]);
+                k->bn_bsums(j->x + o, gy_plane(j, i, c, tid), HW, mu, &sb[2 * c], &sb[2 * c + 1]);
             }
         }
     for (int64_t c = c0; c < c1; c++) {
@@ -247,16 +282,20 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
             float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
             for (int64_t i = 0; i < N; i++) {
                 int64_t o = (i * C + c) * HW;
-                k->bn_bapply(j->gx + o, j->x + o, j->gy + o, HW, mu, istd, a, mg, mgx, j->acc);
+                const float *gy = gy_plane(j, i, c, tid);
+                float *gx = gx_plane(j, o, tid);
+                k->bn_bapply(gx, j->x + o, gy, HW, mu, istd, a, mg, mgx, j->gx_dead ? 0 : j->acc);
                 /* the relu before: d/d(its input) = this where its output (x here) > 0 */
-                if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, j->gx + o, j->x + o, j->x + o, HW, 0.0f, j->acc2);
+                if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, gx, j->x + o, j->x + o, HW, 0.0f, j->acc2);
             }
         } else {
             /* Fixed (running) statistics: a plain per-channel affine map. */
             for (int64_t i = 0; i < N; i++) {
                 int64_t o = (i * C + c) * HW;
-                k->unary_b(DP_EW_SCALE, j->gx + o, j->gy + o, j->gy + o, j->gy + o, HW, a, j->acc);
-                if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, j->gx + o, j->x + o, j->x + o, HW, 0.0f, j->acc2);
+                const float *gy = gy_plane(j, i, c, tid);
+                float *gx = gx_plane(j, o, tid);
+                k->unary_b(DP_EW_SCALE, gx, gy, gy, gy, HW, a, j->gx_dead ? 0 : j->acc);
+                if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, gx, j->x + o, j->x + o, HW, 0.0f, j->acc2);
             }
         }
     }
@@ -289,19 +328,30 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
     j.acc = dp_grad_acc(n->in[0]);
     if (n->ip[BN_GAMMA] >= 0 && dp_wants_grad(n->in[n->ip[BN_GAMMA]])) j.ggamma = dp_f(&n->in[n->ip[BN_GAMMA]]->grad);
     if (n->ip[BN_BETA] >= 0 && dp_wants_grad(n->in[n->ip[BN_BETA]])) j.gbeta = dp_f(&n->in[n->ip[BN_BETA]]->grad);
+    const int pool_grad = (n->mo_flags & DP_MO_POOLGRAD) != 0; /* the pool's backward left it to this one */
+    n->mo_flags &= ~DP_MO_POOLGRAD;
     if (!j.gx && !j.ggamma && !j.gbeta) return;
     dp_node *act = n->mo_act;
-    if (act && (act->mo_flags & DP_MO_BNACT) && (act->flags & DP_NF_BWD)) { /* its forward computed the activation */
+    if (act && (act->mo_flags & DP_MO_BNACT) && (act->flags & DP_NF_BWD) && !dp_grad_read(n)) {
+        /* its forward computed the activation, and nobody reads this node's own gradient */
         j.gz = dp_f(&act->grad);
         j.act = act->op == DP_OP_RELU ? DP_EW_RELU : DP_EW_LEAKY_RELU;
         j.slope = act->op == DP_OP_RELU ? 0.0f : act->fp[0];
     }
     j.st = g->ws;
     j.mgs = (float *)(void *)(j.st + 2 * j.C);
+    j.scratch = (float *)(void *)((char *)g->ws + scratch_off(j.C));
+    if (pool_grad) {
+        assert(!j.gz && n->mo_next); /* the pool was this node's only reader */
+        j.pool = n->mo_next;
+        j.gy = NULL;
+    }
     dp_node *r = n->mo_prev;
     if (j.gx && r && dp_wants_grad(r->in[0]) && (r->flags & DP_NF_BWD)) { /* the relu's backward, done here */
         j.gx2 = dp_f(&r->in[0]->grad);
         j.acc2 = dp_grad_acc(r->in[0]);
+        /* the relu's own gradient (gx) is then read by nobody: keep each plane in the scratch */
+        j.gx_dead = !dp_grad_read(r) && !j.gz && scratch_ok(n, g->ctx->threads);
     }
     dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * (j.gz ? 2 : 5), bn_bwd_range, &j);
     if (j.gz && j.gx) dp_parallel_for_cost(g->ctx, j.N * j.C, j.HW * 3, bn_act_bwd_range, &j);

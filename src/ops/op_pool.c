@@ -175,6 +175,20 @@ void dp_maxpool_plane(dp_node *n, int64_t pl) {
         k->maxpool_row(q.kh, y + oh * q.OW, arg ? arg + (pl * q.OH + oh) * q.OW : NULL, x + oh * q.kh * q.W, q.W, q.OW, NULL);
 }
 
+void dp_maxpool_plane_grad(const dp_node *n, int64_t pl, float *gx) {
+    const pool_geom q = pool_geom_of(n);
+    const dp_ew_kernels *k = dp_ew();
+    const uint8_t *arg = (const uint8_t *)n->aux + pl * q.OH * q.OW;
+    const float *gy = (const float *)n->grad.data + pl * q.OH * q.OW;
+    for (int64_t oh = 0; oh < q.OH; oh++) {
+        float *r = gx + oh * q.kh * q.W;
+        k->maxpool_row_b(q.kh, r, q.W, arg + oh * q.OW, gy + oh * q.OW, q.OW, 0);
+        if (q.W > q.kh * q.OW) /* the pixels no window covers get 0, as mp_bwd_rows stores */
+            for (int64_t h = 0; h < q.kh; h++) memset(r + h * q.W + q.kh * q.OW, 0, (size_t)(q.W - q.kh * q.OW) * sizeof(float));
+    }
+    if (q.H > q.kh * q.OH) memset(gx + q.kh * q.OH * q.W, 0, (size_t)((q.H - q.kh * q.OH) * q.W) * sizeof(float));
+}
+
 static void maxpool_fwd(dp_graph *g, dp_node *n) {
     if (n->mo_flags & DP_MO_VALUE) { /* its batch norm computed it */
         n->mo_flags &= ~DP_MO_VALUE;
@@ -235,6 +249,10 @@ static void mp_bwd_rows(void *vj, int64_t r0, int64_t r1, int tid) {
 
 static void maxpool_bwd(dp_graph *g, dp_node *n) {
     if (!dp_wants_grad(n->in[0])) return;
+    if (dp_bn_takes_pool_grad(n)) { /* the batch norm before expands it plane by plane, from cache */
+        n->in[0]->mo_flags |= DP_MO_POOLGRAD;
+        return;
+    }
     mp_job j = {.q = pool_geom_of(n), .gy = dp_f(&n->grad), .gx = dp_f(&n->in[0]->grad), .arg = n->aux, .acc = dp_grad_acc(n->in[0])};
     if (pool_fast(n))
         dp_parallel_for_cost(g->ctx, j.q.planes * j.q.OH, 3 * j.q.kh * j.q.W, mp_bwd_rows, &j);
