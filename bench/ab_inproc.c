@@ -12,6 +12,8 @@
  *        $(pkg-config --libs libavformat libavcodec libswscale libavutil libpng libjpeg libwebp libxml-2.0 libcjson) \
  *        -lhdf5_serial -lm -lpthread -ldl
  *   4. /tmp/ab meso N THREADS [ROUNDS] | /tmp/ab train N THREADS [ROUNDS] | /tmp/ab sgemm THREADS [ROUNDS]
+ *      | /tmp/ab d28|g28|d64|g64 N THREADS [ROUNDS]  (a DCGAN discriminator / generator alone, training
+ *        mode, forward + backward: D with BCE on labels, G with the mean square of its output)
  * It prints both rates (medians), the median of B/A (B: dp_xp = 1) with its quartiles, and how far
  * the outputs of the two variants differ. */
 #include <stdio.h>
@@ -39,12 +41,12 @@ typedef struct {
     dp_graph *g;
     dp_node *x, *out, *loss;
     float *a, *b, *c;
-    int kind, n; /* 0 meso inference, 1 meso training step (forward + backward), 2 sgemm n^3 */
+    int kind, n; /* 0 meso inference, 1 meso training step (forward + backward), 2 sgemm n^3, 3 a DCGAN net's step */
 } work;
 
 static void run(work *w) {
     if (w->kind == 0) dp_graph_run(w->g);
-    else if (w->kind == 1) {
+    else if (w->kind == 1 || w->kind == 3) {
         dp_graph_invalidate(w->g);
         dp_graph_forward(w->g, 1, &w->loss);
         dp_graph_backward(w->g, w->loss, 0, NULL);
@@ -60,11 +62,13 @@ static const float *result(const work *w, long *len) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s meso|train N THREADS [ROUNDS] | sgemm THREADS [ROUNDS]\n", argv[0]);
+        fprintf(stderr, "usage: %s meso|train|d28|g28|d64|g64 N THREADS [ROUNDS] | sgemm THREADS [ROUNDS]\n", argv[0]);
         return 2;
     }
     work w = {0};
     w.kind = !strcmp(argv[1], "train") ? 1 : !strcmp(argv[1], "sgemm") ? 2 : 0;
+    const int gan = argv[1][0] == 'd' ? 1 : argv[1][0] == 'g' ? 2 : 0, big = gan && argv[1][1] == '6';
+    if (gan) w.kind = 3;
     int k = 2, T, rounds;
     if (w.kind == 2) w.n = 1024;
     else w.n = atoi(argv[k++]);
@@ -79,6 +83,29 @@ int main(int argc, char **argv) {
         w.a = malloc(bytes), w.b = malloc(bytes), w.c = malloc(bytes);
         if (!w.a || !w.b || !w.c) return 1;
         for (long i = 0; i < (long)w.n * w.n; i++) w.a[i] = (float)(i % 13) * 0.1f - 0.6f, w.b[i] = (float)(i % 7) * 0.1f - 0.3f;
+    } else if (gan) {
+        dp_paramset *ps;
+        if (dp_paramset_new(w.ctx, &ps) || dp_graph_new(w.ctx, &w.g)) return 1;
+        int64_t sh[4] = {w.n, gan == 1 ? (big ? 3 : 1) : 100, gan == 1 ? (big ? 64 : 28) : 1, gan == 1 ? (big ? 64 : 28) : 1};
+        w.x = dp_input(w.g, "x", 4, sh);
+        dp_node *y = NULL;
+        if (gan == 1) {
+            w.out = big ? dp_model_dcgan64_d(w.g, ps, w.x) : dp_model_dcgan28_d(w.g, ps, w.x);
+            y = dp_input(w.g, "y", 2, (int64_t[]){w.n, 1});
+            w.loss = dp_bce(w.g, w.out, y);
+        } else {
+            w.out = big ? dp_model_dcgan64_g(w.g, ps, w.x) : dp_model_dcgan28_g(w.g, ps, w.x);
+            dp_tensor *ov = dp_node_value(w.out);
+            dp_node *t = dp_input(w.g, "t", ov->ndim, ov->shape); /* zeros */
+            w.loss = dp_mse(w.g, w.out, t);
+        }
+        if (dp_graph_mark_output(w.g, w.loss) || dp_graph_compile(w.g)) return 1;
+        dp_graph_set_training(w.g, 1);
+        dp_paramset_init(ps, 3);
+        if (y)
+            for (int i = 0; i < w.n; i++) dp_tensor_f32(dp_node_value(y))[i] = (float)(i & 1);
+        float *xd = dp_tensor_f32(dp_node_value(w.x));
+        for (long i = 0; i < (long)dp_tensor_numel(dp_node_value(w.x)); i++) xd[i] = (float)(i % 17) * 0.05f - 0.4f;
     } else {
         dp_paramset *ps;
         if (dp_paramset_new(w.ctx, &ps) || dp_graph_new(w.ctx, &w.g)) return 1;

@@ -350,6 +350,9 @@ T256 DC_ALWAYS void dc2_tile(const int N, const float *x, const int64_t *off, in
         for (int64_t kh = 0; kh < KH; kh++) {
             const float *xr = x + kh * Wp;
             for (int64_t kw = 0; kw < KW; kw++, wp += 16) {
+                /* the weights' line 8 taps ahead (a 16-channel block of a 64-channel 4x4 conv is
+                 * 64 KB, from L2): DCGAN-28's G step 1.04-1.05x in-process, D's even */
+                _mm_prefetch((const char *)(wp + 8 * 16), _MM_HINT_T0);
                 __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
 #pragma GCC unroll 6
                 for (int r = 0; r < 6; r++)
