@@ -286,6 +286,37 @@ static int k_sums_and_norm(void) {
     return ok;
 }
 
+/* relu_moments = unary_f(relu) then moments, and relu_b_nt = unary_b(relu, store), bit for bit,
+ * streaming or not, on rows that start on a vector boundary and rows that do not. */
+static int k_relu_stream(void) {
+    const dp_ew_kernels *k = dp_ew();
+    int ok = 1;
+    for (size_t s = 0; s < N_LENS; s++)
+        for (int off = 0; off < 2; off++)
+            for (int nt = 0; nt < 2; nt++) {
+                int64_t n = lens[s];
+                size_t bytes = (sizeof(float) * (size_t)(n + 16) + 63) / 64 * 64; /* aligned_alloc: a multiple of 64 */
+                float *xb = aligned_alloc(64, bytes), *yb = aligned_alloc(64, bytes);
+                float *want = fnew(n), *gy = fnew(n);
+                assert_non_null(xb), assert_non_null(yb);
+                float *x = xb + off, *y = yb + off;
+                fill(x, n, 70 + (uint64_t)n, -1.0f, 1.0f);
+                fill(gy, n, 71 + (uint64_t)n, -1.0f, 1.0f);
+                if (n > 3) x[1] = NAN, x[2] = -0.0f, x[3] = 0.0f;
+                k->unary_f(DP_EW_RELU, want, x, n, 0.0f);
+                double shift = want[0] + 0.25, a1 = 0.5, a2 = 0.25, b1 = 0.5, b2 = 0.25;
+                k->moments(want, n, shift, &a1, &a2);
+                k->relu_moments(y, x, n, shift, &b1, &b2, nt);
+                ok &= same_bits(y, want, n) && a1 == b1 && a2 == b2;
+                k->unary_b(DP_EW_RELU, want, gy, x, x, n, 0.0f, 0);
+                k->relu_b_nt(y, gy, x, n);
+                ok &= same_bits(y, want, n);
+                if (!ok) printf("  relu stream (%s) n=%lld off=%d nt=%d\n", k->name, (long long)n, off, nt);
+                free(xb), free(yb), free(want), free(gy);
+            }
+    return ok;
+}
+
 static int k_maxpool(void) {
     const dp_ew_kernels *k = dp_ew();
     const int64_t ows[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 33, 40};
@@ -377,6 +408,7 @@ static void kernels_unary(void **state) { (void)state, for_each_kernel(k_unary);
 static void kernels_binary(void **state) { (void)state, for_each_kernel(k_binary); }
 static void kernels_sums_norm(void **state) { (void)state, for_each_kernel(k_sums_and_norm); }
 static void kernels_maxpool(void **state) { (void)state, for_each_kernel(k_maxpool); }
+static void kernels_relu_stream(void **state) { (void)state, for_each_kernel(k_relu_stream); }
 static void kernels_losses(void **state) { (void)state, for_each_kernel(k_losses); }
 
 /* Element-wise kernels give the same bits in every variant (only sums may differ). */
@@ -1490,6 +1522,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(kernels_binary),
         cmocka_unit_test(kernels_sums_norm),
         cmocka_unit_test(kernels_maxpool),
+        cmocka_unit_test(kernels_relu_stream),
         cmocka_unit_test(kernels_losses),
         cmocka_unit_test(kernels_adam),
         cmocka_unit_test(variants_bit_identical),

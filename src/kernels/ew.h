@@ -76,7 +76,17 @@ typedef struct dp_ew_kernels {
     /* Adam without weight decay or clipping, as optim.c's scalar loop (the same bits):
      * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; p -= ss * (m / (sqrt(v)/bc2 + eps)) */
     void (*adam)(float *p, const float *g, float *m, float *v, int64_t n, float b1, float b2, float eps, float bc2, float ss);
+    /* y[i] = relu(x[i]), then moments(y, n, shift, s1, s2): one pass, the same bits; nt = 1: y written
+     * with streaming stores (for values much larger than the cache; see DP_STREAM_BYTES) */
+    void (*relu_moments)(float *y, const float *x, int64_t n, double shift, double *s1, double *s2, int nt);
+    /* unary_b(DP_EW_RELU, gx, gy, x, x, n, 0, acc = 0) with streaming stores */
+    void (*relu_b_nt)(float *gx, const float *gy, const float *x, int64_t n);
 } dp_ew_kernels;
+
+/* A value or gradient of more bytes than this is written with streaming stores
+ * where a kernel offers them and nothing reads it back soon (twice a 16 MB
+ * share of L3: Meso-4's first block at batch 32, 67 MB a tensor). */
+#define DP_STREAM_BYTES ((int64_t)32 << 20)
 
 /* The table of the kernel level in use (dp_kernel_level()). */
 const dp_ew_kernels *dp_ew(void);

@@ -387,6 +387,74 @@ KT static void FN(moments)(const float *x, int64_t n, double shift, double *s1, 
     *s1 += FN(hsum)(a0 + a1);
     *s2 += FN(hsum)(q0 + q1);
 }
+/* Streaming (non-temporal) stores for outputs too large to stay in cache: a
+ * normal store first reads the line it writes (read for ownership), so a
+ * stream written and not read back for a while costs twice its size in
+ * memory traffic. Whole aligned vectors only; the caller's rows must start on
+ * a vector boundary (else plain stores), and stream_end orders them before
+ * the stores of other threads that follow. */
+INL int FN(nt_ok)(const float *p) { return ((uintptr_t)p % (VW * 4)) == 0; }
+INL void FN(st_nt)(float *p, VF v) {
+#if VW == 16
+    _mm512_stream_ps(p, (__m512)v);
+#elif VW == 8
+    _mm256_stream_ps(p, (__m256)v);
+#else
+    FN(st)(p, v);
+#endif
+}
+INL void FN(stream_end)(void) {
+#if VW == 16 || VW == 8
+    _mm_sfence();
+#endif
+}
+/* y = relu(x) and moments(y, n, shift, s1, s2) in one pass, the same sums in the
+ * same order (the relu then the norm's statistics, multi-output pass); nt:
+ * y with streaming stores */
+KT static void FN(relu_moments)(float *y, const float *x, int64_t n, double shift, double *s1, double *s2, int nt) {
+    VD a0 = {0}, a1 = {0}, q0 = {0}, q1 = {0};
+    const VF z = FN(splat)(0.0f);
+    nt = nt && FN(nt_ok)(y);
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) {
+        VF u = FN(ld)(x + i), v = FN(sel)(u > 0.0f, u, z);
+        if (nt) FN(st_nt)(y + i, v);
+        else FN(st)(y + i, v);
+        VD d0 = FN(dlo)(v) - shift, d1 = FN(dhi)(v) - shift;
+        a0 += d0;
+        a1 += d1;
+        q0 += d0 * d0;
+        q1 += d1 * d1;
+    }
+    if (i < n) {
+        int64_t r = n - i;
+        VF u = FN(ldp)(x + i, r, 0.0f), v = FN(sel)(u > 0.0f, u, z);
+        FN(stp)(y + i, v, r);
+        VD d0 = FN(seld)(FN(mlo)(r), FN(dlo)(v) - shift, (VD){0}), d1 = FN(seld)(FN(mhi)(r), FN(dhi)(v) - shift, (VD){0});
+        a0 += d0;
+        a1 += d1;
+        q0 += d0 * d0;
+        q1 += d1 * d1;
+    }
+    if (nt) FN(stream_end)();
+    *s1 += FN(hsum)(a0 + a1);
+    *s2 += FN(hsum)(q0 + q1);
+}
+/* gx = gy where x > 0, else 0 (unary_b's relu, storing) with streaming stores */
+KT static void FN(relu_b_nt)(float *gx, const float *gy, const float *x, int64_t n) {
+    if (!FN(nt_ok)(gx)) {
+        FN(unary_b_t)(DP_EW_RELU, 0, gx, gy, x, x, n, 0.0f);
+        return;
+    }
+    const VF z = FN(splat)(0.0f);
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) FN(st_nt)(gx + i, FN(un_term)(DP_EW_RELU, FN(ld)(gy + i), FN(ld)(x + i), z, 0.0f));
+    if (i < n) {
+        int64_t r = n - i;
+        FN(stp)(gx + i, FN(un_term)(DP_EW_RELU, FN(ldp)(gy + i, r, 0.0f), FN(ldp)(x + i, r, 0.0f), z, 0.0f), r);
+    }
+    FN(stream_end)();
+}
 KT static void FN(affine)(float *y, const float *x, int64_t n, float mu, float a, float b) {
     int64_t i = 0;
     for (; i + VW <= n; i += VW) FN(st)(y + i, (FN(ld)(x + i) - mu) * a + b);
@@ -814,7 +882,7 @@ static const dp_ew_kernels FN(ew_table) = {
     EW_NAME,       FN(unary_f),     FN(unary_b),  FN(binary_f),  FN(binary_b), FN(binary_bsum),
     FN(sum),       FN(adds),        FN(moments),  FN(affine),    FN(bn_bsums), FN(bn_bapply),
     FN(maxpool_row), FN(maxpool_row_b), FN(loss_f), FN(loss_b),
-    FN(bn_act_f),  FN(bn_act_bsums), FN(bn_act_bapply), FN(adam),
+    FN(bn_act_f),  FN(bn_act_bsums), FN(bn_act_bapply), FN(adam), FN(relu_moments), FN(relu_b_nt),
 };
 
 #undef EW_BF

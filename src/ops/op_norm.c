@@ -247,6 +247,7 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     const bn_job *j = arg;
     const dp_ew_kernels *k = dp_ew();
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
+    const int nt = (int64_t)sizeof(float) * N * C * HW > DP_STREAM_BYTES;
     /* sum(gy), sum(gy * (x - mean)) per channel; sum(gy * xhat) = the second * invstd.
      * Image by image as bn_fwd_range's sums (each channel still in image order).
      * With an activation after it (gz): gy = gz * f'(y), y recomputed from x (bn_act_*). */
@@ -285,8 +286,10 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
                 const float *gy = gy_plane(j, i, c, tid);
                 float *gx = gx_plane(j, o, tid);
                 k->bn_bapply(gx, j->x + o, gy, HW, mu, istd, a, mg, mgx, j->gx_dead ? 0 : j->acc);
-                /* the relu before: d/d(its input) = this where its output (x here) > 0 */
-                if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, gx, j->x + o, j->x + o, HW, 0.0f, j->acc2);
+                /* the relu before: d/d(its input) = this where its output (x here) > 0 (a large
+                 * one streamed: the conv's backward reads it after all of this) */
+                if (j->gx2 && !j->acc2 && nt) k->relu_b_nt(j->gx2 + o, gx, j->x + o, HW);
+                else if (j->gx2) k->unary_b(DP_EW_RELU, j->gx2 + o, gx, j->x + o, j->x + o, HW, 0.0f, j->acc2);
             }
         } else {
             /* Fixed (running) statistics: a plain per-channel affine map. */
