@@ -364,28 +364,29 @@ KT static void FN(adds)(float *y, float v, int64_t n) {
 }
 
 /* ------------------------------------------------------------ batch norm */
+/* moments' accumulators: a = {sum d (lo, hi lanes)}, q = {sum d^2}, d = v - shift; r < VW: only
+ * the first r lanes of a tail vector count */
+typedef struct FN(mom) {
+    VD a0, a1, q0, q1;
+} FN(mom);
+INL void FN(mom_add)(FN(mom) *m, VF v, double shift, int64_t r) {
+    VD d0 = FN(dlo)(v) - shift, d1 = FN(dhi)(v) - shift;
+    if (r < VW) d0 = FN(seld)(FN(mlo)(r), d0, (VD){0}), d1 = FN(seld)(FN(mhi)(r), d1, (VD){0});
+    m->a0 += d0;
+    m->a1 += d1;
+    m->q0 += d0 * d0;
+    m->q1 += d1 * d1;
+}
+INL void FN(mom_end)(const FN(mom) *m, double *s1, double *s2) {
+    *s1 += FN(hsum)(m->a0 + m->a1);
+    *s2 += FN(hsum)(m->q0 + m->q1);
+}
 KT static void FN(moments)(const float *x, int64_t n, double shift, double *s1, double *s2) {
-    VD a0 = {0}, a1 = {0}, q0 = {0}, q1 = {0};
+    FN(mom) m = {{0}, {0}, {0}, {0}};
     int64_t i = 0;
-    for (; i + VW <= n; i += VW) {
-        VF v = FN(ld)(x + i);
-        VD d0 = FN(dlo)(v) - shift, d1 = FN(dhi)(v) - shift;
-        a0 += d0;
-        a1 += d1;
-        q0 += d0 * d0;
-        q1 += d1 * d1;
-    }
-    if (i < n) {
-        int64_t r = n - i;
-        VF v = FN(ldp)(x + i, r, 0.0f);
-        VD d0 = FN(seld)(FN(mlo)(r), FN(dlo)(v) - shift, (VD){0}), d1 = FN(seld)(FN(mhi)(r), FN(dhi)(v) - shift, (VD){0});
-        a0 += d0;
-        a1 += d1;
-        q0 += d0 * d0;
-        q1 += d1 * d1;
-    }
-    *s1 += FN(hsum)(a0 + a1);
-    *s2 += FN(hsum)(q0 + q1);
+    for (; i + VW <= n; i += VW) FN(mom_add)(&m, FN(ld)(x + i), shift, VW);
+    if (i < n) FN(mom_add)(&m, FN(ldp)(x + i, n - i, 0.0f), shift, n - i);
+    FN(mom_end)(&m, s1, s2);
 }
 /* Streaming (non-temporal) stores for outputs too large to stay in cache: a
  * normal store first reads the line it writes (read for ownership), so a
@@ -412,7 +413,7 @@ INL void FN(stream_end)(void) {
  * same order (the relu then the norm's statistics, multi-output pass); nt:
  * y with streaming stores */
 KT static void FN(relu_moments)(float *y, const float *x, int64_t n, double shift, double *s1, double *s2, int nt) {
-    VD a0 = {0}, a1 = {0}, q0 = {0}, q1 = {0};
+    FN(mom) m = {{0}, {0}, {0}, {0}};
     const VF z = FN(splat)(0.0f);
     nt = nt && FN(nt_ok)(y);
     int64_t i = 0;
@@ -420,25 +421,15 @@ KT static void FN(relu_moments)(float *y, const float *x, int64_t n, double shif
         VF u = FN(ld)(x + i), v = FN(sel)(u > 0.0f, u, z);
         if (nt) FN(st_nt)(y + i, v);
         else FN(st)(y + i, v);
-        VD d0 = FN(dlo)(v) - shift, d1 = FN(dhi)(v) - shift;
-        a0 += d0;
-        a1 += d1;
-        q0 += d0 * d0;
-        q1 += d1 * d1;
+        FN(mom_add)(&m, v, shift, VW);
     }
     if (i < n) {
-        int64_t r = n - i;
-        VF u = FN(ldp)(x + i, r, 0.0f), v = FN(sel)(u > 0.0f, u, z);
-        FN(stp)(y + i, v, r);
-        VD d0 = FN(seld)(FN(mlo)(r), FN(dlo)(v) - shift, (VD){0}), d1 = FN(seld)(FN(mhi)(r), FN(dhi)(v) - shift, (VD){0});
-        a0 += d0;
-        a1 += d1;
-        q0 += d0 * d0;
-        q1 += d1 * d1;
+        VF u = FN(ldp)(x + i, n - i, 0.0f), v = FN(sel)(u > 0.0f, u, z);
+        FN(stp)(y + i, v, n - i);
+        FN(mom_add)(&m, v, shift, n - i);
     }
     if (nt) FN(stream_end)();
-    *s1 += FN(hsum)(a0 + a1);
-    *s2 += FN(hsum)(q0 + q1);
+    FN(mom_end)(&m, s1, s2);
 }
 /* gx = gy where x > 0, else 0 (unary_b's relu, storing) with streaming stores */
 KT static void FN(relu_b_nt)(float *gx, const float *gy, const float *x, int64_t n) {
