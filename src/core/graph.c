@@ -934,7 +934,7 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
     for (int i = 0; i <= loss->id; i++) {
         dp_node *n = g->nodes[i], *r = n->sole_reader;
         n->flags &= ~DP_NF_GRAD_STORE;
-        n->mo_flags &= ~DP_MO_GRAD;
+        n->mo_flags &= ~(DP_MO_GRAD | DP_MO_POOLGRAD); /* backward work done ahead is for this call only */
         if (!(n->flags & DP_NF_BWD) || !(n->flags & DP_NF_OWN_GRAD)) continue;
         if (n != loss && r && r->id <= loss->id && (r->flags & DP_NF_BWD) && r->in[0] == n &&
             (dp_op_get(r->op)->flags & DP_OPF_GRAD_STORE))

@@ -343,7 +343,7 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
     }
     j.st = g->ws;
     j.mgs = (float *)(void *)(j.st + 2 * j.C);
-    j.scratch = (float *)(void *)((char *)g->ws + scratch_off(j.C));
+    if (scratch_ok(n, 1)) j.scratch = (float *)(void *)((char *)g->ws + scratch_off(j.C)); /* planned: dp_bn_plan_scratch */
     if (pool_grad) {
         assert(!j.gz && n->mo_next); /* the pool was this node's only reader */
         j.pool = n->mo_next;
