@@ -497,10 +497,14 @@ T256 DC_ALWAYS void s1_tile(const int POOL, const int NP, const int KW_, const i
                 const __m256 bias = _mm256_load_ps(th);
                 __m256 r0 = _mm256_max_ps(_mm256_add_ps(a[0][q][h], bias), z);
                 __m256 r1 = _mm256_max_ps(_mm256_add_ps(a[1][q][h], bias), z);
-                __m256 hi = _mm256_max_ps(r0, r1), lo = _mm256_min_ps(r0, r1);
+                __m256 hi = _mm256_max_ps(r0, r1);
                 hi = _mm256_max_ps(hi, _mm256_permute_ps(hi, 0xB1));
-                lo = _mm256_min_ps(lo, _mm256_permute_ps(lo, 0xB1));
-                __m256 v = _mm256_blendv_ps(hi, lo, _mm256_load_ps(th + 32));
+                __m256 v = hi;
+                if (POOL == 1) { /* some slope of the block < 0: the minimum there (POOL 2: none, the maximum only) */
+                    __m256 lo = _mm256_min_ps(r0, r1);
+                    lo = _mm256_min_ps(lo, _mm256_permute_ps(lo, 0xB1));
+                    v = _mm256_blendv_ps(hi, lo, _mm256_load_ps(th + 32));
+                }
                 m[h] = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(v, _mm256_load_ps(th + 8)), _mm256_load_ps(th + 16)),
                                      _mm256_load_ps(th + 24));
             }
@@ -519,19 +523,29 @@ typedef void (*s1_fn)(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t
     T256 static void s1c_##NP##_##KW_##_##CK_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, \
                                               const float *wp, const float *t, float *out) {                       \
         s1_tile(0, NP, KW_, CK_, x, C, cs, KH, KW, Wp, wp, t, out);                                                 \
+    }                                                                                                               \
+    T256 static void s1p_##NP##_##KW_##_##CK_(const float *x, int64_t C, int64_t cs, int64_t KH, int64_t KW, int64_t Wp, \
+                                              const float *wp, const float *t, float *out) {                       \
+        s1_tile(2, NP, KW_, CK_, x, C, cs, KH, KW, Wp, wp, t, out);                                                 \
     }
 S1_FN(2, 0, 0) S1_FN(4, 0, 0) S1_FN(6, 0, 0) S1_FN(2, 3, 0) S1_FN(4, 3, 0) S1_FN(6, 3, 0) S1_FN(2, 5, 0) S1_FN(4, 5, 0)
 S1_FN(6, 5, 0) S1_FN(2, 3, 3) S1_FN(4, 3, 3) S1_FN(6, 3, 3)
-/* s1_tab[pooled, plain][KW 3, 5, other, or 3x3 taps of 3 channels][NP / 2]: the last (an RGB input's 3x3
- * conv, Meso-4's first: 27 taps) unrolled whole, 1.03-1.04x on Meso-4 inference. */
-static const s1_fn s1_tab[2][4][4] = {{{0, s1_2_3_0, s1_4_3_0, s1_6_3_0},
+/* s1_tab[pooled, plain, pooled with no negative norm slope][KW 3, 5, other, or 3x3 taps of 3 channels][NP / 2]:
+ * the last kind (an RGB input's 3x3 conv, Meso-4's first: 27 taps) unrolled whole, 1.03-1.04x on Meso-4
+ * inference. The third row's epilogue takes the window's maximum only (a block whose slopes are all >= 0 or
+ * NaN has no lane where the blend would take the minimum: the same bits). */
+static const s1_fn s1_tab[3][4][4] = {{{0, s1_2_3_0, s1_4_3_0, s1_6_3_0},
                                        {0, s1_2_5_0, s1_4_5_0, s1_6_5_0},
                                        {0, s1_2_0_0, s1_4_0_0, s1_6_0_0},
                                        {0, s1_2_3_3, s1_4_3_3, s1_6_3_3}},
                                       {{0, s1c_2_3_0, s1c_4_3_0, s1c_6_3_0},
                                        {0, s1c_2_5_0, s1c_4_5_0, s1c_6_5_0},
                                        {0, s1c_2_0_0, s1c_4_0_0, s1c_6_0_0},
-                                       {0, s1c_2_3_3, s1c_4_3_3, s1c_6_3_3}}};
+                                       {0, s1c_2_3_3, s1c_4_3_3, s1c_6_3_3}},
+                                      {{0, s1p_2_3_0, s1p_4_3_0, s1p_6_3_0},
+                                       {0, s1p_2_5_0, s1p_4_5_0, s1p_6_5_0},
+                                       {0, s1p_2_0_0, s1p_4_0_0, s1p_6_0_0},
+                                       {0, s1p_2_3_3, s1p_4_3_3, s1p_6_3_3}}};
 static int s1_kind(int64_t C, int64_t KH, int64_t KW) { return KW == 3 && KH == 3 && C == 3 ? 3 : KW == 3 ? 0 : KW == 5 ? 1 : 2; }
 
 /* n pooled 8-channel vectors (v[q][8]) into 8 rows of y (row stride ldc): 8 x 8 transposes. */
@@ -569,12 +583,13 @@ T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc, int 
 T256 static void s1_run_256(const float *band, int64_t C, int64_t cs, int64_t Wp, const float *wp, int64_t KH, int64_t KW,
                             int64_t rows, int64_t OW, int64_t O, const float *bias, const float *rba, float *y, int64_t ldc,
                             int64_t ldr, int acc) {
-    const int pool = rba != NULL;
+    const int pool = rba != NULL, kind = s1_kind(C, KH, KW);
     int64_t K = C * KH * KW;
-    const s1_fn *tab = s1_tab[!pool][s1_kind(C, KH, KW)];
+    const s1_fn *tab = s1_tab[!pool][kind];
     float t[80] __attribute__((aligned(32))), out[2 * S1_SEG * 8] __attribute__((aligned(32)));
     for (int64_t ob = 0; ob < O / 8; ob++) {
         /* s1_tile's lane layout: lane 2c + e of half h is channel ob*8 + 4h + c */
+        int neg = 0;
         for (int h = 0; h < 2; h++)
             for (int l = 0; l < 8; l++) {
                 int64_t o = ob * 8 + 4 * h + l / 2;
@@ -584,7 +599,9 @@ T256 static void s1_run_256(const float *band, int64_t C, int64_t cs, int64_t Wp
                 th[8] = rba[3 * o], th[16] = rba[3 * o + 1], th[24] = rba[3 * o + 2];
                 int32_t m = rba[3 * o + 1] < 0.0f ? -1 : 0;
                 memcpy(th + 32, &m, sizeof m);
+                neg |= m;
             }
+        if (pool) tab = s1_tab[neg ? 0 : 2][kind]; /* 2: Meso-4 inference in-process 1.02-1.06x */
         const float *w = wp + ob * K * 16;
         for (int64_t r = 0; r < rows; r += 2)
             for (int64_t s0 = 0; s0 < OW; s0 += S1_SEG) {
