@@ -1239,6 +1239,12 @@ static void multi_output_passes(void **state) {
                 for (int read = 0; read < 3; read++) multi_output_case(k, training, 3, read);
     }
     multi_output_case(2, 1, 1, 0);
+    /* the streaming stores of large tensors (the relu's output, its input gradient), taken on this small graph */
+    const int64_t keep = dp_stream_bytes;
+    dp_stream_bytes = 0;
+    multi_output_case(2, 1, 2, 0);
+    multi_output_case(2, 1, 2, 2);
+    dp_stream_bytes = keep;
 }
 
 /* batch norm -> relu / leaky_relu in a graph with gradients: the norm's forward

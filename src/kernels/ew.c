@@ -7,6 +7,8 @@
 
 #include "kernels/gemm.h"
 
+int64_t dp_stream_bytes = DP_STREAM_BYTES;
+
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif

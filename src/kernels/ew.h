@@ -87,6 +87,9 @@ typedef struct dp_ew_kernels {
  * where a kernel offers them and nothing reads it back soon (twice a 16 MB
  * share of L3: Meso-4's first block at batch 32, 67 MB a tensor). */
 #define DP_STREAM_BYTES ((int64_t)32 << 20)
+/* The threshold in use: DP_STREAM_BYTES; tests lower it to take the streaming
+ * paths on small graphs. */
+extern int64_t dp_stream_bytes;
 
 /* The table of the kernel level in use (dp_kernel_level()). */
 const dp_ew_kernels *dp_ew(void);

@@ -285,7 +285,7 @@ static void relu_stats_range(void *arg, int64_t c0, int64_t c1, int tid) {
     (void)tid;
     const relu_stats_job *j = arg;
     const dp_ew_kernels *k = dp_ew();
-    const int nt = (int64_t)sizeof(float) * j->N * j->C * j->HW > DP_STREAM_BYTES; /* read back by the norm much later */
+    const int nt = (int64_t)sizeof(float) * j->N * j->C * j->HW > dp_stream_bytes; /* read back by the norm much later */
     for (int64_t c = c0; c < c1; c++) {
         const float x0 = j->x[c * j->HW];
         double shift = x0 > 0.0f ? x0 : 0.0f, s1 = 0.0, s2 = 0.0; /* the first value written (relu: NaN -> 0) */

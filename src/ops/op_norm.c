@@ -247,7 +247,7 @@ static void bn_bwd_range(void *arg, int64_t c0, int64_t c1, int tid) {
     const bn_job *j = arg;
     const dp_ew_kernels *k = dp_ew();
     const int64_t N = j->N, C = j->C, HW = j->HW, M = N * HW;
-    const int nt = (int64_t)sizeof(float) * N * C * HW > DP_STREAM_BYTES;
+    const int nt = (int64_t)sizeof(float) * N * C * HW > dp_stream_bytes;
     /* sum(gy), sum(gy * (x - mean)) per channel; sum(gy * xhat) = the second * invstd.
      * Image by image as bn_fwd_range's sums (each channel still in image order).
      * With an activation after it (gz): gy = gz * f'(y), y recomputed from x (bn_act_*). */
