@@ -49,6 +49,12 @@ static void json_line(void **state) {
     assert_true(cJSON_IsNumber(pk) && pk->valuedouble > 0);
     assert_true(cJSON_IsNumber(pc) && fabs(pc->valuedouble - 100.0 * g->valuedouble / pk->valuedouble) < 1e-3 * pc->valuedouble + 1e-3);
     assert_non_null(strstr(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "note")), "--no-peers"));
+    /* every run's rate (the median of one run is that run), and the per-run ratios (no peer: null) */
+    const cJSON *runs = cJSON_GetObjectItemCaseSensitive(j, "doppel_runs"), *rr = cJSON_GetObjectItemCaseSensitive(j, "ratio_runs");
+    assert_true(cJSON_IsArray(runs) && cJSON_GetArraySize(runs) == 1);
+    assert_true(cJSON_GetArrayItem(runs, 0)->valuedouble == d->valuedouble);
+    assert_true(cJSON_IsArray(rr) && cJSON_GetArraySize(rr) == 1 && cJSON_IsNull(cJSON_GetArrayItem(rr, 0)));
+    assert_true(cJSON_IsNull(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "pytorch_runs"), 0)));
     cJSON_Delete(j);
 }
 

@@ -70,7 +70,8 @@ static const char *const usage_text =
     "  --threads N        threads for doppel and for every peer (default 2)\n"
     "  --reps N           runs of each workload and peer; the median is reported (default 3)\n"
     "  --no-peers         run doppel only\n"
-    "  --json             one JSON object per workload and line on stdout\n"
+    "  --json             one JSON object per workload and line on stdout (also every run's\n"
+    "                     rate, and each run's ratio to the best peer of the same run)\n"
     "  --peers DIR        the peers' scripts (default " DP_SOURCE_DIR "/../shared/peers)\n"
     "  --bench-dir DIR    doppel's bench folder: layer/sgemm peers, bench/peers/ with\n"
     "                     onnxruntime-node and meso4.onnx (default " DP_SOURCE_DIR "/bench)\n"
@@ -781,13 +782,17 @@ typedef struct result {
     char note[N_PROG][300];
     int failed[N_PROG]; /* the note is a failure (not a missing peer, which the header names) */
     int doppel_failed;
+    double run[N_PROG][64]; /* each rep's rate (NAN: none), in the order they ran: doppel, pytorch, ort per rep */
 } result;
 
 static void run_one(const opts *o, const env_info *e, const workload *w, int index, int total, result *r) {
     memset(r, 0, sizeof *r);
     double rates[N_PROG][64];
     int nr[N_PROG] = {0};
-    for (int p = 0; p < N_PROG; p++) r->rss[p] = NAN;
+    for (int p = 0; p < N_PROG; p++) {
+        r->rss[p] = NAN;
+        for (int k = 0; k < 64; k++) r->run[p][k] = NAN;
+    }
     const int has_torch = w->torch_mode || w->torch_layer || w->torch_sgemm;
     const int use_torch = has_torch && !e->torch_note[0], use_ort = w->ort_batch > 0 && !e->ort_note[0];
     if (o->no_peers) snprintf(r->note[P_TORCH], sizeof r->note[P_TORCH], "peers not run (--no-peers)");
@@ -841,7 +846,7 @@ static void run_one(const opts *o, const env_info *e, const workload *w, int ind
             }
             r->ran[p] = 1;
             if (!isnan(c.rss_mb) && (isnan(r->rss[p]) || c.rss_mb > r->rss[p])) r->rss[p] = c.rss_mb;
-            if (!isnan(c.rate)) rates[p][nr[p]++] = c.rate;
+            if (!isnan(c.rate)) rates[p][nr[p]++] = c.rate, r->run[p][rep] = c.rate;
             else if (!r->note[p][0]) {
                 snprintf(r->note[p], sizeof r->note[p], "%s failed: %.240s", prog_name[p], c.last);
                 r->failed[p] = 1;
@@ -913,6 +918,28 @@ static double print_result(const opts *o, const workload *w, const result *r) {
                "\"peak_gflops\": %s, \"rss_mb_doppel\": %s, \"rss_mb_pytorch\": %s, \"rss_mb_ort\": %s, \"threads\": %d, "
                "\"reps\": %d",
                v[0], v[1], v[2], ra, gf, pc, pk, rs[0], rs[1], rs[2], o->threads, o->reps);
+        /* every rep, and each rep's ratio to the best peer of the same rep (they ran back to back:
+         * the spread of these says how much the machine moved during the command) */
+        static const char *const run_key[N_PROG] = {"doppel_runs", "pytorch_runs", "ort_runs"};
+        for (int p = 0; p < N_PROG; p++) {
+            printf(", \"%s\": [", run_key[p]);
+            for (int k = 0; k < o->reps; k++) {
+                char x[32];
+                json_num(x, sizeof x, r->run[p][k]);
+                printf("%s%s", k ? ", " : "", x);
+            }
+            printf("]");
+        }
+        printf(", \"ratio_runs\": [");
+        for (int k = 0; k < o->reps; k++) {
+            double bp = NAN;
+            for (int p = P_TORCH; p < N_PROG; p++)
+                if (!isnan(r->run[p][k]) && (isnan(bp) || r->run[p][k] > bp)) bp = r->run[p][k];
+            char x[32];
+            json_num(x, sizeof x, isnan(bp) ? NAN : r->run[P_DOPPEL][k] / bp);
+            printf("%s%s", k ? ", " : "", x);
+        }
+        printf("]");
         if (note[0]) {
             printf(", \"note\": ");
             json_str(stdout, note);
