@@ -277,7 +277,7 @@ void dp_maxpool_plane_grad(const dp_node *p, int64_t plane, float *gx);
 void dp_bn_plan_scratch(dp_node *bn, int threads);
 /* Whether the batch norm this max-pool reads takes the pool's backward (then the
  * pool writes nothing and sets DP_MO_POOLGRAD on it). */
-int dp_bn_takes_pool_grad(const dp_node *pool);
+int dp_bn_takes_pool_grad(const dp_graph *g, const dp_node *pool);
 /* op_conv.c: a conv2d whose eval-mode output a k x k max-pool (stride k, no
  * padding) can take band by band (the stride-1 path, output sides multiples
  * of k), and that forward: y = maxpool_k(rba(relu(conv(x)))), rba the batch

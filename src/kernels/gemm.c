@@ -186,8 +186,9 @@ DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, const int OFFS, int
         const float *br = OFFS ? b + boff[p] : b;
         /* B's row 8 steps ahead (one cache line of a packed panel): on a Zen 3
          * with 512 KB of L2 the panels come from L3, faster than its prefetcher
-         * fetches them; 1024^3 in-process 1.10x at 2 threads, 1.04-1.16x at 1
-         * (4, 16 or 32 steps ahead: the same). A prefetch never faults past the end. */
+         * fetches them; 1024^3 in-process 1.054x at 2 threads, 1.019x at 1 on a
+         * quiet VM (1.10x / 1.04-1.16x with a build beside it; 4, 16 or 32 steps
+         * ahead: the same as 8). A prefetch never faults past the end. */
         if (!OFFS) _mm_prefetch((const char *)(b + 8 * ldb), _MM_HINT_T0);
         if (FULL) {
             b0 = _mm256_loadu_ps(br);

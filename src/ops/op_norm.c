@@ -175,10 +175,10 @@ void dp_bn_plan_scratch(dp_node *n, int threads) {
     if (n->ws_bytes < scratch_need(n, threads)) n->ws_bytes = scratch_need(n, threads);
 }
 
-int dp_bn_takes_pool_grad(const dp_node *p) {
+int dp_bn_takes_pool_grad(const dp_graph *g, const dp_node *p) {
     const dp_node *n = p->in[0];
     return n->op == DP_OP_BATCHNORM2D && n->mo_next == p && !n->mo_act && !dp_grad_read(n) && (n->flags & DP_NF_BWD) &&
-           scratch_ok(n, 1);
+           scratch_ok(n, g->ctx->threads);
 }
 
 static void bn_job_init(bn_job *j, dp_node *n) {
@@ -343,7 +343,8 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
     }
     j.st = g->ws;
     j.mgs = (float *)(void *)(j.st + 2 * j.C);
-    if (scratch_ok(n, 1)) j.scratch = (float *)(void *)((char *)g->ws + scratch_off(j.C)); /* planned: dp_bn_plan_scratch */
+    const int scratch = scratch_ok(n, g->ctx->threads); /* a plane per thread: dp_bn_plan_scratch */
+    if (scratch) j.scratch = (float *)(void *)((char *)g->ws + scratch_off(j.C));
     if (pool_grad) {
         assert(!j.gz && n->mo_next); /* the pool was this node's only reader */
         j.pool = n->mo_next;
@@ -354,7 +355,7 @@ static void bn_bwd(dp_graph *g, dp_node *n) {
         j.gx2 = dp_f(&r->in[0]->grad);
         j.acc2 = dp_grad_acc(r->in[0]);
         /* the relu's own gradient (gx) is then read by nobody: keep each plane in the scratch */
-        j.gx_dead = !dp_grad_read(r) && !j.gz && scratch_ok(n, g->ctx->threads);
+        j.gx_dead = !dp_grad_read(r) && !j.gz && scratch;
     }
     dp_parallel_for_cost(g->ctx, j.C, j.N * j.HW * (j.gz ? 2 : 5), bn_bwd_range, &j);
     if (j.gz && j.gx) dp_parallel_for_cost(g->ctx, j.N * j.C, j.HW * 3, bn_act_bwd_range, &j);

@@ -249,7 +249,7 @@ static void mp_bwd_rows(void *vj, int64_t r0, int64_t r1, int tid) {
 
 static void maxpool_bwd(dp_graph *g, dp_node *n) {
     if (!dp_wants_grad(n->in[0])) return;
-    if (dp_bn_takes_pool_grad(n)) { /* the batch norm before expands it plane by plane, from cache */
+    if (dp_bn_takes_pool_grad(g, n)) { /* the batch norm before expands it plane by plane, from cache */
         n->in[0]->mo_flags |= DP_MO_POOLGRAD;
         return;
     }
