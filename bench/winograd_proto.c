@@ -1,0 +1,264 @@
+/* Measurement prototype (not built by CMake, not used by doppel): Winograd
+ * F(2x2, 2x2) for the 4x4 stride-2 padding-1 convolutions of the DCGANs, and
+ * the GEMM-only time of F(4x4, 2x2), against doppel's direct/im2col kernels.
+ *
+ * Why: on the 2-vCPU AVX2 VM the DCGAN layers already run at the machine's
+ * GEMM rate (~110-120 GFLOP/s at 2 threads, docs/bench.md "session 11"), so
+ * 2x PyTorch needs fewer FLOPs, not faster kernels. A 4x4 stride-2 conv is the
+ * sum of four 2x2 stride-1 convolutions, one per input phase (r, s):
+ *   y[o,i,j] = sum_{r,s,c,a,b} w[o,c,2a+r,2b+s] * x[c, 2(i+a)+r-1, 2(j+b)+s-1]
+ * and a 2x2 kernel admits Winograd F(2,2) with 0/+-1 transforms (exact up to
+ * the additions): per 2x2 output tile 9 products instead of 16; the phase sum
+ * folds into the GEMMs' K = 4C. The transposed conv (the generator's forward,
+ * a conv's input gradient) splits the same way by output phase.
+ *
+ *   B^T = [1 -1 0; 0 1 0; 0 -1 1]   G = [1 0; 1 1; 0 1]   A^T = [1 1 0; 0 1 1]
+ *
+ * Build and run (repository root, after `make build`):
+ *   cc -O2 -Iinclude -Isrc -o /tmp/wg bench/winograd_proto.c build/libdoppel.a
+ * \
+ *     $(pkg-config --libs libavformat libavcodec libswscale libavutil libpng
+ * libjpeg libwebp libxml-2.0 libcjson) \ -lhdf5_serial -lm -lpthread -ldl
+ *   /tmp/wg N C H O [THREADS]      e.g. /tmp/wg 64 128 16 256 2  (DCGAN-64's
+ * D.5) It prints the time of each stage (weight transform, input transform, the
+ * 9 GEMMs, output transform; best of 12), the 25 GEMMs of F(4x4, 2x2) on data
+ * of the right shape (their transforms not written), doppel's dp_conv2d on the
+ * same data in the same process, and the largest difference from it. The
+ * transforms here are plain scalar loops. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/internal.h"
+#include "doppel/doppel.h"
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+typedef struct wg {
+  int N, C, H, W, O, OH, OW, TH, TW;
+  int64_t T;          /* 2x2 output tiles over the batch */
+  const float *x, *w; /* x [N,C,H,W], w [O,C,4,4] */
+  float *U, *V, *M,
+      *y; /* U [9][O][4C], V [9][4C][T], M [9][O][T], y [N,O,OH,OW] */
+} wg;
+
+/* U = G g G^T for each (o, c, phase): g the phase's 2x2 taps */
+static void wtrans(void *arg, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  wg *p = arg;
+  const int C = p->C, O = p->O;
+  const int64_t K = 4 * (int64_t)C;
+  for (int64_t oc = b; oc < e; oc++) {
+    int o = (int)(oc / C), c = (int)(oc % C);
+    const float *w = p->w + ((int64_t)o * C + c) * 16;
+    for (int q = 0; q < 4; q++) {
+      int r = q >> 1, s = q & 1;
+      float g[2][2], h[3][2];
+      for (int a = 0; a < 2; a++)
+        for (int bb = 0; bb < 2; bb++)
+          g[a][bb] = w[(2 * a + r) * 4 + 2 * bb + s];
+      for (int bb = 0; bb < 2; bb++)
+        h[0][bb] = g[0][bb], h[1][bb] = g[0][bb] + g[1][bb],
+        h[2][bb] = g[1][bb];
+      for (int u = 0; u < 3; u++) {
+        float v3[3] = {h[u][0], h[u][0] + h[u][1], h[u][1]};
+        for (int v = 0; v < 3; v++)
+          p->U[((int64_t)(u * 3 + v) * O + o) * K + q * C + c] = v3[v];
+      }
+    }
+  }
+}
+
+/* V = B^T d B for each (image, channel, phase, tile): d the phase image's 3x3
+ * patch */
+static void itrans(void *arg, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  wg *p = arg;
+  const int C = p->C, H = p->H, W = p->W, TH = p->TH, TW = p->TW;
+  const int64_t K = 4 * (int64_t)C, T = p->T;
+  for (int64_t nc = b; nc < e; nc++) {
+    int n = (int)(nc / C), c = (int)(nc % C);
+    const float *x = p->x + ((int64_t)n * C + c) * H * W;
+    for (int q = 0; q < 4; q++) {
+      int r = q >> 1, s = q & 1;
+      for (int ti = 0; ti < TH; ti++)
+        for (int tj = 0; tj < TW; tj++) {
+          float d[3][3], t[3][3];
+          for (int u = 0; u < 3; u++) {
+            int ih = 2 * (2 * ti + u) + r - 1;
+            for (int v = 0; v < 3; v++) {
+              int iw = 2 * (2 * tj + v) + s - 1;
+              d[u][v] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[ih * W + iw]
+                                                               : 0.0f;
+            }
+          }
+          for (int v = 0; v < 3; v++)
+            t[0][v] = d[0][v] - d[1][v], t[1][v] = d[1][v],
+            t[2][v] = d[2][v] - d[1][v];
+          int64_t tt = ((int64_t)n * TH + ti) * TW + tj;
+          for (int u = 0; u < 3; u++) {
+            float o3[3] = {t[u][0] - t[u][1], t[u][1], t[u][2] - t[u][1]};
+            for (int v = 0; v < 3; v++)
+              p->V[((int64_t)(u * 3 + v) * K + q * C + c) * T + tt] = o3[v];
+          }
+        }
+    }
+  }
+}
+
+/* y tile = A^T m A */
+static void otrans(void *arg, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  wg *p = arg;
+  const int O = p->O, OH = p->OH, OW = p->OW, TH = p->TH, TW = p->TW;
+  const int64_t T = p->T;
+  for (int64_t no = b; no < e; no++) {
+    int n = (int)(no / O), o = (int)(no % O);
+    float *y = p->y + ((int64_t)n * O + o) * OH * OW;
+    for (int ti = 0; ti < TH; ti++)
+      for (int tj = 0; tj < TW; tj++) {
+        int64_t tt = ((int64_t)n * TH + ti) * TW + tj;
+        float m[3][3], z[2][3];
+        for (int u = 0; u < 3; u++)
+          for (int v = 0; v < 3; v++)
+            m[u][v] = p->M[((int64_t)(u * 3 + v) * O + o) * T + tt];
+        for (int v = 0; v < 3; v++)
+          z[0][v] = m[0][v] + m[1][v], z[1][v] = m[1][v] + m[2][v];
+        for (int i = 0; i < 2 && 2 * ti + i < OH; i++) {
+          float r2[2] = {z[i][0] + z[i][1], z[i][1] + z[i][2]};
+          for (int j = 0; j < 2 && 2 * tj + j < OW; j++)
+            y[(2 * ti + i) * OW + 2 * tj + j] = r2[j];
+        }
+      }
+  }
+}
+
+static float urand(void) { return (float)rand() / (float)RAND_MAX - 0.5f; }
+
+int main(int argc, char **argv) {
+  if (argc < 5) {
+    fprintf(stderr, "usage: %s N C H O [THREADS]\n", argv[0]);
+    return 2;
+  }
+  const int N = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]),
+            O = atoi(argv[4]);
+  const int th = argc > 5 ? atoi(argv[5]) : 2;
+  dp_ctx *ctx;
+  if (dp_ctx_new(&(dp_ctx_opts){.threads = th, .seed = 1}, &ctx) != DP_OK)
+    return 1;
+  wg p = {
+      N, C,    H,    H,    O,    H / 2, H / 2, (H / 2 + 1) / 2, (H / 2 + 1) / 2,
+      0, NULL, NULL, NULL, NULL, NULL,  NULL};
+  p.T = (int64_t)N * p.TH * p.TW;
+  const int64_t K = 4 * (int64_t)C, nx = (int64_t)N * C * H * H,
+                ny = (int64_t)N * O * p.OH * p.OW;
+  float *x = malloc(sizeof(float) * (size_t)nx),
+        *w = malloc(sizeof(float) * (size_t)O * C * 16);
+  float *y = malloc(sizeof(float) * (size_t)ny);
+  p.U = malloc(sizeof(float) * 9 * (size_t)(O * K));
+  p.V = malloc(sizeof(float) * 9 * (size_t)(K * p.T));
+  p.M = malloc(sizeof(float) * 9 * (size_t)(O * p.T));
+  if (!x || !w || !y || !p.U || !p.V || !p.M)
+    return 1;
+  for (int64_t i = 0; i < nx; i++)
+    x[i] = urand();
+  for (int64_t i = 0; i < (int64_t)O * C * 16; i++)
+    w[i] = 0.1f * urand();
+  p.x = x, p.w = w, p.y = y;
+
+  double best = 1e9, st[4] = {0};
+  for (int it = 0; it < 12; it++) {
+    double t0 = now();
+    dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+    double t1 = now();
+    dp_parallel_for(ctx, (int64_t)N * C, itrans, &p);
+    double t2 = now();
+    for (int xi = 0; xi < 9; xi++)
+      dp_sgemm(ctx, 0, 0, O, p.T, K, 1.0f, p.U + xi * O * K, K,
+               p.V + xi * K * p.T, p.T, 0.0f, p.M + xi * O * p.T, p.T);
+    double t3 = now();
+    dp_parallel_for(ctx, (int64_t)N * O, otrans, &p);
+    double t4 = now();
+    if (t4 - t0 < best)
+      best = t4 - t0, st[0] = t1 - t0, st[1] = t2 - t1, st[2] = t3 - t2,
+      st[3] = t4 - t3;
+  }
+  const double flop =
+      2.0 * N * O * p.OH * p.OW * C * 16; /* the direct convolution's */
+  printf("F(2x2,2x2) N=%d C=%d H=%d O=%d, %d threads: %.2f ms (%.1f "
+         "direct-equivalent GFLOP/s): weights %.2f, "
+         "input %.2f, 9 GEMMs %.2f (%.1f GFLOP/s), output %.2f ms\n",
+         N, C, H, O, th, best * 1e3, flop / best * 1e-9, st[0] * 1e3,
+         st[1] * 1e3, st[2] * 1e3, 2.0 * 9 * O * K * p.T / st[2] * 1e-9,
+         st[3] * 1e3);
+
+  { /* F(4x4, 2x2): 25 GEMMs over a quarter of the tiles (the bound, transforms
+       not written) */
+    int64_t T4 = (int64_t)N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
+    float *U4 = malloc(sizeof(float) * 25 * (size_t)(O * K)),
+          *V4 = malloc(sizeof(float) * 25 * (size_t)(K * T4));
+    float *M4 = malloc(sizeof(float) * 25 * (size_t)(O * T4));
+    if (!U4 || !V4 || !M4)
+      return 1;
+    for (int64_t i = 0; i < 25 * K * T4; i++)
+      V4[i] = urand();
+    for (int64_t i = 0; i < 25 * O * K; i++)
+      U4[i] = urand();
+    double b4 = 1e9;
+    for (int it = 0; it < 8; it++) {
+      double t0 = now();
+      for (int xi = 0; xi < 25; xi++)
+        dp_sgemm(ctx, 0, 0, O, T4, K, 1.0f, U4 + xi * O * K, K,
+                 V4 + xi * K * T4, T4, 0.0f, M4 + xi * O * T4, T4);
+      double t1 = now();
+      if (t1 - t0 < b4)
+        b4 = t1 - t0;
+    }
+    printf("F(4x4,2x2): the 25 GEMMs alone %.2f ms (%.1f GFLOP/s)\n", b4 * 1e3,
+           2.0 * 25 * O * K * T4 / b4 * 1e-9);
+    free(U4), free(V4), free(M4);
+  }
+
+  /* against doppel's convolution */
+  dp_graph *g;
+  if (dp_graph_new(ctx, &g) != DP_OK)
+    return 1;
+  dp_node *xn = dp_input(g, "x", 4, (int64_t[]){N, C, H, H}),
+          *wn = dp_input(g, "w", 4, (int64_t[]){O, C, 4, 4});
+  dp_node *yn = dp_conv2d(
+      g, xn, wn, NULL,
+      &(dp_conv_opts){.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1});
+  dp_graph_mark_output(g, yn);
+  if (dp_graph_set_no_grad(g) != DP_OK || dp_graph_compile(g) != DP_OK)
+    return 1;
+  memcpy(dp_tensor_f32(dp_node_value(xn)), x, sizeof(float) * (size_t)nx);
+  memcpy(dp_tensor_f32(dp_node_value(wn)), w,
+         sizeof(float) * (size_t)O * C * 16);
+  double bd = 1e9;
+  for (int it = 0; it < 12; it++) {
+    double t0 = now();
+    if (dp_graph_invalidate(g) != DP_OK || dp_graph_forward(g, 1, &yn) != DP_OK)
+      return 1;
+    bd = fmin(bd, now() - t0);
+  }
+  printf(
+      "dp_conv2d: %.2f ms (%.1f GFLOP/s); F(2x2,2x2) / dp_conv2d time %.3f\n",
+      bd * 1e3, flop / bd * 1e-9, best / bd);
+  const float *yr = dp_tensor_f32(dp_node_value(yn));
+  double md = 0, mx = 0;
+  for (int64_t i = 0; i < ny; i++) {
+    md = fmax(md, fabs((double)y[i] - (double)yr[i]));
+    mx = fmax(mx, fabs((double)yr[i]));
+  }
+  printf("max |winograd - dp_conv2d| %.3g (max |y| %.3g)\n", md, mx);
+  dp_graph_free(g);
+  dp_ctx_free(ctx);
+  free(x), free(w), free(y), free(p.U), free(p.V), free(p.M);
+  return 0;
+}
