@@ -33,232 +33,360 @@
 
 #include "core/internal.h"
 #include "doppel/doppel.h"
+#include "kernels/gemm.h"
 
 static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 typedef struct wg {
-  int N, C, H, W, O, OH, OW, TH, TW;
-  int64_t T;          /* 2x2 output tiles over the batch */
-  const float *x, *w; /* x [N,C,H,W], w [O,C,4,4] */
-  float *U, *V, *M,
-      *y; /* U [9][O][4C], V [9][4C][T], M [9][O][T], y [N,O,OH,OW] */
+    int N, C, H, W, O, OH, OW, TH, TW;
+    int64_t T;            /* 2x2 output tiles over the batch */
+    const float *x, *w;   /* x [N,C,H,W], w [O,C,4,4] */
+    float *U, *V, *M, *y; /* U [9][O][4C], V [9][4C][T], M [9][O][T], y [N,O,OH,OW] */
 } wg;
 
 /* U = G g G^T for each (o, c, phase): g the phase's 2x2 taps */
 static void wtrans(void *arg, int64_t b, int64_t e, int tid) {
-  (void)tid;
-  wg *p = arg;
-  const int C = p->C, O = p->O;
-  const int64_t K = 4 * (int64_t)C;
-  for (int64_t oc = b; oc < e; oc++) {
-    int o = (int)(oc / C), c = (int)(oc % C);
-    const float *w = p->w + ((int64_t)o * C + c) * 16;
-    for (int q = 0; q < 4; q++) {
-      int r = q >> 1, s = q & 1;
-      float g[2][2], h[3][2];
-      for (int a = 0; a < 2; a++)
-        for (int bb = 0; bb < 2; bb++)
-          g[a][bb] = w[(2 * a + r) * 4 + 2 * bb + s];
-      for (int bb = 0; bb < 2; bb++)
-        h[0][bb] = g[0][bb], h[1][bb] = g[0][bb] + g[1][bb],
-        h[2][bb] = g[1][bb];
-      for (int u = 0; u < 3; u++) {
-        float v3[3] = {h[u][0], h[u][0] + h[u][1], h[u][1]};
-        for (int v = 0; v < 3; v++)
-          p->U[((int64_t)(u * 3 + v) * O + o) * K + q * C + c] = v3[v];
-      }
+    (void)tid;
+    wg *p = arg;
+    const int C = p->C, O = p->O;
+    const int64_t K = 4 * (int64_t)C;
+    for (int64_t oc = b; oc < e; oc++) {
+        int o = (int)(oc / C), c = (int)(oc % C);
+        const float *w = p->w + ((int64_t)o * C + c) * 16;
+        for (int q = 0; q < 4; q++) {
+            int r = q >> 1, s = q & 1;
+            float g[2][2], h[3][2];
+            for (int a = 0; a < 2; a++)
+                for (int bb = 0; bb < 2; bb++)
+                    g[a][bb] = w[(2 * a + r) * 4 + 2 * bb + s];
+            for (int bb = 0; bb < 2; bb++)
+                h[0][bb] = g[0][bb], h[1][bb] = g[0][bb] + g[1][bb], h[2][bb] = g[1][bb];
+            for (int u = 0; u < 3; u++) {
+                float v3[3] = {h[u][0], h[u][0] + h[u][1], h[u][1]};
+                for (int v = 0; v < 3; v++)
+                    p->U[((int64_t)(u * 3 + v) * O + o) * K + q * C + c] = v3[v];
+            }
+        }
     }
-  }
 }
 
 /* V = B^T d B for each (image, channel, phase, tile): d the phase image's 3x3
- * patch */
+ * patch. Rows first on whole (zero-padded) input rows, then the columns of
+ * each phase from the rows' even/odd samples: unit-stride stores into V. */
 static void itrans(void *arg, int64_t b, int64_t e, int tid) {
-  (void)tid;
-  wg *p = arg;
-  const int C = p->C, H = p->H, W = p->W, TH = p->TH, TW = p->TW;
-  const int64_t K = 4 * (int64_t)C, T = p->T;
-  for (int64_t nc = b; nc < e; nc++) {
-    int n = (int)(nc / C), c = (int)(nc % C);
-    const float *x = p->x + ((int64_t)n * C + c) * H * W;
-    for (int q = 0; q < 4; q++) {
-      int r = q >> 1, s = q & 1;
-      for (int ti = 0; ti < TH; ti++)
-        for (int tj = 0; tj < TW; tj++) {
-          float d[3][3], t[3][3];
-          for (int u = 0; u < 3; u++) {
-            int ih = 2 * (2 * ti + u) + r - 1;
-            for (int v = 0; v < 3; v++) {
-              int iw = 2 * (2 * tj + v) + s - 1;
-              d[u][v] = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[ih * W + iw]
-                                                               : 0.0f;
+    (void)tid;
+    wg *p = arg;
+    const int C = p->C, H = p->H, W = p->W, TH = p->TH, TW = p->TW;
+    const int64_t K = 4 * (int64_t)C, T = p->T;
+    float row[3][4 * 64 + 8], *t[3] = {row[0] + 4, row[1] + 4, row[2] + 4}; /* t[u][-1 .. 4TW+2] */
+    for (int64_t nc = b; nc < e; nc++) {
+        int n = (int)(nc / C), c = (int)(nc % C);
+        const float *x = p->x + ((int64_t)n * C + c) * H * W;
+        for (int r = 0; r < 2; r++)
+            for (int ti = 0; ti < TH; ti++) {
+                /* phase rows 2ti, 2ti+1, 2ti+2 are x rows 4ti+r-1, 4ti+r+1, 4ti+r+3 */
+                const float *xr[3];
+                for (int u = 0; u < 3; u++) {
+                    int ih = 4 * ti + 2 * u + r - 1;
+                    xr[u] = ih >= 0 && ih < H ? x + (int64_t)ih * W : NULL;
+                }
+                for (int j = -1; j < 4 * TW + 3; j++) {
+                    int ok = j >= 0 && j < W;
+                    float d0 = ok && xr[0] ? xr[0][j] : 0.0f, d1 = ok && xr[1] ? xr[1][j] : 0.0f;
+                    float d2 = ok && xr[2] ? xr[2][j] : 0.0f;
+                    t[0][j] = d0 - d1, t[1][j] = d1, t[2][j] = d2 - d1;
+                }
+                int64_t t0 = ((int64_t)n * TH + ti) * TW;
+                for (int s = 0; s < 2; s++) {
+                    int64_t cp = (int64_t)(r * 2 + s) * C + c;
+                    for (int u = 0; u < 3; u++) {
+                        float *v0 = p->V + ((int64_t)(u * 3 + 0) * K + cp) * T + t0;
+                        float *v1 = p->V + ((int64_t)(u * 3 + 1) * K + cp) * T + t0;
+                        float *v2 = p->V + ((int64_t)(u * 3 + 2) * K + cp) * T + t0;
+                        const float *tu = t[u] + s - 1; /* phase column j is x column 2j + s - 1 */
+                        for (int tj = 0; tj < TW; tj++) {
+                            float ev = tu[4 * tj], od = tu[4 * tj + 2], ev1 = tu[4 * tj + 4];
+                            v0[tj] = ev - od, v1[tj] = od, v2[tj] = ev1 - od;
+                        }
+                    }
+                }
             }
-          }
-          for (int v = 0; v < 3; v++)
-            t[0][v] = d[0][v] - d[1][v], t[1][v] = d[1][v],
-            t[2][v] = d[2][v] - d[1][v];
-          int64_t tt = ((int64_t)n * TH + ti) * TW + tj;
-          for (int u = 0; u < 3; u++) {
-            float o3[3] = {t[u][0] - t[u][1], t[u][1], t[u][2] - t[u][1]};
-            for (int v = 0; v < 3; v++)
-              p->V[((int64_t)(u * 3 + v) * K + q * C + c) * T + tt] = o3[v];
-          }
-        }
     }
-  }
 }
 
 /* y tile = A^T m A */
 static void otrans(void *arg, int64_t b, int64_t e, int tid) {
-  (void)tid;
-  wg *p = arg;
-  const int O = p->O, OH = p->OH, OW = p->OW, TH = p->TH, TW = p->TW;
-  const int64_t T = p->T;
-  for (int64_t no = b; no < e; no++) {
-    int n = (int)(no / O), o = (int)(no % O);
-    float *y = p->y + ((int64_t)n * O + o) * OH * OW;
-    for (int ti = 0; ti < TH; ti++)
-      for (int tj = 0; tj < TW; tj++) {
-        int64_t tt = ((int64_t)n * TH + ti) * TW + tj;
-        float m[3][3], z[2][3];
-        for (int u = 0; u < 3; u++)
-          for (int v = 0; v < 3; v++)
-            m[u][v] = p->M[((int64_t)(u * 3 + v) * O + o) * T + tt];
-        for (int v = 0; v < 3; v++)
-          z[0][v] = m[0][v] + m[1][v], z[1][v] = m[1][v] + m[2][v];
-        for (int i = 0; i < 2 && 2 * ti + i < OH; i++) {
-          float r2[2] = {z[i][0] + z[i][1], z[i][1] + z[i][2]};
-          for (int j = 0; j < 2 && 2 * tj + j < OW; j++)
-            y[(2 * ti + i) * OW + 2 * tj + j] = r2[j];
+    (void)tid;
+    wg *p = arg;
+    const int O = p->O, OH = p->OH, OW = p->OW, TH = p->TH, TW = p->TW;
+    const int64_t T = p->T;
+    for (int64_t no = b; no < e; no++) {
+        int n = (int)(no / O), o = (int)(no % O);
+        float *y = p->y + ((int64_t)n * O + o) * OH * OW;
+        for (int ti = 0; ti < TH; ti++)
+            for (int tj = 0; tj < TW; tj++) {
+                int64_t tt = ((int64_t)n * TH + ti) * TW + tj;
+                float m[3][3], z[2][3];
+                for (int u = 0; u < 3; u++)
+                    for (int v = 0; v < 3; v++)
+                        m[u][v] = p->M[((int64_t)(u * 3 + v) * O + o) * T + tt];
+                for (int v = 0; v < 3; v++)
+                    z[0][v] = m[0][v] + m[1][v], z[1][v] = m[1][v] + m[2][v];
+                for (int i = 0; i < 2 && 2 * ti + i < OH; i++) {
+                    float r2[2] = {z[i][0] + z[i][1], z[i][1] + z[i][2]};
+                    for (int j = 0; j < 2 && 2 * tj + j < OW; j++)
+                        y[(2 * ti + i) * OW + 2 * tj + j] = r2[j];
+                }
+            }
+    }
+}
+
+/* ---- the fused form: per chunk of TB tiles, each of the 9 GEMMs takes its
+ * B panels straight from a zero-padded copy of x (the input transform done
+ * while packing, in cache), writes a chunk of M, and the output transform
+ * reads that chunk while it is in cache. */
+#define TB 96
+typedef struct fz {
+    const wg *p;
+    const float *xp; /* [N][C][HP][WP]: x with 1 row/column of zeros before, enough after */
+    int HP, WP;
+    int64_t *toff; /* per tile: offset of its patch's corner in one (image, channel) plane, + n * C * HP * WP */
+    float *mc;     /* per thread: [9][O][TB] */
+    int64_t t0;
+    int xi;
+} fz;
+
+static void fz_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const fz *f = arg;
+    const int C = f->p->C, WP = f->WP, u = f->xi / 3, v = f->xi % 3;
+    const int64_t plane = (int64_t)f->HP * WP;
+    const int64_t *to = f->toff + f->t0 + j0;
+    for (int k = 0; k < kc; k++) {
+        int64_t cp = p0 + k;
+        int q = (int)(cp / C), c = (int)(cp % C), r = q >> 1, s = q & 1;
+        const float *base = f->xp + c * plane + r * WP + s;
+        float *d = dst + (int64_t)k * nr;
+        for (int j = 0; j < n; j++) {
+            const float *r0 = base + to[j], *r1 = r0 + 2 * WP, *r2 = r0 + 4 * WP;
+            float a0, a2, a4; /* the row combination u at phase columns 0, 1, 2 */
+            if (u == 0)
+                a0 = r0[0] - r1[0], a2 = r0[2] - r1[2], a4 = r0[4] - r1[4];
+            else if (u == 1)
+                a0 = r1[0], a2 = r1[2], a4 = r1[4];
+            else
+                a0 = r2[0] - r1[0], a2 = r2[2] - r1[2], a4 = r2[4] - r1[4];
+            d[j] = v == 0 ? a0 - a2 : v == 1 ? a2 : a4 - a2;
         }
-      }
-  }
+        for (int j = n; j < nr; j++)
+            d[j] = 0.0f;
+    }
+}
+
+typedef struct fz_job {
+    const wg *p;
+    fz base;
+    float *mc_all;
+} fz_job;
+
+static void fz_chunks(void *arg, int64_t b, int64_t e, int tid) {
+    fz_job *jb = arg;
+    const wg *p = jb->p;
+    const int O = p->O, OH = p->OH, OW = p->OW, TH = p->TH, TW = p->TW;
+    const int64_t K = 4 * (int64_t)p->C;
+    fz f = jb->base;
+    f.mc = jb->mc_all + (int64_t)tid * 9 * O * TB;
+    for (int64_t ch = b; ch < e; ch++) {
+        f.t0 = ch * TB;
+        int nt = (int)(p->T - f.t0 < TB ? p->T - f.t0 : TB);
+        for (f.xi = 0; f.xi < 9; f.xi++)
+            dp_sgemm_bpanel_st(O, nt, K, p->U + (int64_t)f.xi * O * K, K, fz_fill, &f, 0.0f,
+                               f.mc + (int64_t)f.xi * O * TB, TB);
+        for (int j = 0; j < nt; j++) {
+            int64_t t = f.t0 + j;
+            int n = (int)(t / (TH * TW)), ti = (int)(t / TW % TH), tj = (int)(t % TW);
+            for (int o = 0; o < O; o++) {
+                const float *m = f.mc + (int64_t)o * TB + j;
+                const int64_t st = (int64_t)O * TB;
+                float z0[3], z1[3];
+                for (int v = 0; v < 3; v++)
+                    z0[v] = m[v * st] + m[(3 + v) * st], z1[v] = m[(3 + v) * st] + m[(6 + v) * st];
+                float *y = p->y + ((int64_t)n * O + o) * OH * OW + (2 * ti) * OW + 2 * tj;
+                int w2 = 2 * tj + 1 < OW;
+                y[0] = z0[0] + z0[1];
+                if (w2)
+                    y[1] = z0[1] + z0[2];
+                if (2 * ti + 1 < OH) {
+                    y[OW] = z1[0] + z1[1];
+                    if (w2)
+                        y[OW + 1] = z1[1] + z1[2];
+                }
+            }
+        }
+    }
+}
+
+static void pad_copy(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    fz *f = arg;
+    const wg *p = f->p;
+    for (int64_t nc = b; nc < e; nc++) {
+        float *d = (float *)f->xp + nc * f->HP * f->WP;
+        memset(d, 0, sizeof(float) * (size_t)(f->HP * f->WP));
+        for (int h = 0; h < p->H; h++)
+            memcpy(d + (int64_t)(h + 1) * f->WP + 1, p->x + (nc * p->H + h) * p->W, sizeof(float) * (size_t)p->W);
+    }
 }
 
 static float urand(void) { return (float)rand() / (float)RAND_MAX - 0.5f; }
 
 int main(int argc, char **argv) {
-  if (argc < 5) {
-    fprintf(stderr, "usage: %s N C H O [THREADS]\n", argv[0]);
-    return 2;
-  }
-  const int N = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]),
-            O = atoi(argv[4]);
-  const int th = argc > 5 ? atoi(argv[5]) : 2;
-  dp_ctx *ctx;
-  if (dp_ctx_new(&(dp_ctx_opts){.threads = th, .seed = 1}, &ctx) != DP_OK)
-    return 1;
-  wg p = {
-      N, C,    H,    H,    O,    H / 2, H / 2, (H / 2 + 1) / 2, (H / 2 + 1) / 2,
-      0, NULL, NULL, NULL, NULL, NULL,  NULL};
-  p.T = (int64_t)N * p.TH * p.TW;
-  const int64_t K = 4 * (int64_t)C, nx = (int64_t)N * C * H * H,
-                ny = (int64_t)N * O * p.OH * p.OW;
-  float *x = malloc(sizeof(float) * (size_t)nx),
-        *w = malloc(sizeof(float) * (size_t)O * C * 16);
-  float *y = malloc(sizeof(float) * (size_t)ny);
-  p.U = malloc(sizeof(float) * 9 * (size_t)(O * K));
-  p.V = malloc(sizeof(float) * 9 * (size_t)(K * p.T));
-  p.M = malloc(sizeof(float) * 9 * (size_t)(O * p.T));
-  if (!x || !w || !y || !p.U || !p.V || !p.M)
-    return 1;
-  for (int64_t i = 0; i < nx; i++)
-    x[i] = urand();
-  for (int64_t i = 0; i < (int64_t)O * C * 16; i++)
-    w[i] = 0.1f * urand();
-  p.x = x, p.w = w, p.y = y;
-
-  double best = 1e9, st[4] = {0};
-  for (int it = 0; it < 12; it++) {
-    double t0 = now();
-    dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
-    double t1 = now();
-    dp_parallel_for(ctx, (int64_t)N * C, itrans, &p);
-    double t2 = now();
-    for (int xi = 0; xi < 9; xi++)
-      dp_sgemm(ctx, 0, 0, O, p.T, K, 1.0f, p.U + xi * O * K, K,
-               p.V + xi * K * p.T, p.T, 0.0f, p.M + xi * O * p.T, p.T);
-    double t3 = now();
-    dp_parallel_for(ctx, (int64_t)N * O, otrans, &p);
-    double t4 = now();
-    if (t4 - t0 < best)
-      best = t4 - t0, st[0] = t1 - t0, st[1] = t2 - t1, st[2] = t3 - t2,
-      st[3] = t4 - t3;
-  }
-  const double flop =
-      2.0 * N * O * p.OH * p.OW * C * 16; /* the direct convolution's */
-  printf("F(2x2,2x2) N=%d C=%d H=%d O=%d, %d threads: %.2f ms (%.1f "
-         "direct-equivalent GFLOP/s): weights %.2f, "
-         "input %.2f, 9 GEMMs %.2f (%.1f GFLOP/s), output %.2f ms\n",
-         N, C, H, O, th, best * 1e3, flop / best * 1e-9, st[0] * 1e3,
-         st[1] * 1e3, st[2] * 1e3, 2.0 * 9 * O * K * p.T / st[2] * 1e-9,
-         st[3] * 1e3);
-
-  { /* F(4x4, 2x2): 25 GEMMs over a quarter of the tiles (the bound, transforms
-       not written) */
-    int64_t T4 = (int64_t)N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
-    float *U4 = malloc(sizeof(float) * 25 * (size_t)(O * K)),
-          *V4 = malloc(sizeof(float) * 25 * (size_t)(K * T4));
-    float *M4 = malloc(sizeof(float) * 25 * (size_t)(O * T4));
-    if (!U4 || !V4 || !M4)
-      return 1;
-    for (int64_t i = 0; i < 25 * K * T4; i++)
-      V4[i] = urand();
-    for (int64_t i = 0; i < 25 * O * K; i++)
-      U4[i] = urand();
-    double b4 = 1e9;
-    for (int it = 0; it < 8; it++) {
-      double t0 = now();
-      for (int xi = 0; xi < 25; xi++)
-        dp_sgemm(ctx, 0, 0, O, T4, K, 1.0f, U4 + xi * O * K, K,
-                 V4 + xi * K * T4, T4, 0.0f, M4 + xi * O * T4, T4);
-      double t1 = now();
-      if (t1 - t0 < b4)
-        b4 = t1 - t0;
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s N C H O [THREADS]\n", argv[0]);
+        return 2;
     }
-    printf("F(4x4,2x2): the 25 GEMMs alone %.2f ms (%.1f GFLOP/s)\n", b4 * 1e3,
-           2.0 * 25 * O * K * T4 / b4 * 1e-9);
-    free(U4), free(V4), free(M4);
-  }
+    const int N = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]), O = atoi(argv[4]);
+    const int th = argc > 5 ? atoi(argv[5]) : 2;
+    dp_ctx *ctx;
+    if (dp_ctx_new(&(dp_ctx_opts){.threads = th, .seed = 1}, &ctx) != DP_OK)
+        return 1;
+    wg p = {N, C, H, H, O, H / 2, H / 2, (H / 2 + 1) / 2, (H / 2 + 1) / 2, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    p.T = (int64_t)N * p.TH * p.TW;
+    const int64_t K = 4 * (int64_t)C, nx = (int64_t)N * C * H * H, ny = (int64_t)N * O * p.OH * p.OW;
+    float *x = malloc(sizeof(float) * (size_t)nx), *w = malloc(sizeof(float) * (size_t)O * C * 16);
+    float *y = malloc(sizeof(float) * (size_t)ny);
+    p.U = malloc(sizeof(float) * 9 * (size_t)(O * K));
+    p.V = malloc(sizeof(float) * 9 * (size_t)(K * p.T));
+    p.M = malloc(sizeof(float) * 9 * (size_t)(O * p.T));
+    if (!x || !w || !y || !p.U || !p.V || !p.M)
+        return 1;
+    for (int64_t i = 0; i < nx; i++)
+        x[i] = urand();
+    for (int64_t i = 0; i < (int64_t)O * C * 16; i++)
+        w[i] = 0.1f * urand();
+    p.x = x, p.w = w, p.y = y;
 
-  /* against doppel's convolution */
-  dp_graph *g;
-  if (dp_graph_new(ctx, &g) != DP_OK)
-    return 1;
-  dp_node *xn = dp_input(g, "x", 4, (int64_t[]){N, C, H, H}),
-          *wn = dp_input(g, "w", 4, (int64_t[]){O, C, 4, 4});
-  dp_node *yn = dp_conv2d(
-      g, xn, wn, NULL,
-      &(dp_conv_opts){.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1});
-  dp_graph_mark_output(g, yn);
-  if (dp_graph_set_no_grad(g) != DP_OK || dp_graph_compile(g) != DP_OK)
-    return 1;
-  memcpy(dp_tensor_f32(dp_node_value(xn)), x, sizeof(float) * (size_t)nx);
-  memcpy(dp_tensor_f32(dp_node_value(wn)), w,
-         sizeof(float) * (size_t)O * C * 16);
-  double bd = 1e9;
-  for (int it = 0; it < 12; it++) {
-    double t0 = now();
-    if (dp_graph_invalidate(g) != DP_OK || dp_graph_forward(g, 1, &yn) != DP_OK)
-      return 1;
-    bd = fmin(bd, now() - t0);
-  }
-  printf(
-      "dp_conv2d: %.2f ms (%.1f GFLOP/s); F(2x2,2x2) / dp_conv2d time %.3f\n",
-      bd * 1e3, flop / bd * 1e-9, best / bd);
-  const float *yr = dp_tensor_f32(dp_node_value(yn));
-  double md = 0, mx = 0;
-  for (int64_t i = 0; i < ny; i++) {
-    md = fmax(md, fabs((double)y[i] - (double)yr[i]));
-    mx = fmax(mx, fabs((double)yr[i]));
-  }
-  printf("max |winograd - dp_conv2d| %.3g (max |y| %.3g)\n", md, mx);
-  dp_graph_free(g);
-  dp_ctx_free(ctx);
-  free(x), free(w), free(y), free(p.U), free(p.V), free(p.M);
-  return 0;
+    double best = 1e9, st[4] = {0}, fused_ms = 0;
+    for (int it = 0; it < 12; it++) {
+        double t0 = now();
+        dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+        double t1 = now();
+        dp_parallel_for(ctx, (int64_t)N * C, itrans, &p);
+        double t2 = now();
+        for (int xi = 0; xi < 9; xi++)
+            dp_sgemm(ctx, 0, 0, O, p.T, K, 1.0f, p.U + xi * O * K, K, p.V + xi * K * p.T, p.T, 0.0f, p.M + xi * O * p.T,
+                     p.T);
+        double t3 = now();
+        dp_parallel_for(ctx, (int64_t)N * O, otrans, &p);
+        double t4 = now();
+        if (t4 - t0 < best)
+            best = t4 - t0, st[0] = t1 - t0, st[1] = t2 - t1, st[2] = t3 - t2, st[3] = t4 - t3;
+    }
+    const double flop = 2.0 * N * O * p.OH * p.OW * C * 16; /* the direct convolution's */
+    printf("F(2x2,2x2) N=%d C=%d H=%d O=%d, %d threads: %.2f ms (%.1f "
+           "direct-equivalent GFLOP/s): weights %.2f, "
+           "input %.2f, 9 GEMMs %.2f (%.1f GFLOP/s), output %.2f ms\n",
+           N, C, H, O, th, best * 1e3, flop / best * 1e-9, st[0] * 1e3, st[1] * 1e3, st[2] * 1e3,
+           2.0 * 9 * O * K * p.T / st[2] * 1e-9, st[3] * 1e3);
+
+    { /* the fused form */
+        fz f = {&p, NULL, 4 * p.TH + 3, 4 * p.TW + 3, NULL, NULL, 0, 0};
+        int nth = th < 1 ? 1 : th;
+        float *xp = malloc(sizeof(float) * (size_t)N * C * f.HP * f.WP);
+        int64_t *toff = malloc(sizeof(int64_t) * (size_t)p.T);
+        float *mc = malloc(sizeof(float) * (size_t)nth * 9 * O * TB);
+        float *y2 = malloc(sizeof(float) * (size_t)ny);
+        if (!xp || !toff || !mc || !y2)
+            return 1;
+        f.xp = xp, f.toff = toff;
+        for (int64_t t = 0; t < p.T; t++) {
+            int64_t n = t / (p.TH * p.TW), ti = t / p.TW % p.TH, tj = t % p.TW;
+            toff[t] = n * C * f.HP * f.WP + 4 * ti * f.WP + 4 * tj;
+        }
+        float *ysave = p.y;
+        p.y = y2;
+        fz_job jb = {&p, f, mc};
+        double bf = 1e9, fs[3] = {0};
+        for (int it = 0; it < 12; it++) {
+            double t0 = now();
+            dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+            double t1 = now();
+            dp_parallel_for(ctx, (int64_t)N * C, pad_copy, &f);
+            double t2 = now();
+            dp_parallel_for(ctx, (p.T + TB - 1) / TB, fz_chunks, &jb);
+            double t3 = now();
+            if (t3 - t0 < bf)
+                bf = t3 - t0, fs[0] = t1 - t0, fs[1] = t2 - t1, fs[2] = t3 - t2;
+        }
+        double d2 = 0;
+        for (int64_t i = 0; i < ny; i++)
+            d2 = fmax(d2, fabs((double)y2[i] - (double)ysave[i]));
+        printf("fused F(2x2,2x2): %.2f ms (%.1f direct-equivalent GFLOP/s): weights %.2f, padded copy %.2f, chunks "
+               "%.2f ms; "
+               "max |fused - unfused| %.3g\n",
+               bf * 1e3, flop / bf * 1e-9, fs[0] * 1e3, fs[1] * 1e3, fs[2] * 1e3, d2);
+        p.y = ysave;
+        fused_ms = bf;
+        free(xp), free(toff), free(mc), free(y2);
+    }
+
+    { /* F(4x4, 2x2): 25 GEMMs over a quarter of the tiles (the bound, transforms
+         not written) */
+        int64_t T4 = (int64_t)N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
+        float *U4 = malloc(sizeof(float) * 25 * (size_t)(O * K)), *V4 = malloc(sizeof(float) * 25 * (size_t)(K * T4));
+        float *M4 = malloc(sizeof(float) * 25 * (size_t)(O * T4));
+        if (!U4 || !V4 || !M4)
+            return 1;
+        for (int64_t i = 0; i < 25 * K * T4; i++)
+            V4[i] = urand();
+        for (int64_t i = 0; i < 25 * O * K; i++)
+            U4[i] = urand();
+        double b4 = 1e9;
+        for (int it = 0; it < 8; it++) {
+            double t0 = now();
+            for (int xi = 0; xi < 25; xi++)
+                dp_sgemm(ctx, 0, 0, O, T4, K, 1.0f, U4 + xi * O * K, K, V4 + xi * K * T4, T4, 0.0f, M4 + xi * O * T4,
+                         T4);
+            double t1 = now();
+            if (t1 - t0 < b4)
+                b4 = t1 - t0;
+        }
+        printf("F(4x4,2x2): the 25 GEMMs alone %.2f ms (%.1f GFLOP/s)\n", b4 * 1e3, 2.0 * 25 * O * K * T4 / b4 * 1e-9);
+        free(U4), free(V4), free(M4);
+    }
+
+    /* against doppel's convolution */
+    dp_graph *g;
+    if (dp_graph_new(ctx, &g) != DP_OK)
+        return 1;
+    dp_node *xn = dp_input(g, "x", 4, (int64_t[]){N, C, H, H}), *wn = dp_input(g, "w", 4, (int64_t[]){O, C, 4, 4});
+    dp_node *yn = dp_conv2d(g, xn, wn, NULL, &(dp_conv_opts){.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1});
+    dp_graph_mark_output(g, yn);
+    if (dp_graph_set_no_grad(g) != DP_OK || dp_graph_compile(g) != DP_OK)
+        return 1;
+    memcpy(dp_tensor_f32(dp_node_value(xn)), x, sizeof(float) * (size_t)nx);
+    memcpy(dp_tensor_f32(dp_node_value(wn)), w, sizeof(float) * (size_t)O * C * 16);
+    double bd = 1e9;
+    for (int it = 0; it < 12; it++) {
+        double t0 = now();
+        if (dp_graph_invalidate(g) != DP_OK || dp_graph_forward(g, 1, &yn) != DP_OK)
+            return 1;
+        bd = fmin(bd, now() - t0);
+    }
+    printf("dp_conv2d: %.2f ms (%.1f GFLOP/s); time / dp_conv2d's: F(2x2,2x2) %.3f, fused %.3f\n", bd * 1e3,
+           flop / bd * 1e-9, best / bd, fused_ms / bd);
+    const float *yr = dp_tensor_f32(dp_node_value(yn));
+    double md = 0, mx = 0;
+    for (int64_t i = 0; i < ny; i++) {
+        md = fmax(md, fabs((double)y[i] - (double)yr[i]));
+        mx = fmax(mx, fabs((double)yr[i]));
+    }
+    printf("max |winograd - dp_conv2d| %.3g (max |y| %.3g)\n", md, mx);
+    dp_graph_free(g);
+    dp_ctx_free(ctx);
+    free(x), free(w), free(y), free(p.U), free(p.V), free(p.M);
+    return 0;
 }
