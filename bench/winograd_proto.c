@@ -1,6 +1,6 @@
 /* Measurement prototype (not built by CMake, not used by doppel): Winograd
  * F(2x2, 2x2) for the 4x4 stride-2 padding-1 convolutions of the DCGANs, and
- * the GEMM-only time of F(4x4, 2x2), against doppel's direct/im2col kernels.
+ * the GEMM-only time of F(4x4, 2x2), against doppel's dp_conv2d.
  *
  * Why: on the 2-vCPU AVX2 VM the DCGAN layers already run at the machine's
  * GEMM rate (~110-120 GFLOP/s at 2 threads, docs/bench.md "session 11"), so
@@ -15,16 +15,21 @@
  *   B^T = [1 -1 0; 0 1 0; 0 -1 1]   G = [1 0; 1 1; 0 1]   A^T = [1 1 0; 0 1 1]
  *
  * Build and run (repository root, after `make build`):
- *   cc -O2 -Iinclude -Isrc -o /tmp/wg bench/winograd_proto.c build/libdoppel.a
- * \
- *     $(pkg-config --libs libavformat libavcodec libswscale libavutil libpng
- * libjpeg libwebp libxml-2.0 libcjson) \ -lhdf5_serial -lm -lpthread -ldl
- *   /tmp/wg N C H O [THREADS]      e.g. /tmp/wg 64 128 16 256 2  (DCGAN-64's
- * D.5) It prints the time of each stage (weight transform, input transform, the
- * 9 GEMMs, output transform; best of 12), the 25 GEMMs of F(4x4, 2x2) on data
- * of the right shape (their transforms not written), doppel's dp_conv2d on the
- * same data in the same process, and the largest difference from it. The
- * transforms here are plain scalar loops. */
+ *   cc -O3 -mavx2 -mfma -Iinclude -Isrc -o /tmp/wg bench/winograd_proto.c build/libdoppel.a \
+ *     $(pkg-config --libs libavformat libavcodec libswscale libavutil libpng libjpeg libwebp libxml-2.0 libcjson) \
+ *     -lhdf5_serial -lm -lpthread -ldl
+ *   /tmp/wg N C H O [THREADS]      e.g. /tmp/wg 64 128 16 256 2  (DCGAN-64's D.5)
+ * Variants, run once each per round in a rotated order (15 rounds; the median
+ * time and the median of the per-round ratios to dp_conv2d are printed, with
+ * the largest difference from dp_conv2d's output): dp_conv2d; separate
+ * transforms + 9 threaded GEMMs (and its stages in its best round); a fused
+ * form (per chunk of TB tiles, the input transform written straight into the
+ * GEMM's packed B panels by dp_sgemm_bpanel_st's fill, the output transform
+ * reading the chunk from cache); the same with the input split by (row mod 4,
+ * column mod 4) and the images innermost (N % 16 == 0, even outputs), so that
+ * a panel's 16 tiles are contiguous. Then the 25 GEMMs of F(4x4, 2x2) on data
+ * of the right shape (their transforms not written) against dp_conv2d. The
+ * transforms here are plain loops (no intrinsics). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,14 +66,11 @@ static void wtrans(void *arg, int64_t b, int64_t e, int tid) {
             int r = q >> 1, s = q & 1;
             float g[2][2], h[3][2];
             for (int a = 0; a < 2; a++)
-                for (int bb = 0; bb < 2; bb++)
-                    g[a][bb] = w[(2 * a + r) * 4 + 2 * bb + s];
-            for (int bb = 0; bb < 2; bb++)
-                h[0][bb] = g[0][bb], h[1][bb] = g[0][bb] + g[1][bb], h[2][bb] = g[1][bb];
+                for (int bb = 0; bb < 2; bb++) g[a][bb] = w[(2 * a + r) * 4 + 2 * bb + s];
+            for (int bb = 0; bb < 2; bb++) h[0][bb] = g[0][bb], h[1][bb] = g[0][bb] + g[1][bb], h[2][bb] = g[1][bb];
             for (int u = 0; u < 3; u++) {
                 float v3[3] = {h[u][0], h[u][0] + h[u][1], h[u][1]};
-                for (int v = 0; v < 3; v++)
-                    p->U[((int64_t)(u * 3 + v) * O + o) * K + q * C + c] = v3[v];
+                for (int v = 0; v < 3; v++) p->U[((int64_t)(u * 3 + v) * O + o) * K + q * C + c] = v3[v];
             }
         }
     }
@@ -132,14 +134,11 @@ static void otrans(void *arg, int64_t b, int64_t e, int tid) {
                 int64_t tt = ((int64_t)n * TH + ti) * TW + tj;
                 float m[3][3], z[2][3];
                 for (int u = 0; u < 3; u++)
-                    for (int v = 0; v < 3; v++)
-                        m[u][v] = p->M[((int64_t)(u * 3 + v) * O + o) * T + tt];
-                for (int v = 0; v < 3; v++)
-                    z[0][v] = m[0][v] + m[1][v], z[1][v] = m[1][v] + m[2][v];
+                    for (int v = 0; v < 3; v++) m[u][v] = p->M[((int64_t)(u * 3 + v) * O + o) * T + tt];
+                for (int v = 0; v < 3; v++) z[0][v] = m[0][v] + m[1][v], z[1][v] = m[1][v] + m[2][v];
                 for (int i = 0; i < 2 && 2 * ti + i < OH; i++) {
                     float r2[2] = {z[i][0] + z[i][1], z[i][1] + z[i][2]};
-                    for (int j = 0; j < 2 && 2 * tj + j < OW; j++)
-                        y[(2 * ti + i) * OW + 2 * tj + j] = r2[j];
+                    for (int j = 0; j < 2 && 2 * tj + j < OW; j++) y[(2 * ti + i) * OW + 2 * tj + j] = r2[j];
                 }
             }
     }
@@ -150,18 +149,20 @@ static void otrans(void *arg, int64_t b, int64_t e, int tid) {
  * while packing, in cache), writes a chunk of M, and the output transform
  * reads that chunk while it is in cache. */
 #define TB 96
-typedef struct fz {
+typedef struct fa { /* the fill's argument, both fused forms */
     const wg *p;
-    const float *xp; /* [N][C][HP][WP]: x with 1 row/column of zeros before, enough after */
+    const float *xp; /* fused: [N][C][HP][WP], x with 1 row/column of zeros before, enough after */
     int HP, WP;
-    int64_t *toff; /* per tile: offset of its patch's corner in one (image, channel) plane, + n * C * HP * WP */
-    float *mc;     /* per thread: [9][O][TB] */
-    int64_t t0;
-    int xi;
-} fz;
+    int64_t *toff; /* fused: per tile, its patch's corner in one (image, channel) plane + n * C * HP * WP */
+    float *xs;     /* batch innermost: [C][a][b][SH][SW][N] */
+    int SH, SW;
+    int batch_inner; /* tiles ordered (ti, tj, n) instead of (n, ti, tj) */
+    int64_t t0;      /* the chunk's first tile */
+    int xi;          /* which of the 9 products */
+} fa;
 
 static void fz_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    const fz *f = arg;
+    const fa *f = arg;
     const int C = f->p->C, WP = f->WP, u = f->xi / 3, v = f->xi % 3;
     const int64_t plane = (int64_t)f->HP * WP;
     const int64_t *to = f->toff + f->t0 + j0;
@@ -181,57 +182,13 @@ static void fz_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, fl
                 a0 = r2[0] - r1[0], a2 = r2[2] - r1[2], a4 = r2[4] - r1[4];
             d[j] = v == 0 ? a0 - a2 : v == 1 ? a2 : a4 - a2;
         }
-        for (int j = n; j < nr; j++)
-            d[j] = 0.0f;
-    }
-}
-
-typedef struct fz_job {
-    const wg *p;
-    fz base;
-    float *mc_all;
-} fz_job;
-
-static void fz_chunks(void *arg, int64_t b, int64_t e, int tid) {
-    fz_job *jb = arg;
-    const wg *p = jb->p;
-    const int O = p->O, OH = p->OH, OW = p->OW, TH = p->TH, TW = p->TW;
-    const int64_t K = 4 * (int64_t)p->C;
-    fz f = jb->base;
-    f.mc = jb->mc_all + (int64_t)tid * 9 * O * TB;
-    for (int64_t ch = b; ch < e; ch++) {
-        f.t0 = ch * TB;
-        int nt = (int)(p->T - f.t0 < TB ? p->T - f.t0 : TB);
-        for (f.xi = 0; f.xi < 9; f.xi++)
-            dp_sgemm_bpanel_st(O, nt, K, p->U + (int64_t)f.xi * O * K, K, fz_fill, &f, 0.0f,
-                               f.mc + (int64_t)f.xi * O * TB, TB);
-        for (int j = 0; j < nt; j++) {
-            int64_t t = f.t0 + j;
-            int n = (int)(t / (TH * TW)), ti = (int)(t / TW % TH), tj = (int)(t % TW);
-            for (int o = 0; o < O; o++) {
-                const float *m = f.mc + (int64_t)o * TB + j;
-                const int64_t st = (int64_t)O * TB;
-                float z0[3], z1[3];
-                for (int v = 0; v < 3; v++)
-                    z0[v] = m[v * st] + m[(3 + v) * st], z1[v] = m[(3 + v) * st] + m[(6 + v) * st];
-                float *y = p->y + ((int64_t)n * O + o) * OH * OW + (2 * ti) * OW + 2 * tj;
-                int w2 = 2 * tj + 1 < OW;
-                y[0] = z0[0] + z0[1];
-                if (w2)
-                    y[1] = z0[1] + z0[2];
-                if (2 * ti + 1 < OH) {
-                    y[OW] = z1[0] + z1[1];
-                    if (w2)
-                        y[OW + 1] = z1[1] + z1[2];
-                }
-            }
-        }
+        for (int j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
 
 static void pad_copy(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
-    fz *f = arg;
+    fa *f = arg;
     const wg *p = f->p;
     for (int64_t nc = b; nc < e; nc++) {
         float *d = (float *)f->xp + nc * f->HP * f->WP;
@@ -241,7 +198,128 @@ static void pad_copy(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
+/* ---- the fused form with the batch innermost: the input split by (row mod 4,
+ * column mod 4) of the padded image with the images innermost,
+ * xs[c][a][b][i][j][n] = xpad[n][c][4i + a][4j + b], and tiles ordered
+ * (ti, tj, n): a B panel's 16 tiles are 16 images at one tile position, and
+ * every patch element of them is 16 contiguous floats (2 loads). Needs N % 16
+ * == 0 here. */
+static void split_copy(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    fa *f = arg;
+    const wg *p = f->p;
+    const int N = p->N, H = p->H, W = p->W;
+    for (int64_t cab = b; cab < e; cab++) { /* (c, a, b) */
+        int c = (int)(cab / 16), a = (int)(cab / 4 % 4), bb = (int)(cab % 4);
+        float *d = f->xs + cab * f->SH * f->SW * N;
+        for (int i = 0; i < f->SH; i++)
+            for (int j = 0; j < f->SW; j++, d += N) {
+                int ih = 4 * i + a - 1, iw = 4 * j + bb - 1;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) {
+                    memset(d, 0, sizeof(float) * (size_t)N);
+                    continue;
+                }
+                const float *src = p->x + ((int64_t)c * H + ih) * W + iw;
+                for (int n = 0; n < N; n++) d[n] = src[(int64_t)n * p->C * H * W];
+            }
+    }
+}
+
+static void fb_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const fa *f = arg;
+    const int C = f->p->C, N = f->p->N, TW = f->p->TW, u = f->xi / 3, v = f->xi % 3;
+    const int64_t t = f->t0 + j0, pos = t / N, n0 = t % N;
+    const int ti = (int)(pos / TW), tj = (int)(pos % TW);
+    const int64_t plane = (int64_t)f->SH * f->SW * N;
+    (void)n;
+    for (int k = 0; k < kc; k++) {
+        int64_t cp = p0 + k;
+        int q = (int)(cp / C), c = (int)(cp % C), r = q >> 1, s = q & 1;
+        /* patch rows u' (0..2) -> padded row 4ti + 2u' + r; the same for columns */
+        const float *run[3][3];
+        for (int uu = 0; uu < 3; uu++)
+            for (int vv = 0; vv < 3; vv++) {
+                int pr = 2 * uu + r, pc = 2 * vv + s;
+                run[uu][vv] = f->xs + ((int64_t)c * 16 + (pr & 3) * 4 + (pc & 3)) * plane +
+                              (((int64_t)ti + (pr >> 2)) * f->SW + tj + (pc >> 2)) * N + n0;
+            }
+        /* B^T d B at (u, v): rows u' with signs (u 0: 0 - 1, 1: 1, 2: 2 - 1), the same for columns */
+        const float *t[4];
+        int nt = 0;
+        const int ru[2] = {u == 2 ? 2 : u == 0 ? 0 : 1, 1}, nr_ = u == 1 ? 1 : 2;
+        const int cv[2] = {v == 2 ? 2 : v == 0 ? 0 : 1, 1}, nc_ = v == 1 ? 1 : 2;
+        for (int x = 0; x < nr_; x++)
+            for (int y = 0; y < nc_; y++) {
+                t[nt++] = run[ru[x]][cv[y]];
+            }
+        float *d = dst + (int64_t)k * nr;
+        if (nt == 4)
+            for (int j = 0; j < 16; j++) d[j] = (t[0][j] - t[2][j]) - (t[1][j] - t[3][j]);
+        else if (nt == 2)
+            for (int j = 0; j < 16; j++) d[j] = t[0][j] - t[1][j];
+        else
+            for (int j = 0; j < 16; j++) d[j] = t[0][j];
+    }
+}
+
+typedef struct fjob {
+    const wg *p;
+    fa base;
+    float *mc_all; /* per thread: [9][O][TB] */
+} fjob;
+
+/* Per chunk of TB tiles: the 9 GEMMs with B filled from the input, then the
+ * output transform from the chunk of M while it is in cache. */
+static void chunks(void *arg, int64_t b, int64_t e, int tid) {
+    fjob *jb = arg;
+    const wg *p = jb->p;
+    const int O = p->O, OH = p->OH, OW = p->OW, TH = p->TH, TW = p->TW, N = p->N;
+    const int64_t K = 4 * (int64_t)p->C, st = (int64_t)O * TB;
+    fa f = jb->base;
+    float *mc = jb->mc_all + (int64_t)tid * 9 * O * TB;
+    for (int64_t ch = b; ch < e; ch++) {
+        f.t0 = ch * TB;
+        int nt = (int)(p->T - f.t0 < TB ? p->T - f.t0 : TB);
+        for (f.xi = 0; f.xi < 9; f.xi++)
+            dp_sgemm_bpanel_st(O, nt, K, p->U + (int64_t)f.xi * O * K, K, f.batch_inner ? fb_fill : fz_fill, &f, 0.0f,
+                               mc + (int64_t)f.xi * O * TB, TB);
+        for (int j = 0; j < nt; j++) {
+            int64_t t = f.t0 + j;
+            int n, ti, tj;
+            if (f.batch_inner)
+                n = (int)(t % N), ti = (int)(t / N / TW), tj = (int)(t / N % TW);
+            else
+                n = (int)(t / (TH * TW)), ti = (int)(t / TW % TH), tj = (int)(t % TW);
+            for (int o = 0; o < O; o++) {
+                const float *m = mc + (int64_t)o * TB + j;
+                float z0[3], z1[3];
+                for (int v = 0; v < 3; v++)
+                    z0[v] = m[v * st] + m[(3 + v) * st], z1[v] = m[(3 + v) * st] + m[(6 + v) * st];
+                float *y = p->y + ((int64_t)n * O + o) * OH * OW + (2 * ti) * OW + 2 * tj;
+                int w2 = 2 * tj + 1 < OW;
+                y[0] = z0[0] + z0[1];
+                if (w2) y[1] = z0[1] + z0[2];
+                if (2 * ti + 1 < OH) {
+                    y[OW] = z1[0] + z1[1];
+                    if (w2) y[OW + 1] = z1[1] + z1[2];
+                }
+            }
+        }
+    }
+}
+
 static float urand(void) { return (float)rand() / (float)RAND_MAX - 0.5f; }
+
+static int cmpd(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmpd);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+enum { V_DIRECT, V_UNFUSED, V_FUSED, V_BATCH, NV, ROUNDS = 15 };
 
 int main(int argc, char **argv) {
     if (argc < 5) {
@@ -249,144 +327,129 @@ int main(int argc, char **argv) {
         return 2;
     }
     const int N = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]), O = atoi(argv[4]);
-    const int th = argc > 5 ? atoi(argv[5]) : 2;
+    const int th = argc > 5 ? atoi(argv[5]) : 2, nth = th < 1 ? 1 : th;
+    if (N < 1 || C < 1 || H < 2 || H > 256 || O < 1) return 2;
     dp_ctx *ctx;
-    if (dp_ctx_new(&(dp_ctx_opts){.threads = th, .seed = 1}, &ctx) != DP_OK)
-        return 1;
+    if (dp_ctx_new(&(dp_ctx_opts){.threads = th, .seed = 1}, &ctx) != DP_OK) return 1;
     wg p = {N, C, H, H, O, H / 2, H / 2, (H / 2 + 1) / 2, (H / 2 + 1) / 2, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     p.T = (int64_t)N * p.TH * p.TW;
     const int64_t K = 4 * (int64_t)C, nx = (int64_t)N * C * H * H, ny = (int64_t)N * O * p.OH * p.OW;
+    const int batch_ok = N % 16 == 0 && p.OH % 2 == 0 && p.OW % 2 == 0;
     float *x = malloc(sizeof(float) * (size_t)nx), *w = malloc(sizeof(float) * (size_t)O * C * 16);
-    float *y = malloc(sizeof(float) * (size_t)ny);
+    float *yv[NV];
+    for (int v = 0; v < NV; v++) yv[v] = calloc((size_t)ny, sizeof(float));
     p.U = malloc(sizeof(float) * 9 * (size_t)(O * K));
     p.V = malloc(sizeof(float) * 9 * (size_t)(K * p.T));
     p.M = malloc(sizeof(float) * 9 * (size_t)(O * p.T));
-    if (!x || !w || !y || !p.U || !p.V || !p.M)
-        return 1;
-    for (int64_t i = 0; i < nx; i++)
-        x[i] = urand();
-    for (int64_t i = 0; i < (int64_t)O * C * 16; i++)
-        w[i] = 0.1f * urand();
-    p.x = x, p.w = w, p.y = y;
-
-    double best = 1e9, st[4] = {0}, fused_ms = 0;
-    for (int it = 0; it < 12; it++) {
-        double t0 = now();
-        dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
-        double t1 = now();
-        dp_parallel_for(ctx, (int64_t)N * C, itrans, &p);
-        double t2 = now();
-        for (int xi = 0; xi < 9; xi++)
-            dp_sgemm(ctx, 0, 0, O, p.T, K, 1.0f, p.U + xi * O * K, K, p.V + xi * K * p.T, p.T, 0.0f, p.M + xi * O * p.T,
-                     p.T);
-        double t3 = now();
-        dp_parallel_for(ctx, (int64_t)N * O, otrans, &p);
-        double t4 = now();
-        if (t4 - t0 < best)
-            best = t4 - t0, st[0] = t1 - t0, st[1] = t2 - t1, st[2] = t3 - t2, st[3] = t4 - t3;
+    fa f = {&p, NULL, 4 * p.TH + 3, 4 * p.TW + 3, NULL, NULL, p.TH + 1, p.TW + 1, 0, 0, 0};
+    float *xp = malloc(sizeof(float) * (size_t)N * C * f.HP * f.WP),
+          *mc = malloc(sizeof(float) * (size_t)nth * 9 * O * TB);
+    float *xs = malloc(sizeof(float) * (size_t)C * 16 * f.SH * f.SW * N);
+    int64_t *toff = malloc(sizeof(int64_t) * (size_t)p.T);
+    if (!x || !w || !p.U || !p.V || !p.M || !xp || !mc || !xs || !toff) return 1;
+    for (int v = 0; v < NV; v++)
+        if (!yv[v]) return 1;
+    for (int64_t i = 0; i < nx; i++) x[i] = urand();
+    for (int64_t i = 0; i < (int64_t)O * C * 16; i++) w[i] = 0.1f * urand();
+    p.x = x, p.w = w;
+    f.xp = xp, f.toff = toff, f.xs = xs;
+    for (int64_t t = 0; t < p.T; t++) {
+        int64_t n = t / (p.TH * p.TW), ti = t / p.TW % p.TH, tj = t % p.TW;
+        toff[t] = n * C * f.HP * f.WP + 4 * ti * f.WP + 4 * tj;
     }
-    const double flop = 2.0 * N * O * p.OH * p.OW * C * 16; /* the direct convolution's */
-    printf("F(2x2,2x2) N=%d C=%d H=%d O=%d, %d threads: %.2f ms (%.1f "
-           "direct-equivalent GFLOP/s): weights %.2f, "
-           "input %.2f, 9 GEMMs %.2f (%.1f GFLOP/s), output %.2f ms\n",
-           N, C, H, O, th, best * 1e3, flop / best * 1e-9, st[0] * 1e3, st[1] * 1e3, st[2] * 1e3,
-           2.0 * 9 * O * K * p.T / st[2] * 1e-9, st[3] * 1e3);
+    fjob jz = {&p, f, mc}, jb = {&p, f, mc};
+    jb.base.batch_inner = 1;
 
-    { /* the fused form */
-        fz f = {&p, NULL, 4 * p.TH + 3, 4 * p.TW + 3, NULL, NULL, 0, 0};
-        int nth = th < 1 ? 1 : th;
-        float *xp = malloc(sizeof(float) * (size_t)N * C * f.HP * f.WP);
-        int64_t *toff = malloc(sizeof(int64_t) * (size_t)p.T);
-        float *mc = malloc(sizeof(float) * (size_t)nth * 9 * O * TB);
-        float *y2 = malloc(sizeof(float) * (size_t)ny);
-        if (!xp || !toff || !mc || !y2)
-            return 1;
-        f.xp = xp, f.toff = toff;
-        for (int64_t t = 0; t < p.T; t++) {
-            int64_t n = t / (p.TH * p.TW), ti = t / p.TW % p.TH, tj = t % p.TW;
-            toff[t] = n * C * f.HP * f.WP + 4 * ti * f.WP + 4 * tj;
-        }
-        float *ysave = p.y;
-        p.y = y2;
-        fz_job jb = {&p, f, mc};
-        double bf = 1e9, fs[3] = {0};
-        for (int it = 0; it < 12; it++) {
-            double t0 = now();
-            dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
-            double t1 = now();
-            dp_parallel_for(ctx, (int64_t)N * C, pad_copy, &f);
-            double t2 = now();
-            dp_parallel_for(ctx, (p.T + TB - 1) / TB, fz_chunks, &jb);
-            double t3 = now();
-            if (t3 - t0 < bf)
-                bf = t3 - t0, fs[0] = t1 - t0, fs[1] = t2 - t1, fs[2] = t3 - t2;
-        }
-        double d2 = 0;
-        for (int64_t i = 0; i < ny; i++)
-            d2 = fmax(d2, fabs((double)y2[i] - (double)ysave[i]));
-        printf("fused F(2x2,2x2): %.2f ms (%.1f direct-equivalent GFLOP/s): weights %.2f, padded copy %.2f, chunks "
-               "%.2f ms; "
-               "max |fused - unfused| %.3g\n",
-               bf * 1e3, flop / bf * 1e-9, fs[0] * 1e3, fs[1] * 1e3, fs[2] * 1e3, d2);
-        p.y = ysave;
-        fused_ms = bf;
-        free(xp), free(toff), free(mc), free(y2);
-    }
-
-    { /* F(4x4, 2x2): 25 GEMMs over a quarter of the tiles (the bound, transforms
-         not written) */
-        int64_t T4 = (int64_t)N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
-        float *U4 = malloc(sizeof(float) * 25 * (size_t)(O * K)), *V4 = malloc(sizeof(float) * 25 * (size_t)(K * T4));
-        float *M4 = malloc(sizeof(float) * 25 * (size_t)(O * T4));
-        if (!U4 || !V4 || !M4)
-            return 1;
-        for (int64_t i = 0; i < 25 * K * T4; i++)
-            V4[i] = urand();
-        for (int64_t i = 0; i < 25 * O * K; i++)
-            U4[i] = urand();
-        double b4 = 1e9;
-        for (int it = 0; it < 8; it++) {
-            double t0 = now();
-            for (int xi = 0; xi < 25; xi++)
-                dp_sgemm(ctx, 0, 0, O, T4, K, 1.0f, U4 + xi * O * K, K, V4 + xi * K * T4, T4, 0.0f, M4 + xi * O * T4,
-                         T4);
-            double t1 = now();
-            if (t1 - t0 < b4)
-                b4 = t1 - t0;
-        }
-        printf("F(4x4,2x2): the 25 GEMMs alone %.2f ms (%.1f GFLOP/s)\n", b4 * 1e3, 2.0 * 25 * O * K * T4 / b4 * 1e-9);
-        free(U4), free(V4), free(M4);
-    }
-
-    /* against doppel's convolution */
-    dp_graph *g;
-    if (dp_graph_new(ctx, &g) != DP_OK)
-        return 1;
+    dp_graph *g; /* doppel's convolution */
+    if (dp_graph_new(ctx, &g) != DP_OK) return 1;
     dp_node *xn = dp_input(g, "x", 4, (int64_t[]){N, C, H, H}), *wn = dp_input(g, "w", 4, (int64_t[]){O, C, 4, 4});
     dp_node *yn = dp_conv2d(g, xn, wn, NULL, &(dp_conv_opts){.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1});
     dp_graph_mark_output(g, yn);
-    if (dp_graph_set_no_grad(g) != DP_OK || dp_graph_compile(g) != DP_OK)
-        return 1;
+    if (dp_graph_set_no_grad(g) != DP_OK || dp_graph_compile(g) != DP_OK) return 1;
     memcpy(dp_tensor_f32(dp_node_value(xn)), x, sizeof(float) * (size_t)nx);
     memcpy(dp_tensor_f32(dp_node_value(wn)), w, sizeof(float) * (size_t)O * C * 16);
-    double bd = 1e9;
-    for (int it = 0; it < 12; it++) {
-        double t0 = now();
-        if (dp_graph_invalidate(g) != DP_OK || dp_graph_forward(g, 1, &yn) != DP_OK)
-            return 1;
-        bd = fmin(bd, now() - t0);
+
+    /* rounds: every variant once per round, in a rotated order; ratios taken within a round */
+    double tm[NV][ROUNDS], stage[4] = {0}, best_unfused = 1e9;
+    for (int rd = -2; rd < ROUNDS; rd++)
+        for (int k = 0; k < NV; k++) {
+            int v = (k + (rd < 0 ? 0 : rd)) % NV;
+            if (v == V_BATCH && !batch_ok) continue;
+            double t0 = now(), s1 = 0, s2 = 0, s3 = 0;
+            if (v == V_DIRECT) {
+                if (dp_graph_invalidate(g) != DP_OK || dp_graph_forward(g, 1, &yn) != DP_OK) return 1;
+                memcpy(yv[v], dp_tensor_f32(dp_node_value(yn)), sizeof(float) * (size_t)ny);
+            } else if (v == V_UNFUSED) {
+                p.y = yv[v];
+                dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+                s1 = now();
+                dp_parallel_for(ctx, (int64_t)N * C, itrans, &p);
+                s2 = now();
+                for (int xi = 0; xi < 9; xi++)
+                    dp_sgemm(ctx, 0, 0, O, p.T, K, 1.0f, p.U + xi * O * K, K, p.V + xi * K * p.T, p.T, 0.0f,
+                             p.M + xi * O * p.T, p.T);
+                s3 = now();
+                dp_parallel_for(ctx, (int64_t)N * O, otrans, &p);
+            } else if (v == V_FUSED) {
+                p.y = yv[v];
+                dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+                dp_parallel_for(ctx, (int64_t)N * C, pad_copy, &f);
+                dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &jz);
+            } else {
+                p.y = yv[v];
+                dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+                dp_parallel_for(ctx, (int64_t)C * 16, split_copy, &f);
+                dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &jb);
+            }
+            double t1 = now();
+            if (rd < 0) continue;
+            tm[v][rd] = t1 - t0;
+            if (v == V_UNFUSED && t1 - t0 < best_unfused)
+                best_unfused = t1 - t0, stage[0] = s1 - t0, stage[1] = s2 - s1, stage[2] = s3 - s2, stage[3] = t1 - s3;
+        }
+    const double flop = 2.0 * N * O * p.OH * p.OW * C * 16; /* the direct convolution's */
+    static const char *const name[NV] = {"dp_conv2d", "F(2x2,2x2) separate", "F(2x2,2x2) fused",
+                                         "F(2x2,2x2) fused, batch innermost"};
+    double ratio[ROUNDS], tcopy[ROUNDS];
+    printf("N=%d C=%d H=%d O=%d, %d threads, %d rounds (median time; median of the per-round ratios to dp_conv2d):\n",
+           N, C, H, O, th, ROUNDS);
+    for (int v = 0; v < NV; v++) {
+        if (v == V_BATCH && !batch_ok) continue;
+        for (int r = 0; r < ROUNDS; r++) ratio[r] = tm[v][r] / tm[V_DIRECT][r], tcopy[r] = tm[v][r];
+        double md = 0;
+        for (int64_t i = 0; i < ny; i++) md = fmax(md, fabs((double)yv[v][i] - (double)yv[V_DIRECT][i]));
+        double mt = median(tcopy, ROUNDS);
+        printf("  %-34s %7.2f ms (%6.1f direct-equivalent GFLOP/s)  ratio %.3f  max |y - dp_conv2d| %.3g\n", name[v],
+               mt * 1e3, flop / mt * 1e-9, median(ratio, ROUNDS), md);
     }
-    printf("dp_conv2d: %.2f ms (%.1f GFLOP/s); time / dp_conv2d's: F(2x2,2x2) %.3f, fused %.3f\n", bd * 1e3,
-           flop / bd * 1e-9, best / bd, fused_ms / bd);
-    const float *yr = dp_tensor_f32(dp_node_value(yn));
-    double md = 0, mx = 0;
-    for (int64_t i = 0; i < ny; i++) {
-        md = fmax(md, fabs((double)y[i] - (double)yr[i]));
-        mx = fmax(mx, fabs((double)yr[i]));
+    printf("  separate form's stages (its best round): weights %.2f, input %.2f, 9 GEMMs %.2f (%.1f GFLOP/s), output "
+           "%.2f ms\n",
+           stage[0] * 1e3, stage[1] * 1e3, stage[2] * 1e3, 2.0 * 9 * O * K * p.T / stage[2] * 1e-9, stage[3] * 1e3);
+
+    { /* F(4x4, 2x2): 25 GEMMs over a quarter of the tiles (the bound, transforms not written) */
+        int64_t T4 = (int64_t)N * ((p.OH + 3) / 4) * ((p.OW + 3) / 4);
+        float *U4 = malloc(sizeof(float) * 25 * (size_t)(O * K)), *V4 = malloc(sizeof(float) * 25 * (size_t)(K * T4));
+        float *M4 = malloc(sizeof(float) * 25 * (size_t)(O * T4));
+        if (!U4 || !V4 || !M4) return 1;
+        for (int64_t i = 0; i < 25 * K * T4; i++) V4[i] = urand();
+        for (int64_t i = 0; i < 25 * O * K; i++) U4[i] = urand();
+        for (int r = 0; r < ROUNDS; r++) {
+            double t0 = now();
+            if (dp_graph_invalidate(g) != DP_OK || dp_graph_forward(g, 1, &yn) != DP_OK) return 1;
+            double t1 = now();
+            for (int xi = 0; xi < 25; xi++)
+                dp_sgemm(ctx, 0, 0, O, T4, K, 1.0f, U4 + xi * O * K, K, V4 + xi * K * T4, T4, 0.0f, M4 + xi * O * T4,
+                         T4);
+            double t2 = now();
+            ratio[r] = (t2 - t1) / (t1 - t0), tcopy[r] = t2 - t1;
+        }
+        printf("  F(4x4,2x2): the 25 GEMMs alone %.2f ms, ratio %.3f\n", median(tcopy, ROUNDS) * 1e3,
+               median(ratio, ROUNDS));
+        free(U4), free(V4), free(M4);
     }
-    printf("max |winograd - dp_conv2d| %.3g (max |y| %.3g)\n", md, mx);
     dp_graph_free(g);
     dp_ctx_free(ctx);
-    free(x), free(w), free(y), free(p.U), free(p.V), free(p.M);
+    for (int v = 0; v < NV; v++) free(yv[v]);
+    free(x), free(w), free(p.U), free(p.V), free(p.M), free(xp), free(mc), free(xs), free(toff);
     return 0;
 }
