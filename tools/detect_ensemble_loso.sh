@@ -43,4 +43,6 @@ for s in $inner; do
     i=$((i + 1))
 done
 wait
-echo "members: $(ls "$work" | grep -c "^$outer-m.*\.csv$"); now: tools/detect_ensemble_analyse.py $work $outer"
+n=0
+for f in "$work/$outer"-m*.csv; do [ -f "$f" ] && n=$((n + 1)); done
+echo "members: $n; now: tools/detect_ensemble_analyse.py $work $outer"
