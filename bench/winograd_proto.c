@@ -266,7 +266,17 @@ typedef struct fjob {
     const wg *p;
     fa base;
     float *mc_all; /* per thread: [9][O][TB] */
+    float *upk;    /* the 9 U's packed for the micro-kernel, upk_n floats each */
+    int64_t upk_n;
 } fjob;
+
+/* U packed once per call (per weight update in a real step), not per chunk */
+static void pack_u(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    fjob *jb = arg;
+    const int64_t O = jb->p->O, K = 4 * (int64_t)jb->p->C;
+    for (int64_t xi = b; xi < e; xi++) dp_sgemm_pack_a(O, K, jb->p->U + xi * O * K, K, jb->upk + xi * jb->upk_n);
+}
 
 /* Per chunk of TB tiles: the 9 GEMMs with B filled from the input, then the
  * output transform from the chunk of M while it is in cache. */
@@ -281,8 +291,8 @@ static void chunks(void *arg, int64_t b, int64_t e, int tid) {
         f.t0 = ch * TB;
         int nt = (int)(p->T - f.t0 < TB ? p->T - f.t0 : TB);
         for (f.xi = 0; f.xi < 9; f.xi++)
-            dp_sgemm_bpanel_st(O, nt, K, p->U + (int64_t)f.xi * O * K, K, f.batch_inner ? fb_fill : fz_fill, &f, 0.0f,
-                               mc + (int64_t)f.xi * O * TB, TB);
+            dp_sgemm_packed_bpanel_st(O, nt, K, jb->upk + f.xi * jb->upk_n, f.batch_inner ? fb_fill : fz_fill, &f, 0.0f,
+                                      mc + (int64_t)f.xi * O * TB, TB);
         for (int j = 0; j < nt; j++) {
             int64_t t = f.t0 + j;
             int n, ti, tj;
@@ -357,7 +367,10 @@ int main(int argc, char **argv) {
         int64_t n = t / (p.TH * p.TW), ti = t / p.TW % p.TH, tj = t % p.TW;
         toff[t] = n * C * f.HP * f.WP + 4 * ti * f.WP + 4 * tj;
     }
-    fjob jz = {&p, f, mc}, jb = {&p, f, mc};
+    const int64_t upk_n = dp_sgemm_packed_a_floats(O, K);
+    float *upk = malloc(sizeof(float) * 9 * (size_t)upk_n);
+    if (!upk) return 1;
+    fjob jz = {&p, f, mc, upk, upk_n}, jb = {&p, f, mc, upk, upk_n};
     jb.base.batch_inner = 1;
 
     dp_graph *g; /* doppel's convolution */
@@ -393,11 +406,13 @@ int main(int argc, char **argv) {
             } else if (v == V_FUSED) {
                 p.y = yv[v];
                 dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+                dp_parallel_for(ctx, 9, pack_u, &jz);
                 dp_parallel_for(ctx, (int64_t)N * C, pad_copy, &f);
                 dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &jz);
             } else {
                 p.y = yv[v];
                 dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+                dp_parallel_for(ctx, 9, pack_u, &jb);
                 dp_parallel_for(ctx, (int64_t)C * 16, split_copy, &f);
                 dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &jb);
             }
@@ -450,6 +465,6 @@ int main(int argc, char **argv) {
     dp_graph_free(g);
     dp_ctx_free(ctx);
     for (int v = 0; v < NV; v++) free(yv[v]);
-    free(x), free(w), free(p.U), free(p.V), free(p.M), free(xp), free(mc), free(xs), free(toff);
+    free(x), free(w), free(p.U), free(p.V), free(p.M), free(xp), free(mc), free(xs), free(toff), free(upk);
     return 0;
 }

@@ -269,6 +269,43 @@ static int check_rowblocks(int ta, int64_t M, int64_t N, int64_t K) {
     return ok;
 }
 
+/* B panels from a dense K x N matrix, for the fill entry points */
+typedef struct dense_b {
+    const float *B;
+    int64_t N;
+} dense_b;
+static void dense_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const dense_b *d = arg;
+    for (int p = 0; p < kc; p++)
+        for (int j = 0; j < nr; j++) dst[p * nr + j] = j < n ? d->B[(p0 + p) * d->N + j0 + j] : 0.0f;
+}
+
+/* dp_sgemm_pack_a + dp_sgemm_packed_bpanel_st: the same bits as dp_sgemm_bpanel_st (the same
+ * packing, made once), and the naive product's values. */
+static int check_packed_a(int64_t M, int64_t N, int64_t K, float beta) {
+    float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * N));
+    float *C = malloc(sizeof(float) * (size_t)(M * N)), *C2 = malloc(sizeof(float) * (size_t)(M * N));
+    float *R = malloc(sizeof(float) * (size_t)(M * N));
+    int64_t np = dp_sgemm_packed_a_floats(M, K);
+    float *Ap = malloc(sizeof(float) * (size_t)np);
+    fill(A, M * K, 21), fill(B, K * N, 22), fill(C, M * N, 23);
+    memcpy(C2, C, sizeof(float) * (size_t)(M * N));
+    memcpy(R, C, sizeof(float) * (size_t)(M * N));
+    assert_true(np >= M * K);
+    naive(0, 0, M, N, K, 1.0f, A, K, B, N, beta, R, N);
+    dense_b d = {B, N};
+    dp_sgemm_pack_a(M, K, A, K, Ap);
+    dp_sgemm_packed_bpanel_st(M, N, K, Ap, dense_fill, &d, beta, C, N);
+    dp_sgemm_bpanel_st(M, N, K, A, K, dense_fill, &d, beta, C2, N);
+    int ok = close_to(C, R, M * N, 1e-4f * (float)K + 1e-5f, "packed A");
+    if (ok && memcmp(C, C2, sizeof(float) * (size_t)(M * N)) != 0) {
+        printf("  packed A (%s): not the bits of dp_sgemm_bpanel_st\n", dp_gemm_kernel_name());
+        ok = 0;
+    }
+    free(A), free(B), free(C), free(C2), free(R), free(Ap);
+    return ok;
+}
+
 static void conv_entry_points(void **state) {
     (void)state;
     for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
@@ -294,6 +331,11 @@ static void conv_entry_points(void **state) {
             ok &= check_rowblocks(ta, 200, 70, 300);  /* K over one slice: products per block */
             ok &= check_rowblocks(ta, 50, 600, 64);   /* N over one block */
         }
+        ok &= check_packed_a(300, 70, 600, 0.0f); /* a partial row block, K over two slices and a part */
+        ok &= check_packed_a(169, 33, 257, 0.5f);
+        ok &= check_packed_a(6, 16, 256, 1.0f);
+        ok &= check_packed_a(1, 1, 1, 0.0f);
+        ok &= check_packed_a(40, 600, 20, 0.0f);  /* N over one block: A reused, not repacked */
         assert_true(ok);
     }
 }

@@ -660,9 +660,17 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 
 /* ------------------------------------------------------------ driver */
 /* B's stored rows start at B + r*ldb, or at B + boff[r] when boff != NULL. */
+/* Rows of A as packed: every full block of mc rows, then the last block's panels of mr. */
+static int64_t packed_rows(const kern *kr, int64_t M) {
+    int64_t full = M / kr->mc * kr->mc;
+    return full + (M - full + kr->mr - 1) / kr->mr * kr->mr;
+}
+
+/* apk: A packed beforehand by dp_sgemm_pack_a (then A is not read): the block
+ * of K slice pc and row block ic starts at pc * packed_rows + ic * kc. */
 static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, const int64_t *boff, dp_bpanel_fn fill, void *arg,
-                       float beta, float *C, int64_t ldc) {
+                       const float *apk, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
@@ -684,7 +692,10 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
                 pack_b(kr, tb, B, ldb, boff, pc, kc, jc, nc, bp);
             for (int64_t ic = 0; ic < M; ic += kr->mc) {
                 int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
-                pack_a(kr, ta, A, lda, ic, mc, pc, kc, ap);
+                if (apk)
+                    ap = (float *)apk + pc * packed_rows(kr, M) + ic * kc;
+                else
+                    pack_a(kr, ta, A, lda, ic, mc, pc, kc, ap);
                 for (int pi = 0; pi < np; pi++) {
                     int ir, m;
                     panel(mc, mr, pi, &ir, &m);
@@ -707,12 +718,31 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
 
 static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, const int64_t *boff, float beta, float *C, int64_t ldc) {
-    gemm_st_cb(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, boff, NULL, NULL, beta, C, ldc);
+    gemm_st_cb(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, boff, NULL, NULL, NULL, beta, C, ldc);
 }
 
 void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill, void *arg,
                         float beta, float *C, int64_t ldc) {
-    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, A, lda, NULL, 0, NULL, fill, arg, beta, C, ldc);
+    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, A, lda, NULL, 0, NULL, fill, arg, NULL, beta, C, ldc);
+}
+
+int64_t dp_sgemm_packed_a_floats(int64_t M, int64_t K) { return M > 0 && K > 0 ? packed_rows(current(), M) * K : 0; }
+
+void dp_sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *dst) {
+    const kern *kr = current();
+    const int64_t rows = packed_rows(kr, M);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+        int kc = (int)(K - pc < KC ? K - pc : KC);
+        for (int64_t ic = 0; ic < M; ic += kr->mc) {
+            int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc);
+            pack_a(kr, 0, A, lda, ic, mc, pc, kc, dst + pc * rows + ic * kc);
+        }
+    }
+}
+
+void dp_sgemm_packed_bpanel_st(int64_t M, int64_t N, int64_t K, const float *apacked, dp_bpanel_fn fill, void *arg,
+                               float beta, float *C, int64_t ldc) {
+    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, NULL, 0, NULL, 0, NULL, fill, arg, apacked, beta, C, ldc);
 }
 
 void dp_sgemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -739,7 +769,7 @@ static void rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const flo
     if (K <= 0 || K > KC || N > NC) { /* outside the one-panel case: plain products per block */
         for (int64_t i0 = 0; i0 < M; i0 += kr->mc) {
             int64_t m = M - i0 < kr->mc ? M - i0 : kr->mc;
-            gemm_st_cb(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, fill, farg, 0.0f, C,
+            gemm_st_cb(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, fill, farg, NULL, 0.0f, C,
                        ldc);
             done(arg, i0, m);
         }
