@@ -27,7 +27,9 @@
  * GEMM's packed B panels by dp_sgemm_bpanel_st's fill, the output transform
  * reading the chunk from cache); the same with the input split by (row mod 4,
  * column mod 4) and the images innermost (N % 16 == 0, even outputs), so that
- * a panel's 16 tiles are contiguous. Then the 25 GEMMs of F(4x4, 2x2) on data
+ * a panel's 16 tiles are contiguous; the same with the input split by (row
+ * mod 4, column mod 4) per image, so that a tile row's patch elements are
+ * contiguous runs (no gathers, no transpose). Then the 25 GEMMs of F(4x4, 2x2) on data
  * of the right shape (their transforms not written) against dp_conv2d. The
  * transforms here are plain loops (no intrinsics). */
 #include <math.h>
@@ -156,9 +158,9 @@ typedef struct fa { /* the fill's argument, both fused forms */
     int64_t *toff; /* fused: per tile, its patch's corner in one (image, channel) plane + n * C * HP * WP */
     float *xs;     /* batch innermost: [C][a][b][SH][SW][N] */
     int SH, SW;
-    int batch_inner; /* tiles ordered (ti, tj, n) instead of (n, ti, tj) */
-    int64_t t0;      /* the chunk's first tile */
-    int xi;          /* which of the 9 products */
+    int layout; /* 0 padded copy, 1 batch innermost (tiles ordered (ti, tj, n)), 2 split per image */
+    int64_t t0; /* the chunk's first tile */
+    int xi;     /* which of the 9 products */
 } fa;
 
 static void fz_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
@@ -262,6 +264,72 @@ static void fb_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, fl
     }
 }
 
+/* ---- the fused form on the input split per image: xs[n][c][a][b][SH][SW] =
+ * xpad[n][c][4i + a][4j + b], tiles ordered (n, ti, tj): a tile row's patch
+ * elements are contiguous runs of TW floats (no gathers, no transpose). */
+static void split_img(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    fa *f = arg;
+    const wg *p = f->p;
+    const int H = p->H, W = p->W;
+    const int64_t sub = (int64_t)f->SH * f->SW;
+    for (int64_t nc = b; nc < e; nc++) {
+        const float *x = p->x + nc * H * W;
+        float *d = f->xs + nc * 16 * sub;
+        for (int a = 0; a < 4; a++)
+            for (int bb = 0; bb < 4; bb++)
+                for (int i = 0; i < f->SH; i++)
+                    for (int j = 0; j < f->SW; j++, d++) {
+                        int ih = 4 * i + a - 1, iw = 4 * j + bb - 1;
+                        *d = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[ih * W + iw] : 0.0f;
+                    }
+    }
+}
+
+static void fs_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const fa *f = arg;
+    const wg *p = f->p;
+    const int C = p->C, TH = p->TH, TW = p->TW, u = f->xi / 3, v = f->xi % 3;
+    const int64_t sub = (int64_t)f->SH * f->SW;
+    int rj[32], rl[32], nrun = 0; /* runs of consecutive tiles in one tile row */
+    int64_t ro[32];
+    for (int j = 0; j < n && nrun < 32;) {
+        int64_t t = f->t0 + j0 + j;
+        int nn = (int)(t / (TH * TW)), ti = (int)(t / TW % TH), tj = (int)(t % TW);
+        int L = TW - tj < n - j ? TW - tj : n - j;
+        ro[nrun] = (int64_t)nn * C * 16 * sub + (int64_t)ti * f->SW + tj;
+        rj[nrun] = j, rl[nrun++] = L;
+        j += L;
+    }
+    const int ru[2] = {u == 2 ? 2 : u == 0 ? 0 : 1, 1}, nr_ = u == 1 ? 1 : 2;
+    const int cv[2] = {v == 2 ? 2 : v == 0 ? 0 : 1, 1}, nc_ = v == 1 ? 1 : 2;
+    for (int k = 0; k < kc; k++) {
+        int64_t cp = p0 + k;
+        int q = (int)(cp / C), c = (int)(cp % C), r = q >> 1, s = q & 1;
+        int64_t off[4];
+        int nt = 0;
+        for (int x = 0; x < nr_; x++)
+            for (int y = 0; y < nc_; y++) {
+                int pr = 2 * ru[x] + r, pc = 2 * cv[y] + s;
+                off[nt++] = ((int64_t)c * 16 + (pr & 3) * 4 + (pc & 3)) * sub + (pr >> 2) * f->SW + (pc >> 2);
+            }
+        float *d = dst + (int64_t)k * nr;
+        for (int g = 0; g < nrun; g++) {
+            const float *b0 = f->xs + ro[g] + off[0], *b1 = f->xs + ro[g] + off[nt > 1 ? 1 : 0];
+            const float *b2 = f->xs + ro[g] + off[nt > 2 ? 2 : 0], *b3 = f->xs + ro[g] + off[nt > 3 ? 3 : 0];
+            float *dd = d + rj[g];
+            const int L = rl[g];
+            if (nt == 4) /* rows first, as the other forms: (t0 - t2) - (t1 - t3) */
+                for (int i = 0; i < L; i++) dd[i] = (b0[i] - b2[i]) - (b1[i] - b3[i]);
+            else if (nt == 2)
+                for (int i = 0; i < L; i++) dd[i] = b0[i] - b1[i];
+            else
+                for (int i = 0; i < L; i++) dd[i] = b0[i];
+        }
+        for (int j = n; j < nr; j++) d[j] = 0.0f;
+    }
+}
+
 typedef struct fjob {
     const wg *p;
     fa base;
@@ -291,12 +359,15 @@ static void chunks(void *arg, int64_t b, int64_t e, int tid) {
         f.t0 = ch * TB;
         int nt = (int)(p->T - f.t0 < TB ? p->T - f.t0 : TB);
         for (f.xi = 0; f.xi < 9; f.xi++)
-            dp_sgemm_packed_bpanel_st(O, nt, K, jb->upk + f.xi * jb->upk_n, f.batch_inner ? fb_fill : fz_fill, &f, 0.0f,
-                                      mc + (int64_t)f.xi * O * TB, TB);
+            dp_sgemm_packed_bpanel_st(O, nt, K, jb->upk + f.xi * jb->upk_n,
+                                      f.layout == 1   ? fb_fill
+                                      : f.layout == 2 ? fs_fill
+                                                      : fz_fill,
+                                      &f, 0.0f, mc + (int64_t)f.xi * O * TB, TB);
         for (int j = 0; j < nt; j++) {
             int64_t t = f.t0 + j;
             int n, ti, tj;
-            if (f.batch_inner)
+            if (f.layout == 1)
                 n = (int)(t % N), ti = (int)(t / N / TW), tj = (int)(t / N % TW);
             else
                 n = (int)(t / (TH * TW)), ti = (int)(t / TW % TH), tj = (int)(t % TW);
@@ -329,7 +400,7 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-enum { V_DIRECT, V_UNFUSED, V_FUSED, V_BATCH, NV, ROUNDS = 15 };
+enum { V_DIRECT, V_UNFUSED, V_FUSED, V_BATCH, V_SPLIT, NV, ROUNDS = 15 };
 
 int main(int argc, char **argv) {
     if (argc < 5) {
@@ -371,7 +442,9 @@ int main(int argc, char **argv) {
     float *upk = malloc(sizeof(float) * 9 * (size_t)upk_n);
     if (!upk) return 1;
     fjob jz = {&p, f, mc, upk, upk_n}, jb = {&p, f, mc, upk, upk_n};
-    jb.base.batch_inner = 1;
+    jb.base.layout = 1;
+    fjob js = {&p, f, mc, upk, upk_n};
+    js.base.layout = 2;
 
     dp_graph *g; /* doppel's convolution */
     if (dp_graph_new(ctx, &g) != DP_OK) return 1;
@@ -409,12 +482,18 @@ int main(int argc, char **argv) {
                 dp_parallel_for(ctx, 9, pack_u, &jz);
                 dp_parallel_for(ctx, (int64_t)N * C, pad_copy, &f);
                 dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &jz);
-            } else {
+            } else if (v == V_BATCH) {
                 p.y = yv[v];
                 dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
                 dp_parallel_for(ctx, 9, pack_u, &jb);
                 dp_parallel_for(ctx, (int64_t)C * 16, split_copy, &f);
                 dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &jb);
+            } else {
+                p.y = yv[v];
+                dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
+                dp_parallel_for(ctx, 9, pack_u, &js);
+                dp_parallel_for(ctx, (int64_t)N * C, split_img, &f);
+                dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &js);
             }
             double t1 = now();
             if (rd < 0) continue;
@@ -424,7 +503,7 @@ int main(int argc, char **argv) {
         }
     const double flop = 2.0 * N * O * p.OH * p.OW * C * 16; /* the direct convolution's */
     static const char *const name[NV] = {"dp_conv2d", "F(2x2,2x2) separate", "F(2x2,2x2) fused",
-                                         "F(2x2,2x2) fused, batch innermost"};
+                                         "F(2x2,2x2) fused, batch innermost", "F(2x2,2x2) fused, split per image"};
     double ratio[ROUNDS], tcopy[ROUNDS];
     printf("N=%d C=%d H=%d O=%d, %d threads, %d rounds (median time; median of the per-round ratios to dp_conv2d):\n",
            N, C, H, O, th, ROUNDS);
