@@ -18,8 +18,9 @@
 #   tools/v4l2_vivid_check.sh [BUILD] [WORK] [SECONDS]     (defaults: build /tmp/doppel-v4l2 15)
 #   SCAN_OPTS="--input-option video_size=1280x720"  more options for doppel scan
 # Needs the Debian packages qemu-system-x86, kmod and cpio (installed if missing), and
-# downloads (apt-get download: Debian packages only) linux-image-amd64's kernel and
-# busybox-static into WORK, extracted there, not installed. The VM runs on qemu's
+# downloads (apt-get download: Debian packages only) linux-image-amd64's kernel, its
+# headers and kbuild, v4l2loopback-dkms and busybox-static into WORK, extracted there, not
+# installed (v4l2loopback is built there with make and gcc-12). The VM runs on qemu's
 # emulator (its AVX2 included), so the scan's rate there says nothing about doppel's.
 # Prints the VM's console: each scan's JSON lines, then DOPPEL_EXIT_VIVID=N / DOPPEL_EXIT_LOOPBACK=N.
 # Exit status: 0 when both scans ended with their summary (exit 0 or 1) and the loopback scan
@@ -42,6 +43,7 @@ if [ -n "$missing" ]; then
 fi
 depmod=$(command -v depmod || echo /sbin/depmod)
 mkdir -p "$work"
+work=$(cd "$work" && pwd) # absolute: the module build and the headers' Makefile need it
 cd "$work"
 kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ {print $2; exit}')
 [ -n "$kpkg" ] || { echo "v4l2_vivid_check: cannot resolve linux-image-amd64" >&2; exit 3; }

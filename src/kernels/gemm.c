@@ -659,14 +659,14 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 }
 
 /* ------------------------------------------------------------ driver */
-/* B's stored rows start at B + r*ldb, or at B + boff[r] when boff != NULL. */
 /* Rows of A as packed: every full block of mc rows, then the last block's panels of mr. */
 static int64_t packed_rows(const kern *kr, int64_t M) {
     int64_t full = M / kr->mc * kr->mc;
     return full + (M - full + kr->mr - 1) / kr->mr * kr->mr;
 }
 
-/* apk: A packed beforehand by dp_sgemm_pack_a (then A is not read): the block
+/* B's stored rows start at B + r*ldb, or at B + boff[r] when boff != NULL.
+ * apk: A packed beforehand by dp_sgemm_pack_a (then A is not read): the block
  * of K slice pc and row block ic starts at pc * packed_rows + ic * kc. */
 static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, const int64_t *boff, dp_bpanel_fn fill, void *arg,
@@ -692,14 +692,15 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
                 pack_b(kr, tb, B, ldb, boff, pc, kc, jc, nc, bp);
             for (int64_t ic = 0; ic < M; ic += kr->mc) {
                 int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
+                const float *apan = ap;
                 if (apk)
-                    ap = (float *)apk + pc * packed_rows(kr, M) + ic * kc;
+                    apan = apk + pc * packed_rows(kr, M) + ic * kc;
                 else
                     pack_a(kr, ta, A, lda, ic, mc, pc, kc, ap);
                 for (int pi = 0; pi < np; pi++) {
                     int ir, m;
                     panel(mc, mr, pi, &ir, &m);
-                    const float *a = ap + (int64_t)pi * kc * mr;
+                    const float *a = apan + (int64_t)pi * kc * mr;
                     float *c = C + (ic + ir) * ldc + jc;
                     for (int jr = 0; jr < nc; jr += nr) {
                         int n = nc - jr < nr ? nc - jr : nr;
@@ -769,8 +770,8 @@ static void rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const flo
     if (K <= 0 || K > KC || N > NC) { /* outside the one-panel case: plain products per block */
         for (int64_t i0 = 0; i0 < M; i0 += kr->mc) {
             int64_t m = M - i0 < kr->mc ? M - i0 : kr->mc;
-            gemm_st_cb(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, fill, farg, NULL, 0.0f, C,
-                       ldc);
+            gemm_st_cb(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, fill, farg,
+                       NULL, 0.0f, C, ldc);
             done(arg, i0, m);
         }
         return;
