@@ -37,6 +37,7 @@
 #include "kernels/ew.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
+#include "kernels/wino.h"
 
 /* ip[] layout, shared by both ops. */
 enum { IP_SH, IP_SW, IP_PT, IP_PL, IP_DH, IP_DW, IP_GROUPS, IP_SAME, IP_OPH, IP_OPW, IP_PADH, IP_PADW };
@@ -554,6 +555,35 @@ static int dwgrad_use(const geom *G) {
     int l = dp_kernel_level();
     return l == 2 ? dwgrad512(G) : l == 1 && dwgrad256(G);
 }
+/* Winograd F(2x2, 2x2) (kernels/wino.h) for 4x4 stride-2 padding-1 layers
+ * with even output sides. Measured on the AVX2 Zen 3 (docs/bench.md "session
+ * 11", `doppel bench --worker dcgan64_d_convN_fwd`, with and without, 3
+ * pairs each): DCGAN-64's D.5 (128 -> 256, 16 -> 8, batch 64) 1.10-1.18x
+ * faster, but D.2 (64 -> 128: 0.88-0.93x) and D.8 (256 -> 512 at 4x4, 256
+ * tiles a batch: 0.76-0.87x) slower: the fill costs the same per element of
+ * V while the GEMM does 2*O flops with it, and the weight transform (9 O x 4C
+ * blocks, every call) needs many tiles to pay. So: O >= 256 and a batch of
+ * at least dp_wino_min_tiles 2x2 output tiles (D.5's forward and G.6's input
+ * gradient), with AVX2 only (not measured elsewhere). Images go out in
+ * groups of about 64 tiles. */
+int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
+static int wino_geom(const geom *G) {
+    return G->groups == 1 && !G->depthwise && G->KH == 4 && G->KW == 4 && G->sh == 2 && G->sw == 2 && G->pt == 1 &&
+           G->pl == 1 && G->dh == 1 && G->dw == 1 && G->H == 2 * G->OH && G->W == 2 * G->OW && G->OH % 2 == 0 &&
+           G->OW % 2 == 0 && G->C >= 64 && G->O >= 256 && G->N * (G->OH / 2) * (G->OW / 2) >= dp_wino_min_tiles;
+}
+static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(G); }
+static int64_t wino_imgs(const geom *G) {
+    int64_t tiles = G->OH / 2 * (G->OW / 2), g = (64 + tiles - 1) / tiles;
+    return g < G->N ? g : G->N;
+}
+/* The transformed weights, packed for any kernel (packed rows <= O + 31). */
+static int64_t wino_u_floats_max(const geom *G) { return ALIGN16(9 * (G->O + 32) * 4 * G->C); }
+static int64_t wino_scratch(const geom *G) {
+    int64_t s = dp_wino_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O), t = G->O * 4 * G->C;
+    return s > t ? s : t;
+}
+
 /* The zero-padded image: every tap of every output position inside it. */
 static void dconv_dims(const geom *G, int64_t *Hp, int64_t *Wp) {
     *Hp = 2 * (G->OH - 1) + G->KH;
@@ -599,7 +629,8 @@ static int s1_any_geom(const geom *G) {
     return s1pool_geom(&F);
 }
 static int64_t dconv_wp_floats(const geom *G) {
-    return dconv_geom(G) ? ALIGN16(G->O * G->CKK) : s1_any_geom(G) ? ALIGN16(2 * G->O * G->CKK) : 0;
+    int64_t f = dconv_geom(G) ? ALIGN16(G->O * G->CKK) : s1_any_geom(G) ? ALIGN16(2 * G->O * G->CKK) : 0;
+    return wino_geom(G) && wino_u_floats_max(G) > f ? wino_u_floats_max(G) : f; /* the same slot: packed each call */
 }
 
 /* ------------------------------------------------------------ the three primitives */
@@ -620,6 +651,7 @@ static int64_t thread_scratch(const geom *G, int T) {
         if (f > s) s = f;
     }
     if (dconv_geom(G) && dconv_pad_floats(G) > s) s = dconv_pad_floats(G);
+    if (wino_geom(G) && wino_scratch(G) > s) s = wino_scratch(G);
     if (dwgrad_geom(G) && dconv_pad_floats(G) + ALIGN16(G->P * G->O) > s) s = dconv_pad_floats(G) + ALIGN16(G->P * G->O);
     return s;
 }
@@ -1103,6 +1135,33 @@ static void run_dconv(const conv_rt *rt, const geom *G, const float *w, const fl
     dp_parallel_for(rt->g->ctx, G->N * J.nob, dconv_part, &J);
 }
 
+typedef struct wjob {
+    const geom *G;
+    const float *w, *img, *bias;
+    float *out, *upk, *ws;
+    int64_t S, g;
+    int acc;
+} wjob;
+static void wino_pack_part(void *arg, int64_t b, int64_t e, int tid) {
+    const wjob *J = arg;
+    for (int64_t xi = b; xi < e; xi++) dp_wino_pack_w(J->w, J->G->O, J->G->C, (int)xi, J->ws + tid * J->S, J->upk);
+}
+static void wino_part(void *arg, int64_t b, int64_t e, int tid) {
+    const wjob *J = arg;
+    const geom *G = J->G;
+    for (int64_t it = b; it < e; it++) {
+        int64_t n0 = it * J->g, n1 = n0 + J->g < G->N ? n0 + J->g : G->N;
+        dp_wino_images(J->upk, J->img + n0 * G->C * G->HW, n1 - n0, G->C, G->H, G->W, G->O, J->bias, J->acc,
+                       J->out + n0 * G->O * G->P, J->ws + tid * J->S);
+    }
+}
+static void run_wino(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
+                     int acc) {
+    wjob J = {G, w, img, bias, out, rt->wpk, rt->ws, rt->S, wino_imgs(G), acc};
+    dp_parallel_for(rt->g->ctx, 9, wino_pack_part, &J);
+    dp_parallel_for(rt->g->ctx, (G->N + J.g - 1) / J.g, wino_part, &J);
+}
+
 /* cols (+)= W x im2col(img) (+ bias). */
 static void run_gather(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
                        int acc) {
@@ -1113,6 +1172,10 @@ static void run_gather(const conv_rt *rt, const geom *G, const float *w, const f
                      G->CKK, acc ? 1.0f : 0.0f, out + grp * G->Og, G->O);
         if (bias)
             for (int64_t n = 0; n < G->N; n++) dp_vec_axpy(out + n * G->O, 1.0f, bias, G->O);
+        return;
+    }
+    if (wino_use(G)) {
+        run_wino(rt, G, w, img, bias, out, acc);
         return;
     }
     if (dconv_use(G)) {

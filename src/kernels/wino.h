@@ -1,0 +1,48 @@
+/* Winograd F(2x2, 2x2) for 4x4 stride-2 padding-1 convolutions (DCGAN's).
+ *
+ * Such a convolution is the sum of four 2x2 stride-1 convolutions, one per
+ * input phase (r, s):
+ *   y[o,i,j] = sum_{r,s,c,a,b} w[o,c,2a+r,2b+s] x[c, 2(i+a)+r-1, 2(j+b)+s-1]
+ * and a 2x2 kernel admits F(2,2) with 0/+-1 transforms
+ *   B^T = [1 -1 0; 0 1 0; 0 -1 1]   G = [1 0; 1 1; 0 1]   A^T = [1 1 0; 0 1 1]
+ * so each 2x2 output tile takes 9 products instead of 16: 9 GEMMs of
+ * O x 4C (the transformed weights U, the phase sum in K = 4C) by 4C x tiles
+ * (the transformed input V). On a 2-vCPU Zen 3 the GEMMs alone took 0.40-0.44
+ * of the direct kernels' time on DCGAN-64's D layers (bench/winograd_proto.c,
+ * docs/bench.md "session 11"). Here V is never stored: the GEMM's B panels are
+ * filled with it from a zero-padded copy of the images, and the output
+ * transform reads each chunk of M while it is in cache. Sums differ from the
+ * direct convolution's by rounding only (the transforms add and subtract).
+ * Not installed. */
+#ifndef DP_KERNELS_WINO_H
+#define DP_KERNELS_WINO_H
+
+#include <stdint.h>
+
+/* The convolution op takes it for batches of at least this many 2x2 output
+ * tiles (src/ops/op_conv.c: below, the per-call weight transform does not
+ * pay); dp_wino_min_tiles is the value in use, which tests lower to reach
+ * the path on small shapes. */
+#define DP_WINO_MIN_TILES 1024
+extern int64_t dp_wino_min_tiles;
+
+/* Floats of the packed transformed weights for O outputs and C inputs (the
+ * current GEMM kernel's layout: pack and use with the same kernel). */
+int64_t dp_wino_u_floats(int64_t O, int64_t C);
+
+/* U for product xi (0..8) of weights w [O][C][4][4], packed for the GEMM
+ * into upk + xi * dp_wino_u_floats(O, C); tmp holds O * 4C floats. The 9
+ * calls are independent (run them on different threads). */
+void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk);
+
+/* Per-call scratch for nimg images of C x H x W with O outputs. */
+int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O);
+
+/* y[n] (+)= conv(x[n]) (+ bias) for nimg consecutive images (x, y advanced by
+ * the caller): H, W even, output H/2 x W/2 (its sides even too). upk from
+ * dp_wino_pack_w for all 9 products; scratch: dp_wino_scratch_floats.
+ * Single-threaded. */
+void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
+                    const float *bias, int acc, float *y, float *scratch);
+
+#endif
