@@ -22,16 +22,18 @@
  * Variants, run once each per round in a rotated order (15 rounds; the median
  * time and the median of the per-round ratios to dp_conv2d are printed, with
  * the largest difference from dp_conv2d's output): dp_conv2d; separate
- * transforms + 9 threaded GEMMs (and its stages in its best round); a fused
- * form (per chunk of TB tiles, the input transform written straight into the
- * GEMM's packed B panels by dp_sgemm_bpanel_st's fill, the output transform
- * reading the chunk from cache); the same with the input split by (row mod 4,
+ * transforms + 9 threaded GEMMs (and its stages in its best round); the
+ * fused form as doppel has it (kernels/wino.c: the input transform written
+ * straight into the GEMM's packed B panels by the fill, from a padded copy of
+ * a group of images; the output transform reading the chunk from cache; the
+ * weights transformed and packed once per call); the fused form with the input split by (row mod 4,
  * column mod 4) and the images innermost (N % 16 == 0, even outputs), so that
  * a panel's 16 tiles are contiguous; the same with the input split by (row
  * mod 4, column mod 4) per image, so that a tile row's patch elements are
  * contiguous runs (no gathers, no transpose). Then the 25 GEMMs of F(4x4, 2x2) on data
- * of the right shape (their transforms not written) against dp_conv2d. The
- * transforms here are plain loops (no intrinsics). */
+ * of the right shape (their transforms not written) against dp_conv2d.
+ * dp_conv2d here is always the direct/im2col kernels (dp_wino_min_tiles set
+ * out of reach). The transforms here are plain loops (no intrinsics). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,7 @@
 #include "core/internal.h"
 #include "doppel/doppel.h"
 #include "kernels/gemm.h"
+#include "kernels/wino.h"
 
 static double now(void) {
     struct timespec t;
@@ -151,61 +154,15 @@ static void otrans(void *arg, int64_t b, int64_t e, int tid) {
  * while packing, in cache), writes a chunk of M, and the output transform
  * reads that chunk while it is in cache. */
 #define TB 96
-typedef struct fa { /* the fill's argument, both fused forms */
+typedef struct fa { /* the fill's argument, the two split forms */
     const wg *p;
-    const float *xp; /* fused: [N][C][HP][WP], x with 1 row/column of zeros before, enough after */
-    int HP, WP;
-    int64_t *toff; /* fused: per tile, its patch's corner in one (image, channel) plane + n * C * HP * WP */
-    float *xs;     /* batch innermost: [C][a][b][SH][SW][N] */
+    float *xs; /* batch innermost: [C][a][b][SH][SW][N]; per image: [N][C][a][b][SH][SW] */
     int SH, SW;
-    int layout; /* 0 padded copy, 1 batch innermost (tiles ordered (ti, tj, n)), 2 split per image */
+    int layout; /* 1 batch innermost (tiles ordered (ti, tj, n)), 2 split per image */
     int64_t t0; /* the chunk's first tile */
     int xi;     /* which of the 9 products */
 } fa;
 
-static void fz_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    const fa *f = arg;
-    const int C = f->p->C, WP = f->WP, u = f->xi / 3, v = f->xi % 3;
-    const int64_t plane = (int64_t)f->HP * WP;
-    const int64_t *to = f->toff + f->t0 + j0;
-    for (int k = 0; k < kc; k++) {
-        int64_t cp = p0 + k;
-        int q = (int)(cp / C), c = (int)(cp % C), r = q >> 1, s = q & 1;
-        const float *base = f->xp + c * plane + r * WP + s;
-        float *d = dst + (int64_t)k * nr;
-        for (int j = 0; j < n; j++) {
-            const float *r0 = base + to[j], *r1 = r0 + 2 * WP, *r2 = r0 + 4 * WP;
-            float a0, a2, a4; /* the row combination u at phase columns 0, 1, 2 */
-            if (u == 0)
-                a0 = r0[0] - r1[0], a2 = r0[2] - r1[2], a4 = r0[4] - r1[4];
-            else if (u == 1)
-                a0 = r1[0], a2 = r1[2], a4 = r1[4];
-            else
-                a0 = r2[0] - r1[0], a2 = r2[2] - r1[2], a4 = r2[4] - r1[4];
-            d[j] = v == 0 ? a0 - a2 : v == 1 ? a2 : a4 - a2;
-        }
-        for (int j = n; j < nr; j++) d[j] = 0.0f;
-    }
-}
-
-static void pad_copy(void *arg, int64_t b, int64_t e, int tid) {
-    (void)tid;
-    fa *f = arg;
-    const wg *p = f->p;
-    for (int64_t nc = b; nc < e; nc++) {
-        float *d = (float *)f->xp + nc * f->HP * f->WP;
-        memset(d, 0, sizeof(float) * (size_t)(f->HP * f->WP));
-        for (int h = 0; h < p->H; h++)
-            memcpy(d + (int64_t)(h + 1) * f->WP + 1, p->x + (nc * p->H + h) * p->W, sizeof(float) * (size_t)p->W);
-    }
-}
-
-/* ---- the fused form with the batch innermost: the input split by (row mod 4,
- * column mod 4) of the padded image with the images innermost,
- * xs[c][a][b][i][j][n] = xpad[n][c][4i + a][4j + b], and tiles ordered
- * (ti, tj, n): a B panel's 16 tiles are 16 images at one tile position, and
- * every patch element of them is 16 contiguous floats (2 loads). Needs N % 16
- * == 0 here. */
 static void split_copy(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     fa *f = arg;
@@ -359,11 +316,8 @@ static void chunks(void *arg, int64_t b, int64_t e, int tid) {
         f.t0 = ch * TB;
         int nt = (int)(p->T - f.t0 < TB ? p->T - f.t0 : TB);
         for (f.xi = 0; f.xi < 9; f.xi++)
-            dp_sgemm_packed_bpanel_st(O, nt, K, jb->upk + f.xi * jb->upk_n,
-                                      f.layout == 1   ? fb_fill
-                                      : f.layout == 2 ? fs_fill
-                                                      : fz_fill,
-                                      &f, 0.0f, mc + (int64_t)f.xi * O * TB, TB);
+            dp_sgemm_packed_bpanel_st(O, nt, K, jb->upk + f.xi * jb->upk_n, f.layout == 1 ? fb_fill : fs_fill, &f, 0.0f,
+                                      mc + (int64_t)f.xi * O * TB, TB);
         for (int j = 0; j < nt; j++) {
             int64_t t = f.t0 + j;
             int n, ti, tj;
@@ -389,6 +343,28 @@ static void chunks(void *arg, int64_t b, int64_t e, int tid) {
     }
 }
 
+/* ---- the fused form as doppel has it (kernels/wino.c): weights packed once per
+ * call, groups of whole images (~64 tiles) padded in each thread's scratch. */
+typedef struct lib_job {
+    const wg *p;
+    float *upk, *tmp, *scr;
+    int64_t tmpn, scrn, g;
+} lib_job;
+static void lib_pack(void *arg, int64_t b, int64_t e, int tid) {
+    lib_job *J = arg;
+    for (int64_t xi = b; xi < e; xi++)
+        dp_wino_pack_w(J->p->w, J->p->O, J->p->C, (int)xi, J->tmp + tid * J->tmpn, J->upk);
+}
+static void lib_imgs(void *arg, int64_t b, int64_t e, int tid) {
+    lib_job *J = arg;
+    const wg *p = J->p;
+    for (int64_t it = b; it < e; it++) {
+        int64_t n0 = it * J->g, n1 = n0 + J->g < p->N ? n0 + J->g : p->N;
+        dp_wino_images(J->upk, p->x + n0 * p->C * p->H * p->W, n1 - n0, p->C, p->H, p->W, p->O, NULL, 0,
+                       p->y + n0 * p->O * p->OH * p->OW, J->scr + tid * J->scrn);
+    }
+}
+
 static float urand(void) { return (float)rand() / (float)RAND_MAX - 0.5f; }
 
 static int cmpd(const void *a, const void *b) {
@@ -410,6 +386,7 @@ int main(int argc, char **argv) {
     const int N = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]), O = atoi(argv[4]);
     const int th = argc > 5 ? atoi(argv[5]) : 2, nth = th < 1 ? 1 : th;
     if (N < 1 || C < 1 || H < 2 || H > 256 || O < 1) return 2;
+    dp_wino_min_tiles = INT64_MAX; /* dp_conv2d: the kernels Winograd is measured against */
     dp_ctx *ctx;
     if (dp_ctx_new(&(dp_ctx_opts){.threads = th, .seed = 1}, &ctx) != DP_OK) return 1;
     wg p = {N, C, H, H, O, H / 2, H / 2, (H / 2 + 1) / 2, (H / 2 + 1) / 2, 0, NULL, NULL, NULL, NULL, NULL, NULL};
@@ -422,26 +399,27 @@ int main(int argc, char **argv) {
     p.U = malloc(sizeof(float) * 9 * (size_t)(O * K));
     p.V = malloc(sizeof(float) * 9 * (size_t)(K * p.T));
     p.M = malloc(sizeof(float) * 9 * (size_t)(O * p.T));
-    fa f = {&p, NULL, 4 * p.TH + 3, 4 * p.TW + 3, NULL, NULL, p.TH + 1, p.TW + 1, 0, 0, 0};
-    float *xp = malloc(sizeof(float) * (size_t)N * C * f.HP * f.WP),
-          *mc = malloc(sizeof(float) * (size_t)nth * 9 * O * TB);
+    fa f = {&p, NULL, p.TH + 1, p.TW + 1, 0, 0, 0};
+    float *mc = malloc(sizeof(float) * (size_t)nth * 9 * O * TB);
     float *xs = malloc(sizeof(float) * (size_t)C * 16 * f.SH * f.SW * N);
-    int64_t *toff = malloc(sizeof(int64_t) * (size_t)p.T);
-    if (!x || !w || !p.U || !p.V || !p.M || !xp || !mc || !xs || !toff) return 1;
+    const int even = p.OH % 2 == 0 && p.OW % 2 == 0; /* kernels/wino.c's condition */
+    lib_job lj = {&p, NULL, NULL, NULL, O * K, 0, 0};
+    lj.g = (64 + p.TH * p.TW - 1) / (p.TH * p.TW), lj.g = lj.g < N ? lj.g : N;
+    lj.scrn = dp_wino_scratch_floats(lj.g, C, H, H, O);
+    lj.upk = malloc(sizeof(float) * 9 * (size_t)dp_wino_u_floats(O, C));
+    lj.tmp = malloc(sizeof(float) * (size_t)(nth * lj.tmpn));
+    lj.scr = malloc(sizeof(float) * (size_t)(nth * lj.scrn));
+    if (!x || !w || !p.U || !p.V || !p.M || !mc || !xs || !lj.upk || !lj.tmp || !lj.scr) return 1;
     for (int v = 0; v < NV; v++)
         if (!yv[v]) return 1;
     for (int64_t i = 0; i < nx; i++) x[i] = urand();
     for (int64_t i = 0; i < (int64_t)O * C * 16; i++) w[i] = 0.1f * urand();
     p.x = x, p.w = w;
-    f.xp = xp, f.toff = toff, f.xs = xs;
-    for (int64_t t = 0; t < p.T; t++) {
-        int64_t n = t / (p.TH * p.TW), ti = t / p.TW % p.TH, tj = t % p.TW;
-        toff[t] = n * C * f.HP * f.WP + 4 * ti * f.WP + 4 * tj;
-    }
+    f.xs = xs;
     const int64_t upk_n = dp_sgemm_packed_a_floats(O, K);
     float *upk = malloc(sizeof(float) * 9 * (size_t)upk_n);
     if (!upk) return 1;
-    fjob jz = {&p, f, mc, upk, upk_n}, jb = {&p, f, mc, upk, upk_n};
+    fjob jb = {&p, f, mc, upk, upk_n};
     jb.base.layout = 1;
     fjob js = {&p, f, mc, upk, upk_n};
     js.base.layout = 2;
@@ -476,12 +454,11 @@ int main(int argc, char **argv) {
                              p.M + xi * O * p.T, p.T);
                 s3 = now();
                 dp_parallel_for(ctx, (int64_t)N * O, otrans, &p);
-            } else if (v == V_FUSED) {
+            } else if (v == V_FUSED) { /* doppel's own (kernels/wino.c), as op_conv runs it */
+                if (!even) continue;
                 p.y = yv[v];
-                dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
-                dp_parallel_for(ctx, 9, pack_u, &jz);
-                dp_parallel_for(ctx, (int64_t)N * C, pad_copy, &f);
-                dp_parallel_for(ctx, (p.T + TB - 1) / TB, chunks, &jz);
+                dp_parallel_for(ctx, 9, lib_pack, &lj);
+                dp_parallel_for(ctx, (N + lj.g - 1) / lj.g, lib_imgs, &lj);
             } else if (v == V_BATCH) {
                 p.y = yv[v];
                 dp_parallel_for(ctx, (int64_t)O * C, wtrans, &p);
@@ -502,13 +479,13 @@ int main(int argc, char **argv) {
                 best_unfused = t1 - t0, stage[0] = s1 - t0, stage[1] = s2 - s1, stage[2] = s3 - s2, stage[3] = t1 - s3;
         }
     const double flop = 2.0 * N * O * p.OH * p.OW * C * 16; /* the direct convolution's */
-    static const char *const name[NV] = {"dp_conv2d", "F(2x2,2x2) separate", "F(2x2,2x2) fused",
+    static const char *const name[NV] = {"dp_conv2d", "F(2x2,2x2) separate", "F(2x2,2x2) fused (kernels/wino.c)",
                                          "F(2x2,2x2) fused, batch innermost", "F(2x2,2x2) fused, split per image"};
     double ratio[ROUNDS], tcopy[ROUNDS];
     printf("N=%d C=%d H=%d O=%d, %d threads, %d rounds (median time; median of the per-round ratios to dp_conv2d):\n",
            N, C, H, O, th, ROUNDS);
     for (int v = 0; v < NV; v++) {
-        if (v == V_BATCH && !batch_ok) continue;
+        if ((v == V_BATCH && !batch_ok) || (v == V_FUSED && !even)) continue;
         for (int r = 0; r < ROUNDS; r++) ratio[r] = tm[v][r] / tm[V_DIRECT][r], tcopy[r] = tm[v][r];
         double md = 0;
         for (int64_t i = 0; i < ny; i++) md = fmax(md, fabs((double)yv[v][i] - (double)yv[V_DIRECT][i]));
@@ -544,6 +521,7 @@ int main(int argc, char **argv) {
     dp_graph_free(g);
     dp_ctx_free(ctx);
     for (int v = 0; v < NV; v++) free(yv[v]);
-    free(x), free(w), free(p.U), free(p.V), free(p.M), free(xp), free(mc), free(xs), free(toff), free(upk);
+    free(x), free(w), free(p.U), free(p.V), free(p.M), free(mc), free(xs), free(upk);
+    free(lj.upk), free(lj.tmp), free(lj.scr);
     return 0;
 }
