@@ -560,9 +560,9 @@ static int dwgrad_use(const geom *G) {
  * 11", `doppel bench --worker dcgan64_d_convN_fwd`, with and without,
  * alternated): DCGAN-64's D.5 (128 -> 256, 16 -> 8, batch 64) 1.06-1.18x
  * faster (7 pairs), but D.2 (64 -> 128: 0.86-0.93x) and D.8 (256 -> 512 at
- * 4x4, 256 tiles a batch: 0.76-0.89x) slower (3 pairs each): the fill costs the same per element of
- * V while the GEMM does 2*O flops with it, and the weight transform (9 O x 4C
- * blocks, every call) needs many tiles to pay. So: O >= 256 and a batch of
+ * 4x4, 256 tiles a batch: 0.76-0.89x) slower (3 pairs each): the fill costs
+ * the same per element of V while the GEMM does 2*O flops with it, and the
+ * weight transform (9 O x 4C blocks, every call) needs many tiles to pay. So: O >= 256 and a batch of
  * at least dp_wino_min_tiles 2x2 output tiles (D.5's forward and G.6's input
  * gradient), with AVX2 only (not measured elsewhere). Images go out in
  * groups of about 64 tiles. */
