@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "kernels/vec.h"
 
 int64_t dp_wino_u_floats(int64_t O, int64_t C) { return dp_sgemm_packed_a_floats(O, 4 * C); }
 
@@ -71,6 +72,67 @@ static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, flo
     }
 }
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
+#include <immintrin.h>
+#define WINO_AVX2 1
+#define T256 __attribute__((target("avx2,fma")))
+/* The first float of each 16-byte group of r[0..32): 8 consecutive tiles' value at one patch column. */
+T256 static inline __m256 first_of_groups(const float *r, int hi) {
+    const __m256 v0 = _mm256_loadu_ps(r), v1 = _mm256_loadu_ps(r + 8), v2 = _mm256_loadu_ps(r + 16),
+                 v3 = _mm256_loadu_ps(r + 24);
+    __m256 a = hi ? _mm256_unpackhi_ps(v0, v1) : _mm256_unpacklo_ps(v0, v1); /* hi: the third float instead */
+    __m256 b = hi ? _mm256_unpackhi_ps(v2, v3) : _mm256_unpacklo_ps(v2, v3);
+    __m256 w = _mm256_shuffle_ps(a, b, 0x44); /* tiles 0 2 4 6 | 1 3 5 7 */
+    return _mm256_permutevar8x32_ps(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+/* Patch columns 0, 1, 2 (floats 0, 2, 4 of each tile: tiles 4 floats apart) of one patch row, 8 tiles. */
+T256 static inline void cols8(const float *r, __m256 *c0, __m256 *c1, __m256 *c2) {
+    *c0 = first_of_groups(r, 0), *c1 = first_of_groups(r, 1), *c2 = first_of_groups(r + 4, 0);
+}
+/* fill_v with runs of 8 tiles of one tile row as vectors: the same operations in the same order. Reads up to
+ * 3 floats past a padded row (inside the scratch: the next row, image or the M chunk). */
+T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const fill_arg *f = arg;
+    const int64_t WP = f->WP, per_img = f->TH * f->TW;
+    int64_t to[32];
+    for (int j = 0; j < n; j++) {
+        int64_t t = j0 + j, img = t / per_img, ti = t % per_img / f->TW, tj = t % f->TW;
+        to[j] = img * f->C * f->plane + 4 * ti * WP + 4 * tj;
+    }
+    const int u = f->u, v = f->v;
+    for (int k = 0; k < kc; k++) {
+        const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
+        const float *base = f->xp + c * f->plane + (q >> 1) * WP + (q & 1);
+        float *d = dst + (int64_t)k * nr;
+        int j = 0;
+        for (; j + 8 <= n && to[j + 7] == to[j] + 28; j += 8) {
+            const float *r0 = base + to[j];
+            __m256 a0, a1, a2, x0, x1, x2, y0, y1, y2;
+            if (u == 1) {
+                cols8(r0 + 2 * WP, &a0, &a1, &a2);
+            } else {
+                cols8(r0 + (u == 0 ? 0 : 4 * WP), &x0, &x1, &x2);
+                cols8(r0 + 2 * WP, &y0, &y1, &y2);
+                a0 = _mm256_sub_ps(x0, y0), a1 = _mm256_sub_ps(x1, y1), a2 = _mm256_sub_ps(x2, y2);
+            }
+            _mm256_storeu_ps(d + j, v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1));
+        }
+        for (; j < n; j++) {
+            const float *r0 = base + to[j], *r1 = r0 + 2 * WP, *r2 = r0 + 4 * WP;
+            float a0, a1, a2;
+            if (u == 0)
+                a0 = r0[0] - r1[0], a1 = r0[2] - r1[2], a2 = r0[4] - r1[4];
+            else if (u == 1)
+                a0 = r1[0], a1 = r1[2], a2 = r1[4];
+            else
+                a0 = r2[0] - r1[0], a1 = r2[2] - r1[2], a2 = r2[4] - r1[4];
+            d[j] = v == 0 ? a0 - a1 : v == 1 ? a1 : a2 - a1;
+        }
+        for (j = n; j < nr; j++) d[j] = 0.0f;
+    }
+}
+#endif
+
 void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                     const float *bias, int acc, float *y, float *scratch) {
     const int64_t HP = H + 2, WP = W + 2, plane = HP * WP, OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
@@ -87,9 +149,13 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
         memset(d + (H + 1) * WP, 0, sizeof(float) * (size_t)WP);
     }
     fill_arg f = {xp, C, WP, plane, TH, TW, 0, 0};
+    dp_bpanel_fn fill = fill_v;
+#ifdef WINO_AVX2
+    if (dp_kernel_level() >= 1) fill = fill_v_avx2;
+#endif
     for (int xi = 0; xi < 9; xi++) {
         f.u = xi / 3, f.v = xi % 3;
-        dp_sgemm_packed_bpanel_st(O, T, K, upk + xi * un, fill_v, &f, 0.0f, M + xi * O * T, T);
+        dp_sgemm_packed_bpanel_st(O, T, K, upk + xi * un, fill, &f, 0.0f, M + xi * O * T, T);
     }
     /* y tile = A^T m A, rows first */
     const int64_t st = O * T;

@@ -562,15 +562,20 @@ static int dwgrad_use(const geom *G) {
  * faster (7 pairs), but D.2 (64 -> 128: 0.86-0.93x) and D.8 (256 -> 512 at
  * 4x4, 256 tiles a batch: 0.76-0.89x) slower (3 pairs each): the fill costs
  * the same per element of V while the GEMM does 2*O flops with it, and the
- * weight transform (9 O x 4C blocks, every call) needs many tiles to pay. So: O >= 256 and a batch of
- * at least dp_wino_min_tiles 2x2 output tiles (D.5's forward and G.6's input
- * gradient), with AVX2 only (not measured elsewhere). Images go out in
- * groups of about 64 tiles. */
+ * weight transform (9 O x 4C blocks, every call) needs many tiles to pay.
+ * With the fill vectorised over runs of 8 tiles of a tile row (outputs at
+ * least 16 wide), D.2 turned: 1.09-1.75x in 7 of 8 pairs (0.86 in one), and
+ * 0.888 of the direct time in bench/winograd_proto.c's interleaved rounds.
+ * So: O >= 256, or O >= 128 with outputs >= 16 wide, and a batch of at least
+ * dp_wino_min_tiles 2x2 output tiles (DCGAN-64's D.2 and D.5 forwards, the
+ * input gradients of G.6 and G.9), with AVX2 only (not measured elsewhere).
+ * Images go out in groups of about 64 tiles. */
 int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
 static int wino_geom(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->KH == 4 && G->KW == 4 && G->sh == 2 && G->sw == 2 && G->pt == 1 &&
            G->pl == 1 && G->dh == 1 && G->dw == 1 && G->H == 2 * G->OH && G->W == 2 * G->OW && G->OH % 2 == 0 &&
-           G->OW % 2 == 0 && G->C >= 64 && G->O >= 256 && G->N * (G->OH / 2) * (G->OW / 2) >= dp_wino_min_tiles;
+           G->OW % 2 == 0 && G->C >= 64 && (G->O >= 256 || (G->O >= 128 && G->OW >= 16)) &&
+           G->N * (G->OH / 2) * (G->OW / 2) >= dp_wino_min_tiles;
 }
 static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(G); }
 static int64_t wino_imgs(const geom *G) {
