@@ -42,32 +42,40 @@ typedef struct fill_arg {
     int u, v;
 } fill_arg;
 
+/* The tiles' patch corners in their (image, channel 0) plane: tiles j0.. of the chunk. */
+static void tile_offsets(const fill_arg *f, int64_t j0, int n, int64_t *to) {
+    const int64_t per_img = f->TH * f->TW;
+    for (int j = 0; j < n; j++) {
+        int64_t t = j0 + j, img = t / per_img, ti = t % per_img / f->TW, tj = t % f->TW;
+        to[j] = img * f->C * f->plane + 4 * ti * f->WP + 4 * tj;
+    }
+}
+
+/* V at (u, v) of the patch whose corner is r0: B^T d's row u at patch
+ * columns 0, 1, 2 (floats 0, 2, 4), then the column combination v. */
+static inline float v_at(const float *r0, int64_t WP, int u, int v) {
+    const float *r1 = r0 + 2 * WP, *r2 = r0 + 4 * WP;
+    float a0, a1, a2;
+    if (u == 0)
+        a0 = r0[0] - r1[0], a1 = r0[2] - r1[2], a2 = r0[4] - r1[4];
+    else if (u == 1)
+        a0 = r1[0], a1 = r1[2], a2 = r1[4];
+    else
+        a0 = r2[0] - r1[0], a1 = r2[2] - r1[2], a2 = r2[4] - r1[4];
+    return v == 0 ? a0 - a1 : v == 1 ? a1 : a2 - a1;
+}
+
 /* B panel rows p0.. (k = phase * C + c), tiles j0..: V at (u, v) of each
  * tile's 3x3 patch in its phase image, rows first (B^T d), then columns. */
 static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
     const fill_arg *f = arg;
-    const int64_t WP = f->WP, per_img = f->TH * f->TW;
-    int64_t to[32]; /* the tiles' patch corners in their (image, channel 0) plane */
-    for (int j = 0; j < n; j++) {
-        int64_t t = j0 + j, img = t / per_img, ti = t % per_img / f->TW, tj = t % f->TW;
-        to[j] = img * f->C * f->plane + 4 * ti * WP + 4 * tj;
-    }
-    const int u = f->u, v = f->v;
+    int64_t to[32];
+    tile_offsets(f, j0, n, to);
     for (int k = 0; k < kc; k++) {
         const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
-        const float *base = f->xp + c * f->plane + (q >> 1) * WP + (q & 1);
+        const float *base = f->xp + c * f->plane + (q >> 1) * f->WP + (q & 1);
         float *d = dst + (int64_t)k * nr;
-        for (int j = 0; j < n; j++) {
-            const float *r0 = base + to[j], *r1 = r0 + 2 * WP, *r2 = r0 + 4 * WP;
-            float a0, a1, a2; /* B^T d's row u at patch columns 0, 1, 2 */
-            if (u == 0)
-                a0 = r0[0] - r1[0], a1 = r0[2] - r1[2], a2 = r0[4] - r1[4];
-            else if (u == 1)
-                a0 = r1[0], a1 = r1[2], a2 = r1[4];
-            else
-                a0 = r2[0] - r1[0], a1 = r2[2] - r1[2], a2 = r2[4] - r1[4];
-            d[j] = v == 0 ? a0 - a1 : v == 1 ? a1 : a2 - a1;
-        }
+        for (int j = 0; j < n; j++) d[j] = v_at(base + to[j], f->WP, f->u, f->v);
         for (int j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
@@ -93,12 +101,9 @@ T256 static inline void cols8(const float *r, __m256 *c0, __m256 *c1, __m256 *c2
  * 3 floats past a padded row (inside the scratch: the next row, image or the M chunk). */
 T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
     const fill_arg *f = arg;
-    const int64_t WP = f->WP, per_img = f->TH * f->TW;
+    const int64_t WP = f->WP;
     int64_t to[32];
-    for (int j = 0; j < n; j++) {
-        int64_t t = j0 + j, img = t / per_img, ti = t % per_img / f->TW, tj = t % f->TW;
-        to[j] = img * f->C * f->plane + 4 * ti * WP + 4 * tj;
-    }
+    tile_offsets(f, j0, n, to);
     const int u = f->u, v = f->v;
     for (int k = 0; k < kc; k++) {
         const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
@@ -117,17 +122,7 @@ T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, i
             }
             _mm256_storeu_ps(d + j, v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1));
         }
-        for (; j < n; j++) {
-            const float *r0 = base + to[j], *r1 = r0 + 2 * WP, *r2 = r0 + 4 * WP;
-            float a0, a1, a2;
-            if (u == 0)
-                a0 = r0[0] - r1[0], a1 = r0[2] - r1[2], a2 = r0[4] - r1[4];
-            else if (u == 1)
-                a0 = r1[0], a1 = r1[2], a2 = r1[4];
-            else
-                a0 = r2[0] - r1[0], a1 = r2[2] - r1[2], a2 = r2[4] - r1[4];
-            d[j] = v == 0 ? a0 - a1 : v == 1 ? a1 : a2 - a1;
-        }
+        for (; j < n; j++) d[j] = v_at(base + to[j], WP, u, v);
         for (j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
