@@ -105,12 +105,14 @@ T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, i
     int64_t to[32];
     tile_offsets(f, j0, n, to);
     const int u = f->u, v = f->v;
+    int nv = 0; /* tiles [0, nv) go as runs of 8 consecutive tiles of one tile row: the same for every k */
+    while (nv + 8 <= n && to[nv + 7] == to[nv] + 28) nv += 8;
     for (int k = 0; k < kc; k++) {
         const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
         const float *base = f->xp + c * f->plane + (q >> 1) * WP + (q & 1);
         float *d = dst + (int64_t)k * nr;
         int j = 0;
-        for (; j + 8 <= n && to[j + 7] == to[j] + 28; j += 8) {
+        for (; j < nv; j += 8) {
             const float *r0 = base + to[j];
             __m256 a0, a1, a2, x0, x1, x2, y0, y1, y2;
             if (u == 1) {
