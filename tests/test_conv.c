@@ -250,6 +250,11 @@ static const cfg configs[] = {
     {"tconv dx by Winograd (DCGAN-64 G.6)", 1, 2, 256, 8, 8, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv Winograd 2x16 outputs, 128 outputs (runs of 8 tiles in the fill)", 0, 2, 64, 4, 32, 128, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv Winograd 4x20 outputs (a run of 8 and a scalar tail per row)", 0, 1, 64, 8, 40, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    /* the adjoint (dp_wino_t_images: the transposed conv's forward, the conv's input gradient, also taken by the
+     * conv configurations above with O >= 128 and outputs >= 8 wide): tconv outputs >= 64, inputs >= 128 x 8 wide */
+    {"tconv Winograd 8x8 inputs (DCGAN-64 G.6 forward, pairs of 4-tile runs)", 1, 2, 256, 8, 8, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"tconv Winograd 8x10 inputs, 65 outputs (runs cut by the rows: scalar fill; M tail)", 1, 3, 128, 8, 10, 65, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    {"tconv Winograd 12x16 inputs, K over two slices (runs, then scalar)", 1, 1, 300, 12, 16, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])
 

@@ -36,12 +36,13 @@ typedef void (*dp_bpanel_fn)(void *arg, int64_t p0, int kc, int64_t j0, int n, i
 void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill, void *arg,
                         float beta, float *C, int64_t ldc);
 
-/* A (M x K, row-major, lda) packed once for many products with the same A
- * (weights used for every chunk of a batch): dp_sgemm_packed_a_floats floats
- * at dst, in the micro-kernel's layout. The packing belongs to the kernel
- * chosen when it was made: dp_gemm_set_kernel in between makes it garbage. */
+/* op(A) (M x K; A row-major, lda; trans_a: A stored K x M) packed once for
+ * many products with the same A (weights used for every chunk of a batch):
+ * dp_sgemm_packed_a_floats floats at dst, in the micro-kernel's layout. The
+ * packing belongs to the kernel chosen when it was made: dp_gemm_set_kernel
+ * in between makes it garbage. */
 int64_t dp_sgemm_packed_a_floats(int64_t M, int64_t K);
-void dp_sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *dst);
+void dp_sgemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda, float *dst);
 /* dp_sgemm_bpanel_st with A packed by dp_sgemm_pack_a (same M and K): no
  * packing of A per call. Single-threaded. */
 void dp_sgemm_packed_bpanel_st(int64_t M, int64_t N, int64_t K, const float *apacked, dp_bpanel_fn fill, void *arg,

@@ -10,8 +10,8 @@ int64_t dp_wino_u_floats(int64_t O, int64_t C) { return dp_sgemm_packed_a_floats
 
 /* U = G g G^T at (u, v) for every (o, c, phase): g the phase's 2x2 taps. Row
  * u of G g: g0, g0 + g1, g1 (a the first tap index); then the same over b. */
-void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk) {
-    const int u = xi / 3, v = xi % 3;
+static inline __attribute__((always_inline)) void transform(const float *w, int64_t O, int64_t C, float *tmp,
+                                                            const int u, const int v) {
     const int64_t K = 4 * C;
     for (int64_t o = 0; o < O; o++)
         for (int64_t c = 0; c < C; c++) {
@@ -26,19 +26,57 @@ void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, fl
                 tmp[o * K + q * C + c] = v == 0 ? h[0] : v == 1 ? h[0] + h[1] : h[1];
             }
         }
-    dp_sgemm_pack_a(O, K, tmp, K, upk + xi * dp_wino_u_floats(O, C));
+}
+
+/* The weight transforms for each product xi = 3u + v, inlined with u and v
+ * constant: the selections fold away (perf: 9.9 % of a 1-thread G.6 forward
+ * with them at run time, 4.0 % folded). */
+#define WINO_SWITCH(xi, f, ...)                                                                                        \
+    switch (xi) {                                                                                                      \
+    case 0: f(__VA_ARGS__, 0, 0); break;                                                                               \
+    case 1: f(__VA_ARGS__, 0, 1); break;                                                                               \
+    case 2: f(__VA_ARGS__, 0, 2); break;                                                                               \
+    case 3: f(__VA_ARGS__, 1, 0); break;                                                                               \
+    case 4: f(__VA_ARGS__, 1, 1); break;                                                                               \
+    case 5: f(__VA_ARGS__, 1, 2); break;                                                                               \
+    case 6: f(__VA_ARGS__, 2, 0); break;                                                                               \
+    case 7: f(__VA_ARGS__, 2, 1); break;                                                                               \
+    default: f(__VA_ARGS__, 2, 2); break;                                                                              \
+    }
+
+void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk) {
+    WINO_SWITCH(xi, transform, w, O, C, tmp)
+    dp_sgemm_pack_a(0, O, 4 * C, tmp, 4 * C, upk + xi * dp_wino_u_floats(O, C));
 }
 
 /* The padded images: 1 row and column of zeros before, 1 after. */
 static int64_t pad_floats(int64_t nimg, int64_t C, int64_t H, int64_t W) { return (nimg * C * (H + 2) * (W + 2) + 15) / 16 * 16; }
+
+/* planes of H x W into planes of (H + 2) x (W + 2) with a zero border */
+static void pad_copy(const float *x, int64_t planes, int64_t H, int64_t W, float *xp) {
+    const int64_t WP = W + 2, plane = (H + 2) * WP;
+    for (int64_t i = 0; i < planes; i++) {
+        float *d = xp + i * plane;
+        memset(d, 0, sizeof(float) * (size_t)WP);
+        for (int64_t h = 0; h < H; h++) {
+            float *dr = d + (h + 1) * WP;
+            dr[0] = dr[W + 1] = 0.0f;
+            memcpy(dr + 1, x + (i * H + h) * W, sizeof(float) * (size_t)W);
+        }
+        memset(d + (H + 1) * WP, 0, sizeof(float) * (size_t)WP);
+    }
+}
 
 int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
     return pad_floats(nimg, C, H, W) + 9 * O * nimg * (H / 4) * (W / 4);
 }
 
 typedef struct fill_arg {
-    const float *xp; /* [nimg][C][H + 2][W + 2] */
-    int64_t C, WP, plane, TH, TW;
+    const float *xp;  /* [nimg][C][HP][WP], zero-padded */
+    int64_t C;        /* channels of xp */
+    int64_t WP, plane, TH, TW;
+    int64_t ts;       /* floats from one tile's patch to the next along a row: 4 (forward) or 2 (adjoint) */
+    int64_t off;      /* adjoint: the phase's first patch corner in its plane */
     int u, v;
 } fill_arg;
 
@@ -47,21 +85,22 @@ static void tile_offsets(const fill_arg *f, int64_t j0, int n, int64_t *to) {
     const int64_t per_img = f->TH * f->TW;
     for (int j = 0; j < n; j++) {
         int64_t t = j0 + j, img = t / per_img, ti = t % per_img / f->TW, tj = t % f->TW;
-        to[j] = img * f->C * f->plane + 4 * ti * f->WP + 4 * tj;
+        to[j] = img * f->C * f->plane + f->ts * (ti * f->WP + tj);
     }
 }
 
-/* V at (u, v) of the patch whose corner is r0: B^T d's row u at patch
- * columns 0, 1, 2 (floats 0, 2, 4), then the column combination v. */
-static inline float v_at(const float *r0, int64_t WP, int u, int v) {
-    const float *r1 = r0 + 2 * WP, *r2 = r0 + 4 * WP;
+/* V at (u, v) of the 3x3 patch whose corner is r0, its rows rs floats apart
+ * and its columns cs apart: B^T d's row u at patch columns 0, 1, 2, then the
+ * column combination v. */
+static inline float v_at(const float *r0, int64_t rs, int64_t cs, int u, int v) {
+    const float *r1 = r0 + rs, *r2 = r0 + 2 * rs;
     float a0, a1, a2;
     if (u == 0)
-        a0 = r0[0] - r1[0], a1 = r0[2] - r1[2], a2 = r0[4] - r1[4];
+        a0 = r0[0] - r1[0], a1 = r0[cs] - r1[cs], a2 = r0[2 * cs] - r1[2 * cs];
     else if (u == 1)
-        a0 = r1[0], a1 = r1[2], a2 = r1[4];
+        a0 = r1[0], a1 = r1[cs], a2 = r1[2 * cs];
     else
-        a0 = r2[0] - r1[0], a1 = r2[2] - r1[2], a2 = r2[4] - r1[4];
+        a0 = r2[0] - r1[0], a1 = r2[cs] - r1[cs], a2 = r2[2 * cs] - r1[2 * cs];
     return v == 0 ? a0 - a1 : v == 1 ? a1 : a2 - a1;
 }
 
@@ -75,7 +114,7 @@ static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, flo
         const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
         const float *base = f->xp + c * f->plane + (q >> 1) * f->WP + (q & 1);
         float *d = dst + (int64_t)k * nr;
-        for (int j = 0; j < n; j++) d[j] = v_at(base + to[j], f->WP, f->u, f->v);
+        for (int j = 0; j < n; j++) d[j] = v_at(base + to[j], 2 * f->WP, 2, f->u, f->v);
         for (int j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
@@ -124,28 +163,27 @@ T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, i
             }
             _mm256_storeu_ps(d + j, v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1));
         }
-        for (; j < n; j++) d[j] = v_at(base + to[j], WP, u, v);
+        for (; j < n; j++) d[j] = v_at(base + to[j], 2 * WP, 2, u, v);
         for (j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
 #endif
+
+/* A^T m A for the tile whose 9 products are m[0], m[st], ..., m[8 st] (rows
+ * first): outputs (0,0), (0,1), (1,0), (1,1). */
+static inline void out_tile(const float *m, int64_t st, float t[4]) {
+    float z0[3], z1[3];
+    for (int c3 = 0; c3 < 3; c3++) z0[c3] = m[c3 * st] + m[(3 + c3) * st], z1[c3] = m[(3 + c3) * st] + m[(6 + c3) * st];
+    t[0] = z0[0] + z0[1], t[1] = z0[1] + z0[2], t[2] = z1[0] + z1[1], t[3] = z1[1] + z1[2];
+}
 
 void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                     const float *bias, int acc, float *y, float *scratch) {
     const int64_t HP = H + 2, WP = W + 2, plane = HP * WP, OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
     const int64_t T = nimg * TH * TW, K = 4 * C, un = dp_wino_u_floats(O, C);
     float *xp = scratch, *M = scratch + pad_floats(nimg, C, H, W);
-    for (int64_t i = 0; i < nimg * C; i++) { /* zero-padded copy */
-        float *d = xp + i * plane;
-        memset(d, 0, sizeof(float) * (size_t)WP);
-        for (int64_t h = 0; h < H; h++) {
-            float *dr = d + (h + 1) * WP;
-            dr[0] = dr[W + 1] = 0.0f;
-            memcpy(dr + 1, x + (i * H + h) * W, sizeof(float) * (size_t)W);
-        }
-        memset(d + (H + 1) * WP, 0, sizeof(float) * (size_t)WP);
-    }
-    fill_arg f = {xp, C, WP, plane, TH, TW, 0, 0};
+    pad_copy(x, nimg * C, H, W, xp);
+    fill_arg f = {xp, C, WP, plane, TH, TW, 4, 0, 0, 0};
     dp_bpanel_fn fill = fill_v;
 #ifdef WINO_AVX2
     if (dp_kernel_level() >= 1) fill = fill_v_avx2;
@@ -154,7 +192,6 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
         f.u = xi / 3, f.v = xi % 3;
         dp_sgemm_packed_bpanel_st(O, T, K, upk + xi * un, fill, &f, 0.0f, M + xi * O * T, T);
     }
-    /* y tile = A^T m A, rows first */
     const int64_t st = O * T;
     for (int64_t n = 0; n < nimg; n++)
         for (int64_t o = 0; o < O; o++) {
@@ -163,17 +200,143 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
             const float *mo = M + o * T + n * TH * TW;
             for (int64_t ti = 0; ti < TH; ti++)
                 for (int64_t tj = 0; tj < TW; tj++) {
-                    const float *m = mo + ti * TW + tj;
-                    float z0[3], z1[3];
-                    for (int c3 = 0; c3 < 3; c3++)
-                        z0[c3] = m[c3 * st] + m[(3 + c3) * st], z1[c3] = m[(3 + c3) * st] + m[(6 + c3) * st];
+                    float t[4];
+                    out_tile(mo + ti * TW + tj, st, t);
                     float *y0 = yo + 2 * ti * OW + 2 * tj, *y1 = y0 + OW;
-                    float v00 = z0[0] + z0[1] + b, v01 = z0[1] + z0[2] + b;
-                    float v10 = z1[0] + z1[1] + b, v11 = z1[1] + z1[2] + b;
+                    float v00 = t[0] + b, v01 = t[1] + b, v10 = t[2] + b, v11 = t[3] + b;
                     if (acc)
                         y0[0] += v00, y0[1] += v01, y1[0] += v10, y1[1] += v11;
                     else
                         y0[0] = v00, y0[1] = v01, y1[0] = v10, y1[1] = v11;
                 }
         }
+}
+
+/* ------------------------------------------------------------ the adjoint
+ * x_grad (+)= conv^T(y_grad), the transposed convolution's forward. Each
+ * input phase (r, s) of x is a 2x2 correlation of y padded by one on every
+ * side, with the phase's taps flipped:
+ *   gx[c, 2p+r-1, 2q+s-1] = sum_{o,a,b} f[o,c,a,b] yp[o, p+a, q+b],  f[a][b] = w[o, c, 2(1-a)+r, 2(1-b)+s]
+ * for p in [1-r, OH-r]: OH outputs (even), so F(2x2, 2x2) again, with its
+ * 2x2 tiles' 3x3 patches two floats apart; 9 GEMMs C x O by O x tiles per
+ * phase (36 in all: the forward's flops), M reused from phase to phase. */
+int64_t dp_wino_t_u_floats(int64_t O, int64_t C) { return dp_sgemm_packed_a_floats(C, O); }
+
+static inline __attribute__((always_inline)) void t_transform(const float *w, int64_t O, int64_t C, float *tmp,
+                                                              const int u, const int v) {
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *wk = w + (o * C + c) * 16;
+            for (int q = 0; q < 4; q++) {
+                const int r = q >> 1, s = q & 1;
+                float h[2]; /* row u of G f at b = 0 and 1: f[0][b] is tap row 2 + r, f[1][b] row r */
+                for (int b = 0; b < 2; b++) {
+                    float g0 = wk[(2 + r) * 4 + 2 * (1 - b) + s], g1 = wk[r * 4 + 2 * (1 - b) + s];
+                    h[b] = u == 0 ? g0 : u == 1 ? g0 + g1 : g1;
+                }
+                tmp[(q * O + o) * C + c] = v == 0 ? h[0] : v == 1 ? h[0] + h[1] : h[1];
+            }
+        }
+}
+
+void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk) {
+    WINO_SWITCH(xi, t_transform, w, O, C, tmp)
+    const int64_t un = dp_wino_t_u_floats(O, C);
+    for (int q = 0; q < 4; q++) dp_sgemm_pack_a(1, C, O, tmp + q * C * O, C, upk + (q * 9 + xi) * un); /* tmp is U^T */
+}
+
+int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
+    return pad_floats(nimg, O, H / 2, W / 2) + 9 * C * nimg * (H / 4) * (W / 4);
+}
+
+/* B panel rows p0.. (k = o), tiles j0..: V at (u, v) of each tile's patch in y's padded plane. */
+static void fill_t_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const fill_arg *f = arg;
+    int64_t to[32];
+    tile_offsets(f, j0, n, to);
+    for (int k = 0; k < kc; k++) {
+        const float *base = f->xp + (p0 + k) * f->plane + f->off;
+        float *d = dst + (int64_t)k * nr;
+        for (int j = 0; j < n; j++) d[j] = v_at(base + to[j], f->WP, 1, f->u, f->v);
+        for (int j = n; j < nr; j++) d[j] = 0.0f;
+    }
+}
+
+#ifdef WINO_AVX2
+/* Patch columns 0, 1, 2 of one patch row for two runs of 4 consecutive tiles
+ * (patches 2 floats apart): run a in the low lanes, run b in the high ones. */
+T256 static inline void cols4x2(const float *a, const float *b, __m256 *c0, __m256 *c1, __m256 *c2) {
+    const __m256 lo = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
+    const __m256 hi = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 4)), _mm_loadu_ps(b + 4), 1);
+    const __m256 lo2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 2)), _mm_loadu_ps(b + 2), 1);
+    const __m256 hi2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 6)), _mm_loadu_ps(b + 6), 1);
+    *c0 = _mm256_shuffle_ps(lo, hi, 0x88), *c1 = _mm256_shuffle_ps(lo, hi, 0xDD), *c2 = _mm256_shuffle_ps(lo2, hi2, 0x88);
+}
+/* fill_t_v with pairs of runs of 4 tiles of one tile row as vectors (rows of
+ * 4 tiles pair up across tile rows): the same operations in the same order.
+ * Reads 1 float past a padded row (the next row, or the M chunk after the
+ * last plane). */
+T256 static void fill_t_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    const fill_arg *f = arg;
+    const int64_t WP = f->WP;
+    int64_t to[32];
+    tile_offsets(f, j0, n, to);
+    const int u = f->u, v = f->v;
+    int nv = 0; /* tiles [0, nv) go 8 at a time: two runs of 4 consecutive tiles; the same for every k */
+    while (nv + 8 <= n && to[nv + 3] == to[nv] + 6 && to[nv + 7] == to[nv + 4] + 6) nv += 8;
+    for (int k = 0; k < kc; k++) {
+        const float *base = f->xp + (p0 + k) * f->plane + f->off;
+        float *d = dst + (int64_t)k * nr;
+        int j = 0;
+        for (; j < nv; j += 8) {
+            const float *ra = base + to[j], *rb = base + to[j + 4];
+            __m256 a0, a1, a2, x0, x1, x2, y0, y1, y2;
+            if (u == 1) {
+                cols4x2(ra + WP, rb + WP, &a0, &a1, &a2);
+            } else {
+                const int64_t e = u == 0 ? 0 : 2 * WP;
+                cols4x2(ra + e, rb + e, &x0, &x1, &x2);
+                cols4x2(ra + WP, rb + WP, &y0, &y1, &y2);
+                a0 = _mm256_sub_ps(x0, y0), a1 = _mm256_sub_ps(x1, y1), a2 = _mm256_sub_ps(x2, y2);
+            }
+            _mm256_storeu_ps(d + j, v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1));
+        }
+        for (; j < n; j++) d[j] = v_at(base + to[j], WP, 1, u, v);
+        for (j = n; j < nr; j++) d[j] = 0.0f;
+    }
+}
+#endif
+
+void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
+                      float *gx, float *scratch) {
+    const int64_t OH = H / 2, OW = W / 2, WP = OW + 2, plane = (OH + 2) * WP, TH = OH / 2, TW = OW / 2;
+    const int64_t T = nimg * TH * TW, un = dp_wino_t_u_floats(O, C), st = C * T;
+    float *yp = scratch, *M = scratch + pad_floats(nimg, O, OH, OW);
+    pad_copy(gy, nimg * O, OH, OW, yp);
+    fill_arg f = {yp, O, WP, plane, TH, TW, 2, 0, 0, 0};
+    dp_bpanel_fn fill = fill_t_v;
+#ifdef WINO_AVX2
+    if (dp_kernel_level() >= 1) fill = fill_t_v_avx2;
+#endif
+    for (int q = 0; q < 4; q++) {
+        const int r = q >> 1, s = q & 1;
+        f.off = (1 - r) * WP + (1 - s);
+        for (int xi = 0; xi < 9; xi++) {
+            f.u = xi / 3, f.v = xi % 3;
+            dp_sgemm_packed_bpanel_st(C, T, O, upk + (q * 9 + xi) * un, fill, &f, 0.0f, M + xi * st, T);
+        }
+        /* each tile added at rows 1 - r + 4ti + {0, 2} and columns 1 - s + 4tj + {0, 2} */
+        for (int64_t n = 0; n < nimg; n++)
+            for (int64_t c = 0; c < C; c++) {
+                float *g = gx + (n * C + c) * H * W + (1 - r) * W + (1 - s);
+                const float *mo = M + c * T + n * TH * TW;
+                for (int64_t ti = 0; ti < TH; ti++)
+                    for (int64_t tj = 0; tj < TW; tj++) {
+                        float t[4];
+                        out_tile(mo + ti * TW + tj, st, t);
+                        float *g0 = g + 4 * ti * W + 4 * tj, *g1 = g0 + 2 * W;
+                        g0[0] += t[0], g0[2] += t[1], g1[0] += t[2], g1[2] += t[3];
+                    }
+            }
+    }
 }

@@ -45,4 +45,22 @@ int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, in
 void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                     const float *bias, int acc, float *y, float *scratch);
 
+/* The adjoint, x_grad[n] += conv^T(y_grad[n]) (the input gradient of such a
+ * convolution, the forward of the transposed one): each of the 4 input phases
+ * of x is a 2x2 correlation of y_grad padded by one, so F(2x2, 2x2) again,
+ * 9 GEMMs of C x O by O x tiles per phase. Floats per (phase, product) of
+ * the packed weights: */
+int64_t dp_wino_t_u_floats(int64_t O, int64_t C);
+
+/* U for product xi of all 4 phases into upk + (phase * 9 + xi) *
+ * dp_wino_t_u_floats(O, C); tmp holds 4 * C * O floats. */
+void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk);
+
+int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O);
+
+/* gx[n] += conv^T(gy[n]) for nimg images: gy O x H/2 x W/2 (both even), gx
+ * C x H x W. Single-threaded. */
+void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
+                      float *gx, float *scratch);
+
 #endif

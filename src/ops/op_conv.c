@@ -571,23 +571,42 @@ static int dwgrad_use(const geom *G) {
  * input gradients of G.6 and G.9), with AVX2 only (not measured elsewhere).
  * Images go out in groups of about 64 tiles. */
 int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
-static int wino_geom(const geom *G) {
+static int wino_shape(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->KH == 4 && G->KW == 4 && G->sh == 2 && G->sw == 2 && G->pt == 1 &&
            G->pl == 1 && G->dh == 1 && G->dw == 1 && G->H == 2 * G->OH && G->W == 2 * G->OW && G->OH % 2 == 0 &&
-           G->OW % 2 == 0 && G->C >= 64 && (G->O >= 256 || (G->O >= 128 && G->OW >= 16)) &&
-           G->N * (G->OH / 2) * (G->OW / 2) >= dp_wino_min_tiles;
+           G->OW % 2 == 0 && G->N * (G->OH / 2) * (G->OW / 2) >= dp_wino_min_tiles;
+}
+static int wino_geom(const geom *G) {
+    return wino_shape(G) && G->C >= 64 && (G->O >= 256 || (G->O >= 128 && G->OW >= 16));
 }
 static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(G); }
+/* The adjoint (dp_wino_t_images; run_scatter: the conv's input gradient, the
+ * transposed conv's forward), measured the same way (session 12, 3 pairs
+ * each, after the weight transforms were specialised): G.6's forward
+ * (C 128, O 256, 8x8 -> 16x16) 1.18-1.27x, D.5's backward (the input
+ * gradient of C 128, O 256, 8x8 outputs, with the unchanged weight gradient)
+ * 1.02-1.28x, D.2's backward 1.01-1.06x, G.9's forward (C 64, O 128, 16x16)
+ * 0.95-1.03x; with 4x4 outputs (D.8's backward, G.3's forward: 2 tiles a
+ * row, the scalar fill) 0.94-1.14x, not taken. In-process (bench/ab_inproc.c,
+ * 30 rounds) the DCGAN-64 D step 1.036 (q25 0.998), the G step 1.022 (q25 0.999). */
+static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 8; }
+static int wino_t_use(const geom *G) { return dp_kernel_level() == 1 && wino_t_geom(G); }
 static int64_t wino_imgs(const geom *G) {
     int64_t tiles = G->OH / 2 * (G->OW / 2), g = (64 + tiles - 1) / tiles;
     return g < G->N ? g : G->N;
 }
 /* The transformed weights, packed for any kernel (packed rows <= O + 31). */
-static int64_t wino_u_floats_max(const geom *G) { return ALIGN16(9 * (G->O + 32) * 4 * G->C); }
+static int64_t wino_u_floats_max(const geom *G) {
+    int64_t f = 9 * (G->O + 32) * 4 * G->C, t = 36 * (G->C + 32) * G->O; /* forward, adjoint */
+    return ALIGN16(f > t ? f : t);
+}
 static int64_t wino_scratch(const geom *G) {
     int64_t s = dp_wino_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O), t = G->O * 4 * G->C;
+    int64_t a = dp_wino_t_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O);
+    s = s > a ? s : a;
     return s > t ? s : t;
 }
+static int wino_any_geom(const geom *G) { return wino_geom(G) || wino_t_geom(G); }
 
 /* The zero-padded image: every tap of every output position inside it. */
 static void dconv_dims(const geom *G, int64_t *Hp, int64_t *Wp) {
@@ -635,7 +654,7 @@ static int s1_any_geom(const geom *G) {
 }
 static int64_t dconv_wp_floats(const geom *G) {
     int64_t f = dconv_geom(G) ? ALIGN16(G->O * G->CKK) : s1_any_geom(G) ? ALIGN16(2 * G->O * G->CKK) : 0;
-    return wino_geom(G) && wino_u_floats_max(G) > f ? wino_u_floats_max(G) : f; /* the same slot: packed each call */
+    return wino_any_geom(G) && wino_u_floats_max(G) > f ? wino_u_floats_max(G) : f; /* the same slot: packed each call */
 }
 
 /* ------------------------------------------------------------ the three primitives */
@@ -656,7 +675,7 @@ static int64_t thread_scratch(const geom *G, int T) {
         if (f > s) s = f;
     }
     if (dconv_geom(G) && dconv_pad_floats(G) > s) s = dconv_pad_floats(G);
-    if (wino_geom(G) && wino_scratch(G) > s) s = wino_scratch(G);
+    if (wino_any_geom(G) && wino_scratch(G) > s) s = wino_scratch(G);
     if (dwgrad_geom(G) && dconv_pad_floats(G) + ALIGN16(G->P * G->O) > s) s = dconv_pad_floats(G) + ALIGN16(G->P * G->O);
     return s;
 }
@@ -1140,29 +1159,36 @@ static void run_dconv(const conv_rt *rt, const geom *G, const float *w, const fl
     dp_parallel_for(rt->g->ctx, G->N * J.nob, dconv_part, &J);
 }
 
+/* adj: the adjoint, out (image side) += conv^T(in (cols side)) */
 typedef struct wjob {
     const geom *G;
-    const float *w, *img, *bias;
+    const float *w, *in, *bias;
     float *out, *upk, *ws;
     int64_t S, g;
-    int acc;
+    int acc, adj;
 } wjob;
 static void wino_pack_part(void *arg, int64_t b, int64_t e, int tid) {
     const wjob *J = arg;
-    for (int64_t xi = b; xi < e; xi++) dp_wino_pack_w(J->w, J->G->O, J->G->C, (int)xi, J->ws + tid * J->S, J->upk);
+    for (int64_t xi = b; xi < e; xi++)
+        (J->adj ? dp_wino_t_pack_w : dp_wino_pack_w)(J->w, J->G->O, J->G->C, (int)xi, J->ws + tid * J->S, J->upk);
 }
 static void wino_part(void *arg, int64_t b, int64_t e, int tid) {
     const wjob *J = arg;
     const geom *G = J->G;
     for (int64_t it = b; it < e; it++) {
         int64_t n0 = it * J->g, n1 = n0 + J->g < G->N ? n0 + J->g : G->N;
-        dp_wino_images(J->upk, J->img + n0 * G->C * G->HW, n1 - n0, G->C, G->H, G->W, G->O, J->bias, J->acc,
-                       J->out + n0 * G->O * G->P, J->ws + tid * J->S);
+        if (J->adj)
+            dp_wino_t_images(J->upk, J->in + n0 * G->O * G->P, n1 - n0, G->C, G->H, G->W, G->O,
+                             J->out + n0 * G->C * G->HW, J->ws + tid * J->S);
+        else
+            dp_wino_images(J->upk, J->in + n0 * G->C * G->HW, n1 - n0, G->C, G->H, G->W, G->O, J->bias, J->acc,
+                           J->out + n0 * G->O * G->P, J->ws + tid * J->S);
     }
 }
-static void run_wino(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
-                     int acc) {
-    wjob J = {G, w, img, bias, out, rt->wpk, rt->ws, rt->S, wino_imgs(G), acc};
+/* adj: img (out) += conv^T(cols (in)); else out (+)= conv(img (in)) (+ bias) */
+static void run_wino(const conv_rt *rt, const geom *G, int adj, const float *w, const float *in, const float *bias,
+                     float *out, int acc) {
+    wjob J = {G, w, in, bias, out, rt->wpk, rt->ws, rt->S, wino_imgs(G), acc, adj};
     dp_parallel_for(rt->g->ctx, 9, wino_pack_part, &J);
     dp_parallel_for(rt->g->ctx, (G->N + J.g - 1) / J.g, wino_part, &J);
 }
@@ -1180,7 +1206,7 @@ static void run_gather(const conv_rt *rt, const geom *G, const float *w, const f
         return;
     }
     if (wino_use(G)) {
-        run_wino(rt, G, w, img, bias, out, acc);
+        run_wino(rt, G, 0, w, img, bias, out, acc);
         return;
     }
     if (dconv_use(G)) {
@@ -1214,6 +1240,10 @@ static void run_scatter(const conv_rt *rt, const geom *G, const float *w, const 
         float *wf = rt->ws + rt->T * rt->S + (wgrad_parts(rt->T, rt->pw) - 1) * rt->pw;
         flip_weights(G, w, wf);
         run_gather(rt, &F, wf, cols, NULL, img, 1);
+        return;
+    }
+    if (wino_t_use(G)) {
+        run_wino(rt, G, 1, w, cols, NULL, img, 1);
         return;
     }
     dp_ctx *ctx = rt->g->ctx;
