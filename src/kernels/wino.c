@@ -136,29 +136,53 @@ T256 static inline __m256 first_of_groups(const float *r, int hi) {
 T256 static inline void cols8(const float *r, __m256 *c0, __m256 *c1, __m256 *c2) {
     *c0 = first_of_groups(r, 0), *c1 = first_of_groups(r, 1), *c2 = first_of_groups(r + 4, 0);
 }
-/* fill_v with runs of 8 tiles of one tile row as vectors: the same operations in the same order. Reads up to
- * 3 floats past a padded row (inside the scratch: the next row, image or the M chunk). */
+/* The same for two runs of 4 tiles (a in the low lanes, b in the high ones): rows of 4 tiles (8-wide outputs). */
+T256 static inline __m256 pair128(const float *a, const float *b) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
+}
+T256 static inline void cols4x2s4(const float *a, const float *b, __m256 *c0, __m256 *c1, __m256 *c2) {
+    const __m256 v0 = pair128(a, b), v1 = pair128(a + 4, b + 4), v2 = pair128(a + 8, b + 8),
+                 v3 = pair128(a + 12, b + 12), v4 = pair128(a + 16, b + 16);
+    *c0 = _mm256_shuffle_ps(_mm256_unpacklo_ps(v0, v1), _mm256_unpacklo_ps(v2, v3), 0x44);
+    *c1 = _mm256_shuffle_ps(_mm256_unpackhi_ps(v0, v1), _mm256_unpackhi_ps(v2, v3), 0x44);
+    *c2 = _mm256_shuffle_ps(_mm256_unpacklo_ps(v1, v2), _mm256_unpacklo_ps(v3, v4), 0x44);
+}
+T256 static inline void cols_any(const float *a, const float *b, int run8, __m256 *c0, __m256 *c1, __m256 *c2) {
+    if (run8)
+        cols8(a, c0, c1, c2);
+    else
+        cols4x2s4(a, b, c0, c1, c2);
+}
+/* fill_v with 8 tiles a vector, as a run of 8 tiles of one tile row or as two runs of 4 (rows of 4 tiles pair up
+ * across tile rows): the same operations in the same order. Reads up to 3 floats past a padded row (inside the
+ * scratch: the next row, image or the M chunk). */
 T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
     const fill_arg *f = arg;
     const int64_t WP = f->WP;
     int64_t to[32];
     tile_offsets(f, j0, n, to);
     const int u = f->u, v = f->v;
-    int nv = 0; /* tiles [0, nv) go as runs of 8 consecutive tiles of one tile row: the same for every k */
-    while (nv + 8 <= n && to[nv + 7] == to[nv] + 28) nv += 8;
+    /* tiles [0, nv) go 8 at a time, group g as a run of 8 (run8[g]) or two runs of 4: the same for every k */
+    int nv = 0, run8[4];
+    for (; nv + 8 <= n; nv += 8) {
+        run8[nv / 8] = to[nv + 7] == to[nv] + 28;
+        if (!run8[nv / 8] && !(to[nv + 3] == to[nv] + 12 && to[nv + 7] == to[nv + 4] + 12)) break;
+    }
     for (int k = 0; k < kc; k++) {
         const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
         const float *base = f->xp + c * f->plane + (q >> 1) * WP + (q & 1);
         float *d = dst + (int64_t)k * nr;
         int j = 0;
         for (; j < nv; j += 8) {
-            const float *r0 = base + to[j];
+            const float *r0 = base + to[j], *r1 = base + to[j + 4];
+            const int r8 = run8[j / 8];
             __m256 a0, a1, a2, x0, x1, x2, y0, y1, y2;
             if (u == 1) {
-                cols8(r0 + 2 * WP, &a0, &a1, &a2);
+                cols_any(r0 + 2 * WP, r1 + 2 * WP, r8, &a0, &a1, &a2);
             } else {
-                cols8(r0 + (u == 0 ? 0 : 4 * WP), &x0, &x1, &x2);
-                cols8(r0 + 2 * WP, &y0, &y1, &y2);
+                const int64_t e = u == 0 ? 0 : 4 * WP;
+                cols_any(r0 + e, r1 + e, r8, &x0, &x1, &x2);
+                cols_any(r0 + 2 * WP, r1 + 2 * WP, r8, &y0, &y1, &y2);
                 a0 = _mm256_sub_ps(x0, y0), a1 = _mm256_sub_ps(x1, y1), a2 = _mm256_sub_ps(x2, y2);
             }
             _mm256_storeu_ps(d + j, v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1));
