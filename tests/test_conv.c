@@ -254,6 +254,9 @@ static const cfg configs[] = {
      * conv configurations above with O >= 128 and outputs >= 8 wide): tconv outputs >= 64, inputs >= 128 x 8 wide */
     {"tconv Winograd 8x8 inputs (DCGAN-64 G.6 forward, pairs of 4-tile runs)", 1, 2, 256, 8, 8, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv Winograd 8x10 inputs, 65 outputs (runs cut by the rows: scalar fill; M tail)", 1, 3, 128, 8, 10, 65, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    /* the weight gradient (dp_wino_w_images): C >= 128, O >= 256, outputs >= 8 wide; main() sets chunks of 32 tiles */
+    {"conv Winograd weight gradient (D.5's shape, chunks of 2 images + 1)", 0, 3, 128, 16, 16, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"tconv Winograd weight gradient, 8x10 inputs (one image a chunk)", 1, 2, 256, 8, 10, 128, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"tconv Winograd 12x16 inputs, K over two slices (runs, then scalar)", 1, 1, 300, 12, 16, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])
@@ -648,6 +651,7 @@ static void shape_errors(void **state) {
 
 int main(void) {
     dp_wino_min_tiles = 0; /* the Winograd configurations are small batches */
+    dp_wino_w_chunk = 32;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(forward_matches_naive),
         cmocka_unit_test(gradients_independent_of_threads),

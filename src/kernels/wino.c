@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "core/internal.h"
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
 
@@ -106,17 +107,19 @@ static inline float v_at(const float *r0, int64_t rs, int64_t cs, int u, int v) 
 
 /* B panel rows p0.. (k = phase * C + c), tiles j0..: V at (u, v) of each
  * tile's 3x3 patch in its phase image, rows first (B^T d), then columns. */
-static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    const fill_arg *f = arg;
+static void fill_v_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst, int64_t ld) {
     int64_t to[32];
     tile_offsets(f, j0, n, to);
     for (int k = 0; k < kc; k++) {
         const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
         const float *base = f->xp + c * f->plane + (q >> 1) * f->WP + (q & 1);
-        float *d = dst + (int64_t)k * nr;
+        float *d = dst + (int64_t)k * ld;
         for (int j = 0; j < n; j++) d[j] = v_at(base + to[j], 2 * f->WP, 2, f->u, f->v);
         for (int j = n; j < nr; j++) d[j] = 0.0f;
     }
+}
+static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    fill_v_ld(arg, p0, kc, j0, n, nr, dst, nr);
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
@@ -156,8 +159,8 @@ T256 static inline void cols_any(const float *a, const float *b, int run8, __m25
 /* fill_v with 8 tiles a vector, as a run of 8 tiles of one tile row or as two runs of 4 (rows of 4 tiles pair up
  * across tile rows): the same operations in the same order. Reads up to 3 floats past a padded row (inside the
  * scratch: the next row, image or the M chunk). */
-T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    const fill_arg *f = arg;
+T256 static void fill_v_avx2_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst,
+                                int64_t ld) {
     const int64_t WP = f->WP;
     int64_t to[32];
     tile_offsets(f, j0, n, to);
@@ -171,7 +174,7 @@ T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, i
     for (int k = 0; k < kc; k++) {
         const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
         const float *base = f->xp + c * f->plane + (q >> 1) * WP + (q & 1);
-        float *d = dst + (int64_t)k * nr;
+        float *d = dst + (int64_t)k * ld;
         int j = 0;
         for (; j < nv; j += 8) {
             const float *r0 = base + to[j], *r1 = base + to[j + 4];
@@ -190,6 +193,9 @@ T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, i
         for (; j < n; j++) d[j] = v_at(base + to[j], 2 * WP, 2, u, v);
         for (j = n; j < nr; j++) d[j] = 0.0f;
     }
+}
+T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
+    fill_v_avx2_ld(arg, p0, kc, j0, n, nr, dst, nr);
 }
 #endif
 
@@ -363,4 +369,81 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
                     }
             }
     }
+}
+
+/* ------------------------------------------------------------ the weight gradient
+ * dw[o, c, 2a+r, 2b+s] += sum_{n,i,j} gy[n,o,i,j] X_rs[n,c,i+a,j+b] (X_rs the
+ * phase images of x padded by one). Over one 2x2 tile g of gy this is
+ * F(2x2, 2x2) with g as the filter and (a, b) as the output, so the sum over
+ * tiles goes into the transformed domain:
+ *   M[xi][rs, c][o] = sum_t (B^T d_t B)[xi] (G g_t G^T)[xi]
+ * (d_t the forward's patches: the same V and fill), one GEMM 4C x tiles by
+ * tiles x O per product over chunks of about 256 tiles, then dw += A^T M A. */
+int64_t dp_wino_w_chunk = DP_WINO_W_CHUNK;
+static int64_t w_chunk_imgs(int64_t H, int64_t W) {
+    int64_t per = (H / 4) * (W / 4), g = dp_wino_w_chunk / per;
+    return g > 0 ? g : 1;
+}
+
+int64_t dp_wino_w_m_floats(int64_t O, int64_t C) { return 36 * C * O; }
+
+int64_t dp_wino_w_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t O) {
+    const int64_t g = w_chunk_imgs(H, W), tg = g * (H / 4) * (W / 4);
+    return pad_floats(g, C, H, W) + 4 * C * tg + O * tg + 32;
+}
+
+/* Ug = (G g G^T)[u][v] of every 2x2 tile of gy[n][o] for nimg images: ug[o][tile], ld floats a row. */
+static inline __attribute__((always_inline)) void w_fill_g(const float *gy, int64_t nimg, int64_t O, int64_t OH,
+                                                           int64_t OW, float *ug, int64_t ld, const int u, const int v) {
+    const int64_t TW = OW / 2, TH = OH / 2, per = TH * TW;
+    for (int64_t n = 0; n < nimg; n++)
+        for (int64_t o = 0; o < O; o++) {
+            float *d = ug + o * ld + n * per;
+            for (int64_t ti = 0; ti < TH; ti++) {
+                const float *g0 = gy + ((n * O + o) * OH + 2 * ti) * OW, *g1 = g0 + OW;
+                for (int64_t tj = 0; tj < TW; tj++) {
+                    float h0 = u == 0 ? g0[2 * tj] : u == 1 ? g0[2 * tj] + g1[2 * tj] : g1[2 * tj];
+                    float h1 = u == 0 ? g0[2 * tj + 1] : u == 1 ? g0[2 * tj + 1] + g1[2 * tj + 1] : g1[2 * tj + 1];
+                    d[ti * TW + tj] = v == 0 ? h0 : v == 1 ? h0 + h1 : h1;
+                }
+            }
+        }
+}
+
+void dp_wino_w_images(const float *gy, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
+                      int first, float *M, float *scratch) {
+    const int64_t OH = H / 2, OW = W / 2, WP = W + 2, plane = (H + 2) * WP, TH = OH / 2, TW = OW / 2, per = TH * TW;
+    const int64_t g = w_chunk_imgs(H, W), tg = g * per, K = 4 * C;
+    float *xp = scratch, *vt = xp + pad_floats(g, C, H, W), *ug = vt + K * tg;
+    for (int64_t n0 = 0; n0 < nimg; n0 += g) {
+        const int64_t n1 = n0 + g < nimg ? n0 + g : nimg, k = (n1 - n0) * per;
+        pad_copy(x + n0 * C * H * W, (n1 - n0) * C, H, W, xp);
+        fill_arg f = {xp, C, WP, plane, TH, TW, 4, 0, 0, 0};
+        for (int xi = 0; xi < 9; xi++) {
+            f.u = xi / 3, f.v = xi % 3;
+            for (int64_t j0 = 0; j0 < k; j0 += 32) {
+                const int n = (int)(k - j0 < 32 ? k - j0 : 32);
+#ifdef WINO_AVX2
+                if (dp_kernel_level() >= 1)
+                    fill_v_avx2_ld(&f, 0, (int)K, j0, n, n, vt + j0, k);
+                else
+#endif
+                    fill_v_ld(&f, 0, (int)K, j0, n, n, vt + j0, k);
+            }
+            WINO_SWITCH(xi, w_fill_g, gy + n0 * O * OH * OW, n1 - n0, O, OH, OW, ug, k)
+            dp_sgemm_st(0, 1, K, O, k, 1.0f, vt, k, ug, k, first && n0 == 0 ? 0.0f : 1.0f, M + xi * K * O, O);
+        }
+    }
+}
+
+void dp_wino_w_out(const float *M, int64_t O, int64_t C, int64_t o0, int64_t o1, float *dw) {
+    const int64_t st = 4 * C * O;
+    for (int64_t o = o0; o < o1; o++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t q = 0; q < 4; q++) {
+                float t[4];
+                out_tile(M + (q * C + c) * O + o, st, t);
+                float *d = dw + (o * C + c) * 16 + (q >> 1) * 4 + (q & 1);
+                d[0] += t[0], d[2] += t[1], d[8] += t[2], d[10] += t[3];
+            }
 }

@@ -571,6 +571,7 @@ static int dwgrad_use(const geom *G) {
  * input gradients of G.6 and G.9), with AVX2 only (not measured elsewhere).
  * Images go out in groups of about 64 tiles. */
 int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
+
 static int wino_shape(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->KH == 4 && G->KW == 4 && G->sh == 2 && G->sw == 2 && G->pt == 1 &&
            G->pl == 1 && G->dh == 1 && G->dw == 1 && G->H == 2 * G->OH && G->W == 2 * G->OW && G->OH % 2 == 0 &&
@@ -591,6 +592,17 @@ static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(
  * 30 rounds) the DCGAN-64 D step 1.036 (q25 0.998), the G step 1.022 (q25 0.999). */
 static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 8; }
 static int wino_t_use(const geom *G) { return dp_kernel_level() == 1 && wino_t_geom(G); }
+/* The weight gradient (dp_wino_w_images): each thread sums its images into its
+ * own M (36 C O floats in its scratch), so only up to 4 threads. Measured the
+ * same way against the im2col + GEMM weight gradient (session 12, 3 pairs):
+ * D.5's backward 1.08-1.12x, G.6's 1.07-1.18x; against AVX2's direct weight
+ * gradient (C = 64: D.2, G.9) 0.91-1.04x, so C >= 128 and O >= 256. In-process
+ * (30 rounds) the DCGAN-64 D step 1.017 (q25 0.991), the G step 1.032 (q25 1.006). */
+#define WINO_W_MAX_THREADS 4
+static int wino_w_geom(const geom *G, int T) {
+    return T <= WINO_W_MAX_THREADS && wino_shape(G) && G->C >= 128 && G->O >= 256 && G->OW >= 8;
+}
+static int wino_w_use(const geom *G, int T) { return dp_kernel_level() == 1 && wino_w_geom(G, T); }
 static int64_t wino_imgs(const geom *G) {
     int64_t tiles = G->OH / 2 * (G->OW / 2), g = (64 + tiles - 1) / tiles;
     return g < G->N ? g : G->N;
@@ -676,6 +688,10 @@ static int64_t thread_scratch(const geom *G, int T) {
     }
     if (dconv_geom(G) && dconv_pad_floats(G) > s) s = dconv_pad_floats(G);
     if (wino_any_geom(G) && wino_scratch(G) > s) s = wino_scratch(G);
+    if (wino_w_geom(G, T)) {
+        int64_t w = ALIGN16(dp_wino_w_m_floats(G->O, G->C)) + dp_wino_w_scratch_floats(G->C, G->H, G->W, G->O);
+        if (w > s) s = w;
+    }
     if (dwgrad_geom(G) && dconv_pad_floats(G) + ALIGN16(G->P * G->O) > s) s = dconv_pad_floats(G) + ALIGN16(G->P * G->O);
     return s;
 }
@@ -1193,6 +1209,38 @@ static void run_wino(const conv_rt *rt, const geom *G, int adj, const float *w, 
     dp_parallel_for(rt->g->ctx, (G->N + J.g - 1) / J.g, wino_part, &J);
 }
 
+/* dw += the weight gradient by Winograd: each part sums a range of images into
+ * the M at the start of its scratch, then A^T M A of every part (in part
+ * order: the same bits for the same thread count) by output rows. */
+typedef struct wwjob {
+    const geom *G;
+    const float *gy, *x;
+    float *ws, *dw;
+    int64_t S, per; /* per: images an item */
+    int used[WINO_W_MAX_THREADS];
+} wwjob;
+static void wino_w_part(void *arg, int64_t b, int64_t e, int tid) {
+    wwjob *J = arg;
+    const geom *G = J->G;
+    int64_t n0 = b * J->per, n1 = e * J->per < G->N ? e * J->per : G->N;
+    float *M = J->ws + tid * J->S;
+    dp_wino_w_images(J->gy + n0 * G->O * G->P, J->x + n0 * G->C * G->HW, n1 - n0, G->C, G->H, G->W, G->O, 1, M,
+                     M + ALIGN16(dp_wino_w_m_floats(G->O, G->C)));
+    J->used[tid] = 1;
+}
+static void wino_w_out_part(void *arg, int64_t b, int64_t e, int tid) {
+    (void)tid;
+    const wwjob *J = arg;
+    for (int t = 0; t < WINO_W_MAX_THREADS; t++)
+        if (J->used[t]) dp_wino_w_out(J->ws + t * J->S, J->G->O, J->G->C, b, e, J->dw);
+}
+static void run_wino_w(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw) {
+    wwjob J = {G, cols, img, rt->ws, dw, rt->S, 0, {0}};
+    J.per = (G->N + rt->T - 1) / rt->T; /* one item a thread: its M is summed once */
+    dp_parallel_for(rt->g->ctx, (G->N + J.per - 1) / J.per, wino_w_part, &J);
+    dp_parallel_for(rt->g->ctx, G->O, wino_w_out_part, &J);
+}
+
 /* cols (+)= W x im2col(img) (+ bias). */
 static void run_gather(const conv_rt *rt, const geom *G, const float *w, const float *img, const float *bias, float *out,
                        int acc) {
@@ -1320,6 +1368,10 @@ static int run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const 
         for (int64_t grp = 0; grp < G->groups; grp++)
             dp_sgemm(ctx, 1, 0, G->Og, G->CKK, G->N, 1.0f, cols + grp * G->Og, G->O, img + grp * G->CKK, G->C * G->HW, 1.0f,
                      dw + grp * G->Og * G->CKK, G->CKK);
+        return 0;
+    }
+    if (wino_w_use(G, rt->T)) {
+        run_wino_w(rt, G, cols, img, dw);
         return 0;
     }
     if (dwgrad_use(G)) {
