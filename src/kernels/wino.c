@@ -377,8 +377,9 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
  * F(2x2, 2x2) with g as the filter and (a, b) as the output, so the sum over
  * tiles goes into the transformed domain:
  *   M[xi][rs, c][o] = sum_t (B^T d_t B)[xi] (G g_t G^T)[xi]
- * (d_t the forward's patches: the same V and fill), one GEMM 4C x tiles by
- * tiles x O per product over chunks of about 256 tiles, then dw += A^T M A. */
+ * (d_t the forward's patches: the same V and fill), one GEMM C x tiles by
+ * tiles x O per product and phase over chunks of about dp_wino_w_chunk
+ * tiles, then dw += A^T M A. */
 int64_t dp_wino_w_chunk = DP_WINO_W_CHUNK;
 static int64_t w_chunk_imgs(int64_t H, int64_t W) {
     int64_t per = (H / 4) * (W / 4), g = dp_wino_w_chunk / per;
@@ -389,7 +390,7 @@ int64_t dp_wino_w_m_floats(int64_t O, int64_t C) { return 36 * C * O; }
 
 int64_t dp_wino_w_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t O) {
     const int64_t g = w_chunk_imgs(H, W), tg = g * (H / 4) * (W / 4);
-    return pad_floats(g, C, H, W) + 4 * C * tg + O * tg + 32;
+    return pad_floats(g, C, H, W) + C * tg + O * tg + 32;
 }
 
 /* Ug = (G g G^T)[u][v] of every 2x2 tile of gy[n][o] for nimg images: ug[o][tile], ld floats a row. */
@@ -410,28 +411,31 @@ static inline __attribute__((always_inline)) void w_fill_g(const float *gy, int6
         }
 }
 
-void dp_wino_w_images(const float *gy, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
-                      int first, float *M, float *scratch) {
+void dp_wino_w_pairs(const float *gy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
+                     int64_t p0, int64_t p1, float *M, float *scratch) {
     const int64_t OH = H / 2, OW = W / 2, WP = W + 2, plane = (H + 2) * WP, TH = OH / 2, TW = OW / 2, per = TH * TW;
-    const int64_t g = w_chunk_imgs(H, W), tg = g * per, K = 4 * C;
-    float *xp = scratch, *vt = xp + pad_floats(g, C, H, W), *ug = vt + K * tg;
-    for (int64_t n0 = 0; n0 < nimg; n0 += g) {
-        const int64_t n1 = n0 + g < nimg ? n0 + g : nimg, k = (n1 - n0) * per;
+    const int64_t g = w_chunk_imgs(H, W), tg = g * per;
+    float *xp = scratch, *vt = xp + pad_floats(g, C, H, W), *ug = vt + C * tg;
+    for (int64_t n0 = 0; n0 < N; n0 += g) {
+        const int64_t n1 = n0 + g < N ? n0 + g : N, k = (n1 - n0) * per;
         pad_copy(x + n0 * C * H * W, (n1 - n0) * C, H, W, xp);
         fill_arg f = {xp, C, WP, plane, TH, TW, 4, 0, 0, 0};
-        for (int xi = 0; xi < 9; xi++) {
-            f.u = xi / 3, f.v = xi % 3;
-            for (int64_t j0 = 0; j0 < k; j0 += 32) {
+        for (int64_t p = p0, xi = -1; p < p1; p++) {
+            const int64_t q = p % 4;
+            if (p / 4 != xi) { /* Ug once per product */
+                xi = p / 4, f.u = (int)xi / 3, f.v = (int)xi % 3;
+                WINO_SWITCH(xi, w_fill_g, gy + n0 * O * OH * OW, n1 - n0, O, OH, OW, ug, k)
+            }
+            for (int64_t j0 = 0; j0 < k; j0 += 32) { /* V's rows of phase q */
                 const int n = (int)(k - j0 < 32 ? k - j0 : 32);
 #ifdef WINO_AVX2
                 if (dp_kernel_level() >= 1)
-                    fill_v_avx2_ld(&f, 0, (int)K, j0, n, n, vt + j0, k);
+                    fill_v_avx2_ld(&f, q * C, (int)C, j0, n, n, vt + j0, k);
                 else
 #endif
-                    fill_v_ld(&f, 0, (int)K, j0, n, n, vt + j0, k);
+                    fill_v_ld(&f, q * C, (int)C, j0, n, n, vt + j0, k);
             }
-            WINO_SWITCH(xi, w_fill_g, gy + n0 * O * OH * OW, n1 - n0, O, OH, OW, ug, k)
-            dp_sgemm_st(0, 1, K, O, k, 1.0f, vt, k, ug, k, first && n0 == 0 ? 0.0f : 1.0f, M + xi * K * O, O);
+            dp_sgemm_st(0, 1, C, O, k, 1.0f, vt, k, ug, k, n0 == 0 ? 0.0f : 1.0f, M + (xi * 4 + q) * C * O, O);
         }
     }
 }

@@ -63,19 +63,20 @@ int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, 
 void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                       float *gx, float *scratch);
 
-/* The weight gradient: M (dp_wino_w_m_floats: the 9 products' 4C x O sums)
- * = (first) or += the sums over nimg images of gy (O x H/2 x W/2 each) and x
- * (C x H x W each); scratch: dp_wino_w_scratch_floats. Single-threaded: give
- * each thread its own M and images, then dp_wino_w_out adds A^T M A into dw
- * [O][C][4][4] for outputs o0..o1 - 1, once per M. */
+/* The weight gradient: M (dp_wino_w_m_floats floats: for each product xi and
+ * phase q a C x O block, at (4 xi + q) C O) holds the sums over the N images
+ * of gy (O x H/2 x W/2 each) and x (C x H x W each); dp_wino_w_pairs writes
+ * the blocks p0..p1 - 1 (p = 4 xi + q: give threads disjoint ranges), with
+ * dp_wino_w_scratch_floats of its own scratch; then dp_wino_w_out adds
+ * A^T M A into dw [O][C][4][4] for outputs o0..o1 - 1. */
 int64_t dp_wino_w_m_floats(int64_t O, int64_t C);
-/* Tiles a GEMM of it sums at most (whole images; one K slice of the GEMM);
+/* Tiles a GEMM of it sums at most (whole images; half a K slice of the GEMM);
  * tests lower dp_wino_w_chunk to reach several chunks on small batches. */
-#define DP_WINO_W_CHUNK 256
+#define DP_WINO_W_CHUNK 128
 extern int64_t dp_wino_w_chunk;
 int64_t dp_wino_w_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t O);
-void dp_wino_w_images(const float *gy, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
-                      int first, float *M, float *scratch);
+void dp_wino_w_pairs(const float *gy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
+                     int64_t p0, int64_t p1, float *M, float *scratch);
 void dp_wino_w_out(const float *M, int64_t O, int64_t C, int64_t o0, int64_t o1, float *dw);
 
 #endif

@@ -592,17 +592,17 @@ static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(
  * 30 rounds) the DCGAN-64 D step 1.036 (q25 0.998), the G step 1.022 (q25 0.999). */
 static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 8; }
 static int wino_t_use(const geom *G) { return dp_kernel_level() == 1 && wino_t_geom(G); }
-/* The weight gradient (dp_wino_w_images): each thread sums its images into its
- * own M (36 C O floats in its scratch), so only up to 4 threads. Measured the
- * same way against the im2col + GEMM weight gradient (session 12, 3 pairs):
- * D.5's backward 1.08-1.12x, G.6's 1.07-1.18x; against AVX2's direct weight
- * gradient (C = 64: D.2, G.9) 0.91-1.04x, so C >= 128 and O >= 256. In-process
- * (30 rounds) the DCGAN-64 D step 1.017 (q25 0.991), the G step 1.032 (q25 1.006). */
-#define WINO_W_MAX_THREADS 4
-static int wino_w_geom(const geom *G, int T) {
-    return T <= WINO_W_MAX_THREADS && wino_shape(G) && G->C >= 128 && G->O >= 256 && G->OW >= 8;
-}
-static int wino_w_use(const geom *G, int T) { return dp_kernel_level() == 1 && wino_w_geom(G, T); }
+/* The weight gradient (dp_wino_w_pairs): the threads take disjoint blocks of
+ * M (36 C O floats, in the transformed-weight slot), each over all the
+ * images. Measured the same way against the im2col + GEMM weight gradient
+ * (session 12, 3 pairs): D.5's backward 1.11-1.18x, G.6's 0.96-1.07x; a first
+ * form (per-thread M over image ranges) against AVX2's direct weight gradient
+ * (C = 64: D.2, G.9) 0.91-1.04x, so C >= 128 and O >= 256. In-process (30
+ * rounds) the DCGAN-64 D step 1.010 (q25 0.942, q75 1.114), the G step 1.018
+ * (q25 1.004, q75 1.035); peak RSS of the dcgan64 worker 518 MB (506 before;
+ * 543 with per-thread M). */
+static int wino_w_geom(const geom *G) { return wino_shape(G) && G->C >= 128 && G->O >= 256 && G->OW >= 8; }
+static int wino_w_use(const geom *G) { return dp_kernel_level() == 1 && wino_w_geom(G); }
 static int64_t wino_imgs(const geom *G) {
     int64_t tiles = G->OH / 2 * (G->OW / 2), g = (64 + tiles - 1) / tiles;
     return g < G->N ? g : G->N;
@@ -618,7 +618,7 @@ static int64_t wino_scratch(const geom *G) {
     s = s > a ? s : a;
     return s > t ? s : t;
 }
-static int wino_any_geom(const geom *G) { return wino_geom(G) || wino_t_geom(G); }
+static int wino_any_geom(const geom *G) { return wino_geom(G) || wino_t_geom(G) || wino_w_geom(G); }
 
 /* The zero-padded image: every tap of every output position inside it. */
 static void dconv_dims(const geom *G, int64_t *Hp, int64_t *Wp) {
@@ -688,10 +688,8 @@ static int64_t thread_scratch(const geom *G, int T) {
     }
     if (dconv_geom(G) && dconv_pad_floats(G) > s) s = dconv_pad_floats(G);
     if (wino_any_geom(G) && wino_scratch(G) > s) s = wino_scratch(G);
-    if (wino_w_geom(G, T)) {
-        int64_t w = ALIGN16(dp_wino_w_m_floats(G->O, G->C)) + dp_wino_w_scratch_floats(G->C, G->H, G->W, G->O);
-        if (w > s) s = w;
-    }
+    if (wino_w_geom(G) && dp_wino_w_scratch_floats(G->C, G->H, G->W, G->O) > s)
+        s = dp_wino_w_scratch_floats(G->C, G->H, G->W, G->O);
     if (dwgrad_geom(G) && dconv_pad_floats(G) + ALIGN16(G->P * G->O) > s) s = dconv_pad_floats(G) + ALIGN16(G->P * G->O);
     return s;
 }
@@ -1209,35 +1207,28 @@ static void run_wino(const conv_rt *rt, const geom *G, int adj, const float *w, 
     dp_parallel_for(rt->g->ctx, (G->N + J.g - 1) / J.g, wino_part, &J);
 }
 
-/* dw += the weight gradient by Winograd: each part sums a range of images into
- * the M at the start of its scratch, then A^T M A of every part (in part
- * order: the same bits for the same thread count) by output rows. */
+/* dw += the weight gradient by Winograd: the parts fill disjoint blocks of M
+ * (products x phases; each block's sums in a fixed image order: the same bits
+ * for any thread count), then A^T M A by output rows. */
 typedef struct wwjob {
     const geom *G;
     const float *gy, *x;
-    float *ws, *dw;
-    int64_t S, per; /* per: images an item */
-    int used[WINO_W_MAX_THREADS];
+    float *M, *ws, *dw;
+    int64_t S;
 } wwjob;
 static void wino_w_part(void *arg, int64_t b, int64_t e, int tid) {
-    wwjob *J = arg;
+    const wwjob *J = arg;
     const geom *G = J->G;
-    int64_t n0 = b * J->per, n1 = e * J->per < G->N ? e * J->per : G->N;
-    float *M = J->ws + tid * J->S;
-    dp_wino_w_images(J->gy + n0 * G->O * G->P, J->x + n0 * G->C * G->HW, n1 - n0, G->C, G->H, G->W, G->O, 1, M,
-                     M + ALIGN16(dp_wino_w_m_floats(G->O, G->C)));
-    J->used[tid] = 1;
+    dp_wino_w_pairs(J->gy, J->x, G->N, G->C, G->H, G->W, G->O, b, e, J->M, J->ws + tid * J->S);
 }
 static void wino_w_out_part(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     const wwjob *J = arg;
-    for (int t = 0; t < WINO_W_MAX_THREADS; t++)
-        if (J->used[t]) dp_wino_w_out(J->ws + t * J->S, J->G->O, J->G->C, b, e, J->dw);
+    dp_wino_w_out(J->M, J->G->O, J->G->C, b, e, J->dw);
 }
 static void run_wino_w(const conv_rt *rt, const geom *G, const float *cols, const float *img, float *dw) {
-    wwjob J = {G, cols, img, rt->ws, dw, rt->S, 0, {0}};
-    J.per = (G->N + rt->T - 1) / rt->T; /* one item a thread: its M is summed once */
-    dp_parallel_for(rt->g->ctx, (G->N + J.per - 1) / J.per, wino_w_part, &J);
+    wwjob J = {G, cols, img, rt->wpk, rt->ws, dw, rt->S};
+    dp_parallel_for(rt->g->ctx, 36, wino_w_part, &J);
     dp_parallel_for(rt->g->ctx, G->O, wino_w_out_part, &J);
 }
 
@@ -1370,7 +1361,7 @@ static int run_wgrad(const conv_rt *rt, const geom *G, const float *cols, const 
                      dw + grp * G->Og * G->CKK, G->CKK);
         return 0;
     }
-    if (wino_w_use(G, rt->T)) {
+    if (wino_w_use(G)) {
         run_wino_w(rt, G, cols, img, dw);
         return 0;
     }
