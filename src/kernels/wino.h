@@ -13,7 +13,9 @@
  * filled with it from a zero-padded copy of the images, and the output
  * transform reads each chunk of M while it is in cache. Sums differ from the
  * direct convolution's by rounding only (the transforms add and subtract).
- * Not installed. */
+ * The same transforms serve the other two passes (below): the adjoint (the
+ * input gradient, the transposed convolution's forward) and the weight
+ * gradient. Not installed. */
 #ifndef DP_KERNELS_WINO_H
 #define DP_KERNELS_WINO_H
 
