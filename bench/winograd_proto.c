@@ -352,8 +352,7 @@ typedef struct lib_job {
 } lib_job;
 static void lib_pack(void *arg, int64_t b, int64_t e, int tid) {
     lib_job *J = arg;
-    for (int64_t xi = b; xi < e; xi++)
-        dp_wino_pack_w(J->p->w, J->p->O, J->p->C, (int)xi, J->tmp + tid * J->tmpn, J->upk);
+    dp_wino_pack_w(J->p->w, J->p->O, J->p->C, b, e, J->tmp + tid * J->tmpn, J->upk);
 }
 static void lib_imgs(void *arg, int64_t b, int64_t e, int tid) {
     lib_job *J = arg;
@@ -457,7 +456,7 @@ int main(int argc, char **argv) {
             } else if (v == V_FUSED) { /* doppel's own (kernels/wino.c), as op_conv runs it */
                 if (!even) continue;
                 p.y = yv[v];
-                dp_parallel_for(ctx, 9, lib_pack, &lj);
+                dp_parallel_for(ctx, dp_wino_pack_panels(O), lib_pack, &lj);
                 dp_parallel_for(ctx, (N + lj.g - 1) / lj.g, lib_imgs, &lj);
             } else if (v == V_BATCH) {
                 p.y = yv[v];

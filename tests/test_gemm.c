@@ -282,6 +282,15 @@ static void dense_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr,
 
 /* dp_sgemm_pack_a + dp_sgemm_packed_bpanel_st: the same bits as dp_sgemm_bpanel_st (the same
  * packing, made once), and the naive product's values. */
+typedef struct rows_src {
+    const float *A;
+    int64_t K;
+} rows_src;
+static void copy_rows(void *arg, int64_t i0, int m, float *tmp) {
+    const rows_src *s = arg;
+    memcpy(tmp, s->A + i0 * s->K, sizeof(float) * (size_t)(m * s->K));
+}
+
 static int check_packed_a(int64_t M, int64_t N, int64_t K, float beta) {
     float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * N));
     float *C = malloc(sizeof(float) * (size_t)(M * N)), *C2 = malloc(sizeof(float) * (size_t)(M * N));
@@ -302,6 +311,17 @@ static int check_packed_a(int64_t M, int64_t N, int64_t K, float beta) {
         printf("  packed A (%s): not the bits of dp_sgemm_bpanel_st\n", dp_gemm_kernel_name());
         ok = 0;
     }
+    /* made a row panel at a time: the same floats */
+    float *Ap3 = malloc(sizeof(float) * (size_t)np), *rows = malloc(sizeof(float) * (size_t)(DP_GEMM_MR_MAX * K));
+    rows_src rs = {A, K};
+    const int64_t npan = dp_sgemm_pack_a_panels(M); /* in two ranges */
+    dp_sgemm_pack_a_rows(M, K, 0, npan / 2, 1, copy_rows, &rs, rows, Ap3, 0);
+    dp_sgemm_pack_a_rows(M, K, npan / 2, npan, 1, copy_rows, &rs, rows, Ap3, 0);
+    if (ok && memcmp(Ap, Ap3, sizeof(float) * (size_t)np) != 0) {
+        printf("  packed A (%s): dp_sgemm_pack_a_rows packs differently\n", dp_gemm_kernel_name());
+        ok = 0;
+    }
+    free(Ap3), free(rows);
     /* A stored transposed packs to the same floats */
     float *At = malloc(sizeof(float) * (size_t)(M * K)), *Ap2 = malloc(sizeof(float) * (size_t)np);
     for (int64_t i = 0; i < M; i++)

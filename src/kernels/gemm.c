@@ -20,6 +20,7 @@
  *
  * No heap allocation: the packing buffers are fixed-size thread-local arrays
  * (about 650 KiB per thread that runs a GEMM). */
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -737,6 +738,34 @@ void dp_sgemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t 
         for (int64_t ic = 0; ic < M; ic += kr->mc) {
             int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc);
             pack_a(kr, trans_a, A, lda, ic, mc, pc, kc, dst + pc * rows + ic * kc);
+        }
+    }
+}
+
+int64_t dp_sgemm_pack_a_panels(int64_t M) {
+    const kern *kr = current();
+    return M <= 0 ? 0 : M / kr->mc * ((kr->mc + kr->mr - 1) / kr->mr) + (M % kr->mc + kr->mr - 1) / kr->mr;
+}
+
+void dp_sgemm_pack_a_rows(int64_t M, int64_t K, int64_t q0, int64_t q1, int nmat, dp_arows_fn fn, void *arg,
+                          float *tmp, float *dst, int64_t dst_stride) {
+    const kern *kr = current();
+    const int64_t rows = packed_rows(kr, M);
+    assert(kr->mr <= DP_GEMM_MR_MAX);
+    int64_t g = 0; /* the panel's number */
+    for (int64_t ic = 0; ic < M; ic += kr->mc) {
+        const int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + kr->mr - 1) / kr->mr;
+        for (int pi = 0; pi < np; pi++, g++) {
+            if (g < q0 || g >= q1) continue;
+            int ip, m;
+            panel(mc, kr->mr, pi, &ip, &m);
+            fn(arg, ic + ip, m, tmp);
+            for (int j = 0; j < nmat; j++)
+                for (int64_t pc = 0; pc < K; pc += KC) { /* one panel: pack_a of an m-row block */
+                    const int kc = (int)(K - pc < KC ? K - pc : KC);
+                    pack_a(kr, 0, tmp + (int64_t)j * m * K, K, 0, m, pc, kc,
+                           dst + j * dst_stride + pc * rows + ic * kc + (int64_t)pi * kc * kr->mr);
+                }
         }
     }
 }

@@ -43,6 +43,17 @@ void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t
  * in between makes it garbage. */
 int64_t dp_sgemm_packed_a_floats(int64_t M, int64_t K);
 void dp_sgemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda, float *dst);
+/* The same layout made one row panel at a time, for matrices computed on the
+ * way (the panel stays in cache between the two): for panels q0..q1 - 1 of
+ * the dp_sgemm_pack_a_panels(M) (disjoint ranges may go to different
+ * threads), fn writes rows i0..i0+m-1 (m <= DP_GEMM_MR_MAX) of nmat M x K
+ * matrices, matrix j's at tmp + j m K (row-major, K floats a row), and they
+ * are packed at dst + j dst_stride. */
+#define DP_GEMM_MR_MAX 14
+typedef void (*dp_arows_fn)(void *arg, int64_t i0, int m, float *tmp);
+int64_t dp_sgemm_pack_a_panels(int64_t M);
+void dp_sgemm_pack_a_rows(int64_t M, int64_t K, int64_t q0, int64_t q1, int nmat, dp_arows_fn fn, void *arg,
+                          float *tmp, float *dst, int64_t dst_stride);
 /* dp_sgemm_bpanel_st with A packed by dp_sgemm_pack_a (same M and K): no
  * packing of A per call. Single-threaded. */
 void dp_sgemm_packed_bpanel_st(int64_t M, int64_t N, int64_t K, const float *apacked, dp_bpanel_fn fill, void *arg,

@@ -7,47 +7,87 @@
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
+#include <immintrin.h>
+#define WINO_AVX2 1
+#define T256 __attribute__((target("avx2,fma")))
+#endif
+
 int64_t dp_wino_u_floats(int64_t O, int64_t C) { return dp_sgemm_packed_a_floats(O, 4 * C); }
 
-/* U = G g G^T at (u, v) for every (o, c, phase): g the phase's 2x2 taps. Row
- * u of G g: g0, g0 + g1, g1 (a the first tap index); then the same over b. */
-static inline __attribute__((always_inline)) void transform(const float *w, int64_t O, int64_t C, float *tmp,
-                                                            const int u, const int v) {
-    const int64_t K = 4 * C;
-    for (int64_t o = 0; o < O; o++)
-        for (int64_t c = 0; c < C; c++) {
-            const float *wk = w + (o * C + c) * 16;
-            for (int q = 0; q < 4; q++) {
-                const int r = q >> 1, s = q & 1;
-                float h[2]; /* row u of G g, at b = 0 and 1 */
-                for (int b = 0; b < 2; b++) {
-                    float g0 = wk[r * 4 + 2 * b + s], g1 = wk[(2 + r) * 4 + 2 * b + s];
-                    h[b] = u == 0 ? g0 : u == 1 ? g0 + g1 : g1;
-                }
-                tmp[o * K + q * C + c] = v == 0 ? h[0] : v == 1 ? h[0] + h[1] : h[1];
-            }
-        }
+/* U = G g G^T for all 9 products xi = 3u + v, n values at a time (taps
+ * g_ab[j], j < n; product xi's at d + xi * ld): row u of G g is g_0b, g_0b +
+ * g_1b or g_1b, then the same over b. Over contiguous arrays, 8 lanes at a
+ * time with AVX2: the taps gathered per value (or these loops in scalar code,
+ * which GCC's -O2 does not vectorise) cost ~14 % of a 1-thread D.8 forward. */
+#define G_PRODUCTS_BODY(T, LD, ST, ADD, j)                                                                             \
+    const T a0 = LD(g00 + j), a1 = LD(g01 + j), b0 = LD(g10 + j), b1 = LD(g11 + j), s0 = ADD(a0, b0),                  \
+            s1 = ADD(a1, b1);                                                                                          \
+    ST(d + j, a0), ST(d + ld + j, ADD(a0, a1)), ST(d + 2 * ld + j, a1);                                                \
+    ST(d + 3 * ld + j, s0), ST(d + 4 * ld + j, ADD(s0, s1)), ST(d + 5 * ld + j, s1);                                   \
+    ST(d + 6 * ld + j, b0), ST(d + 7 * ld + j, ADD(b0, b1)), ST(d + 8 * ld + j, b1);
+#define S_LD(p) (*(p))
+#define S_ST(p, v) (*(p) = (v))
+#define S_ADD(a, b) ((a) + (b))
+static void g_products_c(const float *g00, const float *g01, const float *g10, const float *g11, int64_t j0, int64_t n,
+                         float *d, int64_t ld) {
+    for (int64_t j = j0; j < n; j++) {
+        G_PRODUCTS_BODY(float, S_LD, S_ST, S_ADD, j)
+    }
+}
+#ifdef WINO_AVX2
+T256 static void g_products_avx2(const float *g00, const float *g01, const float *g10, const float *g11, int64_t n,
+                                 float *d, int64_t ld) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        G_PRODUCTS_BODY(__m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, j)
+    }
+    g_products_c(g00, g01, g10, g11, j, n, d, ld);
+}
+#endif
+static void g_products(const float *g00, const float *g01, const float *g10, const float *g11, int64_t n, float *d,
+                       int64_t ld) {
+#ifdef WINO_AVX2
+    if (dp_kernel_level() >= 1) {
+        g_products_avx2(g00, g01, g10, g11, n, d, ld);
+        return;
+    }
+#endif
+    g_products_c(g00, g01, g10, g11, 0, n, d, ld);
 }
 
-/* The weight transforms for each product xi = 3u + v, inlined with u and v
- * constant: the selections fold away (perf: 9.9 % of a 1-thread G.6 forward
- * with them at run time, 4.0 % folded). */
-#define WINO_SWITCH(xi, f, ...)                                                                                        \
-    switch (xi) {                                                                                                      \
-    case 0: f(__VA_ARGS__, 0, 0); break;                                                                               \
-    case 1: f(__VA_ARGS__, 0, 1); break;                                                                               \
-    case 2: f(__VA_ARGS__, 0, 2); break;                                                                               \
-    case 3: f(__VA_ARGS__, 1, 0); break;                                                                               \
-    case 4: f(__VA_ARGS__, 1, 1); break;                                                                               \
-    case 5: f(__VA_ARGS__, 1, 2); break;                                                                               \
-    case 6: f(__VA_ARGS__, 2, 0); break;                                                                               \
-    case 7: f(__VA_ARGS__, 2, 1); break;                                                                               \
-    default: f(__VA_ARGS__, 2, 2); break;                                                                              \
-    }
+typedef struct wrows {
+    const float *w;
+    int64_t O, C;
+} wrows;
 
-void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk) {
-    WINO_SWITCH(xi, transform, w, O, C, tmp)
-    dp_sgemm_pack_a(0, O, 4 * C, tmp, 4 * C, upk + xi * dp_wino_u_floats(O, C));
+/* Rows o = i0 .. i0 + m - 1 of the 9 products: product xi's row i at tmp + (xi m + i) 4C; the taps of
+ * one row, as 16 planes of C, after them (16 C floats). */
+static void rows_fwd(void *arg, int64_t i0, int m, float *tmp) {
+    const wrows *a = arg;
+    const int64_t C = a->C, K = 4 * C;
+    float *tp = tmp + 9 * m * K;
+    for (int i = 0; i < m; i++) {
+        const float *wo = a->w + (i0 + i) * C * 16;
+        for (int64_t c = 0; c < C; c++)
+            for (int t = 0; t < 16; t++) tp[t * C + c] = wo[c * 16 + t];
+        for (int q = 0; q < 4; q++) {
+            const int r = q >> 1, s = q & 1;
+            g_products(tp + (r * 4 + s) * C, tp + (r * 4 + 2 + s) * C, tp + ((2 + r) * 4 + s) * C,
+                       tp + ((2 + r) * 4 + 2 + s) * C, C, tmp + i * K + q * C, m * K);
+        }
+    }
+}
+
+/* The 9 products are made together from each panel of weight rows, a row
+ * panel at a time, and packed while in cache (one product at a time over the
+ * whole O x 4C block, writing it out and packing it after: 15 % of a
+ * 1-thread D.8 forward). */
+int64_t dp_wino_pack_panels(int64_t O) { return dp_sgemm_pack_a_panels(O); }
+
+void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1, float *tmp, float *upk) {
+    wrows a = {w, O, C};
+    dp_sgemm_pack_a_rows(O, 4 * C, q0, q1, 9, rows_fwd, &a, tmp, upk, dp_wino_u_floats(O, C));
 }
 
 /* The padded images: 1 row and column of zeros before, 1 after. */
@@ -122,10 +162,7 @@ static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, flo
     fill_v_ld(arg, p0, kc, j0, n, nr, dst, nr);
 }
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
-#include <immintrin.h>
-#define WINO_AVX2 1
-#define T256 __attribute__((target("avx2,fma")))
+#ifdef WINO_AVX2
 /* The first float of each 16-byte group of r[0..32): 8 consecutive tiles' value at one patch column. */
 T256 static inline __m256 first_of_groups(const float *r, int hi) {
     const __m256 v0 = _mm256_loadu_ps(r), v1 = _mm256_loadu_ps(r + 8), v2 = _mm256_loadu_ps(r + 16),
@@ -252,27 +289,31 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
  * phase (36 in all: the forward's flops), M reused from phase to phase. */
 int64_t dp_wino_t_u_floats(int64_t O, int64_t C) { return dp_sgemm_packed_a_floats(C, O); }
 
-static inline __attribute__((always_inline)) void t_transform(const float *w, int64_t O, int64_t C, float *tmp,
-                                                              const int u, const int v) {
-    for (int64_t o = 0; o < O; o++)
-        for (int64_t c = 0; c < C; c++) {
-            const float *wk = w + (o * C + c) * 16;
-            for (int q = 0; q < 4; q++) {
-                const int r = q >> 1, s = q & 1;
-                float h[2]; /* row u of G f at b = 0 and 1: f[0][b] is tap row 2 + r, f[1][b] row r */
-                for (int b = 0; b < 2; b++) {
-                    float g0 = wk[(2 + r) * 4 + 2 * (1 - b) + s], g1 = wk[r * 4 + 2 * (1 - b) + s];
-                    h[b] = u == 0 ? g0 : u == 1 ? g0 + g1 : g1;
-                }
-                tmp[(q * O + o) * C + c] = v == 0 ? h[0] : v == 1 ? h[0] + h[1] : h[1];
-            }
+/* Rows c = i0 .. i0 + m - 1 of the 36 (phase q, product xi) matrices: (q, xi)'s row i at tmp + ((9q + xi) m + i) O;
+ * f[a][b] = w[o, c, 2(1-a)+r, 2(1-b)+s]: f[0][b] is tap row 2 + r, f[1][b] row r. The taps of one row as 16
+ * planes of O after them (16 O floats). */
+static void rows_adj(void *arg, int64_t i0, int m, float *tmp) {
+    const wrows *a = arg;
+    const int64_t O = a->O, C = a->C;
+    float *tp = tmp + 36 * m * O;
+    for (int i = 0; i < m; i++) {
+        for (int64_t o = 0; o < O; o++) {
+            const float *wk = a->w + (o * C + i0 + i) * 16;
+            for (int t = 0; t < 16; t++) tp[t * O + o] = wk[t];
         }
+        for (int q = 0; q < 4; q++) {
+            const int r = q >> 1, s = q & 1;
+            g_products(tp + ((2 + r) * 4 + 2 + s) * O, tp + ((2 + r) * 4 + s) * O, tp + (r * 4 + 2 + s) * O,
+                       tp + (r * 4 + s) * O, O, tmp + (q * 9 * m + i) * O, m * O);
+        }
+    }
 }
 
-void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk) {
-    WINO_SWITCH(xi, t_transform, w, O, C, tmp)
-    const int64_t un = dp_wino_t_u_floats(O, C);
-    for (int q = 0; q < 4; q++) dp_sgemm_pack_a(1, C, O, tmp + q * C * O, C, upk + (q * 9 + xi) * un); /* tmp is U^T */
+int64_t dp_wino_t_pack_panels(int64_t C) { return dp_sgemm_pack_a_panels(C); }
+
+void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1, float *tmp, float *upk) {
+    wrows a = {w, O, C};
+    dp_sgemm_pack_a_rows(C, O, q0, q1, 36, rows_adj, &a, tmp, upk, dp_wino_t_u_floats(O, C));
 }
 
 int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
@@ -392,6 +433,21 @@ int64_t dp_wino_w_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t O) {
     const int64_t g = w_chunk_imgs(H, W), tg = g * (H / 4) * (W / 4);
     return pad_floats(g, C, H, W) + C * tg + O * tg + 32;
 }
+
+/* f(..., u, v) for product xi = 3u + v, inlined with u and v constant: the
+ * selections fold away. */
+#define WINO_SWITCH(xi, f, ...)                                                                                        \
+    switch (xi) {                                                                                                      \
+    case 0: f(__VA_ARGS__, 0, 0); break;                                                                               \
+    case 1: f(__VA_ARGS__, 0, 1); break;                                                                               \
+    case 2: f(__VA_ARGS__, 0, 2); break;                                                                               \
+    case 3: f(__VA_ARGS__, 1, 0); break;                                                                               \
+    case 4: f(__VA_ARGS__, 1, 1); break;                                                                               \
+    case 5: f(__VA_ARGS__, 1, 2); break;                                                                               \
+    case 6: f(__VA_ARGS__, 2, 0); break;                                                                               \
+    case 7: f(__VA_ARGS__, 2, 1); break;                                                                               \
+    default: f(__VA_ARGS__, 2, 2); break;                                                                              \
+    }
 
 /* Ug = (G g G^T)[u][v] of every 2x2 tile of gy[n][o] for nimg images: ug[o][tile], ld floats a row. */
 static inline __attribute__((always_inline)) void w_fill_g(const float *gy, int64_t nimg, int64_t O, int64_t OH,

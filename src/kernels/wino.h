@@ -25,17 +25,19 @@
  * tiles (src/ops/op_conv.c: below, the per-call weight transform does not
  * pay); dp_wino_min_tiles is the value in use, which tests lower to reach
  * the path on small shapes. */
-#define DP_WINO_MIN_TILES 1024
+#define DP_WINO_MIN_TILES 256
 extern int64_t dp_wino_min_tiles;
 
 /* Floats of the packed transformed weights for O outputs and C inputs (the
  * current GEMM kernel's layout: pack and use with the same kernel). */
 int64_t dp_wino_u_floats(int64_t O, int64_t C);
 
-/* U for product xi (0..8) of weights w [O][C][4][4], packed for the GEMM
- * into upk + xi * dp_wino_u_floats(O, C); tmp holds O * 4C floats. The 9
- * calls are independent (run them on different threads). */
-void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk);
+/* U of weights w [O][C][4][4] for the 9 products, packed for the GEMM: xi's
+ * at upk + xi * dp_wino_u_floats(O, C), made by row panels q0..q1 - 1 of the
+ * dp_wino_pack_panels(O) (give threads disjoint ranges); tmp holds
+ * 9 * DP_GEMM_MR_MAX * 4C + 16 C floats. */
+int64_t dp_wino_pack_panels(int64_t O);
+void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1, float *tmp, float *upk);
 
 /* Per-call scratch for nimg images of C x H x W with O outputs. */
 int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O);
@@ -54,9 +56,11 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
  * the packed weights: */
 int64_t dp_wino_t_u_floats(int64_t O, int64_t C);
 
-/* U for product xi of all 4 phases into upk + (phase * 9 + xi) *
- * dp_wino_t_u_floats(O, C); tmp holds 4 * C * O floats. */
-void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int xi, float *tmp, float *upk);
+/* U of the 4 phases and 9 products: (phase, xi)'s at upk + (phase * 9 + xi) *
+ * dp_wino_t_u_floats(O, C), by row panels q0..q1 - 1 of the
+ * dp_wino_t_pack_panels(C); tmp holds 36 * DP_GEMM_MR_MAX * O + 16 O floats. */
+int64_t dp_wino_t_pack_panels(int64_t C);
+void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1, float *tmp, float *upk);
 
 int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O);
 

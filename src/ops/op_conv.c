@@ -569,6 +569,13 @@ static int dwgrad_use(const geom *G) {
  * So: O >= 256, or O >= 128 with outputs >= 16 wide, and a batch of at least
  * dp_wino_min_tiles 2x2 output tiles (DCGAN-64's D.2 and D.5 forwards, the
  * input gradients of G.6 and G.9), with AVX2 only (not measured elsewhere).
+ * Session 12 made the weight transforms a row panel at a time, all 9
+ * products from each panel of taps, in 8-lane loops (they were 15 % of a
+ * 1-thread D.8 forward, ~5 % now): D.8's forward (256 tiles a batch) turned,
+ * 1.25-1.38x (3 pairs), so the minimum went from 1024 tiles to 256 and the
+ * adjoint takes 4-wide outputs too (D.8's backward 0.95-1.31x, G.3's forward
+ * 0.88-1.57x, G.3's backward 1.13-1.32x on a noisy VM); in-process the
+ * DCGAN-64 D step 1.051 (q25 0.998), the G step 1.045 (q25 1.030).
  * Images go out in groups of about 64 tiles. */
 int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
 
@@ -587,10 +594,11 @@ static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(
  * (C 128, O 256, 8x8 -> 16x16) 1.18-1.27x, D.5's backward (the input
  * gradient of C 128, O 256, 8x8 outputs, with the unchanged weight gradient)
  * 1.02-1.28x, D.2's backward 1.01-1.06x, G.9's forward (C 64, O 128, 16x16)
- * 0.95-1.03x; with 4x4 outputs (D.8's backward, G.3's forward: 2 tiles a
- * row, the scalar fill) 0.94-1.14x, not taken. In-process (bench/ab_inproc.c,
- * 30 rounds) the DCGAN-64 D step 1.036 (q25 0.998), the G step 1.022 (q25 0.999). */
-static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 8; }
+ * 0.95-1.03x; in-process (bench/ab_inproc.c, 30 rounds) the DCGAN-64 D step
+ * 1.036 (q25 0.998), the G step 1.022 (q25 0.999). 4x4 outputs (D.8's
+ * backward, G.3's forward: 2 tiles a row, the scalar fill) measured 0.94-1.14x
+ * then; with the weight transforms vectorised they are taken (below). */
+static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 4; }
 static int wino_t_use(const geom *G) { return dp_kernel_level() == 1 && wino_t_geom(G); }
 /* The weight gradient (dp_wino_w_pairs): the threads take disjoint blocks of
  * M (36 C O floats, in the transformed-weight slot), each over all the
@@ -613,7 +621,9 @@ static int64_t wino_u_floats_max(const geom *G) {
     return ALIGN16(f > t ? f : t);
 }
 static int64_t wino_scratch(const geom *G) {
-    int64_t s = dp_wino_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O), t = G->O * 4 * G->C;
+    int64_t s = dp_wino_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O);
+    /* the transforms' panels and one row's taps */
+    int64_t t = DP_GEMM_MR_MAX * (9 * 4 * G->C > 36 * G->O ? 9 * 4 * G->C : 36 * G->O) + 16 * (G->C > G->O ? G->C : G->O);
     int64_t a = dp_wino_t_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O);
     s = s > a ? s : a;
     return s > t ? s : t;
@@ -1183,8 +1193,7 @@ typedef struct wjob {
 } wjob;
 static void wino_pack_part(void *arg, int64_t b, int64_t e, int tid) {
     const wjob *J = arg;
-    for (int64_t xi = b; xi < e; xi++)
-        (J->adj ? dp_wino_t_pack_w : dp_wino_pack_w)(J->w, J->G->O, J->G->C, (int)xi, J->ws + tid * J->S, J->upk);
+    (J->adj ? dp_wino_t_pack_w : dp_wino_pack_w)(J->w, J->G->O, J->G->C, b, e, J->ws + tid * J->S, J->upk);
 }
 static void wino_part(void *arg, int64_t b, int64_t e, int tid) {
     const wjob *J = arg;
@@ -1203,7 +1212,7 @@ static void wino_part(void *arg, int64_t b, int64_t e, int tid) {
 static void run_wino(const conv_rt *rt, const geom *G, int adj, const float *w, const float *in, const float *bias,
                      float *out, int acc) {
     wjob J = {G, w, in, bias, out, rt->wpk, rt->ws, rt->S, wino_imgs(G), acc, adj};
-    dp_parallel_for(rt->g->ctx, 9, wino_pack_part, &J);
+    dp_parallel_for(rt->g->ctx, adj ? dp_wino_t_pack_panels(G->C) : dp_wino_pack_panels(G->O), wino_pack_part, &J);
     dp_parallel_for(rt->g->ctx, (G->N + J.g - 1) / J.g, wino_part, &J);
 }
 
