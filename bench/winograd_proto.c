@@ -300,7 +300,7 @@ static void pack_u(void *arg, int64_t b, int64_t e, int tid) {
     (void)tid;
     fjob *jb = arg;
     const int64_t O = jb->p->O, K = 4 * (int64_t)jb->p->C;
-    for (int64_t xi = b; xi < e; xi++) dp_sgemm_pack_a(0, O, K, jb->p->U + xi * O * K, K, jb->upk + xi * jb->upk_n);
+    for (int64_t xi = b; xi < e; xi++) dp_sgemm_pack_a(O, K, jb->p->U + xi * O * K, K, jb->upk + xi * jb->upk_n);
 }
 
 /* Per chunk of TB tiles: the 9 GEMMs with B filled from the input, then the

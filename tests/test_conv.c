@@ -649,6 +649,57 @@ static void shape_errors(void **state) {
     dp_ctx_free(ctx);
 }
 
+/* ------------------------------------------------------------ Winograd kernels, portable level */
+/* The op takes Winograd with AVX2 only, so the configurations above never run
+ * kernels/wino.c's portable code (its scalar fills and transform loops, what
+ * a CPU without AVX2 gets). Here the three passes are called directly with
+ * each kernel forced and compared: portable against AVX2, against the naive
+ * sums through the op's tests above. 8x8 outputs: AVX2 runs its vector pairs. */
+static float *wino_buf(int64_t n) {
+    float *p = calloc((size_t)n, sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+static void wino_portable_matches_avx2(void **state) {
+    (void)state;
+    char first[32];
+    snprintf(first, sizeof first, "%s", dp_gemm_kernel_name());
+    if (!dp_gemm_set_kernel("avx2")) {
+        printf("  (no AVX2: the Winograd kernels' two levels not compared, skipped)\n");
+        return;
+    }
+    enum { N = 3, C = 8, O = 12, H = 16, W = 16 };
+    const int64_t nx = N * C * H * W, ny = N * O * (H / 2) * (W / 2), nw = O * C * 16;
+    float *x = wino_buf(nx), *gy = wino_buf(ny), *w = wino_buf(nw), *y[2], *gx[2], *dw[2];
+    fill(x, nx, 31), fill(gy, ny, 32), fill(w, nw, 33);
+    const int64_t tmpn = 36 * DP_GEMM_MR_MAX * (O > 4 * C ? O : 4 * C) + 16 * (O > C ? O : C);
+    for (int k = 0; k < 2; k++) {
+        assert_true(dp_gemm_set_kernel(k ? "portable" : "avx2"));
+        y[k] = wino_buf(ny), gx[k] = wino_buf(nx), dw[k] = wino_buf(nw);
+        float *tmp = wino_buf(tmpn), *u = wino_buf(36 * (O + 32) * (C + 32));
+        float *scr = wino_buf(dp_wino_scratch_floats(N, C, H, W, O));
+        dp_wino_pack_w(w, O, C, 0, dp_wino_pack_panels(O), tmp, u);
+        dp_wino_images(u, x, N, C, H, W, O, NULL, 0, y[k], scr);
+        free(scr);
+        scr = wino_buf(dp_wino_t_scratch_floats(N, C, H, W, O));
+        dp_wino_t_pack_w(w, O, C, 0, dp_wino_t_pack_panels(C), tmp, u);
+        dp_wino_t_images(u, gy, N, C, H, W, O, gx[k], scr);
+        free(scr);
+        scr = wino_buf(dp_wino_w_scratch_floats(C, H, W, O));
+        float *M = wino_buf(dp_wino_w_m_floats(O, C));
+        dp_wino_w_pairs(gy, x, N, C, H, W, O, 0, 36, M, scr);
+        dp_wino_w_out(M, O, C, 0, O, dw[k]);
+        free(scr), free(M), free(tmp), free(u);
+    }
+    assert_true(dp_gemm_set_kernel(first));
+    int bad = !close_arrays("y", "Winograd portable vs AVX2", y[1], y[0], ny, 1e-5f);
+    bad += !close_arrays("dx", "Winograd portable vs AVX2", gx[1], gx[0], nx, 1e-5f);
+    bad += !close_arrays("dw", "Winograd portable vs AVX2", dw[1], dw[0], nw, 1e-5f);
+    for (int k = 0; k < 2; k++) free(y[k]), free(gx[k]), free(dw[k]);
+    free(x), free(gy), free(w);
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     dp_wino_min_tiles = 0; /* the Winograd configurations are small batches */
     dp_wino_w_chunk = 32;
@@ -663,6 +714,7 @@ int main(void) {
         cmocka_unit_test(hand_tconv),
         cmocka_unit_test(s1_pool_band_matches_definition),
         cmocka_unit_test(shape_errors),
+        cmocka_unit_test(wino_portable_matches_avx2),
     };
     return cmocka_run_group_tests_name("conv", tests, NULL, NULL);
 }

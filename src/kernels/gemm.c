@@ -730,14 +730,14 @@ void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t
 
 int64_t dp_sgemm_packed_a_floats(int64_t M, int64_t K) { return M > 0 && K > 0 ? packed_rows(current(), M) * K : 0; }
 
-void dp_sgemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda, float *dst) {
+void dp_sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *dst) {
     const kern *kr = current();
     const int64_t rows = packed_rows(kr, M);
     for (int64_t pc = 0; pc < K; pc += KC) {
         int kc = (int)(K - pc < KC ? K - pc : KC);
         for (int64_t ic = 0; ic < M; ic += kr->mc) {
             int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc);
-            pack_a(kr, trans_a, A, lda, ic, mc, pc, kc, dst + pc * rows + ic * kc);
+            pack_a(kr, 0, A, lda, ic, mc, pc, kc, dst + pc * rows + ic * kc);
         }
     }
 }

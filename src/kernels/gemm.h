@@ -36,13 +36,12 @@ typedef void (*dp_bpanel_fn)(void *arg, int64_t p0, int kc, int64_t j0, int n, i
 void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill, void *arg,
                         float beta, float *C, int64_t ldc);
 
-/* op(A) (M x K; A row-major, lda; trans_a: A stored K x M) packed once for
- * many products with the same A (weights used for every chunk of a batch):
- * dp_sgemm_packed_a_floats floats at dst, in the micro-kernel's layout. The
- * packing belongs to the kernel chosen when it was made: dp_gemm_set_kernel
- * in between makes it garbage. */
+/* A (M x K, row-major, lda) packed once for many products with the same A
+ * (weights used for every chunk of a batch): dp_sgemm_packed_a_floats floats
+ * at dst, in the micro-kernel's layout. The packing belongs to the kernel
+ * chosen when it was made: dp_gemm_set_kernel in between makes it garbage. */
 int64_t dp_sgemm_packed_a_floats(int64_t M, int64_t K);
-void dp_sgemm_pack_a(int trans_a, int64_t M, int64_t K, const float *A, int64_t lda, float *dst);
+void dp_sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *dst);
 /* The same layout made one row panel at a time, for matrices computed on the
  * way (the panel stays in cache between the two): for panels q0..q1 - 1 of
  * the dp_sgemm_pack_a_panels(M) (disjoint ranges may go to different

@@ -341,7 +341,8 @@ T256 static inline void cols4x2(const float *a, const float *b, __m256 *c0, __m2
     const __m256 hi = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 4)), _mm_loadu_ps(b + 4), 1);
     const __m256 lo2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 2)), _mm_loadu_ps(b + 2), 1);
     const __m256 hi2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 6)), _mm_loadu_ps(b + 6), 1);
-    *c0 = _mm256_shuffle_ps(lo, hi, 0x88), *c1 = _mm256_shuffle_ps(lo, hi, 0xDD), *c2 = _mm256_shuffle_ps(lo2, hi2, 0x88);
+    *c0 = _mm256_shuffle_ps(lo, hi, 0x88), *c1 = _mm256_shuffle_ps(lo, hi, 0xDD);
+    *c2 = _mm256_shuffle_ps(lo2, hi2, 0x88);
 }
 /* fill_t_v with pairs of runs of 4 tiles of one tile row as vectors (rows of
  * 4 tiles pair up across tile rows): the same operations in the same order.

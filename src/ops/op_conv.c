@@ -577,7 +577,8 @@ static int dwgrad_use(const geom *G) {
  * G.3's backward 1.13-1.32x) the DCGAN-64 D step ran 1.051 (q25 0.998) and the
  * G step 1.045 (q25 1.030) in-process; but D.8's and G.3's transformed weights
  * (20 MB a graph) raised dcgan64's peak RSS from 507 to 552 MB, against
- * PyTorch's 555-581: left out until the products go in groups (docs/status.md).
+ * PyTorch's 555-581: left out (the products in groups of 3 saved only 7 MB
+ * and lost the gain; docs/status.md has the way that would make it free).
  * Images go out in groups of about 64 tiles. */
 int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
 
@@ -625,7 +626,8 @@ static int64_t wino_u_floats_max(const geom *G) {
 static int64_t wino_scratch(const geom *G) {
     int64_t s = dp_wino_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O);
     /* the transforms' panels and one row's taps */
-    int64_t t = DP_GEMM_MR_MAX * (9 * 4 * G->C > 36 * G->O ? 9 * 4 * G->C : 36 * G->O) + 16 * (G->C > G->O ? G->C : G->O);
+    const int64_t rowsf = 9 * 4 * G->C > 36 * G->O ? 9 * 4 * G->C : 36 * G->O, taps = G->C > G->O ? G->C : G->O;
+    int64_t t = DP_GEMM_MR_MAX * rowsf + 16 * taps;
     int64_t a = dp_wino_t_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O);
     s = s > a ? s : a;
     return s > t ? s : t;
