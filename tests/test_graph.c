@@ -1,12 +1,14 @@
 /* Graph semantics: sticky build errors, state errors, autodiff bookkeeping
  * (accumulation, wrt subsets, stop_gradient), partial forward passes, the
- * memory planner. */
+ * memory planner, the workspace the graphs of a context share. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "doppel/doppel.h"
@@ -268,6 +270,94 @@ static void deterministic(void **state) {
     assert_true(a != c);
 }
 
+
+/* Graphs of one context share its workspace: each runs as it does alone,
+ * also when two threads run them at once (their passes take turns), and the
+ * workspace outlives the first graph freed. */
+typedef struct convg {
+    dp_graph *g;
+    dp_node *x, *y, *loss;
+    dp_tensor *w;
+} convg;
+
+static void convg_build(dp_ctx *ctx, dp_paramset *ps, const char *wname, int k, convg *c) {
+    dp_tensor *w = NULL;
+    dp_init init = {DP_INIT_NORMAL, 0.0f, 0.1f};
+    assert_int_equal(dp_paramset_get_or_add(ps, wname, 4, SH(16, 8, k, k), DP_PARAM_TRAINABLE, &init, &w), DP_OK);
+    assert_int_equal(dp_graph_new(ctx, &c->g), DP_OK);
+    c->w = w;
+    c->x = dp_input(c->g, "x", 4, SH(4, 8, 20, 20));
+    dp_conv_opts o = {.pad_h = k / 2, .pad_w = k / 2};
+    c->y = dp_relu(c->g, dp_conv2d(c->g, c->x, dp_param(c->g, w), NULL, &o));
+    c->loss = dp_mean(c->g, dp_mul(c->g, c->y, c->y), DP_AXIS_ALL, 0);
+    assert_int_equal(dp_graph_mark_output(c->g, c->y), DP_OK);
+    assert_int_equal(dp_graph_compile(c->g), DP_OK);
+    float *xv = dp_tensor_f32(dp_node_value(c->x));
+    for (int64_t i = 0; i < dp_tensor_numel(dp_node_value(c->x)); i++) xv[i] = (float)((i * 37 + k) % 101) / 50.0f - 1.0f;
+}
+
+/* One step: forward, backward; returns 0 when y and dL/dw match the reference (when given). */
+static int convg_step(convg *c, float *y_ref, float *gw_ref) {
+    dp_tensor *gw = dp_param_grad(c->w);
+    memset(dp_tensor_f32(gw), 0, sizeof(float) * (size_t)dp_tensor_numel(gw));
+    if (dp_graph_run(c->g) != DP_OK || dp_graph_forward(c->g, 1, &c->loss) != DP_OK ||
+        dp_graph_backward(c->g, c->loss, 0, NULL) != DP_OK)
+        return 1;
+    size_t ny = sizeof(float) * (size_t)dp_tensor_numel(dp_node_value(c->y)), nw = sizeof(float) * (size_t)dp_tensor_numel(gw);
+    if (!y_ref) return 0;
+    return memcmp(y_ref, dp_tensor_f32(dp_node_value(c->y)), ny) != 0 || memcmp(gw_ref, dp_tensor_f32(gw), nw) != 0;
+}
+
+typedef struct convg_run {
+    convg *c;
+    float *y_ref, *gw_ref;
+    int rounds, bad;
+} convg_run;
+
+static void *convg_thread(void *arg) {
+    convg_run *r = arg;
+    for (int i = 0; i < r->rounds; i++) r->bad += convg_step(r->c, r->y_ref, r->gw_ref);
+    return NULL;
+}
+
+static void graphs_share_workspace(void **state) {
+    (void)state;
+    dp_ctx *ctx;
+    dp_paramset *ps;
+    assert_int_equal(dp_ctx_new(&(dp_ctx_opts){.threads = 2, .seed = 5}, &ctx), DP_OK);
+    assert_int_equal(dp_paramset_new(ctx, &ps), DP_OK);
+    convg c[2];
+    convg_run r[2];
+    for (int i = 0; i < 2; i++) {
+        convg_build(ctx, ps, i ? "w5" : "w3", i ? 5 : 3, &c[i]);
+        size_t ny = sizeof(float) * (size_t)dp_tensor_numel(dp_node_value(c[i].y));
+        size_t nw = sizeof(float) * (size_t)dp_tensor_numel(c[i].w);
+        r[i] = (convg_run){.c = &c[i], .y_ref = malloc(ny), .gw_ref = malloc(nw), .rounds = 40};
+        assert_non_null(r[i].y_ref);
+        assert_non_null(r[i].gw_ref);
+    }
+    for (int i = 0; i < 2; i++) { /* each alone: the reference */
+        assert_int_equal(convg_step(&c[i], NULL, NULL), 0);
+        memcpy(r[i].y_ref, dp_tensor_f32(dp_node_value(c[i].y)), sizeof(float) * (size_t)dp_tensor_numel(dp_node_value(c[i].y)));
+        memcpy(r[i].gw_ref, dp_tensor_f32(dp_param_grad(c[i].w)), sizeof(float) * (size_t)dp_tensor_numel(c[i].w));
+    }
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, convg_thread, &r[1]), 0);
+    convg_thread(&r[0]);
+    pthread_join(th, NULL);
+    assert_int_equal(r[0].bad, 0);
+    assert_int_equal(r[1].bad, 0);
+    dp_graph_free(c[0].g); /* the other keeps the workspace */
+    assert_int_equal(convg_step(&c[1], r[1].y_ref, r[1].gw_ref), 0);
+    dp_graph_free(c[1].g); /* the workspace goes; a new graph reserves it again */
+    convg_build(ctx, ps, "w3", 3, &c[0]);
+    assert_int_equal(convg_step(&c[0], r[0].y_ref, r[0].gw_ref), 0);
+    dp_graph_free(c[0].g);
+    for (int i = 0; i < 2; i++) free(r[i].y_ref), free(r[i].gw_ref);
+    dp_paramset_free(ps);
+    dp_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(sticky_shape_error, setup, teardown),
@@ -280,6 +370,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(planner_reuses_buffers, setup, teardown),
         cmocka_unit_test_setup_teardown(no_grad_graph, setup, teardown),
         cmocka_unit_test(deterministic),
+        cmocka_unit_test(graphs_share_workspace),
     };
     return cmocka_run_group_tests_name("graph", tests, NULL, NULL);
 }

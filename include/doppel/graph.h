@@ -136,7 +136,11 @@ dp_node *dp_cross_entropy(dp_graph *g, dp_node *logits, dp_node *labels);
  * inputs) are sure to hold their values once later nodes have run. */
 dp_status dp_graph_mark_output(dp_graph *g, dp_node *n);
 /* Validate and plan memory. After this no nodes can be added. Activation
- * buffers are allocated here, once: running the graph allocates nothing. */
+ * buffers are allocated here, once: running the graph allocates nothing.
+ * The ops' scratch workspace belongs to the context, shared by all its
+ * graphs (it costs the largest need, not the sum): passes of graphs of one
+ * context called from several threads at once take turns, one pass
+ * (dp_graph_forward / run / backward) at a time. */
 dp_status dp_graph_compile(dp_graph *g);
 /* Declare, before compiling, that this graph never computes gradients (like
  * torch.no_grad): parameters are read as constants and the planner reuses
@@ -175,7 +179,8 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
 dp_tensor *dp_node_value(dp_node *n);
 dp_tensor *dp_node_grad(dp_node *n);
 const char *dp_node_op_name(const dp_node *n);
-/* Bytes of activation memory the planner reserved (values + gradients). */
+/* Bytes of activation memory the planner reserved (values + gradients; not
+ * the ops' workspace, which the context's graphs share). */
 size_t dp_graph_memory_bytes(const dp_graph *g);
 int dp_graph_node_count(const dp_graph *g);
 /* Print the graph, one node a line, to a FILE* (void* to keep stdio out of this header). */

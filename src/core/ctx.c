@@ -92,6 +92,11 @@ dp_status dp_ctx_new(const dp_ctx_opts *opts, dp_ctx **out) {
         al->free(ctx, al->user);
         return s;
     }
+    if (pthread_mutex_init(&ctx->ws_mu, NULL) != 0) {
+        dp_pool_free(ctx->pool, &ctx->alloc);
+        al->free(ctx, al->user);
+        return DP_ERR_NOMEM;
+    }
     *out = ctx;
     return DP_OK;
 }
@@ -135,8 +140,45 @@ void dp_ctx_limits(const dp_ctx *ctx, dp_limits *out) {
     else dp_limits_default(out);
 }
 
+dp_status dp_ctx_ws_reserve(dp_ctx *ctx, size_t bytes) {
+    dp_status st = DP_OK;
+    pthread_mutex_lock(&ctx->ws_mu);
+    if (bytes > ctx->ws_bytes) {
+        /* calloc's zeroes: the same start as the per-graph workspace had */
+        void *p = dp_calloc(ctx, bytes);
+        if (p) {
+            dp_free(ctx, ctx->ws);
+            ctx->ws = p;
+            ctx->ws_bytes = bytes;
+        } else
+            st = DP_ERR_NOMEM;
+    }
+    if (st == DP_OK) ctx->ws_users++;
+    pthread_mutex_unlock(&ctx->ws_mu);
+    return st;
+}
+
+void dp_ctx_ws_release(dp_ctx *ctx) {
+    pthread_mutex_lock(&ctx->ws_mu);
+    if (--ctx->ws_users == 0) {
+        dp_free(ctx, ctx->ws);
+        ctx->ws = NULL;
+        ctx->ws_bytes = 0;
+    }
+    pthread_mutex_unlock(&ctx->ws_mu);
+}
+
+void *dp_ctx_ws_lock(dp_ctx *ctx) {
+    pthread_mutex_lock(&ctx->ws_mu);
+    return ctx->ws;
+}
+
+void dp_ctx_ws_unlock(dp_ctx *ctx) { pthread_mutex_unlock(&ctx->ws_mu); }
+
 void dp_ctx_free(dp_ctx *ctx) {
     if (!ctx) return;
+    dp_free(ctx, ctx->ws); /* still here only if a graph was never freed */
+    pthread_mutex_destroy(&ctx->ws_mu);
     dp_pool_free(ctx->pool, &ctx->alloc);
     dp_arena_release(&ctx->arena);
     dp_allocator al = ctx->alloc;

@@ -61,6 +61,16 @@ static void run_op(dp_graph *g, dp_node *n, int dir) {
     g->prof[4 * n->id + 2 + dir] += 1.0;
 }
 
+/* A pass holds the context's workspace while its ops run. */
+static void ws_take(dp_graph *g) {
+    if (g->ws_bytes) g->ws = dp_ctx_ws_lock(g->ctx);
+}
+static void ws_give(dp_graph *g) {
+    if (!g->ws_bytes) return;
+    g->ws = NULL;
+    dp_ctx_ws_unlock(g->ctx);
+}
+
 static int prof_cmp(const void *a, const void *b, void *arg) {
     const double *p = arg;
     double x = p[4 * *(const int *)a] + p[4 * *(const int *)a + 1], y = p[4 * *(const int *)b] + p[4 * *(const int *)b + 1];
@@ -103,6 +113,7 @@ void dp_graph_free(dp_graph *g) {
     dp_ctx *ctx = g->ctx;
     if (g->prof) prof_print(g);
     free(g->prof);
+    if (g->block && g->ws_bytes) dp_ctx_ws_release(ctx);
     dp_free(ctx, g->block);
     dp_free(ctx, g->cblock);
     dp_free(ctx, g->ckind);
@@ -592,6 +603,7 @@ static dp_status run_chunked(dp_graph *g) {
         if (g->ckind[i] != DP_CHUNK_NONE) g->cfull[i] = n->val.data;
     }
     const int64_t N = g->batch;
+    ws_take(g);
     for (int64_t c0 = 0; c0 < N; c0 += g->chunk) {
         int64_t cn = N - c0 < g->chunk ? N - c0 : g->chunk;
         for (int i = 0; i <= hi; i++) {
@@ -618,6 +630,7 @@ static dp_status run_chunked(dp_graph *g) {
             if (def->forward) run_op(g, n, 0);
         }
     }
+    ws_give(g);
     /* Back to whole-batch tensors; only inputs and outputs (and their views) hold whole values. */
     for (int i = 0; i <= hi; i++) {
         dp_node *n = g->nodes[i];
@@ -724,9 +737,16 @@ dp_status dp_graph_compile(dp_graph *g) {
         buf_off[b] = vals;
         vals += buf_size[b];
     }
-    size_t total = vals + grads + aux + ALIGN_UP(ws) + (size_t)nb * sizeof(dp_node *) + DP_ALIGN;
+    if (ws && dp_ctx_ws_reserve(ctx, ws) != DP_OK) {
+        dp_free(ctx, buf_size);
+        dp_free(ctx, buf_free_at);
+        dp_free(ctx, buf_off);
+        return dp_error(ctx, DP_ERR_NOMEM, "out of memory: the graph's ops need %zu bytes of workspace", ws);
+    }
+    size_t total = vals + grads + aux + (size_t)nb * sizeof(dp_node *) + DP_ALIGN;
     g->block = dp_calloc(ctx, total);
     if (!g->block) {
+        if (ws) dp_ctx_ws_release(ctx);
         dp_free(ctx, buf_size);
         dp_free(ctx, buf_free_at);
         dp_free(ctx, buf_off);
@@ -735,9 +755,9 @@ dp_status dp_graph_compile(dp_graph *g) {
     g->block_bytes = total;
     char *p = g->block;
     char *gp = p + vals, *ap = gp + grads, *wp = ap + aux;
-    g->ws = ws ? wp : NULL;
+    g->ws = NULL;
     g->ws_bytes = ws;
-    g->buf_owner = (dp_node **)(wp + ALIGN_UP(ws));
+    g->buf_owner = (dp_node **)wp;
     g->n_bufs = nb;
     for (int i = 0; i < g->n_nodes; i++) {
         dp_node *n = g->nodes[i];
@@ -782,6 +802,7 @@ dp_status dp_graph_compile(dp_graph *g) {
 }
 
 /* ------------------------------------------------------------ running */
+
 static dp_status need_compiled(dp_graph *g, const char *fn) {
     if (!g) return DP_ERR_NULL;
     if (g->status != DP_OK) return dp_error(g->ctx, g->status, "%s: the graph failed to build: %s", fn, g->ctx->err);
@@ -821,6 +842,7 @@ dp_status dp_graph_forward(dp_graph *g, int n_targets, dp_node *const *targets) 
         if (!(n->flags & DP_NF_MARK)) continue;
         for (int k = 0; k < n->n_in; k++) n->in[k]->flags |= DP_NF_MARK;
     }
+    ws_take(g);
     for (int i = 0; i <= hi; i++) {
         dp_node *n = g->nodes[i];
         if (!(n->flags & DP_NF_MARK)) continue;
@@ -843,6 +865,7 @@ dp_status dp_graph_forward(dp_graph *g, int n_targets, dp_node *const *targets) 
         if (!(def->flags & DP_OPF_VIEW) || def->forward) run_op(g, n, 0);
         n->flags |= DP_NF_FRESH;
     }
+    ws_give(g);
     /* Views whose root was evicted are stale too. */
     if (g->n_bufs)
         for (int i = 0; i < g->n_nodes; i++) {
@@ -944,12 +967,14 @@ dp_status dp_graph_backward(dp_graph *g, dp_node *loss, int n_wrt, dp_node *cons
     }
     dp_f(&loss->grad)[0] += 1.0f;
     /* 4. Reverse sweep. */
+    ws_take(g);
     for (int i = loss->id; i >= 0; i--) {
         dp_node *n = g->nodes[i];
         if (!(n->flags & DP_NF_BWD) || n->n_in == 0) continue;
         const dp_op_def *def = dp_op_get(n->op);
         if (def->backward && !(def->flags & DP_OPF_GRAD_ALIAS)) run_op(g, n, 1);
     }
+    ws_give(g);
     return DP_OK;
 }
 

@@ -3,6 +3,7 @@
 #define DOPPEL_INTERNAL_H
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
@@ -60,6 +61,14 @@ struct dp_ctx {
     dp_pool *pool;
     dp_status last_status;
     char err[1024];
+    /* The ops' workspace, one for all the graphs of the context: their runs
+     * take turns on it (ws_mu), so it costs the largest graph's need, not the
+     * sum (DCGAN's D and G steps are two graphs). Freed with the last graph
+     * that reserved it. */
+    pthread_mutex_t ws_mu;
+    void *ws;
+    size_t ws_bytes;
+    int ws_users;
 };
 
 /* Record an error in ctx (printf-style) and return the status, so callers can
@@ -69,6 +78,13 @@ dp_status dp_verror(dp_ctx *ctx, dp_status s, const char *fmt, va_list ap);
 void *dp_malloc(dp_ctx *ctx, size_t size);  /* 64-byte aligned, via the ctx allocator; not zeroed */
 void *dp_calloc(dp_ctx *ctx, size_t size);  /* zeroed */
 void dp_free(dp_ctx *ctx, void *p);
+/* The shared workspace: a compiled graph reserves what its ops need (and
+ * releases it when freed); a pass locks it and gets its address (NULL when
+ * nothing was reserved). The contents are scratch: nothing survives a lock. */
+dp_status dp_ctx_ws_reserve(dp_ctx *ctx, size_t bytes);
+void dp_ctx_ws_release(dp_ctx *ctx);
+void *dp_ctx_ws_lock(dp_ctx *ctx);
+void dp_ctx_ws_unlock(dp_ctx *ctx);
 
 /* ------------------------------------------------------------ tensors */
 enum {
@@ -187,8 +203,8 @@ struct dp_graph {
     int no_grad; /* inference only: no gradient buffers, activation reuse */
     int no_dropout; /* dp_graph_set_dropout(g, 0): dropout is the identity even in training */
     dp_rng rng;
-    void *ws; /* shared workspace */
-    size_t ws_bytes;
+    void *ws;        /* the context's workspace during a pass (dp_ctx_ws_lock), else NULL */
+    size_t ws_bytes; /* what the ops need of it; reserved at compile when not 0 */
     void *block;  /* one allocation for all activations/grads/aux */
     size_t block_bytes;
     dp_node **buf_owner; /* planner: which node currently holds each reusable buffer */
