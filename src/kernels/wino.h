@@ -25,7 +25,7 @@
  * tiles (src/ops/op_conv.c: below, the per-call weight transform does not
  * pay); dp_wino_min_tiles is the value in use, which tests lower to reach
  * the path on small shapes. */
-#define DP_WINO_MIN_TILES 1024
+#define DP_WINO_MIN_TILES 256
 extern int64_t dp_wino_min_tiles;
 
 /* Floats of the packed transformed weights for O outputs and C inputs (the

@@ -577,8 +577,11 @@ static int dwgrad_use(const geom *G) {
  * G.3's backward 1.13-1.32x) the DCGAN-64 D step ran 1.051 (q25 0.998) and the
  * G step 1.045 (q25 1.030) in-process; but D.8's and G.3's transformed weights
  * (20 MB a graph) raised dcgan64's peak RSS from 507 to 552 MB, against
- * PyTorch's 555-581: left out (the products in groups of 3 saved only 7 MB
- * and lost the gain; docs/status.md has the way that would make it free).
+ * PyTorch's 555-581, so they were left out. Session 13 gave the graphs of a
+ * context one workspace (core/ctx.c): the transformed weights cost 20 MB
+ * once, dcgan64's worker peaks at 530 MB, and the 4x4-output layers are on
+ * Winograd (in-process, 30 rounds: D step 1.053, q25 0.978; G step 1.061,
+ * q25 0.989).
  * Images go out in groups of about 64 tiles. */
 int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
 
@@ -600,8 +603,8 @@ static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(
  * 0.95-1.03x; in-process (bench/ab_inproc.c, 30 rounds) the DCGAN-64 D step
  * 1.036 (q25 0.998), the G step 1.022 (q25 0.999). 4x4 outputs (D.8's
  * backward, G.3's forward: 2 tiles a row, the scalar fill) measured 0.94-1.14x
- * then; faster with the weight transforms vectorised, but left out (below). */
-static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 8; }
+ * then; with the weight transforms vectorised they are taken (above). */
+static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 4; }
 static int wino_t_use(const geom *G) { return dp_kernel_level() == 1 && wino_t_geom(G); }
 /* The weight gradient (dp_wino_w_pairs): the threads take disjoint blocks of
  * M (36 C O floats, in the transformed-weight slot), each over all the
