@@ -244,7 +244,7 @@ static const cfg configs[] = {
     /* Winograd F(2x2, 2x2) with AVX2 (kernels/wino.c): 4x4 s2 p1, even outputs, C >= 64, O >= 256 (main()
      * lowers dp_wino_min_tiles so that these small batches take it; O >= 128 with outputs >= 16 wide too) */
     {"conv Winograd 8x8 outputs (DCGAN-64 D.5, fewer channels; pairs of 4-tile runs)", 0, 3, 64, 16, 16, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
-    {"conv Winograd 4x4 outputs, images grouped, 264 outputs", 0, 5, 64, 8, 8, 264, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    {"conv Winograd 4x4 outputs, images grouped, 264 outputs (runs of 2 tiles)", 0, 5, 64, 8, 8, 264, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"conv Winograd 2x2 outputs, one image, K over two slices", 0, 1, 96, 4, 4, 257, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"conv Winograd 4x6 outputs, rectangular", 0, 2, 64, 8, 12, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv dx by Winograd (DCGAN-64 G.6)", 1, 2, 256, 8, 8, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},

@@ -1,6 +1,7 @@
 /* Winograd F(2x2, 2x2) for 4x4 stride-2 padding-1 convolutions: see wino.h. */
 #include "kernels/wino.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -91,70 +92,123 @@ void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1
 }
 
 /* The padded images: 1 row and column of zeros before, 1 after. */
-static int64_t pad_floats(int64_t nimg, int64_t C, int64_t H, int64_t W) { return (nimg * C * (H + 2) * (W + 2) + 15) / 16 * 16; }
+/* ------------------------------------------------------------ the input transform's source
+ * The fills read each tile's 3x3 patch from a zero-padded copy of the images
+ * whose rows are split into S column classes: padded column p is at (p % S) L
+ * + p / S of its row (L = ceil((W + 2) / S) floats a class, RS = S L a row).
+ * S is the distance between the patches of neighbouring tiles (4 in the
+ * forward, 2 in the adjoint), so a patch column of consecutive tiles is
+ * consecutive floats: the fill loads them as they are, where the plain padded
+ * copy needed a deinterleave per load (3 loads and 3 shuffles a vector: the
+ * fills were 15 % of a 1-thread DCGAN-64 iteration). */
+static int64_t split_l(int64_t W, int S) { return (W + 2 + S - 1) / S; }
+static int64_t split_plane(int64_t H, int64_t W, int S) { return (H + 2) * S * split_l(W, S); }
+/* The planes, then the copy's index table and row buffer (split_copy). */
+static int64_t split_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int S) {
+    return (nimg * C * split_plane(H, W, S) + 2 * S * split_l(W, S) + 16 + 15) / 16 * 16;
+}
 
-/* planes of H x W into planes of (H + 2) x (W + 2) with a zero border */
-static void pad_copy(const float *x, int64_t planes, int64_t H, int64_t W, float *xp) {
-    const int64_t WP = W + 2, plane = (H + 2) * WP;
+/* planes of H x W into split padded planes (above), at most as many planes as
+ * split_floats was given. Every row has the same pattern: an index table into
+ * a padded copy of the row, then a gather with no branch (loops per class, 4
+ * or 5 floats each on DCGAN-64's rows, made the copy 15 % of a D.5 forward).
+ * The table and the row buffer follow the planes. */
+static void split_copy(const float *x, int64_t planes, int64_t H, int64_t W, int S, float *xz) {
+    const int64_t L = split_l(W, S), RS = S * L, plane = (H + 2) * RS;
+    int32_t *idx = (int32_t *)(void *)(xz + planes * plane);
+    float *row = xz + planes * plane + RS;
+    for (int64_t m = 0; m < S; m++)
+        for (int64_t t = 0; t < L; t++) idx[m * L + t] = (int32_t)(S * t + m); /* the padded column */
+    memset(row, 0, sizeof(float) * (size_t)(RS + 1)); /* row[0] and row[W + 1..RS] stay 0 */
     for (int64_t i = 0; i < planes; i++) {
-        float *d = xp + i * plane;
-        memset(d, 0, sizeof(float) * (size_t)WP);
+        float *d = xz + i * plane;
+        memset(d, 0, sizeof(float) * (size_t)RS);
         for (int64_t h = 0; h < H; h++) {
-            float *dr = d + (h + 1) * WP;
-            dr[0] = dr[W + 1] = 0.0f;
-            memcpy(dr + 1, x + (i * H + h) * W, sizeof(float) * (size_t)W);
+            float *dr = d + (h + 1) * RS;
+            memcpy(row + 1, x + (i * H + h) * W, sizeof(float) * (size_t)W);
+            for (int64_t k = 0; k < RS; k++) dr[k] = row[idx[k]];
         }
-        memset(d + (H + 1) * WP, 0, sizeof(float) * (size_t)WP);
+        memset(d + (H + 1) * RS, 0, sizeof(float) * (size_t)RS);
     }
 }
 
 int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
-    return pad_floats(nimg, C, H, W) + 9 * O * nimg * (H / 4) * (W / 4);
+    return split_floats(nimg, C, H, W, 4) + 9 * O * nimg * (H / 4) * (W / 4);
 }
 
 typedef struct fill_arg {
-    const float *xp;  /* [nimg][C][HP][WP], zero-padded */
-    int64_t C;        /* channels of xp */
-    int64_t WP, plane, TH, TW;
-    int64_t ts;       /* floats from one tile's patch to the next along a row: 4 (forward) or 2 (adjoint) */
-    int64_t off;      /* adjoint: the phase's first patch corner in its plane */
+    const float *xz;  /* [nimg][C] split padded planes */
+    int64_t C;        /* channels of xz per image */
+    int64_t L, RS, plane, TH, TW;
+    int64_t trs, prs; /* padded rows from one tile row to the next (4, 2) and from one patch row to the next (2, 1) */
+    int S, phased;    /* phased (forward): B's row k is phase k / C of channel k % C; else channel k, phase fixed */
+    int r0, c0;       /* not phased: the patches' first padded row and column in tile (0, 0) */
     int u, v;
 } fill_arg;
 
-/* The tiles' patch corners in their (image, channel 0) plane: tiles j0.. of the chunk. */
+/* The tiles' first floats in their (image, channel 0) plane: tiles j0.. of the chunk. */
 static void tile_offsets(const fill_arg *f, int64_t j0, int n, int64_t *to) {
     const int64_t per_img = f->TH * f->TW;
     for (int j = 0; j < n; j++) {
         int64_t t = j0 + j, img = t / per_img, ti = t % per_img / f->TW, tj = t % f->TW;
-        to[j] = img * f->C * f->plane + f->ts * (ti * f->WP + tj);
+        to[j] = img * f->C * f->plane + ti * f->trs * f->RS + tj;
     }
 }
 
-/* V at (u, v) of the 3x3 patch whose corner is r0, its rows rs floats apart
- * and its columns cs apart: B^T d's row u at patch columns 0, 1, 2, then the
- * column combination v. */
-static inline float v_at(const float *r0, int64_t rs, int64_t cs, int u, int v) {
+/* Rows of B in order: channel c of phase q (fixed unless phased), the
+ * patch's first row in tile (0, 0) at base, its three columns at o[0..2]. */
+typedef struct krow {
+    int64_t c, q, o[3];
+    const float *base;
+} krow;
+
+static inline void krow_set(const fill_arg *f, krow *r) {
+    const int64_t r0 = f->phased ? r->q >> 1 : f->r0, c0 = f->phased ? r->q & 1 : f->c0;
+    for (int b = 0; b < 3; b++) {
+        const int64_t pc = c0 + b * (f->S / 2);
+        r->o[b] = pc % f->S * f->L + pc / f->S;
+    }
+    r->base = f->xz + r->c * f->plane + r0 * f->RS;
+}
+static inline void krow_first(const fill_arg *f, int64_t k, krow *r) {
+    r->c = f->phased ? k % f->C : k;
+    r->q = f->phased ? k / f->C : 0;
+    krow_set(f, r);
+}
+static inline void krow_next(const fill_arg *f, krow *r) {
+    if (f->phased && ++r->c == f->C) {
+        r->c = 0, r->q++;
+        krow_set(f, r);
+    } else {
+        if (!f->phased) r->c++;
+        r->base += f->plane;
+    }
+}
+
+/* V at (u, v) of the 3x3 patch at r (rows rs floats apart, columns at o[0..2]):
+ * B^T d's row u at patch columns 0, 1, 2, then the column combination v. */
+static inline float v_at(const float *r0, int64_t rs, const int64_t o[3], int u, int v) {
     const float *r1 = r0 + rs, *r2 = r0 + 2 * rs;
     float a0, a1, a2;
     if (u == 0)
-        a0 = r0[0] - r1[0], a1 = r0[cs] - r1[cs], a2 = r0[2 * cs] - r1[2 * cs];
+        a0 = r0[o[0]] - r1[o[0]], a1 = r0[o[1]] - r1[o[1]], a2 = r0[o[2]] - r1[o[2]];
     else if (u == 1)
-        a0 = r1[0], a1 = r1[cs], a2 = r1[2 * cs];
+        a0 = r1[o[0]], a1 = r1[o[1]], a2 = r1[o[2]];
     else
-        a0 = r2[0] - r1[0], a1 = r2[cs] - r1[cs], a2 = r2[2 * cs] - r1[2 * cs];
+        a0 = r2[o[0]] - r1[o[0]], a1 = r2[o[1]] - r1[o[1]], a2 = r2[o[2]] - r1[o[2]];
     return v == 0 ? a0 - a1 : v == 1 ? a1 : a2 - a1;
 }
 
-/* B panel rows p0.. (k = phase * C + c), tiles j0..: V at (u, v) of each
- * tile's 3x3 patch in its phase image, rows first (B^T d), then columns. */
+/* B panel rows p0.. (ld floats apart), tiles j0..: V at (f->u, f->v) of each tile's patch. */
 static void fill_v_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst, int64_t ld) {
     int64_t to[32];
     tile_offsets(f, j0, n, to);
-    for (int k = 0; k < kc; k++) {
-        const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
-        const float *base = f->xp + c * f->plane + (q >> 1) * f->WP + (q & 1);
+    const int64_t rs = f->prs * f->RS;
+    krow r;
+    krow_first(f, p0, &r);
+    for (int k = 0; k < kc; k++, krow_next(f, &r)) {
         float *d = dst + (int64_t)k * ld;
-        for (int j = 0; j < n; j++) d[j] = v_at(base + to[j], 2 * f->WP, 2, f->u, f->v);
+        for (int j = 0; j < n; j++) d[j] = v_at(r.base + to[j], rs, r.o, f->u, f->v);
         for (int j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
@@ -162,74 +216,86 @@ static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, flo
     fill_v_ld(arg, p0, kc, j0, n, nr, dst, nr);
 }
 
+/* f(..., u, v) for product xi = 3u + v, inlined with u and v constant: the
+ * selections fold away. */
+#define WINO_SWITCH(xi, f, ...)                                                                                        \
+    switch (xi) {                                                                                                      \
+    case 0: f(__VA_ARGS__, 0, 0); break;                                                                               \
+    case 1: f(__VA_ARGS__, 0, 1); break;                                                                               \
+    case 2: f(__VA_ARGS__, 0, 2); break;                                                                               \
+    case 3: f(__VA_ARGS__, 1, 0); break;                                                                               \
+    case 4: f(__VA_ARGS__, 1, 1); break;                                                                               \
+    case 5: f(__VA_ARGS__, 1, 2); break;                                                                               \
+    case 6: f(__VA_ARGS__, 2, 0); break;                                                                               \
+    case 7: f(__VA_ARGS__, 2, 1); break;                                                                               \
+    default: f(__VA_ARGS__, 2, 2); break;                                                                              \
+    }
+
 #ifdef WINO_AVX2
-/* The first float of each 16-byte group of r[0..32): 8 consecutive tiles' value at one patch column. */
-T256 static inline __m256 first_of_groups(const float *r, int hi) {
-    const __m256 v0 = _mm256_loadu_ps(r), v1 = _mm256_loadu_ps(r + 8), v2 = _mm256_loadu_ps(r + 16),
-                 v3 = _mm256_loadu_ps(r + 24);
-    __m256 a = hi ? _mm256_unpackhi_ps(v0, v1) : _mm256_unpacklo_ps(v0, v1); /* hi: the third float instead */
-    __m256 b = hi ? _mm256_unpackhi_ps(v2, v3) : _mm256_unpacklo_ps(v2, v3);
-    __m256 w = _mm256_shuffle_ps(a, b, 0x44); /* tiles 0 2 4 6 | 1 3 5 7 */
-    return _mm256_permutevar8x32_ps(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+/* 8 tiles' floats at p + to[0..7] that come as a run of 8 (kind 8), two runs of 4 (4) or four runs of 2 (2). */
+T256 static inline __m256 ld8(const float *p, const int64_t *to, const int kind) {
+    if (kind == 8) return _mm256_loadu_ps(p + to[0]);
+    if (kind == 4) return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p + to[0])), _mm_loadu_ps(p + to[4]), 1);
+    const __m128 lo = _mm_loadh_pi(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(p + to[0]))), (const __m64 *)(p + to[2]));
+    const __m128 hi = _mm_loadh_pi(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(p + to[4]))), (const __m64 *)(p + to[6]));
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
 }
-/* Patch columns 0, 1, 2 (floats 0, 2, 4 of each tile: tiles 4 floats apart) of one patch row, 8 tiles. */
-T256 static inline void cols8(const float *r, __m256 *c0, __m256 *c1, __m256 *c2) {
-    *c0 = first_of_groups(r, 0), *c1 = first_of_groups(r, 1), *c2 = first_of_groups(r + 4, 0);
+
+/* The kind of the 8 tiles at to[0..7] (0: none of those). */
+static int run_kind(const int64_t *to) {
+    int r2 = 1;
+    for (int i = 0; i < 8; i += 2) r2 &= to[i + 1] == to[i] + 1;
+    if (!r2) return 0;
+    if (to[7] == to[0] + 7) return 8;
+    return to[3] == to[0] + 3 && to[7] == to[4] + 3 ? 4 : 2;
 }
-/* The same for two runs of 4 tiles (a in the low lanes, b in the high ones): rows of 4 tiles (8-wide outputs). */
-T256 static inline __m256 pair128(const float *a, const float *b) {
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
+
+/* V at (u, v) of 8 tiles: the same operations in the same order as v_at. */
+T256 static inline __m256 v8(const float *r0, int64_t rs, const int64_t o[3], const int64_t *to, const int kind, const int u,
+                             const int v) {
+    const float *r1 = r0 + rs, *r2 = r0 + 2 * rs;
+    __m256 a0 = _mm256_setzero_ps(), a1, a2 = _mm256_setzero_ps();
+    if (u == 1) {
+        if (v == 0) a0 = ld8(r1 + o[0], to, kind);
+        a1 = ld8(r1 + o[1], to, kind);
+        if (v == 2) a2 = ld8(r1 + o[2], to, kind);
+    } else {
+        const float *ra = u == 0 ? r0 : r2;
+        if (v == 0) a0 = _mm256_sub_ps(ld8(ra + o[0], to, kind), ld8(r1 + o[0], to, kind));
+        a1 = _mm256_sub_ps(ld8(ra + o[1], to, kind), ld8(r1 + o[1], to, kind));
+        if (v == 2) a2 = _mm256_sub_ps(ld8(ra + o[2], to, kind), ld8(r1 + o[2], to, kind));
+    }
+    return v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1);
 }
-T256 static inline void cols4x2s4(const float *a, const float *b, __m256 *c0, __m256 *c1, __m256 *c2) {
-    const __m256 v0 = pair128(a, b), v1 = pair128(a + 4, b + 4), v2 = pair128(a + 8, b + 8),
-                 v3 = pair128(a + 12, b + 12), v4 = pair128(a + 16, b + 16);
-    *c0 = _mm256_shuffle_ps(_mm256_unpacklo_ps(v0, v1), _mm256_unpacklo_ps(v2, v3), 0x44);
-    *c1 = _mm256_shuffle_ps(_mm256_unpackhi_ps(v0, v1), _mm256_unpackhi_ps(v2, v3), 0x44);
-    *c2 = _mm256_shuffle_ps(_mm256_unpacklo_ps(v1, v2), _mm256_unpacklo_ps(v3, v4), 0x44);
-}
-T256 static inline void cols_any(const float *a, const float *b, int run8, __m256 *c0, __m256 *c1, __m256 *c2) {
-    if (run8)
-        cols8(a, c0, c1, c2);
-    else
-        cols4x2s4(a, b, c0, c1, c2);
-}
-/* fill_v with 8 tiles a vector, as a run of 8 tiles of one tile row or as two runs of 4 (rows of 4 tiles pair up
- * across tile rows): the same operations in the same order. Reads up to 3 floats past a padded row (inside the
- * scratch: the next row, image or the M chunk). */
-T256 static void fill_v_avx2_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst,
-                                int64_t ld) {
-    const int64_t WP = f->WP;
+
+/* fill_v_ld with 8 tiles a vector wherever they come in runs of 2, 4 or 8 (every k alike), u and v constant. */
+static inline __attribute__((always_inline)) T256 void fill_v8(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n,
+                                                               int nr, float *dst, int64_t ld, const int u, const int v) {
     int64_t to[32];
     tile_offsets(f, j0, n, to);
-    const int u = f->u, v = f->v;
-    /* tiles [0, nv) go 8 at a time, group g as a run of 8 (run8[g]) or two runs of 4: the same for every k */
-    int nv = 0, run8[4];
-    for (; nv + 8 <= n; nv += 8) {
-        run8[nv / 8] = to[nv + 7] == to[nv] + 28;
-        if (!run8[nv / 8] && !(to[nv + 3] == to[nv] + 12 && to[nv + 7] == to[nv + 4] + 12)) break;
+    int kinds[4], nv = 0;
+    for (; nv + 8 <= n && (kinds[nv / 8] = run_kind(to + nv)) != 0; nv += 8) {
     }
-    for (int k = 0; k < kc; k++) {
-        const int64_t cp = p0 + k, q = cp / f->C, c = cp % f->C;
-        const float *base = f->xp + c * f->plane + (q >> 1) * WP + (q & 1);
+    const int64_t rs = f->prs * f->RS;
+    krow r;
+    krow_first(f, p0, &r);
+    for (int k = 0; k < kc; k++, krow_next(f, &r)) {
         float *d = dst + (int64_t)k * ld;
         int j = 0;
         for (; j < nv; j += 8) {
-            const float *r0 = base + to[j], *r1 = base + to[j + 4];
-            const int r8 = run8[j / 8];
-            __m256 a0, a1, a2, x0, x1, x2, y0, y1, y2;
-            if (u == 1) {
-                cols_any(r0 + 2 * WP, r1 + 2 * WP, r8, &a0, &a1, &a2);
-            } else {
-                const int64_t e = u == 0 ? 0 : 4 * WP;
-                cols_any(r0 + e, r1 + e, r8, &x0, &x1, &x2);
-                cols_any(r0 + 2 * WP, r1 + 2 * WP, r8, &y0, &y1, &y2);
-                a0 = _mm256_sub_ps(x0, y0), a1 = _mm256_sub_ps(x1, y1), a2 = _mm256_sub_ps(x2, y2);
-            }
-            _mm256_storeu_ps(d + j, v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1));
+            const int kind = kinds[j / 8];
+            __m256 y = kind == 8 ? v8(r.base, rs, r.o, to + j, 8, u, v) : kind == 4 ? v8(r.base, rs, r.o, to + j, 4, u, v)
+                                                                                : v8(r.base, rs, r.o, to + j, 2, u, v);
+            _mm256_storeu_ps(d + j, y);
         }
-        for (; j < n; j++) d[j] = v_at(base + to[j], 2 * WP, 2, u, v);
+        for (; j < n; j++) d[j] = v_at(r.base + to[j], rs, r.o, u, v);
         for (j = n; j < nr; j++) d[j] = 0.0f;
     }
+}
+
+
+T256 static void fill_v_avx2_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst, int64_t ld) {
+    WINO_SWITCH(3 * f->u + f->v, fill_v8, f, p0, kc, j0, n, nr, dst, ld)
 }
 T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
     fill_v_avx2_ld(arg, p0, kc, j0, n, nr, dst, nr);
@@ -246,11 +312,12 @@ static inline void out_tile(const float *m, int64_t st, float t[4]) {
 
 void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                     const float *bias, int acc, float *y, float *scratch) {
-    const int64_t HP = H + 2, WP = W + 2, plane = HP * WP, OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
+    const int64_t OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
     const int64_t T = nimg * TH * TW, K = 4 * C, un = dp_wino_u_floats(O, C);
-    float *xp = scratch, *M = scratch + pad_floats(nimg, C, H, W);
-    pad_copy(x, nimg * C, H, W, xp);
-    fill_arg f = {xp, C, WP, plane, TH, TW, 4, 0, 0, 0};
+    float *xz = scratch, *M = scratch + split_floats(nimg, C, H, W, 4);
+    split_copy(x, nimg * C, H, W, 4, xz);
+    fill_arg f = {.xz = xz, .C = C, .L = split_l(W, 4), .RS = 4 * split_l(W, 4), .plane = split_plane(H, W, 4), .TH = TH,
+                  .TW = TW, .trs = 4, .prs = 2, .S = 4, .phased = 1};
     dp_bpanel_fn fill = fill_v;
 #ifdef WINO_AVX2
     if (dp_kernel_level() >= 1) fill = fill_v_avx2;
@@ -317,82 +384,25 @@ void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t 
 }
 
 int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
-    return pad_floats(nimg, O, H / 2, W / 2) + 9 * C * nimg * (H / 4) * (W / 4);
+    return split_floats(nimg, O, H / 2, W / 2, 2) + 9 * C * nimg * (H / 4) * (W / 4);
 }
-
-/* B panel rows p0.. (k = o), tiles j0..: V at (u, v) of each tile's patch in y's padded plane. */
-static void fill_t_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    const fill_arg *f = arg;
-    int64_t to[32];
-    tile_offsets(f, j0, n, to);
-    for (int k = 0; k < kc; k++) {
-        const float *base = f->xp + (p0 + k) * f->plane + f->off;
-        float *d = dst + (int64_t)k * nr;
-        for (int j = 0; j < n; j++) d[j] = v_at(base + to[j], f->WP, 1, f->u, f->v);
-        for (int j = n; j < nr; j++) d[j] = 0.0f;
-    }
-}
-
-#ifdef WINO_AVX2
-/* Patch columns 0, 1, 2 of one patch row for two runs of 4 consecutive tiles
- * (patches 2 floats apart): run a in the low lanes, run b in the high ones. */
-T256 static inline void cols4x2(const float *a, const float *b, __m256 *c0, __m256 *c1, __m256 *c2) {
-    const __m256 lo = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
-    const __m256 hi = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 4)), _mm_loadu_ps(b + 4), 1);
-    const __m256 lo2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 2)), _mm_loadu_ps(b + 2), 1);
-    const __m256 hi2 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a + 6)), _mm_loadu_ps(b + 6), 1);
-    *c0 = _mm256_shuffle_ps(lo, hi, 0x88), *c1 = _mm256_shuffle_ps(lo, hi, 0xDD);
-    *c2 = _mm256_shuffle_ps(lo2, hi2, 0x88);
-}
-/* fill_t_v with pairs of runs of 4 tiles of one tile row as vectors (rows of
- * 4 tiles pair up across tile rows): the same operations in the same order.
- * Reads 1 float past a padded row (the next row, or the M chunk after the
- * last plane). */
-T256 static void fill_t_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    const fill_arg *f = arg;
-    const int64_t WP = f->WP;
-    int64_t to[32];
-    tile_offsets(f, j0, n, to);
-    const int u = f->u, v = f->v;
-    int nv = 0; /* tiles [0, nv) go 8 at a time: two runs of 4 consecutive tiles; the same for every k */
-    while (nv + 8 <= n && to[nv + 3] == to[nv] + 6 && to[nv + 7] == to[nv + 4] + 6) nv += 8;
-    for (int k = 0; k < kc; k++) {
-        const float *base = f->xp + (p0 + k) * f->plane + f->off;
-        float *d = dst + (int64_t)k * nr;
-        int j = 0;
-        for (; j < nv; j += 8) {
-            const float *ra = base + to[j], *rb = base + to[j + 4];
-            __m256 a0, a1, a2, x0, x1, x2, y0, y1, y2;
-            if (u == 1) {
-                cols4x2(ra + WP, rb + WP, &a0, &a1, &a2);
-            } else {
-                const int64_t e = u == 0 ? 0 : 2 * WP;
-                cols4x2(ra + e, rb + e, &x0, &x1, &x2);
-                cols4x2(ra + WP, rb + WP, &y0, &y1, &y2);
-                a0 = _mm256_sub_ps(x0, y0), a1 = _mm256_sub_ps(x1, y1), a2 = _mm256_sub_ps(x2, y2);
-            }
-            _mm256_storeu_ps(d + j, v == 0 ? _mm256_sub_ps(a0, a1) : v == 1 ? a1 : _mm256_sub_ps(a2, a1));
-        }
-        for (; j < n; j++) d[j] = v_at(base + to[j], WP, 1, u, v);
-        for (j = n; j < nr; j++) d[j] = 0.0f;
-    }
-}
-#endif
 
 void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                       float *gx, float *scratch) {
-    const int64_t OH = H / 2, OW = W / 2, WP = OW + 2, plane = (OH + 2) * WP, TH = OH / 2, TW = OW / 2;
+    const int64_t OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
     const int64_t T = nimg * TH * TW, un = dp_wino_t_u_floats(O, C), st = C * T;
-    float *yp = scratch, *M = scratch + pad_floats(nimg, O, OH, OW);
-    pad_copy(gy, nimg * O, OH, OW, yp);
-    fill_arg f = {yp, O, WP, plane, TH, TW, 2, 0, 0, 0};
-    dp_bpanel_fn fill = fill_t_v;
+    float *yz = scratch, *M = scratch + split_floats(nimg, O, OH, OW, 2);
+    split_copy(gy, nimg * O, OH, OW, 2, yz);
+    /* phase (r, s): the patches' rows at 1 - r + 2 ti + {0, 1, 2}, columns at 1 - s + 2 tj + {0, 1, 2} */
+    fill_arg f = {.xz = yz, .C = O, .L = split_l(OW, 2), .RS = 2 * split_l(OW, 2), .plane = split_plane(OH, OW, 2),
+                  .TH = TH, .TW = TW, .trs = 2, .prs = 1, .S = 2};
+    dp_bpanel_fn fill = fill_v;
 #ifdef WINO_AVX2
-    if (dp_kernel_level() >= 1) fill = fill_t_v_avx2;
+    if (dp_kernel_level() >= 1) fill = fill_v_avx2;
 #endif
     for (int q = 0; q < 4; q++) {
         const int r = q >> 1, s = q & 1;
-        f.off = (1 - r) * WP + (1 - s);
+        f.r0 = 1 - r, f.c0 = 1 - s;
         for (int xi = 0; xi < 9; xi++) {
             f.u = xi / 3, f.v = xi % 3;
             dp_sgemm_packed_bpanel_st(C, T, O, upk + (q * 9 + xi) * un, fill, &f, 0.0f, M + xi * st, T);
@@ -432,23 +442,9 @@ int64_t dp_wino_w_m_floats(int64_t O, int64_t C) { return 36 * C * O; }
 
 int64_t dp_wino_w_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t O) {
     const int64_t g = w_chunk_imgs(H, W), tg = g * (H / 4) * (W / 4);
-    return pad_floats(g, C, H, W) + C * tg + O * tg + 32;
+    return split_floats(g, C, H, W, 4) + C * tg + O * tg + 32;
 }
 
-/* f(..., u, v) for product xi = 3u + v, inlined with u and v constant: the
- * selections fold away. */
-#define WINO_SWITCH(xi, f, ...)                                                                                        \
-    switch (xi) {                                                                                                      \
-    case 0: f(__VA_ARGS__, 0, 0); break;                                                                               \
-    case 1: f(__VA_ARGS__, 0, 1); break;                                                                               \
-    case 2: f(__VA_ARGS__, 0, 2); break;                                                                               \
-    case 3: f(__VA_ARGS__, 1, 0); break;                                                                               \
-    case 4: f(__VA_ARGS__, 1, 1); break;                                                                               \
-    case 5: f(__VA_ARGS__, 1, 2); break;                                                                               \
-    case 6: f(__VA_ARGS__, 2, 0); break;                                                                               \
-    case 7: f(__VA_ARGS__, 2, 1); break;                                                                               \
-    default: f(__VA_ARGS__, 2, 2); break;                                                                              \
-    }
 
 /* Ug = (G g G^T)[u][v] of every 2x2 tile of gy[n][o] for nimg images: ug[o][tile], ld floats a row. */
 static inline __attribute__((always_inline)) void w_fill_g(const float *gy, int64_t nimg, int64_t O, int64_t OH,
@@ -470,13 +466,14 @@ static inline __attribute__((always_inline)) void w_fill_g(const float *gy, int6
 
 void dp_wino_w_pairs(const float *gy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
                      int64_t p0, int64_t p1, float *M, float *scratch) {
-    const int64_t OH = H / 2, OW = W / 2, WP = W + 2, plane = (H + 2) * WP, TH = OH / 2, TW = OW / 2, per = TH * TW;
+    const int64_t OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2, per = TH * TW;
     const int64_t g = w_chunk_imgs(H, W), tg = g * per;
-    float *xp = scratch, *vt = xp + pad_floats(g, C, H, W), *ug = vt + C * tg;
+    float *xz = scratch, *vt = xz + split_floats(g, C, H, W, 4), *ug = vt + C * tg;
     for (int64_t n0 = 0; n0 < N; n0 += g) {
         const int64_t n1 = n0 + g < N ? n0 + g : N, k = (n1 - n0) * per;
-        pad_copy(x + n0 * C * H * W, (n1 - n0) * C, H, W, xp);
-        fill_arg f = {xp, C, WP, plane, TH, TW, 4, 0, 0, 0};
+        split_copy(x + n0 * C * H * W, (n1 - n0) * C, H, W, 4, xz);
+        fill_arg f = {.xz = xz, .C = C, .L = split_l(W, 4), .RS = 4 * split_l(W, 4), .plane = split_plane(H, W, 4),
+                      .TH = TH, .TW = TW, .trs = 4, .prs = 2, .S = 4, .phased = 1};
         for (int64_t p = p0, xi = -1; p < p1; p++) {
             const int64_t q = p % 4;
             if (p / 4 != xi) { /* Ug once per product */
