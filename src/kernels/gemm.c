@@ -547,7 +547,6 @@ int dp_gemm_set_kernel(const char *name) {
     return 1;
 }
 
-int dp_xp = 1;
 /* ------------------------------------------------------------ packing */
 static _Thread_local float tl_apack[MC_MAX * KC] __attribute__((aligned(64)));
 static _Thread_local float tl_bpack[KC * NC] __attribute__((aligned(64)));
