@@ -310,6 +310,112 @@ static inline void out_tile(const float *m, int64_t st, float t[4]) {
     t[0] = z0[0] + z0[1], t[1] = z0[1] + z0[2], t[2] = z1[0] + z1[1], t[3] = z1[1] + z1[2];
 }
 
+/* One output plane of the forward: tiles of M at mo (products st apart), TH x TW of them, into yo (OW wide). */
+static inline __attribute__((always_inline)) void fwd_out_tail(const float *mo, int64_t st, int64_t ti, int64_t tj,
+                                                               int64_t TW, int64_t OW, float b, int acc, float *yo) {
+    for (; tj < TW; tj++) {
+        float t[4];
+        out_tile(mo + ti * TW + tj, st, t);
+        float *y0 = yo + 2 * ti * OW + 2 * tj, *y1 = y0 + OW;
+        float v00 = t[0] + b, v01 = t[1] + b, v10 = t[2] + b, v11 = t[3] + b;
+        if (acc)
+            y0[0] += v00, y0[1] += v01, y1[0] += v10, y1[1] += v11;
+        else
+            y0[0] = v00, y0[1] = v01, y1[0] = v10, y1[1] = v11;
+    }
+}
+static void fwd_out_plane(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OW, float b, int acc, float *yo) {
+    for (int64_t ti = 0; ti < TH; ti++) fwd_out_tail(mo, st, ti, 0, TW, OW, b, acc, yo);
+}
+
+/* One plane of the adjoint's phase: tile (ti, tj) adds at g[4 ti W + 4 tj + {0, 2}] and 2 W further (g: the
+ * phase's first pixel, column 1 - s of its row). */
+static inline __attribute__((always_inline)) void adj_out_tail(const float *mo, int64_t st, int64_t ti, int64_t tj,
+                                                               int64_t TW, int64_t W, float *g) {
+    for (; tj < TW; tj++) {
+        float t[4];
+        out_tile(mo + ti * TW + tj, st, t);
+        float *g0 = g + 4 * ti * W + 4 * tj, *g1 = g0 + 2 * W;
+        g0[0] += t[0], g0[2] += t[1], g1[0] += t[2], g1[2] += t[3];
+    }
+}
+static void adj_out_plane(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t W, int s, float *g) {
+    (void)s;
+    for (int64_t ti = 0; ti < TH; ti++) adj_out_tail(mo, st, ti, 0, TW, W, g);
+}
+
+#ifdef WINO_AVX2
+/* out_tile of 4 consecutive tiles (lanes): the same sums in the same order. */
+T256 static inline void out_tile4(const float *m, int64_t st, __m128 t[4]) {
+    __m128 z0[3], z1[3];
+    for (int c3 = 0; c3 < 3; c3++) {
+        const __m128 a = _mm_loadu_ps(m + c3 * st), b = _mm_loadu_ps(m + (3 + c3) * st), c = _mm_loadu_ps(m + (6 + c3) * st);
+        z0[c3] = _mm_add_ps(a, b), z1[c3] = _mm_add_ps(b, c);
+    }
+    t[0] = _mm_add_ps(z0[0], z0[1]), t[1] = _mm_add_ps(z0[1], z0[2]);
+    t[2] = _mm_add_ps(z1[0], z1[1]), t[3] = _mm_add_ps(z1[1], z1[2]);
+}
+/* The 4 tiles' pairs (a_j, b_j) in tile order: a_0 b_0 a_1 b_1 ... a_3 b_3. */
+T256 static inline __m256 pairs8(__m128 a, __m128 b) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_unpacklo_ps(a, b)), _mm_unpackhi_ps(a, b), 1);
+}
+/* fwd_out_plane, 4 tiles of a row at a time: 8 consecutive floats of each output row. */
+T256 static void fwd_out_plane_avx2(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OW, float b, int acc,
+                                    float *yo) {
+    const __m128 vb = _mm_set1_ps(b);
+    for (int64_t ti = 0; ti < TH; ti++) {
+        int64_t tj = 0;
+        for (; tj + 4 <= TW; tj += 4) {
+            __m128 t[4];
+            out_tile4(mo + ti * TW + tj, st, t);
+            float *y0 = yo + 2 * ti * OW + 2 * tj;
+            __m256 v0 = pairs8(_mm_add_ps(t[0], vb), _mm_add_ps(t[1], vb));
+            __m256 v1 = pairs8(_mm_add_ps(t[2], vb), _mm_add_ps(t[3], vb));
+            if (acc) v0 = _mm256_add_ps(_mm256_loadu_ps(y0), v0), v1 = _mm256_add_ps(_mm256_loadu_ps(y0 + OW), v1);
+            _mm256_storeu_ps(y0, v0);
+            _mm256_storeu_ps(y0 + OW, v1);
+        }
+        fwd_out_tail(mo, st, ti, tj, TW, OW, b, acc, yo);
+    }
+}
+/* e (pairs8) added at r[par], r[par + 2], ..., r[par + 14]; the other floats
+ * of r[0..16) are stored back as they were (the same row of the same plane:
+ * the same thread). */
+T256 static inline void add_row4_s2(float *r, __m256 e, const int par) {
+    const __m256 lo = _mm256_permutevar8x32_ps(e, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+    const __m256 hi = _mm256_permutevar8x32_ps(e, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+    const __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + 8);
+    if (par) { /* the blend's mask must be a literal */
+        _mm256_storeu_ps(r, _mm256_blend_ps(r0, _mm256_add_ps(r0, lo), 0xAA));
+        _mm256_storeu_ps(r + 8, _mm256_blend_ps(r1, _mm256_add_ps(r1, hi), 0xAA));
+    } else {
+        _mm256_storeu_ps(r, _mm256_blend_ps(r0, _mm256_add_ps(r0, lo), 0x55));
+        _mm256_storeu_ps(r + 8, _mm256_blend_ps(r1, _mm256_add_ps(r1, hi), 0x55));
+    }
+}
+/* adj_out_plane, 4 tiles of a row at a time: 16 floats of each of the two rows from the row's column 4 tj. */
+static inline __attribute__((always_inline)) T256 void adj_plane4(const float *mo, int64_t st, int64_t TH, int64_t TW,
+                                                                  int64_t W, const int par, float *g) {
+    for (int64_t ti = 0; ti < TH; ti++) {
+        int64_t tj = 0;
+        for (; tj + 4 <= TW; tj += 4) {
+            __m128 t[4];
+            out_tile4(mo + ti * TW + tj, st, t);
+            float *r = g + 4 * ti * W + 4 * tj - par;
+            add_row4_s2(r, pairs8(t[0], t[1]), par);
+            add_row4_s2(r + 2 * W, pairs8(t[2], t[3]), par);
+        }
+        adj_out_tail(mo, st, ti, tj, TW, W, g);
+    }
+}
+T256 static void adj_out_plane_avx2(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t W, int s, float *g) {
+    if (s)
+        adj_plane4(mo, st, TH, TW, W, 0, g);
+    else
+        adj_plane4(mo, st, TH, TW, W, 1, g);
+}
+#endif
+
 void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                     const float *bias, int acc, float *y, float *scratch) {
     const int64_t OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
@@ -327,23 +433,13 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
         dp_sgemm_packed_bpanel_st(O, T, K, upk + xi * un, fill, &f, 0.0f, M + xi * O * T, T);
     }
     const int64_t st = O * T;
+    void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, float, int, float *) = fwd_out_plane;
+#ifdef WINO_AVX2
+    if (dp_kernel_level() >= 1) plane = fwd_out_plane_avx2;
+#endif
     for (int64_t n = 0; n < nimg; n++)
-        for (int64_t o = 0; o < O; o++) {
-            const float b = bias ? bias[o] : 0.0f;
-            float *yo = y + (n * O + o) * OH * OW;
-            const float *mo = M + o * T + n * TH * TW;
-            for (int64_t ti = 0; ti < TH; ti++)
-                for (int64_t tj = 0; tj < TW; tj++) {
-                    float t[4];
-                    out_tile(mo + ti * TW + tj, st, t);
-                    float *y0 = yo + 2 * ti * OW + 2 * tj, *y1 = y0 + OW;
-                    float v00 = t[0] + b, v01 = t[1] + b, v10 = t[2] + b, v11 = t[3] + b;
-                    if (acc)
-                        y0[0] += v00, y0[1] += v01, y1[0] += v10, y1[1] += v11;
-                    else
-                        y0[0] = v00, y0[1] = v01, y1[0] = v10, y1[1] = v11;
-                }
-        }
+        for (int64_t o = 0; o < O; o++)
+            plane(M + o * T + n * TH * TW, st, TH, TW, OW, bias ? bias[o] : 0.0f, acc, y + (n * O + o) * OH * OW);
 }
 
 /* ------------------------------------------------------------ the adjoint
@@ -400,6 +496,10 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
 #ifdef WINO_AVX2
     if (dp_kernel_level() >= 1) fill = fill_v_avx2;
 #endif
+    void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, int, float *) = adj_out_plane;
+#ifdef WINO_AVX2
+    if (dp_kernel_level() >= 1) plane = adj_out_plane_avx2;
+#endif
     for (int q = 0; q < 4; q++) {
         const int r = q >> 1, s = q & 1;
         f.r0 = 1 - r, f.c0 = 1 - s;
@@ -409,17 +509,8 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
         }
         /* each tile added at rows 1 - r + 4ti + {0, 2} and columns 1 - s + 4tj + {0, 2} */
         for (int64_t n = 0; n < nimg; n++)
-            for (int64_t c = 0; c < C; c++) {
-                float *g = gx + (n * C + c) * H * W + (1 - r) * W + (1 - s);
-                const float *mo = M + c * T + n * TH * TW;
-                for (int64_t ti = 0; ti < TH; ti++)
-                    for (int64_t tj = 0; tj < TW; tj++) {
-                        float t[4];
-                        out_tile(mo + ti * TW + tj, st, t);
-                        float *g0 = g + 4 * ti * W + 4 * tj, *g1 = g0 + 2 * W;
-                        g0[0] += t[0], g0[2] += t[1], g1[0] += t[2], g1[2] += t[3];
-                    }
-            }
+            for (int64_t c = 0; c < C; c++)
+                plane(M + c * T + n * TH * TW, st, TH, TW, W, s, gx + (n * C + c) * H * W + (1 - r) * W + (1 - s));
     }
 }
 
