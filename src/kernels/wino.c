@@ -236,9 +236,10 @@ static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, flo
 T256 static inline __m256 ld8(const float *p, const int64_t *to, const int kind) {
     if (kind == 8) return _mm256_loadu_ps(p + to[0]);
     if (kind == 4) return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p + to[0])), _mm_loadu_ps(p + to[4]), 1);
-    const __m128 lo = _mm_loadh_pi(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(p + to[0]))), (const __m64 *)(p + to[2]));
-    const __m128 hi = _mm_loadh_pi(_mm_castpd_ps(_mm_load_sd((const double *)(const void *)(p + to[4]))), (const __m64 *)(p + to[6]));
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+    /* _mm_loadu_si64: 8 bytes at any alignment */
+    const __m128i lo = _mm_unpacklo_epi64(_mm_loadu_si64(p + to[0]), _mm_loadu_si64(p + to[2]));
+    const __m128i hi = _mm_unpacklo_epi64(_mm_loadu_si64(p + to[4]), _mm_loadu_si64(p + to[6]));
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_castsi128_ps(lo)), _mm_castsi128_ps(hi), 1);
 }
 
 /* The kind of the 8 tiles at to[0..7] (0: none of those). */
