@@ -174,39 +174,51 @@ T_AVX2 static inline __m256i avx2_mask(int n) {
 
 /* M (rows) and FULL (n == 16) are constants at every call site. The rows are
  * written out with macros (not loops) so that the accumulators are plain
- * variables the compiler keeps in registers; rows >= M fold away. */
+ * variables the compiler keeps in registers; rows >= M fold away.
+ * B's row 8 steps ahead is prefetched (one cache line of a packed panel): on a
+ * Zen 3 with 512 KB of L2 the panels come from L3, faster than its prefetcher
+ * fetches them; 1024^3 in-process 1.054x at 2 threads, 1.019x at 1 on a quiet
+ * VM (1.10x / 1.04-1.16x with a build beside it; 4, 16 or 32 steps ahead: the
+ * same as 8). A prefetch never faults past the end. */
 #define A2_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, const int OFFS, int64_t k, const float *a, const float *b,
-                                int64_t ldb, const int64_t *boff, float *c, int64_t ldc, float alpha, float beta,
-                                const float *bias, int n) {
+#define A2_FMA(i)                                                                                                      \
+    if (i < M) {                                                                                                       \
+        av = _mm256_broadcast_ss(a + i);                                                                               \
+        c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);                                                                    \
+        c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);                                                                    \
+    }
+#define A2_STEP                                                                                                        \
+    {                                                                                                                  \
+        __m256 b0, b1, av;                                                                                             \
+        const float *br = OFFS ? b + boff[p] : b;                                                                      \
+        if (!OFFS) _mm_prefetch((const char *)(b + 8 * ldb), _MM_HINT_T0);                                            \
+        if (FULL) {                                                                                                    \
+            b0 = _mm256_loadu_ps(br);                                                                                  \
+            b1 = _mm256_loadu_ps(br + 8);                                                                              \
+        } else {                                                                                                       \
+            b0 = _mm256_maskload_ps(br, m0);                                                                           \
+            b1 = _mm256_maskload_ps(br + 8, m1);                                                                       \
+        }                                                                                                              \
+        A2_ROWS(A2_FMA)                                                                                                \
+        a += A2_MR;                                                                                                    \
+        if (!OFFS) b += ldb;                                                                                           \
+    }
+/* The 6 x 16 tile over packed B, the bulk of every GEMM, has its k loop
+ * unrolled 4 times (UNROLL): in-process (bench/ab_inproc.c, random values)
+ * sgemm 1024^3 1.036x at 1 thread, 1.04-1.08x at 2, the DCGAN-64 D step
+ * 1.075x and G step 1.068x; unrolling the other tiles too changed nothing
+ * measurable (Meso-4 0.98-1.00x) and quadruples their code. */
+DP_INLINE T_AVX2 void body_avx2(const int UNROLL, const int M, const int FULL, const int OFFS, int64_t k, const float *a,
+                                const float *b, int64_t ldb, const int64_t *boff, float *c, int64_t ldc, float alpha,
+                                float beta, const float *bias, int n) {
 #define A2_DECL(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
     A2_ROWS(A2_DECL)
     const __m256i m0 = avx2_mask(n), m1 = avx2_mask(n - 8);
-    for (int64_t p = 0; p < k; p++) {
-        __m256 b0, b1, av;
-        const float *br = OFFS ? b + boff[p] : b;
-        /* B's row 8 steps ahead (one cache line of a packed panel): on a Zen 3
-         * with 512 KB of L2 the panels come from L3, faster than its prefetcher
-         * fetches them; 1024^3 in-process 1.054x at 2 threads, 1.019x at 1 on a
-         * quiet VM (1.10x / 1.04-1.16x with a build beside it; 4, 16 or 32 steps
-         * ahead: the same as 8). A prefetch never faults past the end. */
-        if (!OFFS) _mm_prefetch((const char *)(b + 8 * ldb), _MM_HINT_T0);
-        if (FULL) {
-            b0 = _mm256_loadu_ps(br);
-            b1 = _mm256_loadu_ps(br + 8);
-        } else {
-            b0 = _mm256_maskload_ps(br, m0);
-            b1 = _mm256_maskload_ps(br + 8, m1);
-        }
-#define A2_FMA(i)                                        \
-    if (i < M) {                                         \
-        av = _mm256_broadcast_ss(a + i);                 \
-        c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0);      \
-        c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1);      \
-    }
-        A2_ROWS(A2_FMA)
-        a += A2_MR;
-        if (!OFFS) b += ldb;
+    if (UNROLL) {
+#pragma GCC unroll 4
+        for (int64_t p = 0; p < k; p++) A2_STEP
+    } else {
+        for (int64_t p = 0; p < k; p++) A2_STEP
     }
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
 #define A2_STORE(i)                                                                      \
@@ -240,13 +252,13 @@ DP_INLINE T_AVX2 void body_avx2(const int M, const int FULL, const int OFFS, int
 #define A2_CASE(M)                                                                    \
     case M:                                                                           \
         if (boff && n == A2_NR)                                                       \
-            body_avx2(M, 1, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
+            body_avx2(0, M, 1, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
         else if (boff)                                                                \
-            body_avx2(M, 0, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
+            body_avx2(0, M, 0, 1, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
         else if (n == A2_NR)                                                          \
-            body_avx2(M, 1, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
+            body_avx2(M == 6, M, 1, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
         else                                                                          \
-            body_avx2(M, 0, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
+            body_avx2(0, M, 0, 0, k, a, b, ldb, boff, c, ldc, alpha, beta, bias, n);           \
         break;
 
 T_AVX2 static void ukr_avx2(int64_t k, const float *a, const float *b, int64_t ldb, const int64_t *boff, float *c,
