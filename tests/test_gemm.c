@@ -280,8 +280,8 @@ static void dense_fill(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr,
         for (int j = 0; j < nr; j++) dst[p * nr + j] = j < n ? d->B[(p0 + p) * d->N + j0 + j] : 0.0f;
 }
 
-/* dp_sgemm_pack_a + dp_sgemm_packed_bpanel_st: the same bits as dp_sgemm_bpanel_st (the same
- * packing, made once), and the naive product's values. */
+/* dp_sgemm_pack_a, then dp_sgemm_packed_ab_st over K slices with B packed here: the same bits
+ * as dp_sgemm_bpanel_st (the same packing, made once), and the naive product's values. */
 typedef struct rows_src {
     const float *A;
     int64_t K;
@@ -304,7 +304,16 @@ static int check_packed_a(int64_t M, int64_t N, int64_t K, float beta) {
     naive(0, 0, M, N, K, 1.0f, A, K, B, N, beta, R, N);
     dense_b d = {B, N};
     dp_sgemm_pack_a(M, K, A, K, Ap);
-    dp_sgemm_packed_bpanel_st(M, N, K, Ap, dense_fill, &d, beta, C, N);
+    const int kcmax = dp_sgemm_kc(), nr = dp_sgemm_nr();
+    const int64_t np_b = (N + nr - 1) / nr;
+    float *Bp = malloc(sizeof(float) * (size_t)(np_b * nr * kcmax));
+    for (int64_t p0 = 0; p0 < K; p0 += kcmax) {
+        const int kc = (int)(K - p0 < kcmax ? K - p0 : kcmax);
+        for (int64_t q = 0; q < np_b; q++)
+            dense_fill(&d, p0, kc, q * nr, (int)(N - q * nr < nr ? N - q * nr : nr), nr, Bp + q * kc * nr);
+        dp_sgemm_packed_ab_st(M, N, kc, dp_sgemm_packed_a_slice(Ap, M, p0), Bp, p0 ? 1.0f : beta, C, N);
+    }
+    free(Bp);
     dp_sgemm_bpanel_st(M, N, K, A, K, dense_fill, &d, beta, C2, N);
     int ok = close_to(C, R, M * N, 1e-4f * (float)K + 1e-5f, "packed A");
     if (ok && memcmp(C, C2, sizeof(float) * (size_t)(M * N)) != 0) {

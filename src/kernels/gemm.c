@@ -683,7 +683,7 @@ static int64_t packed_rows(const kern *kr, int64_t M) {
  * of K slice pc and row block ic starts at pc * packed_rows + ic * kc. */
 static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                        int64_t lda, const float *B, int64_t ldb, const int64_t *boff, dp_bpanel_fn fill, void *arg,
-                       const float *apk, float beta, float *C, int64_t ldc) {
+                       const float *apk, const float *bpk, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
@@ -693,15 +693,16 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
     const int mr = kr->mr, nr = kr->nr;
     /* With a single row panel, packed B would be read only once: let the
      * micro-kernel read B's rows in place instead. */
-    const int direct_b = !fill && !tb && M <= mr;
+    const int direct_b = !fill && !bpk && !tb && M <= mr;
     for (int64_t jc = 0; jc < N; jc += NC) {
         int nc = (int)(N - jc < NC ? N - jc : NC);
         for (int64_t pc = 0; pc < K; pc += KC) {
             int kc = (int)(K - pc < KC ? K - pc : KC);
             float bet = pc == 0 ? beta : 1.0f;
+            const float *bsrc = bpk ? bpk + jc * kc : bp; /* bpk: packed by the caller, one K slice (K <= KC) */
             if (fill)
                 for (int jp = 0; jp < nc; jp += nr) fill(arg, pc, kc, jc + jp, nc - jp < nr ? nc - jp : nr, nr, bp + (int64_t)(jp / nr) * kc * nr);
-            else if (!direct_b)
+            else if (!direct_b && !bpk)
                 pack_b(kr, tb, B, ldb, boff, pc, kc, jc, nc, bp);
             for (int64_t ic = 0; ic < M; ic += kr->mc) {
                 int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
@@ -721,7 +722,7 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
                             kr->ukr(kc, a, boff ? B + jc + jr : B + pc * ldb + jc + jr, ldb, boff ? boff + pc : NULL,
                                     c + jr, ldc, alpha, bet, NULL, m, n);
                         else
-                            kr->ukr(kc, a, bp + (int64_t)(jr / nr) * kc * nr, nr, NULL, c + jr, ldc, alpha, bet, NULL, m,
+                            kr->ukr(kc, a, bsrc + (int64_t)(jr / nr) * kc * nr, nr, NULL, c + jr, ldc, alpha, bet, NULL, m,
                                     n);
                     }
                 }
@@ -732,12 +733,12 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
 
 static void gemm_st(const kern *kr, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, const int64_t *boff, float beta, float *C, int64_t ldc) {
-    gemm_st_cb(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, boff, NULL, NULL, NULL, beta, C, ldc);
+    gemm_st_cb(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, boff, NULL, NULL, NULL, NULL, beta, C, ldc);
 }
 
 void dp_sgemm_bpanel_st(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, dp_bpanel_fn fill, void *arg,
                         float beta, float *C, int64_t ldc) {
-    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, A, lda, NULL, 0, NULL, fill, arg, NULL, beta, C, ldc);
+    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, A, lda, NULL, 0, NULL, fill, arg, NULL, NULL, beta, C, ldc);
 }
 
 int64_t dp_sgemm_packed_a_floats(int64_t M, int64_t K) { return M > 0 && K > 0 ? packed_rows(current(), M) * K : 0; }
@@ -782,9 +783,15 @@ void dp_sgemm_pack_a_rows(int64_t M, int64_t K, int64_t q0, int64_t q1, int nmat
     }
 }
 
-void dp_sgemm_packed_bpanel_st(int64_t M, int64_t N, int64_t K, const float *apacked, dp_bpanel_fn fill, void *arg,
-                               float beta, float *C, int64_t ldc) {
-    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, NULL, 0, NULL, 0, NULL, fill, arg, apacked, beta, C, ldc);
+int dp_sgemm_kc(void) { return KC; }
+int dp_sgemm_nr(void) { return current()->nr; }
+const float *dp_sgemm_packed_a_slice(const float *apacked, int64_t M, int64_t p0) {
+    return apacked + p0 * packed_rows(current(), M);
+}
+void dp_sgemm_packed_ab_st(int64_t M, int64_t N, int64_t K, const float *apacked, const float *bpacked, float beta,
+                           float *C, int64_t ldc) {
+    assert(K <= KC);
+    gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, NULL, 0, NULL, 0, NULL, NULL, NULL, apacked, bpacked, beta, C, ldc);
 }
 
 void dp_sgemm_st(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -812,7 +819,7 @@ static void rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const flo
         for (int64_t i0 = 0; i0 < M; i0 += kr->mc) {
             int64_t m = M - i0 < kr->mc ? M - i0 : kr->mc;
             gemm_st_cb(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, fill, farg,
-                       NULL, 0.0f, C, ldc);
+                       NULL, NULL, 0.0f, C, ldc);
             done(arg, i0, m);
         }
         return;

@@ -53,10 +53,16 @@ typedef void (*dp_arows_fn)(void *arg, int64_t i0, int m, float *tmp);
 int64_t dp_sgemm_pack_a_panels(int64_t M);
 void dp_sgemm_pack_a_rows(int64_t M, int64_t K, int64_t q0, int64_t q1, int nmat, dp_arows_fn fn, void *arg,
                           float *tmp, float *dst, int64_t dst_stride);
-/* dp_sgemm_bpanel_st with A packed by dp_sgemm_pack_a (same M and K): no
- * packing of A per call. Single-threaded. */
-void dp_sgemm_packed_bpanel_st(int64_t M, int64_t N, int64_t K, const float *apacked, dp_bpanel_fn fill, void *arg,
-                               float beta, float *C, int64_t ldc);
+/* Both sides packed by the caller, one K slice at a time: K <= dp_sgemm_kc();
+ * A the slice of rows p0.. of a matrix packed by dp_sgemm_pack_a(_rows)
+ * (dp_sgemm_packed_a_slice, p0 a multiple of dp_sgemm_kc()); B in panels of
+ * dp_sgemm_nr() columns, panel q at bpacked + q K nr, row p of it at + p nr
+ * (zeros past N). Single-threaded. */
+int dp_sgemm_kc(void);
+int dp_sgemm_nr(void);
+const float *dp_sgemm_packed_a_slice(const float *apacked, int64_t M, int64_t p0);
+void dp_sgemm_packed_ab_st(int64_t M, int64_t N, int64_t K, const float *apacked, const float *bpacked, float beta,
+                           float *C, int64_t ldc);
 
 /* C = op(A) (M x K) x B (K x N, row-major, ldb), one block of rows at a
  * time: each block of m rows starting at row i0 is written to C rows [0, m)

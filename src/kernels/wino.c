@@ -132,8 +132,10 @@ static void split_copy(const float *x, int64_t planes, int64_t H, int64_t W, int
     }
 }
 
+static int64_t v9_floats(int64_t T);
+
 int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
-    return split_floats(nimg, C, H, W, 4) + 9 * O * nimg * (H / 4) * (W / 4);
+    return split_floats(nimg, C, H, W, 4) + 9 * O * nimg * (H / 4) * (W / 4) + v9_floats(nimg * (H / 4) * (W / 4));
 }
 
 typedef struct fill_arg {
@@ -211,9 +213,6 @@ static void fill_v_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, 
         for (int j = 0; j < n; j++) d[j] = v_at(r.base + to[j], rs, r.o, f->u, f->v);
         for (int j = n; j < nr; j++) d[j] = 0.0f;
     }
-}
-static void fill_v(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    fill_v_ld(arg, p0, kc, j0, n, nr, dst, nr);
 }
 
 /* f(..., u, v) for product xi = 3u + v, inlined with u and v constant: the
@@ -298,9 +297,6 @@ static inline __attribute__((always_inline)) T256 void fill_v8(const fill_arg *f
 T256 static void fill_v_avx2_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst, int64_t ld) {
     WINO_SWITCH(3 * f->u + f->v, fill_v8, f, p0, kc, j0, n, nr, dst, ld)
 }
-T256 static void fill_v_avx2(void *arg, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst) {
-    fill_v_avx2_ld(arg, p0, kc, j0, n, nr, dst, nr);
-}
 #endif
 
 /* A^T m A for the tile whose 9 products are m[0], m[st], ..., m[8 st] (rows
@@ -309,6 +305,104 @@ static inline void out_tile(const float *m, int64_t st, float t[4]) {
     float z0[3], z1[3];
     for (int c3 = 0; c3 < 3; c3++) z0[c3] = m[c3 * st] + m[(3 + c3) * st], z1[c3] = m[(3 + c3) * st] + m[(6 + c3) * st];
     t[0] = z0[0] + z0[1], t[1] = z0[1] + z0[2], t[2] = z1[0] + z1[1], t[3] = z1[1] + z1[2];
+}
+
+/* ------------------------------------------------------------ the 9 products of a K slice at once
+ * The forward and the adjoint fill the B panels of all 9 products for one K
+ * slice in one pass over the patches (each patch row read once, B^T d's rows
+ * shared by the 3 products of a u), then run the 9 GEMMs on them
+ * (dp_sgemm_packed_ab_st). Product xi's panels at vb + xi * vs: panel q at
+ * + q kc nr, row k at + k nr. Same operations as v_at, so the same bits. */
+static int64_t v9_stride(int64_t T) { return (int64_t)dp_sgemm_kc() * ((T + 31) / 32 * 32); }
+static int64_t v9_floats(int64_t T) { return 9 * v9_stride(T); }
+
+static inline void v9_at(const float *r0, int64_t rs, const int64_t o[3], float *d, int64_t vs) {
+    for (int xi = 0; xi < 9; xi++) d[xi * vs] = v_at(r0, rs, o, xi / 3, xi % 3);
+}
+
+static void fill9(const fill_arg *f, int64_t p0, int kc, int64_t T, int nr, float *vb, int64_t vs) {
+    const int64_t rs = f->prs * f->RS;
+    for (int64_t j0 = 0; j0 < T; j0 += nr) {
+        const int n = (int)(T - j0 < nr ? T - j0 : nr);
+        int64_t to[32];
+        tile_offsets(f, j0, n, to);
+        float *dst = vb + j0 / nr * kc * nr;
+        krow r;
+        krow_first(f, p0, &r);
+        for (int k = 0; k < kc; k++, krow_next(f, &r)) {
+            float *d = dst + (int64_t)k * nr;
+            for (int j = 0; j < n; j++) v9_at(r.base + to[j], rs, r.o, d + j, vs);
+            for (int j = n; j < nr; j++)
+                for (int xi = 0; xi < 9; xi++) d[xi * vs + j] = 0.0f;
+        }
+    }
+}
+
+#ifdef WINO_AVX2
+/* The 9 products of 8 tiles from their patches' 3 rows. */
+T256 static inline void v9_8(const float *r0, int64_t rs, const int64_t o[3], const int64_t *to, const int kind, float *d,
+                             int64_t vs) {
+    const float *r1 = r0 + rs, *r2 = r0 + 2 * rs;
+    __m256 a[3][3];
+    for (int b = 0; b < 3; b++) {
+        const __m256 x0 = ld8(r0 + o[b], to, kind), x1 = ld8(r1 + o[b], to, kind), x2 = ld8(r2 + o[b], to, kind);
+        a[0][b] = _mm256_sub_ps(x0, x1), a[1][b] = x1, a[2][b] = _mm256_sub_ps(x2, x1);
+    }
+    for (int u = 0; u < 3; u++) {
+        _mm256_storeu_ps(d + (3 * u) * vs, _mm256_sub_ps(a[u][0], a[u][1]));
+        _mm256_storeu_ps(d + (3 * u + 1) * vs, a[u][1]);
+        _mm256_storeu_ps(d + (3 * u + 2) * vs, _mm256_sub_ps(a[u][2], a[u][1]));
+    }
+}
+
+T256 static void fill9_avx2(const fill_arg *f, int64_t p0, int kc, int64_t T, int nr, float *vb, int64_t vs) {
+    const int64_t rs = f->prs * f->RS;
+    for (int64_t j0 = 0; j0 < T; j0 += nr) {
+        const int n = (int)(T - j0 < nr ? T - j0 : nr);
+        int64_t to[32];
+        tile_offsets(f, j0, n, to);
+        int kinds[4], nv = 0;
+        for (; nv + 8 <= n && (kinds[nv / 8] = run_kind(to + nv)) != 0; nv += 8) {
+        }
+        float *dst = vb + j0 / nr * kc * nr;
+        krow r;
+        krow_first(f, p0, &r);
+        for (int k = 0; k < kc; k++, krow_next(f, &r)) {
+            float *d = dst + (int64_t)k * nr;
+            int j = 0;
+            for (; j < nv; j += 8) {
+                const int kind = kinds[j / 8];
+                if (kind == 8)
+                    v9_8(r.base, rs, r.o, to + j, 8, d + j, vs);
+                else if (kind == 4)
+                    v9_8(r.base, rs, r.o, to + j, 4, d + j, vs);
+                else
+                    v9_8(r.base, rs, r.o, to + j, 2, d + j, vs);
+            }
+            for (; j < n; j++) v9_at(r.base + to[j], rs, r.o, d + j, vs);
+            for (j = n; j < nr; j++)
+                for (int xi = 0; xi < 9; xi++) d[xi * vs + j] = 0.0f;
+        }
+    }
+}
+#endif
+
+/* M + xi Mr T (Mr x T) = U_xi (Mr x K, packed: u[xi]) x V_xi (K x T) for the 9 products. */
+static void gemm9(const fill_arg *f, int64_t K, int64_t T, int64_t Mr, const float *const u[9], float *M, float *vb) {
+    const int64_t kcmax = dp_sgemm_kc(), vs = v9_stride(T);
+    const int nr = dp_sgemm_nr();
+    for (int64_t p0 = 0; p0 < K; p0 += kcmax) {
+        const int kc = (int)(K - p0 < kcmax ? K - p0 : kcmax);
+#ifdef WINO_AVX2
+        if (dp_kernel_level() >= 1)
+            fill9_avx2(f, p0, kc, T, nr, vb, vs);
+        else
+#endif
+            fill9(f, p0, kc, T, nr, vb, vs);
+        for (int xi = 0; xi < 9; xi++)
+            dp_sgemm_packed_ab_st(Mr, T, kc, dp_sgemm_packed_a_slice(u[xi], Mr, p0), vb + xi * vs, p0 ? 1.0f : 0.0f,
+                                  M + xi * Mr * T, T);
+    }
 }
 
 /* One output plane of the forward: tiles of M at mo (products st apart), TH x TW of them, into yo (OW wide). */
@@ -425,14 +519,9 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
     split_copy(x, nimg * C, H, W, 4, xz);
     fill_arg f = {.xz = xz, .C = C, .L = split_l(W, 4), .RS = 4 * split_l(W, 4), .plane = split_plane(H, W, 4), .TH = TH,
                   .TW = TW, .trs = 4, .prs = 2, .S = 4, .phased = 1};
-    dp_bpanel_fn fill = fill_v;
-#ifdef WINO_AVX2
-    if (dp_kernel_level() >= 1) fill = fill_v_avx2;
-#endif
-    for (int xi = 0; xi < 9; xi++) {
-        f.u = xi / 3, f.v = xi % 3;
-        dp_sgemm_packed_bpanel_st(O, T, K, upk + xi * un, fill, &f, 0.0f, M + xi * O * T, T);
-    }
+    const float *u[9];
+    for (int xi = 0; xi < 9; xi++) u[xi] = upk + xi * un;
+    gemm9(&f, K, T, O, u, M, M + 9 * O * T);
     const int64_t st = O * T;
     void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, float, int, float *) = fwd_out_plane;
 #ifdef WINO_AVX2
@@ -481,7 +570,7 @@ void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t 
 }
 
 int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
-    return split_floats(nimg, O, H / 2, W / 2, 2) + 9 * C * nimg * (H / 4) * (W / 4);
+    return split_floats(nimg, O, H / 2, W / 2, 2) + 9 * C * nimg * (H / 4) * (W / 4) + v9_floats(nimg * (H / 4) * (W / 4));
 }
 
 void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
@@ -493,10 +582,6 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
     /* phase (r, s): the patches' rows at 1 - r + 2 ti + {0, 1, 2}, columns at 1 - s + 2 tj + {0, 1, 2} */
     fill_arg f = {.xz = yz, .C = O, .L = split_l(OW, 2), .RS = 2 * split_l(OW, 2), .plane = split_plane(OH, OW, 2),
                   .TH = TH, .TW = TW, .trs = 2, .prs = 1, .S = 2};
-    dp_bpanel_fn fill = fill_v;
-#ifdef WINO_AVX2
-    if (dp_kernel_level() >= 1) fill = fill_v_avx2;
-#endif
     void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, int, float *) = adj_out_plane;
 #ifdef WINO_AVX2
     if (dp_kernel_level() >= 1) plane = adj_out_plane_avx2;
@@ -504,10 +589,9 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
     for (int q = 0; q < 4; q++) {
         const int r = q >> 1, s = q & 1;
         f.r0 = 1 - r, f.c0 = 1 - s;
-        for (int xi = 0; xi < 9; xi++) {
-            f.u = xi / 3, f.v = xi % 3;
-            dp_sgemm_packed_bpanel_st(C, T, O, upk + (q * 9 + xi) * un, fill, &f, 0.0f, M + xi * st, T);
-        }
+        const float *u[9];
+        for (int xi = 0; xi < 9; xi++) u[xi] = upk + (q * 9 + xi) * un;
+        gemm9(&f, O, T, C, u, M, M + 9 * st);
         /* each tile added at rows 1 - r + 4ti + {0, 2} and columns 1 - s + 4tj + {0, 2} */
         for (int64_t n = 0; n < nimg; n++)
             for (int64_t c = 0; c < C; c++)

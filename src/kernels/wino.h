@@ -9,10 +9,11 @@
  * O x 4C (the transformed weights U, the phase sum in K = 4C) by 4C x tiles
  * (the transformed input V). On a 2-vCPU Zen 3 the GEMMs alone took 0.40-0.44
  * of the direct kernels' time on DCGAN-64's D layers (bench/winograd_proto.c,
- * docs/bench.md "session 11"). Here V is never stored: the GEMM's B panels are
- * filled with it from a zero-padded copy of the images whose rows are split
- * into column classes (a patch column of consecutive tiles is consecutive
- * floats: plain vector loads, for runs of 2, 4 or 8 tiles), and the output
+ * docs/bench.md "session 11"). V is made one K slice at a time for all 9
+ * products at once, straight into the GEMM's packed B panels, from a
+ * zero-padded copy of the images whose rows are split into column classes (a
+ * patch column of consecutive tiles is consecutive floats: plain vector
+ * loads, for runs of 2, 4 or 8 tiles), and the output
  * transform reads each chunk of M while it is in cache. Sums differ from the
  * direct convolution's by rounding only (the transforms add and subtract).
  * The same transforms serve the other two passes (below): the adjoint (the
