@@ -250,6 +250,14 @@ static int run_kind(const int64_t *to) {
     return to[3] == to[0] + 3 && to[7] == to[4] + 3 ? 4 : 2;
 }
 
+/* Tiles [0, nv) of to[0..n) go 8 at a time, group g of kind kinds[g] (the same for every row of B). */
+static int run_groups(const int64_t *to, int n, int kinds[4]) {
+    int nv = 0;
+    for (; nv + 8 <= n && (kinds[nv / 8] = run_kind(to + nv)) != 0; nv += 8) {
+    }
+    return nv;
+}
+
 /* V at (u, v) of 8 tiles: the same operations in the same order as v_at. */
 T256 static inline __m256 v8(const float *r0, int64_t rs, const int64_t o[3], const int64_t *to, const int kind, const int u,
                              const int v) {
@@ -273,9 +281,8 @@ static inline __attribute__((always_inline)) T256 void fill_v8(const fill_arg *f
                                                                int nr, float *dst, int64_t ld, const int u, const int v) {
     int64_t to[32];
     tile_offsets(f, j0, n, to);
-    int kinds[4], nv = 0;
-    for (; nv + 8 <= n && (kinds[nv / 8] = run_kind(to + nv)) != 0; nv += 8) {
-    }
+    int kinds[4];
+    const int nv = run_groups(to, n, kinds);
     const int64_t rs = f->prs * f->RS;
     krow r;
     krow_first(f, p0, &r);
@@ -361,9 +368,8 @@ T256 static void fill9_avx2(const fill_arg *f, int64_t p0, int kc, int64_t T, in
         const int n = (int)(T - j0 < nr ? T - j0 : nr);
         int64_t to[32];
         tile_offsets(f, j0, n, to);
-        int kinds[4], nv = 0;
-        for (; nv + 8 <= n && (kinds[nv / 8] = run_kind(to + nv)) != 0; nv += 8) {
-        }
+        int kinds[4];
+        const int nv = run_groups(to, n, kinds);
         float *dst = vb + j0 / nr * kc * nr;
         krow r;
         krow_first(f, p0, &r);
