@@ -802,7 +802,6 @@ dp_status dp_graph_compile(dp_graph *g) {
 }
 
 /* ------------------------------------------------------------ running */
-
 static dp_status need_compiled(dp_graph *g, const char *fn) {
     if (!g) return DP_ERR_NULL;
     if (g->status != DP_OK) return dp_error(g->ctx, g->status, "%s: the graph failed to build: %s", fn, g->ctx->err);

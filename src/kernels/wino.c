@@ -91,10 +91,10 @@ void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1
     dp_sgemm_pack_a_rows(O, 4 * C, q0, q1, 9, rows_fwd, &a, tmp, upk, dp_wino_u_floats(O, C));
 }
 
-/* The padded images: 1 row and column of zeros before, 1 after. */
 /* ------------------------------------------------------------ the input transform's source
- * The fills read each tile's 3x3 patch from a zero-padded copy of the images
- * whose rows are split into S column classes: padded column p is at (p % S) L
+ * The fills read each tile's 3x3 patch from a copy of the images padded with
+ * 1 row and column of zeros on each side, whose rows are split into S column
+ * classes: padded column p is at (p % S) L
  * + p / S of its row (L = ceil((W + 2) / S) floats a class, RS = S L a row).
  * S is the distance between the patches of neighbouring tiles (4 in the
  * forward, 2 in the adjoint), so a patch column of consecutive tiles is
