@@ -201,8 +201,8 @@ static inline float v_at(const float *r0, int64_t rs, const int64_t o[3], int u,
     return v == 0 ? a0 - a1 : v == 1 ? a1 : a2 - a1;
 }
 
-/* B panel rows p0.. (ld floats apart), tiles j0..: V at (f->u, f->v) of each tile's patch. */
-static void fill_v_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst, int64_t ld) {
+/* Rows p0.. of V at (f->u, f->v) (ld floats apart), tiles j0..j0 + n - 1 (n <= 32): the weight gradient's. */
+static void fill_v_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, float *dst, int64_t ld) {
     int64_t to[32];
     tile_offsets(f, j0, n, to);
     const int64_t rs = f->prs * f->RS;
@@ -211,7 +211,6 @@ static void fill_v_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, 
     for (int k = 0; k < kc; k++, krow_next(f, &r)) {
         float *d = dst + (int64_t)k * ld;
         for (int j = 0; j < n; j++) d[j] = v_at(r.base + to[j], rs, r.o, f->u, f->v);
-        for (int j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
 
@@ -278,7 +277,7 @@ T256 static inline __m256 v8(const float *r0, int64_t rs, const int64_t o[3], co
 
 /* fill_v_ld with 8 tiles a vector wherever they come in runs of 2, 4 or 8 (every k alike), u and v constant. */
 static inline __attribute__((always_inline)) T256 void fill_v8(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n,
-                                                               int nr, float *dst, int64_t ld, const int u, const int v) {
+                                                               float *dst, int64_t ld, const int u, const int v) {
     int64_t to[32];
     tile_offsets(f, j0, n, to);
     int kinds[4];
@@ -296,13 +295,12 @@ static inline __attribute__((always_inline)) T256 void fill_v8(const fill_arg *f
             _mm256_storeu_ps(d + j, y);
         }
         for (; j < n; j++) d[j] = v_at(r.base + to[j], rs, r.o, u, v);
-        for (j = n; j < nr; j++) d[j] = 0.0f;
     }
 }
 
 
-T256 static void fill_v_avx2_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, int nr, float *dst, int64_t ld) {
-    WINO_SWITCH(3 * f->u + f->v, fill_v8, f, p0, kc, j0, n, nr, dst, ld)
+T256 static void fill_v_avx2_ld(const fill_arg *f, int64_t p0, int kc, int64_t j0, int n, float *dst, int64_t ld) {
+    WINO_SWITCH(3 * f->u + f->v, fill_v8, f, p0, kc, j0, n, dst, ld)
 }
 #endif
 
@@ -666,10 +664,10 @@ void dp_wino_w_pairs(const float *gy, const float *x, int64_t N, int64_t C, int6
                 const int n = (int)(k - j0 < 32 ? k - j0 : 32);
 #ifdef WINO_AVX2
                 if (dp_kernel_level() >= 1)
-                    fill_v_avx2_ld(&f, q * C, (int)C, j0, n, n, vt + j0, k);
+                    fill_v_avx2_ld(&f, q * C, (int)C, j0, n, vt + j0, k);
                 else
 #endif
-                    fill_v_ld(&f, q * C, (int)C, j0, n, n, vt + j0, k);
+                    fill_v_ld(&f, q * C, (int)C, j0, n, vt + j0, k);
             }
             dp_sgemm_st(0, 1, C, O, k, 1.0f, vt, k, ug, k, n0 == 0 ? 0.0f : 1.0f, M + (xi * 4 + q) * C * O, O);
         }
