@@ -568,7 +568,7 @@ static int dwgrad_use(const geom *G) {
  * 0.888 of the direct time in bench/winograd_proto.c's interleaved rounds.
  * So: O >= 256, or O >= 128 with outputs >= 16 wide, and a batch of at least
  * dp_wino_min_tiles 2x2 output tiles (DCGAN-64's D.2 and D.5 forwards, the
- * input gradients of G.6 and G.9), with AVX2 only (not measured elsewhere).
+ * input gradients of G.6 and G.9), with AVX2 only then (AVX-512: below).
  * Session 12 made the weight transforms a row panel at a time, all 9
  * products from each panel of taps, in 8-lane loops (they were 15 % of a
  * 1-thread D.8 forward, ~5 % now): D.8's forward (256 tiles a batch) turned,
@@ -587,6 +587,12 @@ static int dwgrad_use(const geom *G) {
  * of processes), G.3's forward 1.13-1.16x; then V for all 9 products of a
  * K slice in one pass (dp_sgemm_packed_ab_st): D step 1.094, G step 1.062
  * in-process (20 rounds), the same bits.
+ * Session 14 ran on a Zen 4 with AVX-512 (2 vCPUs), where these layers had
+ * gone to the AVX-512 direct kernels: Winograd with the 14 x 32 GEMM (the
+ * fills and transforms stay 8-lane AVX2) in-process (bench/ab_inproc.c, 12
+ * rounds each) forward 1.121 / 1.093 (D / G step), adjoint 1.099 / 1.093,
+ * weight gradient 1.045 / 1.030, all three 1.226 / 1.251 (16 rounds); the
+ * dcgan64 worker 1.10-1.12 -> 1.50-1.56 it/s. So any vector kernel takes it.
  * Images go out in groups of about 64 tiles. */
 int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
 
@@ -598,7 +604,7 @@ static int wino_shape(const geom *G) {
 static int wino_geom(const geom *G) {
     return wino_shape(G) && G->C >= 64 && (G->O >= 256 || (G->O >= 128 && G->OW >= 16));
 }
-static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(G); }
+static int wino_use(const geom *G) { return dp_kernel_level() >= 1 && wino_geom(G); }
 /* The adjoint (dp_wino_t_images; run_scatter: the conv's input gradient, the
  * transposed conv's forward), measured the same way (session 12, 3 pairs
  * each, after the weight transforms were specialised): G.6's forward
@@ -610,7 +616,7 @@ static int wino_use(const geom *G) { return dp_kernel_level() == 1 && wino_geom(
  * backward, G.3's forward: 2 tiles a row, the scalar fill) measured 0.94-1.14x
  * then; with the weight transforms vectorised they are taken (above). */
 static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 4; }
-static int wino_t_use(const geom *G) { return dp_kernel_level() == 1 && wino_t_geom(G); }
+static int wino_t_use(const geom *G) { return dp_kernel_level() >= 1 && wino_t_geom(G); }
 /* The weight gradient (dp_wino_w_pairs): the threads take disjoint blocks of
  * M (36 C O floats, in the transformed-weight slot), each over all the
  * images. Measured the same way against the im2col + GEMM weight gradient
@@ -621,7 +627,7 @@ static int wino_t_use(const geom *G) { return dp_kernel_level() == 1 && wino_t_g
  * (q25 1.004, q75 1.035); peak RSS of the dcgan64 worker 518 MB (506 before;
  * 543 with per-thread M). */
 static int wino_w_geom(const geom *G) { return wino_shape(G) && G->C >= 128 && G->O >= 256 && G->OW >= 8; }
-static int wino_w_use(const geom *G) { return dp_kernel_level() == 1 && wino_w_geom(G); }
+static int wino_w_use(const geom *G) { return dp_kernel_level() >= 1 && wino_w_geom(G); }
 static int64_t wino_imgs(const geom *G) {
     int64_t tiles = G->OH / 2 * (G->OW / 2), g = (64 + tiles - 1) / tiles;
     return g < G->N ? g : G->N;
