@@ -258,6 +258,13 @@ static const cfg configs[] = {
     {"conv Winograd weight gradient (D.5's shape, chunks of 2 images + 1)", 0, 3, 128, 16, 16, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
     {"tconv Winograd weight gradient, 8x10 inputs (one image a chunk)", 1, 2, 256, 8, 10, 128, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
     {"tconv Winograd 12x16 inputs, K over two slices (runs, then scalar)", 1, 1, 300, 12, 16, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    /* odd output sides (O >= 256): the last tile of a row or column half outside (zeros in, its outside half
+     * dropped) */
+    {"conv Winograd 7x7 outputs (DCGAN-28 G.3's sides)", 0, 2, 64, 14, 14, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"conv Winograd 3x9 outputs, odd both ways", 0, 3, 64, 6, 18, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
+    {"conv Winograd 9x9 outputs with the weight gradient (runs of 4 + a half tile)", 0, 2, 128, 18, 18, 256, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"tconv Winograd 7x7 inputs (DCGAN-28 G.3 forward)", 1, 2, 256, 7, 7, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 1},
+    {"tconv Winograd 5x9 inputs, 4-tile vector rows then halves", 1, 2, 256, 5, 9, 64, 4, 4, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, 0},
 };
 #define N_CONFIGS (sizeof configs / sizeof configs[0])
 
@@ -650,16 +657,18 @@ static void shape_errors(void **state) {
 }
 
 /* ------------------------------------------------------------ Winograd kernels, portable level */
-/* The op takes Winograd with AVX2 only, so the configurations above never run
+/* The op takes Winograd with AVX2 or AVX-512 only, so the configurations above never run
  * kernels/wino.c's portable code (its scalar fills and transform loops, what
  * a CPU without AVX2 gets). Here the three passes are called directly with
  * each kernel forced and compared: portable against AVX2, against the naive
- * sums through the op's tests above. 8x8 outputs: AVX2 runs its vector pairs. */
+ * sums through the op's tests above. 8x8 outputs: AVX2 runs its vector pairs;
+ * 7x5: half tiles. */
 static float *wino_buf(int64_t n) {
     float *p = calloc((size_t)n, sizeof(float));
     assert_non_null(p);
     return p;
 }
+static int wino_levels(int64_t H, int64_t W);
 static void wino_portable_matches_avx2(void **state) {
     (void)state;
     char first[32];
@@ -668,7 +677,14 @@ static void wino_portable_matches_avx2(void **state) {
         printf("  (no AVX2: the Winograd kernels' two levels not compared, skipped)\n");
         return;
     }
-    enum { N = 3, C = 8, O = 12, H = 16, W = 16 };
+    int bad = 0;
+    for (int gi = 0; gi < 2; gi++) /* 8 x 8 outputs; 7 x 5 (the half tiles) */
+        bad += wino_levels(16 - 2 * gi, 16 - 6 * gi);
+    assert_true(dp_gemm_set_kernel(first));
+    assert_int_equal(bad, 0);
+}
+static int wino_levels(int64_t H, int64_t W) {
+    enum { N = 3, C = 8, O = 12 };
     const int64_t nx = N * C * H * W, ny = N * O * (H / 2) * (W / 2), nw = O * C * 16;
     float *x = wino_buf(nx), *gy = wino_buf(ny), *w = wino_buf(nw), *y[2], *gx[2], *dw[2];
     fill(x, nx, 31), fill(gy, ny, 32), fill(w, nw, 33);
@@ -691,13 +707,12 @@ static void wino_portable_matches_avx2(void **state) {
         dp_wino_w_out(M, O, C, 0, O, dw[k]);
         free(scr), free(M), free(tmp), free(u);
     }
-    assert_true(dp_gemm_set_kernel(first));
     int bad = !close_arrays("y", "Winograd portable vs AVX2", y[1], y[0], ny, 1e-5f);
     bad += !close_arrays("dx", "Winograd portable vs AVX2", gx[1], gx[0], nx, 1e-5f);
     bad += !close_arrays("dw", "Winograd portable vs AVX2", dw[1], dw[0], nw, 1e-5f);
     for (int k = 0; k < 2; k++) free(y[k]), free(gx[k]), free(dw[k]);
     free(x), free(gy), free(w);
-    assert_int_equal(bad, 0);
+    return bad;
 }
 
 int main(void) {

@@ -101,20 +101,28 @@ void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1
  * consecutive floats: the fill loads them as they are, where the plain padded
  * copy needed a deinterleave per load (3 loads and 3 shuffles a vector: the
  * fills were 15 % of a 1-thread DCGAN-64 iteration). */
-static int64_t split_l(int64_t W, int S) { return (W + 2 + S - 1) / S; }
-static int64_t split_plane(int64_t H, int64_t W, int S) { return (H + 2) * S * split_l(W, S); }
+/* An odd side of outputs ends in a tile half outside: its V reads zeros
+ * (the padded copy goes on to the patches of the last tile), its outputs
+ * outside are dropped. So the padded copy is Hp x Wp: S T + 2 for T tiles
+ * of S (H + 2, W + 2 when the outputs are even). */
+static int64_t wtiles(int64_t n) { return (n + 1) / 2; }
+static int64_t split_l(int64_t Wp, int S) { return (Wp + S - 1) / S; }
+static int64_t split_plane(int64_t Hp, int64_t Wp, int S) { return Hp * S * split_l(Wp, S); }
 /* The planes, then the copy's index table and row buffer (split_copy). */
-static int64_t split_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int S) {
-    return (nimg * C * split_plane(H, W, S) + 2 * S * split_l(W, S) + 16 + 15) / 16 * 16;
+static int64_t split_floats(int64_t nimg, int64_t C, int64_t Hp, int64_t Wp, int S) {
+    return (nimg * C * split_plane(Hp, Wp, S) + 2 * S * split_l(Wp, S) + 16 + 15) / 16 * 16;
 }
+/* The forward's (and the weight gradient's) copy of H x W images; the adjoint's of OH x OW gradients. */
+static int64_t fwd_hp(int64_t H) { return 4 * wtiles(H / 2) + 2; }
+static int64_t adj_hp(int64_t OH) { return 2 * wtiles(OH) + 2; }
 
 /* planes of H x W into split padded planes (above), at most as many planes as
  * split_floats was given. Every row has the same pattern: an index table into
  * a padded copy of the row, then a gather with no branch (loops per class, 4
  * or 5 floats each on DCGAN-64's rows, made the copy 15 % of a D.5 forward).
  * The table and the row buffer follow the planes. */
-static void split_copy(const float *x, int64_t planes, int64_t H, int64_t W, int S, float *xz) {
-    const int64_t L = split_l(W, S), RS = S * L, plane = (H + 2) * RS;
+static void split_copy(const float *x, int64_t planes, int64_t H, int64_t W, int64_t Hp, int64_t Wp, int S, float *xz) {
+    const int64_t L = split_l(Wp, S), RS = S * L, plane = Hp * RS;
     int32_t *idx = (int32_t *)(void *)(xz + planes * plane);
     float *row = xz + planes * plane + RS;
     for (int64_t m = 0; m < S; m++)
@@ -128,14 +136,15 @@ static void split_copy(const float *x, int64_t planes, int64_t H, int64_t W, int
             memcpy(row + 1, x + (i * H + h) * W, sizeof(float) * (size_t)W);
             for (int64_t k = 0; k < RS; k++) dr[k] = row[idx[k]];
         }
-        memset(d + (H + 1) * RS, 0, sizeof(float) * (size_t)RS);
+        memset(d + (H + 1) * RS, 0, sizeof(float) * (size_t)((Hp - H - 1) * RS));
     }
 }
 
 static int64_t v9_floats(int64_t T);
 
 int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
-    return split_floats(nimg, C, H, W, 4) + 9 * O * nimg * (H / 4) * (W / 4) + v9_floats(nimg * (H / 4) * (W / 4));
+    const int64_t T = nimg * wtiles(H / 2) * wtiles(W / 2);
+    return split_floats(nimg, C, fwd_hp(H), fwd_hp(W), 4) + 9 * O * T + v9_floats(T);
 }
 
 typedef struct fill_arg {
@@ -409,38 +418,51 @@ static void gemm9(const fill_arg *f, int64_t K, int64_t T, int64_t Mr, const flo
     }
 }
 
-/* One output plane of the forward: tiles of M at mo (products st apart), TH x TW of them, into yo (OW wide). */
+/* One output plane of the forward: tiles of M at mo (products st apart), TH x TW of them, into yo (OH x OW;
+ * a last tile half outside writes its half inside). */
 static inline __attribute__((always_inline)) void fwd_out_tail(const float *mo, int64_t st, int64_t ti, int64_t tj,
-                                                               int64_t TW, int64_t OW, float b, int acc, float *yo) {
+                                                               int64_t TW, int64_t OH, int64_t OW, float b, int acc,
+                                                               float *yo) {
+    const int r1 = 2 * ti + 1 < OH;
     for (; tj < TW; tj++) {
         float t[4];
         out_tile(mo + ti * TW + tj, st, t);
         float *y0 = yo + 2 * ti * OW + 2 * tj, *y1 = y0 + OW;
-        float v00 = t[0] + b, v01 = t[1] + b, v10 = t[2] + b, v11 = t[3] + b;
-        if (acc)
-            y0[0] += v00, y0[1] += v01, y1[0] += v10, y1[1] += v11;
-        else
-            y0[0] = v00, y0[1] = v01, y1[0] = v10, y1[1] = v11;
+        const float v[4] = {t[0] + b, t[1] + b, t[2] + b, t[3] + b};
+        const int n = 2 * tj + 1 < OW ? 2 : 1;
+        for (int e = 0; e < n; e++) {
+            y0[e] = acc ? y0[e] + v[e] : v[e];
+            if (r1) y1[e] = acc ? y1[e] + v[2 + e] : v[2 + e];
+        }
     }
 }
-static void fwd_out_plane(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OW, float b, int acc, float *yo) {
-    for (int64_t ti = 0; ti < TH; ti++) fwd_out_tail(mo, st, ti, 0, TW, OW, b, acc, yo);
+static void fwd_out_plane(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OH, int64_t OW, float b, int acc,
+                          float *yo) {
+    for (int64_t ti = 0; ti < TH; ti++) fwd_out_tail(mo, st, ti, 0, TW, OH, OW, b, acc, yo);
 }
 
 /* One plane of the adjoint's phase: tile (ti, tj) adds at g[4 ti W + 4 tj + {0, 2}] and 2 W further (g: the
- * phase's first pixel, column 1 - s of its row). */
+ * phase's first pixel, column 1 - s of its row), the phase OH x OW pixels (a tile half outside adds its half). */
 static inline __attribute__((always_inline)) void adj_out_tail(const float *mo, int64_t st, int64_t ti, int64_t tj,
-                                                               int64_t TW, int64_t W, float *g) {
+                                                               int64_t TW, int64_t OH, int64_t OW, int64_t W, float *g) {
+    const int r1 = 2 * ti + 1 < OH;
     for (; tj < TW; tj++) {
         float t[4];
         out_tile(mo + ti * TW + tj, st, t);
         float *g0 = g + 4 * ti * W + 4 * tj, *g1 = g0 + 2 * W;
-        g0[0] += t[0], g0[2] += t[1], g1[0] += t[2], g1[2] += t[3];
+        const int c1 = 2 * tj + 1 < OW;
+        g0[0] += t[0];
+        if (c1) g0[2] += t[1];
+        if (r1) {
+            g1[0] += t[2];
+            if (c1) g1[2] += t[3];
+        }
     }
 }
-static void adj_out_plane(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t W, int s, float *g) {
+static void adj_out_plane(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OH, int64_t OW, int64_t W, int s,
+                          float *g) {
     (void)s;
-    for (int64_t ti = 0; ti < TH; ti++) adj_out_tail(mo, st, ti, 0, TW, W, g);
+    for (int64_t ti = 0; ti < TH; ti++) adj_out_tail(mo, st, ti, 0, TW, OH, OW, W, g);
 }
 
 #ifdef WINO_AVX2
@@ -458,13 +480,14 @@ T256 static inline void out_tile4(const float *m, int64_t st, __m128 t[4]) {
 T256 static inline __m256 pairs8(__m128 a, __m128 b) {
     return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_unpacklo_ps(a, b)), _mm_unpackhi_ps(a, b), 1);
 }
-/* fwd_out_plane, 4 tiles of a row at a time: 8 consecutive floats of each output row. */
-T256 static void fwd_out_plane_avx2(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OW, float b, int acc,
-                                    float *yo) {
+/* fwd_out_plane, 4 whole tiles of a whole row at a time: 8 consecutive floats of each output row. */
+T256 static void fwd_out_plane_avx2(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OH, int64_t OW, float b,
+                                    int acc, float *yo) {
     const __m128 vb = _mm_set1_ps(b);
     for (int64_t ti = 0; ti < TH; ti++) {
+        const int64_t tv = 2 * ti + 1 < OH ? OW / 2 : 0;
         int64_t tj = 0;
-        for (; tj + 4 <= TW; tj += 4) {
+        for (; tj + 4 <= tv; tj += 4) {
             __m128 t[4];
             out_tile4(mo + ti * TW + tj, st, t);
             float *y0 = yo + 2 * ti * OW + 2 * tj;
@@ -474,7 +497,7 @@ T256 static void fwd_out_plane_avx2(const float *mo, int64_t st, int64_t TH, int
             _mm256_storeu_ps(y0, v0);
             _mm256_storeu_ps(y0 + OW, v1);
         }
-        fwd_out_tail(mo, st, ti, tj, TW, OW, b, acc, yo);
+        fwd_out_tail(mo, st, ti, tj, TW, OH, OW, b, acc, yo);
     }
 }
 /* e (pairs8) added at r[par], r[par + 2], ..., r[par + 14]; the other floats
@@ -492,48 +515,52 @@ T256 static inline void add_row4_s2(float *r, __m256 e, const int par) {
         _mm256_storeu_ps(r + 8, _mm256_blend_ps(r1, _mm256_add_ps(r1, hi), 0x55));
     }
 }
-/* adj_out_plane, 4 tiles of a row at a time: 16 floats of each of the two rows from the row's column 4 tj. */
+/* adj_out_plane, 4 whole tiles of a whole row at a time: 16 floats of each of the two rows from the row's
+ * column 4 tj. */
 static inline __attribute__((always_inline)) T256 void adj_plane4(const float *mo, int64_t st, int64_t TH, int64_t TW,
-                                                                  int64_t W, const int par, float *g) {
+                                                                  int64_t OH, int64_t OW, int64_t W, const int par,
+                                                                  float *g) {
     for (int64_t ti = 0; ti < TH; ti++) {
+        const int64_t tv = 2 * ti + 1 < OH ? OW / 2 : 0;
         int64_t tj = 0;
-        for (; tj + 4 <= TW; tj += 4) {
+        for (; tj + 4 <= tv; tj += 4) {
             __m128 t[4];
             out_tile4(mo + ti * TW + tj, st, t);
             float *r = g + 4 * ti * W + 4 * tj - par;
             add_row4_s2(r, pairs8(t[0], t[1]), par);
             add_row4_s2(r + 2 * W, pairs8(t[2], t[3]), par);
         }
-        adj_out_tail(mo, st, ti, tj, TW, W, g);
+        adj_out_tail(mo, st, ti, tj, TW, OH, OW, W, g);
     }
 }
-T256 static void adj_out_plane_avx2(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t W, int s, float *g) {
+T256 static void adj_out_plane_avx2(const float *mo, int64_t st, int64_t TH, int64_t TW, int64_t OH, int64_t OW,
+                                    int64_t W, int s, float *g) {
     if (s)
-        adj_plane4(mo, st, TH, TW, W, 0, g);
+        adj_plane4(mo, st, TH, TW, OH, OW, W, 0, g);
     else
-        adj_plane4(mo, st, TH, TW, W, 1, g);
+        adj_plane4(mo, st, TH, TW, OH, OW, W, 1, g);
 }
 #endif
 
 void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                     const float *bias, int acc, float *y, float *scratch) {
-    const int64_t OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
+    const int64_t OH = H / 2, OW = W / 2, TH = wtiles(OH), TW = wtiles(OW), Hp = fwd_hp(H), Wp = fwd_hp(W);
     const int64_t T = nimg * TH * TW, K = 4 * C, un = dp_wino_u_floats(O, C);
-    float *xz = scratch, *M = scratch + split_floats(nimg, C, H, W, 4);
-    split_copy(x, nimg * C, H, W, 4, xz);
-    fill_arg f = {.xz = xz, .C = C, .L = split_l(W, 4), .RS = 4 * split_l(W, 4), .plane = split_plane(H, W, 4), .TH = TH,
-                  .TW = TW, .trs = 4, .prs = 2, .S = 4, .phased = 1};
+    float *xz = scratch, *M = scratch + split_floats(nimg, C, Hp, Wp, 4);
+    split_copy(x, nimg * C, H, W, Hp, Wp, 4, xz);
+    fill_arg f = {.xz = xz, .C = C, .L = split_l(Wp, 4), .RS = 4 * split_l(Wp, 4), .plane = split_plane(Hp, Wp, 4),
+                  .TH = TH, .TW = TW, .trs = 4, .prs = 2, .S = 4, .phased = 1};
     const float *u[9];
     for (int xi = 0; xi < 9; xi++) u[xi] = upk + xi * un;
     gemm9(&f, K, T, O, u, M, M + 9 * O * T);
     const int64_t st = O * T;
-    void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, float, int, float *) = fwd_out_plane;
+    void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, int64_t, float, int, float *) = fwd_out_plane;
 #ifdef WINO_AVX2
     if (dp_kernel_level() >= 1) plane = fwd_out_plane_avx2;
 #endif
     for (int64_t n = 0; n < nimg; n++)
         for (int64_t o = 0; o < O; o++)
-            plane(M + o * T + n * TH * TW, st, TH, TW, OW, bias ? bias[o] : 0.0f, acc, y + (n * O + o) * OH * OW);
+            plane(M + o * T + n * TH * TW, st, TH, TW, OH, OW, bias ? bias[o] : 0.0f, acc, y + (n * O + o) * OH * OW);
 }
 
 /* ------------------------------------------------------------ the adjoint
@@ -574,19 +601,20 @@ void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t 
 }
 
 int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O) {
-    return split_floats(nimg, O, H / 2, W / 2, 2) + 9 * C * nimg * (H / 4) * (W / 4) + v9_floats(nimg * (H / 4) * (W / 4));
+    const int64_t T = nimg * wtiles(H / 2) * wtiles(W / 2);
+    return split_floats(nimg, O, adj_hp(H / 2), adj_hp(W / 2), 2) + 9 * C * T + v9_floats(T);
 }
 
 void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                       float *gx, float *scratch) {
-    const int64_t OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2;
+    const int64_t OH = H / 2, OW = W / 2, TH = wtiles(OH), TW = wtiles(OW), Hp = adj_hp(OH), Wp = adj_hp(OW);
     const int64_t T = nimg * TH * TW, un = dp_wino_t_u_floats(O, C), st = C * T;
-    float *yz = scratch, *M = scratch + split_floats(nimg, O, OH, OW, 2);
-    split_copy(gy, nimg * O, OH, OW, 2, yz);
+    float *yz = scratch, *M = scratch + split_floats(nimg, O, Hp, Wp, 2);
+    split_copy(gy, nimg * O, OH, OW, Hp, Wp, 2, yz);
     /* phase (r, s): the patches' rows at 1 - r + 2 ti + {0, 1, 2}, columns at 1 - s + 2 tj + {0, 1, 2} */
-    fill_arg f = {.xz = yz, .C = O, .L = split_l(OW, 2), .RS = 2 * split_l(OW, 2), .plane = split_plane(OH, OW, 2),
+    fill_arg f = {.xz = yz, .C = O, .L = split_l(Wp, 2), .RS = 2 * split_l(Wp, 2), .plane = split_plane(Hp, Wp, 2),
                   .TH = TH, .TW = TW, .trs = 2, .prs = 1, .S = 2};
-    void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, int, float *) = adj_out_plane;
+    void (*plane)(const float *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, float *) = adj_out_plane;
 #ifdef WINO_AVX2
     if (dp_kernel_level() >= 1) plane = adj_out_plane_avx2;
 #endif
@@ -599,7 +627,7 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
         /* each tile added at rows 1 - r + 4ti + {0, 2} and columns 1 - s + 4tj + {0, 2} */
         for (int64_t n = 0; n < nimg; n++)
             for (int64_t c = 0; c < C; c++)
-                plane(M + c * T + n * TH * TW, st, TH, TW, W, s, gx + (n * C + c) * H * W + (1 - r) * W + (1 - s));
+                plane(M + c * T + n * TH * TW, st, TH, TW, OH, OW, W, s, gx + (n * C + c) * H * W + (1 - r) * W + (1 - s));
     }
 }
 
@@ -614,30 +642,35 @@ void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C
  * tiles, then dw += A^T M A. */
 int64_t dp_wino_w_chunk = DP_WINO_W_CHUNK;
 static int64_t w_chunk_imgs(int64_t H, int64_t W) {
-    int64_t per = (H / 4) * (W / 4), g = dp_wino_w_chunk / per;
+    int64_t per = wtiles(H / 2) * wtiles(W / 2), g = dp_wino_w_chunk / per;
     return g > 0 ? g : 1;
 }
 
 int64_t dp_wino_w_m_floats(int64_t O, int64_t C) { return 36 * C * O; }
 
 int64_t dp_wino_w_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t O) {
-    const int64_t g = w_chunk_imgs(H, W), tg = g * (H / 4) * (W / 4);
-    return split_floats(g, C, H, W, 4) + C * tg + O * tg + 32;
+    const int64_t g = w_chunk_imgs(H, W), tg = g * wtiles(H / 2) * wtiles(W / 2);
+    return split_floats(g, C, fwd_hp(H), fwd_hp(W), 4) + C * tg + O * tg + 32;
 }
 
 
-/* Ug = (G g G^T)[u][v] of every 2x2 tile of gy[n][o] for nimg images: ug[o][tile], ld floats a row. */
+/* Ug = (G g G^T)[u][v] of every 2x2 tile of gy[n][o] for nimg images: ug[o][tile], ld floats a row (a tile
+ * half outside: zeros there). */
+static inline __attribute__((always_inline)) float w_g_at(const float *g0, const float *g1, int64_t j, int64_t OW,
+                                                          const int u) {
+    const float a = j < OW ? g0[j] : 0.0f, b = g1 && j < OW ? g1[j] : 0.0f;
+    return u == 0 ? a : u == 1 ? a + b : b;
+}
 static inline __attribute__((always_inline)) void w_fill_g(const float *gy, int64_t nimg, int64_t O, int64_t OH,
                                                            int64_t OW, float *ug, int64_t ld, const int u, const int v) {
-    const int64_t TW = OW / 2, TH = OH / 2, per = TH * TW;
+    const int64_t TW = wtiles(OW), TH = wtiles(OH), per = TH * TW;
     for (int64_t n = 0; n < nimg; n++)
         for (int64_t o = 0; o < O; o++) {
             float *d = ug + o * ld + n * per;
             for (int64_t ti = 0; ti < TH; ti++) {
-                const float *g0 = gy + ((n * O + o) * OH + 2 * ti) * OW, *g1 = g0 + OW;
+                const float *g0 = gy + ((n * O + o) * OH + 2 * ti) * OW, *g1 = 2 * ti + 1 < OH ? g0 + OW : NULL;
                 for (int64_t tj = 0; tj < TW; tj++) {
-                    float h0 = u == 0 ? g0[2 * tj] : u == 1 ? g0[2 * tj] + g1[2 * tj] : g1[2 * tj];
-                    float h1 = u == 0 ? g0[2 * tj + 1] : u == 1 ? g0[2 * tj + 1] + g1[2 * tj + 1] : g1[2 * tj + 1];
+                    const float h0 = w_g_at(g0, g1, 2 * tj, OW, u), h1 = w_g_at(g0, g1, 2 * tj + 1, OW, u);
                     d[ti * TW + tj] = v == 0 ? h0 : v == 1 ? h0 + h1 : h1;
                 }
             }
@@ -646,13 +679,13 @@ static inline __attribute__((always_inline)) void w_fill_g(const float *gy, int6
 
 void dp_wino_w_pairs(const float *gy, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t O,
                      int64_t p0, int64_t p1, float *M, float *scratch) {
-    const int64_t OH = H / 2, OW = W / 2, TH = OH / 2, TW = OW / 2, per = TH * TW;
+    const int64_t OH = H / 2, OW = W / 2, TH = wtiles(OH), TW = wtiles(OW), per = TH * TW, Hp = fwd_hp(H), Wp = fwd_hp(W);
     const int64_t g = w_chunk_imgs(H, W), tg = g * per;
-    float *xz = scratch, *vt = xz + split_floats(g, C, H, W, 4), *ug = vt + C * tg;
+    float *xz = scratch, *vt = xz + split_floats(g, C, Hp, Wp, 4), *ug = vt + C * tg;
     for (int64_t n0 = 0; n0 < N; n0 += g) {
         const int64_t n1 = n0 + g < N ? n0 + g : N, k = (n1 - n0) * per;
-        split_copy(x + n0 * C * H * W, (n1 - n0) * C, H, W, 4, xz);
-        fill_arg f = {.xz = xz, .C = C, .L = split_l(W, 4), .RS = 4 * split_l(W, 4), .plane = split_plane(H, W, 4),
+        split_copy(x + n0 * C * H * W, (n1 - n0) * C, H, W, Hp, Wp, 4, xz);
+        fill_arg f = {.xz = xz, .C = C, .L = split_l(Wp, 4), .RS = 4 * split_l(Wp, 4), .plane = split_plane(Hp, Wp, 4),
                       .TH = TH, .TW = TW, .trs = 4, .prs = 2, .S = 4, .phased = 1};
         for (int64_t p = p0, xi = -1; p < p1; p++) {
             const int64_t q = p % 4;

@@ -46,7 +46,8 @@ void dp_wino_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1
 int64_t dp_wino_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O);
 
 /* y[n] (+)= conv(x[n]) (+ bias) for nimg consecutive images (x, y advanced by
- * the caller): H, W even, output H/2 x W/2 (its sides even too). upk from
+ * the caller): H, W even, output H/2 x W/2 (an odd side ends in a tile half
+ * outside: zeros in, its outside half dropped). upk from
  * dp_wino_pack_w for all 9 products; scratch: dp_wino_scratch_floats.
  * Single-threaded. */
 void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
@@ -67,7 +68,7 @@ void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t 
 
 int64_t dp_wino_t_scratch_floats(int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O);
 
-/* gx[n] += conv^T(gy[n]) for nimg images: gy O x H/2 x W/2 (both even), gx
+/* gx[n] += conv^T(gy[n]) for nimg images: gy O x H/2 x W/2 (odd sides as above), gx
  * C x H x W. Single-threaded. */
 void dp_wino_t_images(const float *upk, const float *gy, int64_t nimg, int64_t C, int64_t H, int64_t W, int64_t O,
                       float *gx, float *scratch);

@@ -598,11 +598,19 @@ int64_t dp_wino_min_tiles = DP_WINO_MIN_TILES;
 
 static int wino_shape(const geom *G) {
     return G->groups == 1 && !G->depthwise && G->KH == 4 && G->KW == 4 && G->sh == 2 && G->sw == 2 && G->pt == 1 &&
-           G->pl == 1 && G->dh == 1 && G->dw == 1 && G->H == 2 * G->OH && G->W == 2 * G->OW && G->OH % 2 == 0 &&
-           G->OW % 2 == 0 && G->N * (G->OH / 2) * (G->OW / 2) >= dp_wino_min_tiles;
+           G->pl == 1 && G->dh == 1 && G->dw == 1 && G->H == 2 * G->OH && G->W == 2 * G->OW &&
+           G->N * ((G->OH + 1) / 2) * ((G->OW + 1) / 2) >= dp_wino_min_tiles;
 }
+/* Odd output sides (DCGAN-28's 7x7 layers) end in tiles half outside
+ * (kernels/wino.c): 16 tiles an image for 12.25 tiles' outputs, so 0.73 of
+ * the direct FLOPs before transforms. On the Zen 4 (session 14, in-process,
+ * bench/ab_inproc.c) the DCGAN-28 G step with its G.3 (C 128, O 256 as a
+ * conv) on Winograd in all three passes: 1.113 (2 threads, 20 rounds), 1.107
+ * (1 thread); the D step with D.2 (C 64, O 128) too: 0.987 (10 rounds; the
+ * adjoint alone 0.976). So odd sides take it with O >= 256 only. */
+static int wino_sides(const geom *G) { return (G->OH % 2 == 0 && G->OW % 2 == 0) || G->O >= 256; }
 static int wino_geom(const geom *G) {
-    return wino_shape(G) && G->C >= 64 && (G->O >= 256 || (G->O >= 128 && G->OW >= 16));
+    return wino_shape(G) && wino_sides(G) && G->C >= 64 && (G->O >= 256 || (G->O >= 128 && G->OW >= 16));
 }
 static int wino_use(const geom *G) { return dp_kernel_level() >= 1 && wino_geom(G); }
 /* The adjoint (dp_wino_t_images; run_scatter: the conv's input gradient, the
@@ -615,7 +623,9 @@ static int wino_use(const geom *G) { return dp_kernel_level() >= 1 && wino_geom(
  * 1.036 (q25 0.998), the G step 1.022 (q25 0.999). 4x4 outputs (D.8's
  * backward, G.3's forward: 2 tiles a row, the scalar fill) measured 0.94-1.14x
  * then; with the weight transforms vectorised they are taken (above). */
-static int wino_t_geom(const geom *G) { return wino_shape(G) && G->C >= 64 && G->O >= 128 && G->OW >= 4; }
+static int wino_t_geom(const geom *G) {
+    return wino_shape(G) && wino_sides(G) && G->C >= 64 && G->O >= 128 && G->OW >= 4;
+}
 static int wino_t_use(const geom *G) { return dp_kernel_level() >= 1 && wino_t_geom(G); }
 /* The weight gradient (dp_wino_w_pairs): the threads take disjoint blocks of
  * M (36 C O floats, in the transformed-weight slot), each over all the
@@ -626,10 +636,10 @@ static int wino_t_use(const geom *G) { return dp_kernel_level() >= 1 && wino_t_g
  * rounds) the DCGAN-64 D step 1.010 (q25 0.942, q75 1.114), the G step 1.018
  * (q25 1.004, q75 1.035); peak RSS of the dcgan64 worker 518 MB (506 before;
  * 543 with per-thread M). */
-static int wino_w_geom(const geom *G) { return wino_shape(G) && G->C >= 128 && G->O >= 256 && G->OW >= 8; }
+static int wino_w_geom(const geom *G) { return wino_shape(G) && G->C >= 128 && G->O >= 256 && G->OW >= 7; }
 static int wino_w_use(const geom *G) { return dp_kernel_level() >= 1 && wino_w_geom(G); }
 static int64_t wino_imgs(const geom *G) {
-    int64_t tiles = G->OH / 2 * (G->OW / 2), g = (64 + tiles - 1) / tiles;
+    int64_t tiles = (G->OH + 1) / 2 * ((G->OW + 1) / 2), g = (64 + tiles - 1) / tiles;
     return g < G->N ? g : G->N;
 }
 /* The transformed weights, packed for any kernel (packed rows <= O + 31). */
