@@ -427,12 +427,12 @@ static inline __attribute__((always_inline)) void fwd_out_tail(const float *mo, 
     for (; tj < TW; tj++) {
         float t[4];
         out_tile(mo + ti * TW + tj, st, t);
-        float *y0 = yo + 2 * ti * OW + 2 * tj, *y1 = y0 + OW;
+        float *y0 = yo + 2 * ti * OW + 2 * tj;
         const float v[4] = {t[0] + b, t[1] + b, t[2] + b, t[3] + b};
         const int n = 2 * tj + 1 < OW ? 2 : 1;
         for (int e = 0; e < n; e++) {
             y0[e] = acc ? y0[e] + v[e] : v[e];
-            if (r1) y1[e] = acc ? y1[e] + v[2 + e] : v[2 + e];
+            if (r1) y0[OW + e] = acc ? y0[OW + e] + v[2 + e] : v[2 + e];
         }
     }
 }
@@ -449,13 +449,13 @@ static inline __attribute__((always_inline)) void adj_out_tail(const float *mo, 
     for (; tj < TW; tj++) {
         float t[4];
         out_tile(mo + ti * TW + tj, st, t);
-        float *g0 = g + 4 * ti * W + 4 * tj, *g1 = g0 + 2 * W;
+        float *g0 = g + 4 * ti * W + 4 * tj;
         const int c1 = 2 * tj + 1 < OW;
         g0[0] += t[0];
         if (c1) g0[2] += t[1];
         if (r1) {
-            g1[0] += t[2];
-            if (c1) g1[2] += t[3];
+            g0[2 * W] += t[2];
+            if (c1) g0[2 * W + 2] += t[3];
         }
     }
 }
