@@ -688,7 +688,7 @@ static int wino_levels(int64_t H, int64_t W) {
     const int64_t nx = N * C * H * W, ny = N * O * (H / 2) * (W / 2), nw = O * C * 16;
     float *x = wino_buf(nx), *gy = wino_buf(ny), *w = wino_buf(nw), *y[2], *gx[2], *dw[2];
     fill(x, nx, 31), fill(gy, ny, 32), fill(w, nw, 33);
-    const int64_t tmpn = 36 * DP_GEMM_MR_MAX * (O > 4 * C ? O : 4 * C) + 16 * (O > C ? O : C);
+    const int64_t tmpn = DP_GEMM_MR_MAX * (36 * (O > 4 * C ? O : 4 * C) + 16 * (O > C ? O : C));
     for (int k = 0; k < 2; k++) {
         assert_true(dp_gemm_set_kernel(k ? "portable" : "avx2"));
         y[k] = wino_buf(ny), gx[k] = wino_buf(nx), dw[k] = wino_buf(nw);

@@ -57,6 +57,48 @@ static void g_products(const float *g00, const float *g01, const float *g10, con
     g_products_c(g00, g01, g10, g11, 0, n, d, ld);
 }
 
+/* dst[i drs + t ld + k] = src[i 16 + k ss + t] for rows i < m, taps t < 16, items k < n: the 16 taps of n
+ * items of m rows into 16 planes a row. With AVX2 8 items x 8 taps a step through an 8x8 transpose, the m rows
+ * of 8 items in turn (each item's m rows are 16 m consecutive floats: 8 streams): one float at a time, a row
+ * at a time, the stores went ld floats apart (2 KB at O = 512: a few L1 sets) and the loads C 64 bytes apart,
+ * ~2 % of a 1-thread DCGAN-64 iteration for the adjoint's transform. */
+#ifdef WINO_AVX2
+T256 static int64_t taps_planes_avx2(const float *src, int64_t ss, int64_t n, int m, float *dst, int64_t ld,
+                                     int64_t drs) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int hi = 0; hi < 2 * m; hi++) {
+            const int i = hi >> 1, h = (hi & 1) * 8;
+            const float *sr = src + i * 16;
+            float *dr = dst + i * drs;
+            __m256 r[8], t[8];
+            for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(sr + (k + j) * ss + h);
+            for (int j = 0; j < 8; j += 2) t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]), t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+            /* t0 = r0_0 r1_0 r0_1 r1_1 | r0_4 r1_4 r0_5 r1_5, t1 = r0_2 r1_2 r0_3 r1_3 | ...6 ...7 */
+            for (int j = 0; j < 8; j += 4) {
+                const __m256 a = t[j], b = t[j + 1], c = t[j + 2], d = t[j + 3];
+                r[j] = _mm256_shuffle_ps(a, c, 0x44), r[j + 1] = _mm256_shuffle_ps(a, c, 0xEE);
+                r[j + 2] = _mm256_shuffle_ps(b, d, 0x44), r[j + 3] = _mm256_shuffle_ps(b, d, 0xEE);
+            }
+            /* r0 = items 0-3 of taps 0 | 4, r1 = taps 1 | 5, r2 = 2 | 6, r3 = 3 | 7 (r4..r7: items 4-7) */
+            for (int j = 0; j < 4; j++) {
+                _mm256_storeu_ps(dr + (h + j) * ld + k, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+                _mm256_storeu_ps(dr + (h + j + 4) * ld + k, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+            }
+        }
+    return k;
+}
+#endif
+static void taps_planes(const float *src, int64_t ss, int64_t n, int m, float *dst, int64_t ld, int64_t drs) {
+    int64_t k = 0;
+#ifdef WINO_AVX2
+    if (dp_kernel_level() >= 1) k = taps_planes_avx2(src, ss, n, m, dst, ld, drs);
+#endif
+    for (int i = 0; i < m; i++)
+        for (int64_t kk = k; kk < n; kk++)
+            for (int t = 0; t < 16; t++) dst[i * drs + t * ld + kk] = src[i * 16 + kk * ss + t];
+}
+
 typedef struct wrows {
     const float *w;
     int64_t O, C;
@@ -69,9 +111,7 @@ static void rows_fwd(void *arg, int64_t i0, int m, float *tmp) {
     const int64_t C = a->C, K = 4 * C;
     float *tp = tmp + 9 * m * K;
     for (int i = 0; i < m; i++) {
-        const float *wo = a->w + (i0 + i) * C * 16;
-        for (int64_t c = 0; c < C; c++)
-            for (int t = 0; t < 16; t++) tp[t * C + c] = wo[c * 16 + t];
+        taps_planes(a->w + (i0 + i) * C * 16, 16, C, 1, tp, C, 0);
         for (int q = 0; q < 4; q++) {
             const int r = q >> 1, s = q & 1;
             g_products(tp + (r * 4 + s) * C, tp + (r * 4 + 2 + s) * C, tp + ((2 + r) * 4 + s) * C,
@@ -574,17 +614,15 @@ void dp_wino_images(const float *upk, const float *x, int64_t nimg, int64_t C, i
 int64_t dp_wino_t_u_floats(int64_t O, int64_t C) { return dp_sgemm_packed_a_floats(C, O); }
 
 /* Rows c = i0 .. i0 + m - 1 of the 36 (phase q, product xi) matrices: (q, xi)'s row i at tmp + ((9q + xi) m + i) O;
- * f[a][b] = w[o, c, 2(1-a)+r, 2(1-b)+s]: f[0][b] is tap row 2 + r, f[1][b] row r. The taps of one row as 16
- * planes of O after them (16 O floats). */
+ * f[a][b] = w[o, c, 2(1-a)+r, 2(1-b)+s]: f[0][b] is tap row 2 + r, f[1][b] row r. The taps of the m rows as 16
+ * planes of O each after them (16 m O floats). */
 static void rows_adj(void *arg, int64_t i0, int m, float *tmp) {
     const wrows *a = arg;
     const int64_t O = a->O, C = a->C;
-    float *tp = tmp + 36 * m * O;
+    float *taps = tmp + 36 * m * O;
+    taps_planes(a->w + i0 * 16, C * 16, O, m, taps, O, 16 * O);
     for (int i = 0; i < m; i++) {
-        for (int64_t o = 0; o < O; o++) {
-            const float *wk = a->w + (o * C + i0 + i) * 16;
-            for (int t = 0; t < 16; t++) tp[t * O + o] = wk[t];
-        }
+        const float *tp = taps + i * 16 * O;
         for (int q = 0; q < 4; q++) {
             const int r = q >> 1, s = q & 1;
             g_products(tp + ((2 + r) * 4 + 2 + s) * O, tp + ((2 + r) * 4 + s) * O, tp + (r * 4 + 2 + s) * O,

@@ -62,7 +62,7 @@ int64_t dp_wino_t_u_floats(int64_t O, int64_t C);
 
 /* U of the 4 phases and 9 products: (phase, xi)'s at upk + (phase * 9 + xi) *
  * dp_wino_t_u_floats(O, C), by row panels q0..q1 - 1 of the
- * dp_wino_t_pack_panels(C); tmp holds 36 * DP_GEMM_MR_MAX * O + 16 O floats. */
+ * dp_wino_t_pack_panels(C); tmp holds 52 * DP_GEMM_MR_MAX * O floats. */
 int64_t dp_wino_t_pack_panels(int64_t C);
 void dp_wino_t_pack_w(const float *w, int64_t O, int64_t C, int64_t q0, int64_t q1, float *tmp, float *upk);
 

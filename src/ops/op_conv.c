@@ -649,9 +649,9 @@ static int64_t wino_u_floats_max(const geom *G) {
 }
 static int64_t wino_scratch(const geom *G) {
     int64_t s = dp_wino_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O);
-    /* the transforms' panels and one row's taps */
+    /* the transforms' panels and their rows' taps */
     const int64_t rowsf = 9 * 4 * G->C > 36 * G->O ? 9 * 4 * G->C : 36 * G->O, taps = G->C > G->O ? G->C : G->O;
-    int64_t t = DP_GEMM_MR_MAX * rowsf + 16 * taps;
+    int64_t t = DP_GEMM_MR_MAX * (rowsf + 16 * taps);
     int64_t a = dp_wino_t_scratch_floats(wino_imgs(G), G->C, G->H, G->W, G->O);
     s = s > a ? s : a;
     return s > t ? s : t;
