@@ -358,6 +358,40 @@ static void graphs_share_workspace(void **state) {
     dp_ctx_free(ctx);
 }
 
+/* The GEMM's packing buffers live on the heap, one block per thread: as
+ * _Thread_local arrays they were 650 KiB of static TLS on every thread of a
+ * process linking doppel, and pthread_create failed for stacks under ~1 MiB.
+ * A thread with a 512 KiB stack starts and runs a conv graph's passes to the
+ * same bits as the main thread. */
+static void small_stack_threads(void **state) {
+    (void)state;
+    dp_ctx *ctx;
+    dp_paramset *ps;
+    assert_int_equal(dp_ctx_new(&(dp_ctx_opts){.threads = 1, .seed = 6}, &ctx), DP_OK);
+    assert_int_equal(dp_paramset_new(ctx, &ps), DP_OK);
+    convg c;
+    convg_build(ctx, ps, "w3", 3, &c);
+    size_t ny = sizeof(float) * (size_t)dp_tensor_numel(dp_node_value(c.y)), nw = sizeof(float) * (size_t)dp_tensor_numel(c.w);
+    convg_run r = {.c = &c, .y_ref = malloc(ny), .gw_ref = malloc(nw), .rounds = 2};
+    assert_non_null(r.y_ref);
+    assert_non_null(r.gw_ref);
+    assert_int_equal(convg_step(&c, NULL, NULL), 0);
+    memcpy(r.y_ref, dp_tensor_f32(dp_node_value(c.y)), ny);
+    memcpy(r.gw_ref, dp_tensor_f32(dp_param_grad(c.w)), nw);
+    pthread_attr_t at;
+    pthread_t th;
+    assert_int_equal(pthread_attr_init(&at), 0);
+    assert_int_equal(pthread_attr_setstacksize(&at, 512 << 10), 0);
+    assert_int_equal(pthread_create(&th, &at, convg_thread, &r), 0);
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&at);
+    assert_int_equal(r.bad, 0);
+    dp_graph_free(c.g);
+    free(r.y_ref), free(r.gw_ref);
+    dp_paramset_free(ps);
+    dp_ctx_free(ctx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(sticky_shape_error, setup, teardown),
@@ -371,6 +405,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(no_grad_graph, setup, teardown),
         cmocka_unit_test(deterministic),
         cmocka_unit_test(graphs_share_workspace),
+        cmocka_unit_test(small_stack_threads),
     };
     return cmocka_run_group_tests_name("graph", tests, NULL, NULL);
 }

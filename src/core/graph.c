@@ -806,6 +806,8 @@ static dp_status need_compiled(dp_graph *g, const char *fn) {
     if (!g) return DP_ERR_NULL;
     if (g->status != DP_OK) return dp_error(g->ctx, g->status, "%s: the graph failed to build: %s", fn, g->ctx->err);
     if (!g->compiled) return dp_error(g->ctx, DP_ERR_STATE, "%s: call dp_graph_compile first", fn);
+    if (!dp_gemm_thread_ready()) /* the ops' GEMMs on this thread */
+        return dp_error(g->ctx, DP_ERR_NOMEM, "%s: out of memory for this thread's GEMM packing buffers", fn);
     return DP_OK;
 }
 

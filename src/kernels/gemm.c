@@ -18,11 +18,13 @@
  * Convolution entry points (kernels/gemm.h): B rows at arbitrary offsets, a
  * row-tiled product with a bias epilogue, and unpacked A B^T dot products.
  *
- * No heap allocation: the packing buffers are fixed-size thread-local arrays
- * (about 650 KiB per thread that runs a GEMM). */
+ * The packing buffers: one heap block of about 650 KiB per thread that runs a
+ * GEMM, made on its first one (dp_gemm_thread_ready) and freed when the
+ * thread exits; no allocation after that. */
 #include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/internal.h"
@@ -560,8 +562,43 @@ int dp_gemm_set_kernel(const char *name) {
 }
 
 /* ------------------------------------------------------------ packing */
-static _Thread_local float tl_apack[MC_MAX * KC] __attribute__((aligned(64)));
-static _Thread_local float tl_bpack[KC * NC] __attribute__((aligned(64)));
+/* A then B's packing buffer of this thread, on the heap: as _Thread_local
+ * arrays they were 650 KiB of static TLS, which glibc puts on every thread's
+ * stack — a process linking doppel could then create no thread with a stack
+ * under ~1 MiB (measured: 512 KiB failed). The key's destructor frees a
+ * thread's block when it exits. */
+#define PACK_A_FLOATS (MC_MAX * KC)
+#define PACK_FLOATS (PACK_A_FLOATS + KC * NC)
+static _Thread_local float *tl_pack;
+static pthread_key_t g_pack_key;
+static pthread_once_t g_pack_once = PTHREAD_ONCE_INIT;
+static int g_pack_key_ok;
+static void pack_key_make(void) { g_pack_key_ok = pthread_key_create(&g_pack_key, free) == 0; }
+
+int dp_gemm_thread_ready(void) {
+    if (tl_pack) return 1;
+    pthread_once(&g_pack_once, pack_key_make);
+    float *p = aligned_alloc(64, sizeof(float) * PACK_FLOATS);
+    if (!p) return 0;
+    if (!g_pack_key_ok || pthread_setspecific(g_pack_key, p) != 0) {
+        free(p);
+        return 0;
+    }
+    tl_pack = p;
+    return 1;
+}
+
+/* The graph's passes call dp_gemm_thread_ready first and report DP_ERR_NOMEM;
+ * this is for the other callers (the pool's workers, tools), where nothing
+ * could carry the failure back. */
+static float *pack_buffers(void) {
+    if (!tl_pack && !dp_gemm_thread_ready()) {
+        fprintf(stderr, "doppel: out of memory for the GEMM's packing buffers (%zu KiB)\n",
+                sizeof(float) * PACK_FLOATS / 1024);
+        abort();
+    }
+    return tl_pack;
+}
 
 /* mc rows split into ceil(mc/mr) panels of nearly equal height (16 rows are
  * two panels of 8, not 14 + 2: a 2-row micro-kernel is load-bound). */
@@ -689,7 +726,7 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    float *ap = tl_apack, *bp = tl_bpack;
+    float *ap = pack_buffers(), *bp = ap + PACK_A_FLOATS;
     const int mr = kr->mr, nr = kr->nr;
     /* With a single row panel, packed B would be read only once: let the
      * micro-kernel read B's rows in place instead. */
@@ -824,7 +861,7 @@ static void rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const flo
         }
         return;
     }
-    float *ap = tl_apack, *bp = tl_bpack;
+    float *ap = pack_buffers(), *bp = ap + PACK_A_FLOATS;
     const int mr = kr->mr, nr = kr->nr, kc = (int)K, nc = (int)N;
     if (fill)
         for (int jp = 0; jp < nc; jp += nr) fill(farg, 0, kc, jp, nc - jp < nr ? nc - jp : nr, nr, bp + (int64_t)(jp / nr) * kc * nr);
@@ -862,7 +899,7 @@ void dp_sgemm_rowblocks_fill_st(int trans_a, int64_t M, int64_t N, int64_t K, co
 static void rows_st(const kern *kr, int64_t rows, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldbr, const int64_t *boff, float beta, const float *bias,
                     float *C, int64_t ldc, int64_t ldcr) {
-    float *ap = tl_apack;
+    float *ap = pack_buffers();
     const int mr = kr->mr, nr = kr->nr;
     for (int64_t ic = 0; ic < M; ic += kr->mc) {
         int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
