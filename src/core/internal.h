@@ -310,7 +310,7 @@ static inline int64_t dp_numel(const dp_tensor *t) { return dp_shape_numel(t->nd
 
 /* ------------------------------------------------------------ kernels */
 /* C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major with leading dims. */
-/* This thread's GEMM packing buffers (a heap block of ~650 KiB, freed when
+/* This thread's GEMM packing buffers (a heap block of ~1.3 MiB, freed when
  * the thread exits): 1 when there, 0 when they could not be allocated. Every
  * GEMM makes them on first use and aborts if it cannot; the graph's passes
  * call this first and report DP_ERR_NOMEM. */

@@ -1,11 +1,14 @@
 /* Single-precision GEMM: C = alpha * op(A) * op(B) + beta * C, row-major.
  *
- * GotoBLAS/BLIS structure: the K dimension is cut into KC slices and N into
- * NC blocks; for each (NC, KC) block op(B) is packed into NR-wide column
+ * GotoBLAS/BLIS structure: the K dimension is cut into slices of the
+ * kernel's kc (512 with AVX-512: on a Zen 4, sgemm 1024 at 2 threads 1.047x
+ * in-process against 256, Meso-4 and DCGAN steps within noise; 256 for the
+ * others, as measured on Zen 3 / Zen 5) and N into
+ * NC blocks; for each (NC, kc) block op(B) is packed into NR-wide column
  * panels (it stays in L2), op(A) is packed MC rows at a time into MR-high row
  * panels (rows split evenly: 16 rows are 8 + 8, not 14 + 2), and a
  * register-blocked micro-kernel computes one MR x NR tile of C per call with
- * the whole KC slice in registers; the A panel stays in L1 while B panels
+ * the whole kc slice in registers; the A panel stays in L1 while B panels
  * stream past it. Vectors run along N (the contiguous dimension of C); A
  * values are broadcast. With a single row panel B is not packed at all (it
  * would be read once): the micro-kernel reads B's rows in place.
@@ -18,7 +21,7 @@
  * Convolution entry points (kernels/gemm.h): B rows at arbitrary offsets, a
  * row-tiled product with a bias epilogue, and unpacked A B^T dot products.
  *
- * The packing buffers: one heap block of about 650 KiB per thread that runs a
+ * The packing buffers: one heap block of about 1.3 MiB per thread that runs a
  * GEMM, made on its first one (dp_gemm_thread_ready) and freed when the
  * thread exits; no allocation after that. */
 #include <assert.h>
@@ -36,7 +39,7 @@
 #include <immintrin.h>
 #endif
 
-#define KC 256
+#define KC_MAX 512 /* K slices: the kernel's kc, at most this */
 #define NC 512     /* columns of B packed at once (a multiple of every NR) */
 #define MC_MAX 168 /* rows of A packed at once, largest over the kernels (= DP_GEMM_ROWBLOCK) */
 #define NR_MAX 32
@@ -47,6 +50,7 @@ typedef void (*ukr_fn)(int64_t k, const float *a, const float *b, int64_t ldb, c
 typedef struct kern {
     const char *name;
     int mr, nr, mc; /* mc: a multiple of mr, <= MC_MAX */
+    int kc;         /* K slice, <= KC_MAX */
     ukr_fn ukr;
     /* Optional vector packers for the transposing cases (NULL: generic C):
      * one mr-high panel of a row-major A (m rows, kc columns), and one
@@ -484,10 +488,10 @@ T_AVX512 static void pack_bt_rows_avx512(const float *B, int64_t ldb, const int6
 #endif /* DP_GEMM_X86 */
 
 /* ------------------------------------------------------------ kernel choice */
-static const kern k_portable = {"portable", P_MR, P_NR, 128, ukr_portable, NULL, NULL, NULL};
+static const kern k_portable = {"portable", P_MR, P_NR, 128, 256, ukr_portable, NULL, NULL, NULL};
 #ifdef DP_GEMM_X86
-static const kern k_avx2 = {"avx2", A2_MR, A2_NR, 168, ukr_avx2, pack_a_rows_avx2, pack_a_cols_avx2, NULL};
-static const kern k_avx512 = {"avx512",           A5_MR, A5_NR, 168, ukr_avx512, pack_a_rows_avx512, pack_a_cols_avx512,
+static const kern k_avx2 = {"avx2", A2_MR, A2_NR, 168, 256, ukr_avx2, pack_a_rows_avx2, pack_a_cols_avx2, NULL};
+static const kern k_avx512 = {"avx512",           A5_MR, A5_NR, 168, 512, ukr_avx512, pack_a_rows_avx512, pack_a_cols_avx512,
                               pack_bt_rows_avx512};
 #endif
 
@@ -567,8 +571,8 @@ int dp_gemm_set_kernel(const char *name) {
  * stack — a process linking doppel could then create no thread with a stack
  * under ~1 MiB (measured: 512 KiB failed). The key's destructor frees a
  * thread's block when it exits. */
-#define PACK_A_FLOATS (MC_MAX * KC)
-#define PACK_FLOATS (PACK_A_FLOATS + KC * NC)
+#define PACK_A_FLOATS (MC_MAX * KC_MAX)
+#define PACK_FLOATS (PACK_A_FLOATS + KC_MAX * NC)
 static _Thread_local float *tl_pack;
 static pthread_key_t g_pack_key;
 static pthread_once_t g_pack_once = PTHREAD_ONCE_INIT;
@@ -733,10 +737,10 @@ static void gemm_st_cb(const kern *kr, int ta, int tb, int64_t M, int64_t N, int
     const int direct_b = !fill && !bpk && !tb && M <= mr;
     for (int64_t jc = 0; jc < N; jc += NC) {
         int nc = (int)(N - jc < NC ? N - jc : NC);
-        for (int64_t pc = 0; pc < K; pc += KC) {
-            int kc = (int)(K - pc < KC ? K - pc : KC);
+        for (int64_t pc = 0; pc < K; pc += kr->kc) {
+            int kc = (int)(K - pc < kr->kc ? K - pc : kr->kc);
             float bet = pc == 0 ? beta : 1.0f;
-            const float *bsrc = bpk ? bpk + jc * kc : bp; /* bpk: packed by the caller, one K slice (K <= KC) */
+            const float *bsrc = bpk ? bpk + jc * kc : bp; /* bpk: packed by the caller, one K slice (K <= kc) */
             if (fill)
                 for (int jp = 0; jp < nc; jp += nr) fill(arg, pc, kc, jc + jp, nc - jp < nr ? nc - jp : nr, nr, bp + (int64_t)(jp / nr) * kc * nr);
             else if (!direct_b && !bpk)
@@ -783,8 +787,8 @@ int64_t dp_sgemm_packed_a_floats(int64_t M, int64_t K) { return M > 0 && K > 0 ?
 void dp_sgemm_pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *dst) {
     const kern *kr = current();
     const int64_t rows = packed_rows(kr, M);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-        int kc = (int)(K - pc < KC ? K - pc : KC);
+    for (int64_t pc = 0; pc < K; pc += kr->kc) {
+        int kc = (int)(K - pc < kr->kc ? K - pc : kr->kc);
         for (int64_t ic = 0; ic < M; ic += kr->mc) {
             int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc);
             pack_a(kr, 0, A, lda, ic, mc, pc, kc, dst + pc * rows + ic * kc);
@@ -811,8 +815,8 @@ void dp_sgemm_pack_a_rows(int64_t M, int64_t K, int64_t q0, int64_t q1, int nmat
             panel(mc, kr->mr, pi, &ip, &m);
             fn(arg, ic + ip, m, tmp);
             for (int j = 0; j < nmat; j++)
-                for (int64_t pc = 0; pc < K; pc += KC) { /* one panel: pack_a of an m-row block */
-                    const int kc = (int)(K - pc < KC ? K - pc : KC);
+                for (int64_t pc = 0; pc < K; pc += kr->kc) { /* one panel: pack_a of an m-row block */
+                    const int kc = (int)(K - pc < kr->kc ? K - pc : kr->kc);
                     pack_a(kr, 0, tmp + (int64_t)j * m * K, K, 0, m, pc, kc,
                            dst + j * dst_stride + pc * rows + ic * kc + (int64_t)pi * kc * kr->mr);
                 }
@@ -820,14 +824,15 @@ void dp_sgemm_pack_a_rows(int64_t M, int64_t K, int64_t q0, int64_t q1, int nmat
     }
 }
 
-int dp_sgemm_kc(void) { return KC; }
+int dp_sgemm_kc(void) { return current()->kc; }
+int dp_sgemm_kc_max(void) { return KC_MAX; }
 int dp_sgemm_nr(void) { return current()->nr; }
 const float *dp_sgemm_packed_a_slice(const float *apacked, int64_t M, int64_t p0) {
     return apacked + p0 * packed_rows(current(), M);
 }
 void dp_sgemm_packed_ab_st(int64_t M, int64_t N, int64_t K, const float *apacked, const float *bpacked, float beta,
                            float *C, int64_t ldc) {
-    assert(K <= KC);
+    assert(K <= current()->kc);
     gemm_st_cb(current(), 0, 0, M, N, K, 1.0f, NULL, 0, NULL, 0, NULL, NULL, NULL, apacked, bpacked, beta, C, ldc);
 }
 
@@ -843,7 +848,7 @@ void dp_sgemm_st_boff(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 
 /* C = op(A) B one block of rows at a time, for a product consumed row block
  * by row block (the col2im of a convolution's input gradient): B (K x N,
- * K <= KC, N <= NC) is packed once, each block of up to mc rows is written to
+ * K <= kc, N <= NC) is packed once, each block of up to mc rows is written to
  * C rows [0, m) and handed to done(arg, i0, m) before the next overwrites it.
  * Without this, a caller that cuts M into slices re-packs B for each slice. */
 static void rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
@@ -852,7 +857,7 @@ static void rowblocks_st(int trans_a, int64_t M, int64_t N, int64_t K, const flo
     const kern *kr = current();
     _Static_assert(MC_MAX == DP_GEMM_ROWBLOCK, "row blocks are at most MC_MAX rows");
     if (M <= 0 || N <= 0) return;
-    if (K <= 0 || K > KC || N > NC) { /* outside the one-panel case: plain products per block */
+    if (K <= 0 || K > kr->kc || N > NC) { /* outside the one-panel case: plain products per block */
         for (int64_t i0 = 0; i0 < M; i0 += kr->mc) {
             int64_t m = M - i0 < kr->mc ? M - i0 : kr->mc;
             gemm_st_cb(kr, trans_a, 0, m, N, K, 1.0f, trans_a ? A + i0 : A + i0 * lda, lda, B, ldb, NULL, fill, farg,
@@ -903,8 +908,8 @@ static void rows_st(const kern *kr, int64_t rows, int64_t M, int64_t N, int64_t 
     const int mr = kr->mr, nr = kr->nr;
     for (int64_t ic = 0; ic < M; ic += kr->mc) {
         int mc = (int)(M - ic < kr->mc ? M - ic : kr->mc), np = (mc + mr - 1) / mr;
-        for (int64_t pc = 0; pc < K; pc += KC) {
-            int kc = (int)(K - pc < KC ? K - pc : KC);
+        for (int64_t pc = 0; pc < K; pc += kr->kc) {
+            int kc = (int)(K - pc < kr->kc ? K - pc : kr->kc);
             float bet = pc == 0 ? beta : 1.0f;
             const float *bi = pc == 0 && bias ? bias + ic : NULL;
             pack_a(kr, 0, A, lda, ic, mc, pc, kc, ap);

@@ -59,6 +59,8 @@ void dp_sgemm_pack_a_rows(int64_t M, int64_t K, int64_t q0, int64_t q1, int nmat
  * dp_sgemm_nr() columns, panel q at bpacked + q K nr, row p of it at + p nr
  * (zeros past N). Single-threaded. */
 int dp_sgemm_kc(void);
+/* The largest K slice of any kernel: for sizing buffers that must fit whichever kernel runs. */
+int dp_sgemm_kc_max(void);
 int dp_sgemm_nr(void);
 const float *dp_sgemm_packed_a_slice(const float *apacked, int64_t M, int64_t p0);
 void dp_sgemm_packed_ab_st(int64_t M, int64_t N, int64_t K, const float *apacked, const float *bpacked, float beta,

@@ -367,7 +367,8 @@ static inline void out_tile(const float *m, int64_t st, float t[4]) {
  * shared by the 3 products of a u), then run the 9 GEMMs on them
  * (dp_sgemm_packed_ab_st). Product xi's panels at vb + xi * vs: panel q at
  * + q kc nr, row k at + k nr. Same operations as v_at, so the same bits. */
-static int64_t v9_stride(int64_t T) { return (int64_t)dp_sgemm_kc() * ((T + 31) / 32 * 32); }
+/* sized by the largest K slice: the kernel may change between sizing and running (tests switch it) */
+static int64_t v9_stride(int64_t T) { return (int64_t)dp_sgemm_kc_max() * ((T + 31) / 32 * 32); }
 static int64_t v9_floats(int64_t T) { return 9 * v9_stride(T); }
 
 static inline void v9_at(const float *r0, int64_t rs, const int64_t o[3], float *d, int64_t vs) {
