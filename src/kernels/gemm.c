@@ -2,8 +2,9 @@
  *
  * GotoBLAS/BLIS structure: the K dimension is cut into slices of the
  * kernel's kc (512 with AVX-512: on a Zen 4, sgemm 1024 at 2 threads 1.047x
- * in-process against 256, Meso-4 and DCGAN steps within noise; 256 for the
- * others, as measured on Zen 3 / Zen 5) and N into
+ * in-process against 256, Meso-4 and DCGAN steps within noise — not measured
+ * on the Zen 5 or the Xeon; 256, the value before, for the others: the AVX2
+ * kernel on the Zen 4 gained nothing clear from 512) and N into
  * NC blocks; for each (NC, kc) block op(B) is packed into NR-wide column
  * panels (it stays in L2), op(A) is packed MC rows at a time into MR-high row
  * panels (rows split evenly: 16 rows are 8 + 8, not 14 + 2), and a
