@@ -313,7 +313,8 @@ static inline int64_t dp_numel(const dp_tensor *t) { return dp_shape_numel(t->nd
 /* This thread's GEMM packing buffers (a heap block of ~1.3 MiB, freed when
  * the thread exits): 1 when there, 0 when they could not be allocated. Every
  * GEMM makes them on first use and aborts if it cannot; the graph's passes
- * call this first and report DP_ERR_NOMEM. */
+ * and the pool's workers (dp_pool_new) call this first and report
+ * DP_ERR_NOMEM. */
 int dp_gemm_thread_ready(void);
 void dp_sgemm(dp_ctx *ctx, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);

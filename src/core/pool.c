@@ -18,6 +18,7 @@ typedef struct worker {
     pthread_t th;
     struct dp_pool *pool;
     int id;
+    atomic_int ready; /* 0 starting, 1 running, -1 failed (no GEMM buffers) */
 } worker;
 
 struct dp_pool {
@@ -83,6 +84,14 @@ static void *worker_main(void *arg) {
     worker *w = arg;
     dp_pool *p = w->pool;
     uint64_t seen = 0;
+    /* The GEMM's packing buffers before any job, so that a failed allocation
+     * is dp_pool_new's DP_ERR_NOMEM, not an abort in the middle of one. */
+    const int ok = dp_gemm_thread_ready();
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&w->ready, ok ? 1 : -1);
+    pthread_cond_broadcast(&p->done);
+    pthread_mutex_unlock(&p->mu);
+    if (!ok) return NULL;
     for (;;) {
         if (!spin_until(p, new_job, seen)) {
             pthread_mutex_lock(&p->mu);
@@ -135,10 +144,22 @@ dp_status dp_pool_new(const dp_allocator *al, int threads, dp_pool **out) {
         for (int i = 1; i < threads; i++) {
             p->w[i].pool = p;
             p->w[i].id = i;
+            atomic_init(&p->w[i].ready, 0);
             if (pthread_create(&p->w[i].th, NULL, worker_main, &p->w[i]) != 0) {
                 p->threads = i; /* keep the ones we have */
                 break;
             }
+        }
+        int failed = 0;
+        pthread_mutex_lock(&p->mu);
+        for (int i = 1; i < p->threads; i++) {
+            while (atomic_load(&p->w[i].ready) == 0) pthread_cond_wait(&p->done, &p->mu);
+            failed |= atomic_load(&p->w[i].ready) < 0;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (failed) {
+            dp_pool_free(p, al);
+            return DP_ERR_NOMEM;
         }
     }
     *out = p;

@@ -593,9 +593,9 @@ int dp_gemm_thread_ready(void) {
     return 1;
 }
 
-/* The graph's passes call dp_gemm_thread_ready first and report DP_ERR_NOMEM;
- * this is for the other callers (the pool's workers, tools), where nothing
- * could carry the failure back. */
+/* The graph's passes and the pool's workers (at dp_pool_new) call
+ * dp_gemm_thread_ready first and report DP_ERR_NOMEM; this is for the other
+ * callers (tools, tests), where nothing could carry the failure back. */
 static float *pack_buffers(void) {
     if (!tl_pack && !dp_gemm_thread_ready()) {
         fprintf(stderr, "doppel: out of memory for the GEMM's packing buffers (%zu KiB)\n",
