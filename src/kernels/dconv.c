@@ -8,6 +8,8 @@
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
 #define DP_DCONV_X86 1
 #include <immintrin.h>
+
+#include "kernels/tr8.h"
 #define T512 __attribute__((target("avx512f,fma")))
 #define T256 __attribute__((target("avx2,fma")))
 #endif
@@ -555,23 +557,10 @@ T256 static void store_t8(const float *v, int64_t n, float *y, int64_t ldc, int 
     int64_t q = 0;
     for (; q + 8 <= n; q += 8) {
         const float *s = v + q * 8;
-        __m256 r0 = _mm256_load_ps(s), r1 = _mm256_load_ps(s + 8), r2 = _mm256_load_ps(s + 16), r3 = _mm256_load_ps(s + 24);
-        __m256 r4 = _mm256_load_ps(s + 32), r5 = _mm256_load_ps(s + 40), r6 = _mm256_load_ps(s + 48), r7 = _mm256_load_ps(s + 56);
-        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
-        __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-        __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        st8(y + 0 * ldc + q, acc, _mm256_permute2f128_ps(s0, s4, 0x20));
-        st8(y + 1 * ldc + q, acc, _mm256_permute2f128_ps(s1, s5, 0x20));
-        st8(y + 2 * ldc + q, acc, _mm256_permute2f128_ps(s2, s6, 0x20));
-        st8(y + 3 * ldc + q, acc, _mm256_permute2f128_ps(s3, s7, 0x20));
-        st8(y + 4 * ldc + q, acc, _mm256_permute2f128_ps(s0, s4, 0x31));
-        st8(y + 5 * ldc + q, acc, _mm256_permute2f128_ps(s1, s5, 0x31));
-        st8(y + 6 * ldc + q, acc, _mm256_permute2f128_ps(s2, s6, 0x31));
-        st8(y + 7 * ldc + q, acc, _mm256_permute2f128_ps(s3, s7, 0x31));
+        __m256 r[8];
+        for (int j = 0; j < 8; j++) r[j] = _mm256_load_ps(s + 8 * j);
+        dp_tr8_avx2(r);
+        for (int j = 0; j < 8; j++) st8(y + j * ldc + q, acc, r[j]);
     }
     for (; q < n; q++)
         for (int j = 0; j < 8; j++) y[j * ldc + q] = acc ? y[j * ldc + q] + v[q * 8 + j] : v[q * 8 + j];

@@ -38,6 +38,8 @@
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
 #define DP_GEMM_X86 1
 #include <immintrin.h>
+
+#include "kernels/tr8.h"
 #endif
 
 #define KC_MAX 512 /* K slices: the kernel's kc, at most this */
@@ -286,22 +288,11 @@ T_AVX2 static void pack_a_rows_avx2(const float *A, int64_t lda, int m, int kc, 
         __m256 r[8];
         for (int i = 0; i < 8; i++)
             r[i] = i >= m ? z : w == 8 ? _mm256_loadu_ps(A + (int64_t)i * lda + pb) : _mm256_maskload_ps(A + (int64_t)i * lda + pb, lm);
-        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        __m256 c[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
-                       _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
-                       _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
-                       _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+        dp_tr8_avx2(r); /* r[j]: column pb + j of the 8 rows */
         for (int j = 0; j < w; j++) {
             float *d = dst + (int64_t)(pb + j) * A2_MR;
-            _mm_storeu_ps(d, _mm256_castps256_ps128(c[j]));
-            _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(c[j], 1));
+            _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
+            _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(r[j], 1));
         }
     }
 }

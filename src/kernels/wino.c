@@ -10,6 +10,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(DP_PORTABLE)
 #include <immintrin.h>
+#include "kernels/tr8.h"
 #define WINO_AVX2 1
 #define T256 __attribute__((target("avx2,fma")))
 #endif
@@ -71,20 +72,10 @@ T256 static int64_t taps_planes_avx2(const float *src, int64_t ss, int64_t n, in
             const int i = hi >> 1, h = (hi & 1) * 8;
             const float *sr = src + i * 16;
             float *dr = dst + i * drs;
-            __m256 r[8], t[8];
+            __m256 r[8];
             for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(sr + (k + j) * ss + h);
-            for (int j = 0; j < 8; j += 2) t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]), t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
-            /* t0 = r0_0 r1_0 r0_1 r1_1 | r0_4 r1_4 r0_5 r1_5, t1 = r0_2 r1_2 r0_3 r1_3 | ...6 ...7 */
-            for (int j = 0; j < 8; j += 4) {
-                const __m256 a = t[j], b = t[j + 1], c = t[j + 2], d = t[j + 3];
-                r[j] = _mm256_shuffle_ps(a, c, 0x44), r[j + 1] = _mm256_shuffle_ps(a, c, 0xEE);
-                r[j + 2] = _mm256_shuffle_ps(b, d, 0x44), r[j + 3] = _mm256_shuffle_ps(b, d, 0xEE);
-            }
-            /* r0 = items 0-3 of taps 0 | 4, r1 = taps 1 | 5, r2 = 2 | 6, r3 = 3 | 7 (r4..r7: items 4-7) */
-            for (int j = 0; j < 4; j++) {
-                _mm256_storeu_ps(dr + (h + j) * ld + k, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
-                _mm256_storeu_ps(dr + (h + j + 4) * ld + k, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
-            }
+            dp_tr8_avx2(r); /* r[j]: tap h + j of the 8 items */
+            for (int j = 0; j < 8; j++) _mm256_storeu_ps(dr + (h + j) * ld + k, r[j]);
         }
     return k;
 }
